@@ -1,0 +1,202 @@
+"""Configuration: one ``Settings`` object, read from ``VESTNIK_*`` variables once
+at start and passed explicitly to whatever needs it.
+
+Every field maps to one variable: ``settings.smtp_url`` <-> ``VESTNIK_SMTP_URL``.
+A value that does not parse fails at start with a :class:`ConfigError` that
+names the variable, never later in the middle of a send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from shared.errors import ConfigError
+
+PREFIX = "VESTNIK_"
+
+
+def _env_name(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Storage and transport
+    database_url: str = "sqlite:///vestnik.db"
+    broker_url: str = "stub://"  # amqp://guest:guest@host:5672/  or stub:// (in-process)
+    redis_url: str = ""  # empty: in-memory limiter (one process only)
+
+    # Channels
+    telegram_token: str = field(default="", repr=False)
+    telegram_api_base: str = "https://api.telegram.org"
+    telegram_connect_timeout_s: float = 5.0
+    telegram_read_timeout_s: float = 15.0
+    smtp_url: str = field(default="", repr=False)  # smtp://user:pass@host:587 or smtps://...:465
+    smtp_timeout_s: float = 30.0
+    email_from: str = "Vestnik <noreply@example.com>"
+
+    # Web
+    secret_key: str = field(default="", repr=False)
+    webhook_secrets: str = field(default="", repr=False)  # comma separated: current,previous
+    public_url: str = "http://127.0.0.1:8000"
+
+    # Limits (see docs/configuration.md for where the defaults come from)
+    telegram_rate_per_s: float = 30.0
+    telegram_chat_rate_per_s: float = 1.0
+    email_rate_per_min: int = 20
+    email_rate_per_hour: int = 300
+    email_rate_per_day: int = 480
+
+    # Retries
+    max_attempts: int = 5
+    retry_base_delay_s: float = 10.0
+    retry_max_delay_s: float = 900.0
+    processing_lease_s: float = 300.0
+
+    # Relay
+    relay_batch_size: int = 100
+    relay_poll_interval_s: float = 1.0
+
+    # Content
+    default_locale: str = "ru"
+    default_timezone: str = "Europe/Moscow"
+
+    # Tests only: named crash sites (see shared/faults.py); empty in production
+    fault_points: str = ""
+
+    @property
+    def smtp(self) -> SmtpParams | None:
+        return parse_smtp_url(self.smtp_url) if self.smtp_url else None
+
+    @property
+    def webhook_secret_list(self) -> list[str]:
+        return [s.strip() for s in self.webhook_secrets.split(",") if s.strip()]
+
+    @property
+    def embedded(self) -> bool:
+        """True when the broker lives in this process (the demo, some tests)."""
+        return self.broker_url.startswith("stub:")
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class SmtpParams:
+    host: str
+    port: int
+    ssl: bool  # smtps:// (implicit TLS, Yandex 465); smtp:// uses STARTTLS when offered
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_smtp_url(url: str) -> SmtpParams:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError("scheme must be smtp:// or smtps://")
+    if not parts.hostname:
+        raise ValueError("host is missing")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError("port is not a number") from exc
+    ssl = parts.scheme == "smtps"
+    return SmtpParams(
+        host=parts.hostname,
+        port=port or (465 if ssl else 587),
+        ssl=ssl,
+        username=urllib.parse.unquote(parts.username) if parts.username else None,
+        password=urllib.parse.unquote(parts.password) if parts.password else None,
+    )
+
+
+def _validate(settings: Settings) -> None:
+    """Checks that need more than a type: each raises naming its variable."""
+
+    def check(name: str, ok: bool, why: str) -> None:
+        if not ok:
+            raise ConfigError(_env_name(name), why)
+
+    scheme = settings.database_url.split(":", 1)[0]
+    check(
+        "database_url",
+        scheme.startswith(("sqlite", "postgresql")),
+        "must be a sqlite:/// or postgresql:// URL",
+    )
+    check(
+        "broker_url",
+        settings.broker_url.startswith(("amqp://", "amqps://", "stub:")),
+        "must be an amqp:// URL, or stub:// for the in-process broker",
+    )
+    check(
+        "redis_url",
+        not settings.redis_url or settings.redis_url.startswith(("redis://", "rediss://", "unix://")),
+        "must be a redis:// URL or empty",
+    )
+    check(
+        "telegram_api_base",
+        settings.telegram_api_base.startswith(("http://", "https://")),
+        "must be an http(s):// URL",
+    )
+    if settings.smtp_url:
+        try:
+            parse_smtp_url(settings.smtp_url)
+        except ValueError as exc:
+            # The URL may hold a password: name the problem, never echo the value.
+            raise ConfigError(_env_name("smtp_url"), str(exc)) from None
+    for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "email_rate_per_min",
+                 "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
+                 "processing_lease_s", "relay_poll_interval_s"):
+        check(name, getattr(settings, name) > 0, "must be greater than zero")
+    check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+
+
+_SECRET_FIELDS = ("telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",
+                  "broker_url", "redis_url")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read ``VESTNIK_*`` variables into Settings; raise ConfigError naming a bad one."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        name = _env_name(f.name)
+        if name not in environ:
+            continue
+        raw = environ[name].strip()
+        kind = type(f.default)
+        try:
+            if kind is bool:
+                if raw.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError
+                values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+            elif kind is int:
+                values[f.name] = int(raw)
+            elif kind is float:
+                values[f.name] = float(raw)
+            else:
+                values[f.name] = raw
+        except ValueError:
+            shown = "" if f.name in _SECRET_FIELDS else f" (got {raw!r})"
+            raise ConfigError(name, f"must be {'a number' if kind in (int, float) else 'true or false'}{shown}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret value in the settings, for log redaction."""
+    found = [settings.telegram_token, settings.secret_key, *settings.webhook_secret_list]
+    if settings.smtp and settings.smtp.password:
+        found.append(settings.smtp.password)
+    for url in (settings.database_url, settings.broker_url, settings.redis_url):
+        password = urllib.parse.urlsplit(url).password if "://" in url else None
+        if password:
+            found.append(urllib.parse.unquote(password))
+    return [s for s in found if s and len(s) >= 4]

@@ -1,0 +1,261 @@
+"""The event registry: every event type a CRM may emit, with its schema.
+
+A schema is a small declarative list of fields.  ``validate_event`` checks an
+event's template data against it and names every problem by field, so a CRM
+developer sees ``data.amount: required`` at ``emit`` time instead of a failed
+notification hours later.  The same declarations feed the admin's list of
+variables (with examples) beside the template editor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from shared.errors import EventValidationError, UnknownEventType
+from shared.models import Category
+
+_URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
+
+
+def _check_str(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
+def _check_datetime(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be an ISO 8601 time with offset, e.g. 2026-11-25T16:00:00+03:00"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return f"must be an ISO 8601 time with offset, got {value[:40]!r}"
+    if parsed.tzinfo is None:
+        return f"needs a UTC offset (e.g. +03:00), got {value[:40]!r}"
+    return None
+
+
+def _check_date(value: Any) -> str | None:
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+            return None
+        except ValueError:
+            pass
+    return "must be an ISO 8601 date, e.g. 2026-11-30"
+
+
+def _check_money(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "must be a number"
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return f"must be a number, got {str(value)[:40]!r}"
+    if not amount.is_finite() or amount < 0:
+        return "must be a non-negative number"
+    return None
+
+
+def _check_url(value: Any) -> str | None:
+    # Only http(s): a javascript: or data: link must never reach a button or an email.
+    return None if isinstance(value, str) and _URL.match(value) else "must be an http(s) URL"
+
+
+def _check_int(value: Any) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+
+
+def _check_dict(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "must be an object"
+
+
+CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "str": _check_str,
+    "datetime": _check_datetime,
+    "date": _check_date,
+    "money": _check_money,
+    "url": _check_url,
+    "int": _check_int,
+    "dict": _check_dict,
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str = "str"
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    example: Any = None
+    description: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        if self.choices:
+            return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
+        return CHECKS[self.type](value)
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str
+    category: Category
+    fields: tuple[Field, ...] = ()
+    description: str = ""
+    #: the template used for the immediate notice (rules may add more)
+    template_code: str | None = None
+    #: accept keys the schema does not declare (free template data)
+    open_data: bool = False
+    #: variables every template of this event can use besides ``fields``
+    extra_variables: tuple[Field, ...] = field(default=())
+
+    def example_data(self) -> dict[str, Any]:
+        return {f.name: f.example for f in self.fields if f.example is not None}
+
+    def variables(self) -> tuple[Field, ...]:
+        """What a template of this event may use: client fields, then the event's data."""
+        return CLIENT_VARIABLES + self.fields + self.extra_variables
+
+
+#: Every template may use these: they come from the client, not the event.
+CLIENT_VARIABLES = (
+    Field("name", example="Анна Смирнова", description="the client's name"),
+    Field("client_id", "int", example=42, description="the client's id in the CRM"),
+)
+
+_REGISTRY: dict[str, EventType] = {}
+
+
+def register(event_type: EventType) -> EventType:
+    _REGISTRY[event_type.name] = event_type
+    return event_type
+
+
+def get_event_type(name: str) -> EventType:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownEventType(name) from None
+
+
+def all_event_types() -> list[EventType]:
+    return sorted(_REGISTRY.values(), key=lambda e: e.name)
+
+
+def validate_event(
+    event_type: str,
+    data: Mapping[str, Any] | None,
+    *,
+    recipients: Iterable[Any] | None = None,
+) -> EventType:
+    """Check an event; raise EventValidationError naming every bad field."""
+    spec = get_event_type(event_type)
+    problems: list[str] = []
+    if not isinstance(data, Mapping):
+        raise EventValidationError(event_type, ["data: must be an object"])
+    for f in spec.fields:
+        if f.name not in data or data[f.name] is None:
+            if f.required:
+                problems.append(f"data.{f.name}: required")
+            continue
+        why = f.problem(data[f.name])
+        if why:
+            problems.append(f"data.{f.name}: {why}")
+    if not spec.open_data:
+        known = {f.name for f in spec.fields}
+        for name in sorted(set(data) - known):
+            problems.append(f"data.{name}: unknown field (declared: {', '.join(sorted(known)) or 'none'})")
+    if recipients is not None:
+        recipient_list = list(recipients)
+        if not recipient_list:
+            problems.append("recipients: at least one client id is required")
+        bad = [r for r in recipient_list if isinstance(r, bool) or not isinstance(r, int) or r <= 0]
+        if bad:
+            problems.append(f"recipients: client ids must be positive integers, got {bad[:5]!r}")
+    if problems:
+        raise EventValidationError(event_type, problems)
+    return spec
+
+
+# ---------------------------------------------------------------- V1 events
+
+register(
+    EventType(
+        "lesson_cancelled",
+        Category.service,
+        (
+            Field("lesson_title", example="Робототехника", description="the lesson's title"),
+            Field("starts_at", "datetime", example="2026-11-25T16:00:00+03:00",
+                  description="when the lesson was to start"),
+            Field("reason", required=False, example="болезнь преподавателя", description="why it is cancelled"),
+        ),
+        "A lesson was cancelled.",
+        template_code="LESSON_CANCELLED",
+    )
+)
+register(
+    EventType(
+        "lesson_rescheduled",
+        Category.service,
+        (
+            Field("lesson_title", example="Робототехника"),
+            Field("old_starts_at", "datetime", example="2026-11-25T16:00:00+03:00", description="the old time"),
+            Field("starts_at", "datetime", example="2026-11-26T17:30:00+03:00", description="the new time"),
+            Field("room", required=False, example="Аудитория 3", description="the new room"),
+        ),
+        "A lesson moved to another time or room.",
+        template_code="LESSON_RESCHEDULED",
+    )
+)
+register(
+    EventType(
+        "invoice_created",
+        Category.service,
+        (
+            Field("invoice_number", example="INV-2026-017"),
+            Field("amount", "money", example="4500.00"),
+            Field("currency", example="RUB"),
+            Field("payment_url", "url", example="https://pay.example.com/i/17"),
+            Field("due_date", "date", required=False, example="2026-11-30"),
+        ),
+        "An invoice with a payment link was issued.",
+        template_code="INVOICE_CREATED",
+    )
+)
+register(
+    EventType(
+        "payment_success",
+        Category.service,
+        (
+            Field("amount", "money", example="4500.00"),
+            Field("currency", example="RUB"),
+            Field("invoice_number", required=False, example="INV-2026-017"),
+            Field("method", choices=("sbp", "manual"), example="sbp", description="sbp or manual"),
+        ),
+        "A payment was received (SBP callback or a manual mark).",
+        template_code="PAYMENT_SUCCESS",
+    )
+)
+register(
+    EventType(
+        "mass_broadcast",
+        Category.service,  # the event's own data.category decides per broadcast
+        (
+            Field("template_code", example="NEWS"),
+            Field("category", choices=("service", "marketing"), example="service"),
+        ),
+        "A broadcast of one template to many clients (free template data allowed).",
+        open_data=True,
+    )
+)
+
+
+def category_of(event_type: str, data: Mapping[str, Any]) -> Category:
+    """The preference category that decides whether a client hears about this event."""
+    spec = get_event_type(event_type)
+    if spec.name == "mass_broadcast":
+        return Category(data.get("category", Category.service.value))
+    return spec.category

@@ -1,0 +1,289 @@
+"""The data model (SQLAlchemy 2.0), one schema for PostgreSQL and SQLite.
+
+Names follow the user's specification (``notifications``,
+``notification_templates``, the client preference columns).  Status columns
+are plain strings backed by ``str`` enums so that a new channel or status
+needs no database enum migration.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+BigId = BigInteger().with_variant(Integer, "sqlite")
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(DateTime):
+    """Timezone-aware datetimes on both backends (SQLite stores naive UTC)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def bind_processor(self, dialect):  # type: ignore[override]
+        parent = super().bind_processor(dialect)
+
+        def process(value):
+            if value is not None and dialect.name == "sqlite":
+                if value.tzinfo is None:
+                    raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            return parent(value) if parent else value
+
+        return process
+
+    def result_processor(self, dialect, coltype):  # type: ignore[override]
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value):
+            value = parent(value) if parent else value
+            if value is not None and value.tzinfo is None:
+                value = value.replace(tzinfo=UTC)
+            return value
+
+        return process
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: Json}
+
+
+class NotificationStatus(str, enum.Enum):
+    pending = "pending"
+    processing = "processing"
+    sent = "sent"
+    failed = "failed"
+    canceled = "canceled"
+
+
+class OutboxStatus(str, enum.Enum):
+    pending = "pending"  # committed by the CRM, not yet confirmed by the broker
+    published = "published"  # the broker confirmed it
+    processed = "processed"  # handle_event created its notifications
+    failed = "failed"  # bad payload: reason in ``error``; nothing was created
+
+
+class Category(str, enum.Enum):
+    service = "service"
+    marketing = "marketing"
+
+
+class AdminRole(str, enum.Enum):
+    admin = "admin"
+    support = "support"  # read-only
+
+
+class Client(Base):
+    """A client as the CRM knows it, with the notification preferences."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # the CRM's id
+    name: Mapped[str] = mapped_column(String(200), default="")
+    email: Mapped[str | None] = mapped_column(String(320))
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(10), default="ru")
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    notifications_telegram_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    notifications_email_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_service_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_marketing_notifications: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when a provider says the address is dead (blocked bot, no mailbox); cleared on change.
+    telegram_unreachable_reason: Mapped[str | None] = mapped_column(Text)
+    email_unreachable_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def unreachable_reason(self, channel: str) -> str | None:
+        return getattr(self, f"{channel}_unreachable_reason", None)
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.id})"
+
+
+class NotificationTemplate(Base):
+    __tablename__ = "notification_templates"
+    __table_args__ = (UniqueConstraint("code", "channel", "locale", name="uq_template_code_channel_locale"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(100))
+    channel: Mapped[str] = mapped_column(String(32))
+    locale: Mapped[str] = mapped_column(String(10), default="ru")
+    category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text, default="")
+    variables_schema: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # NULL while the template is the shipped default: `db upgrade` may refresh it then.
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+    def __str__(self) -> str:
+        return f"{self.code} / {self.channel} / {self.locale}"
+
+
+class OutboxEvent(Base):
+    """The transactional outbox: written by the CRM inside its own transaction."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        # The relay's claim query reads only unpublished rows: keep that index tiny.
+        Index(
+            "ix_outbox_unpublished",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_outbox_key", "key"),
+        Index("ix_outbox_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(100))
+    recipients: Mapped[list[int] | None] = mapped_column(Json)
+    data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict, server_default=text("'{}'"))
+    key: Mapped[str | None] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    send_at: Mapped[datetime | None] = mapped_column()
+    # Server defaults too, so a CRM may also INSERT with plain SQL (docs/integration.md).
+    initiator: Mapped[str] = mapped_column(String(100), default="system", server_default="system")
+    status: Mapped[str] = mapped_column(String(20), default=OutboxStatus.pending.value, server_default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=text("CURRENT_TIMESTAMP"))
+    published_at: Mapped[datetime | None] = mapped_column()
+    processed_at: Mapped[datetime | None] = mapped_column()
+    publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+    __table_args__ = (
+        # handle_event is idempotent: one row per event x client x channel x template.
+        UniqueConstraint("event_id", "recipient_id", "channel", "template_code", name="uq_notification_origin"),
+        # The scheduler's "due" query and the delivery claim read pending rows only.
+        Index(
+            "ix_notifications_due",
+            "send_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_notifications_processing",
+            "locked_until",
+            postgresql_where=text("status = 'processing'"),
+            sqlite_where=text("status = 'processing'"),
+        ),
+        Index("ix_notifications_key", "key"),
+        Index("ix_notifications_created", "created_at"),
+        Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
+        Index("ix_notifications_status_created", "status", "created_at"),
+        Index("ix_notifications_broadcast", "broadcast_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    recipient_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient_address: Mapped[str] = mapped_column(String(320))
+    event_type: Mapped[str] = mapped_column(String(100))
+    template_code: Mapped[str] = mapped_column(String(100))
+    payload_json: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    status: Mapped[str] = mapped_column(String(20), default=NotificationStatus.pending.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column()
+    initiator: Mapped[str] = mapped_column(String(100), default="system")
+    # What delivery needs
+    category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
+    locale: Mapped[str] = mapped_column(String(10), default="ru")
+    send_at: Mapped[datetime | None] = mapped_column()
+    key: Mapped[str | None] = mapped_column(String(200))
+    event_id: Mapped[int | None] = mapped_column(BigId)  # outbox rows are cleaned; no FK
+    broadcast_id: Mapped[int | None] = mapped_column(BigId)
+    locked_until: Mapped[datetime | None] = mapped_column()  # lease of a 'processing' row
+    delivery_uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The exact text that was sent (rendered just before the send)
+    subject: Mapped[str | None] = mapped_column(Text)
+    body: Mapped[str | None] = mapped_column(Text)
+
+    recipient: Mapped[Client] = relationship(lazy="joined")
+    attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="notification", order_by="DeliveryAttempt.id", lazy="select"
+    )
+
+
+class DeliveryAttempt(Base):
+    """One row per call to a provider, written before the call and closed after it."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_attempts_notification", "notification_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(BigId, ForeignKey("notifications.id", ondelete="CASCADE"))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(String(20))  # channels.base.Outcome; NULL = in flight
+    error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(200))
+
+    notification: Mapped[Notification] = relationship(back_populates="attempts_log")
+
+
+class AdminUser(Base):
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    role: Mapped[str] = mapped_column(String(20), default=AdminRole.admin.value)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_created", "created_at"), Index("ix_audit_object", "object_type", "object_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(100))  # "admin:<id>", "client:<id>", "system", "cli"
+    action: Mapped[str] = mapped_column(String(100))
+    object_type: Mapped[str] = mapped_column(String(50))
+    object_id: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

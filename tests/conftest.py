@@ -1,0 +1,151 @@
+"""Shared test fixtures.
+
+Real services: PostgreSQL, RabbitMQ and Redis on 127.0.0.1.  On a developer's
+laptop without one of them the tests that need it skip; under CI (``CI`` set)
+a missing service is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+pytest_plugins = ["tests.fakes.fixtures"]
+
+PG_URL = os.environ.get("VESTNIK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+AMQP_URL = os.environ.get("VESTNIK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+REDIS_URL = os.environ.get("VESTNIK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    message = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI requires every service)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_client(redis_url: str):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    require_service("RabbitMQ", "127.0.0.1", 5672)
+    return AMQP_URL
+
+
+# ------------------------------------------------------------------ databases
+#
+# PostgreSQL: the schema is migrated once into a template database; each test
+# gets a fresh copy (CREATE DATABASE ... TEMPLATE), which takes ~100 ms.
+# SQLite: a file in the test's tmp_path, migrated by the same Alembic scripts.
+
+_TEMPLATE_DB = f"vestnik_tpl_{os.getpid()}"
+
+
+def _admin_engine():
+    from sqlalchemy import create_engine
+
+    return create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    from sqlalchemy import text
+
+    from shared.db import make_engine
+    from shared.migrate import upgrade
+
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{_TEMPLATE_DB}"'))
+        conn.execute(text(f'CREATE DATABASE "{_TEMPLATE_DB}"'))
+    engine = make_engine(PG_URL.rsplit("/", 1)[0] + f"/{_TEMPLATE_DB}")
+    upgrade(engine)
+    engine.dispose()
+    yield _TEMPLATE_DB
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{_TEMPLATE_DB}" WITH (FORCE)'))
+    admin.dispose()
+
+
+_db_counter = 0
+
+
+@pytest.fixture
+def pg_url(pg_template) -> str:
+    """A fresh, migrated PostgreSQL database for this test; dropped afterwards."""
+    global _db_counter
+    from sqlalchemy import text
+
+    _db_counter += 1
+    name = f"vestnik_t{os.getpid()}_{_db_counter}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:
+    from shared.db import make_engine
+    from shared.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'vestnik.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request) -> str:
+    """Both backends: the embedded SQLite and the production PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def engine(db_url):
+    from shared.db import make_engine
+
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def session_factory(engine):
+    from shared.db import make_session_factory
+
+    return make_session_factory(engine)

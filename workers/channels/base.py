@@ -1,0 +1,140 @@
+"""The one small interface every delivery channel implements.
+
+A channel knows three things: how to find a client's address on it, how to
+send one rendered message to that address, and how to classify what the
+provider answered.  It never touches the database: the delivery code records
+outcomes (see ``workers/delivery.py``), in exactly one place.
+
+``send`` returns the provider's id for the message, or raises
+:class:`DeliveryError` whose ``outcome`` says what the caller must do:
+
+- ``transient``    retry later (timeouts before the request was accepted,
+                   5xx, SMTP 4xx);
+- ``rate_limited`` the provider asked us to slow down; ``retry_after_s`` says
+                   for how long the whole channel must pause.  Not an attempt;
+- ``permanent``    never retry; ``address_unreachable`` tells whether the
+                   client's address itself is dead (blocked bot, no mailbox);
+- ``uncertain``    the provider may have accepted the message (read timeout
+                   after the request was sent, connection lost after SMTP's
+                   final ".").  Never resent blindly.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+class Outcome(str, enum.Enum):
+    sent = "sent"
+    transient = "transient"
+    rate_limited = "rate_limited"
+    permanent = "permanent"
+    uncertain = "uncertain"
+
+
+class DeliveryError(Exception):
+    """A provider did not accept a message; ``outcome`` says what to do next."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        outcome: Outcome,
+        retry_after_s: float | None = None,
+        address_unreachable: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.outcome = outcome
+        self.retry_after_s = retry_after_s
+        self.address_unreachable = address_unreachable
+
+    @classmethod
+    def transient(cls, reason: str) -> DeliveryError:
+        return cls(reason, outcome=Outcome.transient)
+
+    @classmethod
+    def permanent(cls, reason: str, *, address_unreachable: bool = False) -> DeliveryError:
+        return cls(reason, outcome=Outcome.permanent, address_unreachable=address_unreachable)
+
+    @classmethod
+    def rate_limited(cls, reason: str, retry_after_s: float) -> DeliveryError:
+        return cls(reason, outcome=Outcome.rate_limited, retry_after_s=retry_after_s)
+
+    @classmethod
+    def uncertain(cls, reason: str) -> DeliveryError:
+        return cls(reason, outcome=Outcome.uncertain)
+
+
+@dataclass(frozen=True)
+class Button:
+    """An inline URL or callback button (Telegram); ignored by channels without buttons."""
+
+    text: str
+    url: str | None = None
+    callback_data: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    """What a channel sends: already rendered, already escaped for its format.
+
+    ``text`` is Telegram HTML for Telegram and the plain-text part for email;
+    ``html`` is the HTML part of an email (None elsewhere).
+    """
+
+    notification_id: int
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    buttons: tuple[tuple[Button, ...], ...] = ()
+    attachment: Attachment | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Addressable(Protocol):
+    """The client fields channels read (``shared.models.Client`` has them)."""
+
+    id: int
+    email: str | None
+    telegram_chat_id: str | None
+
+
+class Channel(ABC):
+    """Base class of every channel; subclasses are registered in ``channels/__init__``."""
+
+    #: registry name, stored in ``notifications.channel``
+    name: ClassVar[str]
+    #: the client preference column that switches this channel on and off
+    preference_field: ClassVar[str]
+    #: longest text the provider accepts, in characters (None: no limit)
+    body_maxlen: ClassVar[int | None] = None
+
+    @abstractmethod
+    def address_of(self, client: Addressable) -> str | None:
+        """The client's address on this channel, or None when it has none."""
+
+    @abstractmethod
+    def send(self, address: str, message: RenderedMessage) -> str:
+        """Send one message; return the provider's id, or raise DeliveryError."""
+
+    def limit_key(self, address: str) -> str | None:
+        """The per-recipient rate-limit key (e.g. a chat id), or None."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections held between messages."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings safe to show to an admin (never secrets)."""
+        return {"name": self.name}
