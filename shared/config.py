@@ -57,6 +57,11 @@ class Settings:
     retry_base_delay_s: float = 10.0
     retry_max_delay_s: float = 900.0
     processing_lease_s: float = 300.0
+    redrive_after_s: float = 120.0  # a due row not picked up this long after hand-over is handed over again
+
+    # Scheduler and housekeeping
+    scheduler_tick_s: float = 1.0
+    outbox_retention_days: float = 7.0
 
     # Relay
     relay_batch_size: int = 100
@@ -66,8 +71,8 @@ class Settings:
     default_locale: str = "ru"
     default_timezone: str = "Europe/Moscow"
 
-    # Tests only: named crash sites (see shared/faults.py); empty in production
-    fault_points: str = ""
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
 
     @property
     def smtp(self) -> SmtpParams | None:
@@ -151,7 +156,8 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(_env_name("smtp_url"), str(exc)) from None
     for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "email_rate_per_min",
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
-                 "processing_lease_s", "relay_poll_interval_s"):
+                 "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
+                 "outbox_retention_days"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
 
@@ -183,7 +189,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
                 values[f.name] = raw
         except ValueError:
             shown = "" if f.name in _SECRET_FIELDS else f" (got {raw!r})"
-            raise ConfigError(name, f"must be {'a number' if kind in (int, float) else 'true or false'}{shown}") from None
+            expected = "a number" if kind in (int, float) else "true or false"
+            raise ConfigError(name, f"must be {expected}{shown}") from None
     values.update(overrides)
     settings = Settings(**values)
     _validate(settings)

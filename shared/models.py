@@ -231,6 +231,9 @@ class Notification(Base):
     event_id: Mapped[int | None] = mapped_column(BigId)  # outbox rows are cleaned; no FK
     broadcast_id: Mapped[int | None] = mapped_column(BigId)
     locked_until: Mapped[datetime | None] = mapped_column()  # lease of a 'processing' row
+    # When the row was last handed to the broker; the scheduler re-drives rows
+    # that are due but were never handed over (crash between commit and enqueue).
+    queued_at: Mapped[datetime | None] = mapped_column()
     delivery_uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
     # The exact text that was sent (rendered just before the send)
     subject: Mapped[str | None] = mapped_column(Text)

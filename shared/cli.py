@@ -1,0 +1,240 @@
+"""``vestnik``: the one console script.
+
+Each subcommand loads settings once (a bad ``VESTNIK_*`` value stops it at
+start, naming the variable) and passes them on explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from shared.config import Settings, load_settings
+from shared.errors import ConfigError, VestnikError
+
+
+def _session_factory(settings: Settings):
+    from shared.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(settings.database_url))
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.db import make_engine, make_session_factory, safe_url, session_scope
+    from shared.migrate import upgrade
+    from shared.seeds import install_default_templates
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with session_scope(make_session_factory(engine)) as session:
+        added, refreshed = install_default_templates(session)
+    print(f"database {safe_url(settings.database_url)} is at the latest schema; "
+          f"default templates: {added} added, {refreshed} refreshed (edited ones untouched)")
+    engine.dispose()
+    return 0
+
+
+def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
+    from outbox import emit
+    from shared.db import session_scope
+
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        recipients = [int(r) for r in args.recipients.split(",") if r.strip()]
+    except ValueError:
+        print("error: --recipients must be comma-separated client ids, e.g. 1,2,3", file=sys.stderr)
+        return 2
+    with session_scope(_session_factory(settings)) as session:
+        event_id = emit(
+            session,
+            args.event_type,
+            recipients=recipients,
+            data=data,
+            key=args.key,
+            idempotency_key=args.idempotency_key,
+            send_at=args.send_at,
+            initiator="cli",
+        )
+    if event_id is None:
+        print("an event with this idempotency key exists already; nothing emitted", file=sys.stderr)
+        return 0
+    print(event_id)
+    return 0
+
+
+def cmd_clients_import(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.clients_import import import_clients
+    from shared.db import session_scope
+
+    with open(args.file, encoding="utf-8-sig", newline="") as stream, session_scope(
+        _session_factory(settings)
+    ) as session:
+        report = import_clients(session, stream)
+    for line, reason in report.errors:
+        print(f"{args.file}:{line}: {reason}", file=sys.stderr)
+    print(f"imported: {report.created} created, {report.updated} updated, {len(report.errors)} rejected")
+    return 1 if report.errors and not (report.created or report.updated) else 0
+
+
+def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    from shared.db import session_scope
+    from shared.models import AdminUser
+
+    password = os.environ.get("VESTNIK_ADMIN_PASSWORD") if args.password_env else None
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Again: "):
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    if len(password) < 10:
+        print("error: the password must have at least 10 characters", file=sys.stderr)
+        return 2
+    with session_scope(_session_factory(settings)) as session:
+        user = session.scalars(select(AdminUser).where(AdminUser.email == args.email)).first()
+        if user is None:
+            user = AdminUser(email=args.email)
+            session.add(user)
+        user.password_hash = generate_password_hash(password)
+        user.role = args.role
+        user.is_active = True
+        user.failed_logins = 0
+        user.locked_until = None
+    print(f"admin user {args.email} ({args.role}) is ready")
+    return 0
+
+
+def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
+    from outbox.relay import main as relay_main
+
+    return relay_main(settings)
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    # Dramatiq's own CLI runs the processes and threads and handles SIGTERM
+    # (finish in-flight work, take no new work); we only point it at setup().
+    argv = [sys.executable, "-m", "dramatiq", "workers.app:setup",
+            "--processes", str(args.processes), "--threads", str(args.threads)]
+    if args.queues:
+        argv += ["--queues", *args.queues]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover
+
+
+def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.scheduler import main as scheduler_main
+
+    return scheduler_main(settings)
+
+
+def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
+    from webapp import serve
+
+    return serve(settings, host=args.host, port=args.port)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from webapp.demo import run_demo
+
+    return run_demo(host=args.host, port=args.port, data_dir=args.data_dir, open_seconds=args.seconds)
+
+
+# ------------------------------------------------------------------ parser
+
+
+def _iso(value: str) -> str:
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vestnik", description="Vestnik notification service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="migrate to the latest schema and install default templates").set_defaults(
+        func=cmd_db_upgrade
+    )
+
+    p = sub.add_parser("emit", help="emit one event from the shell (its own transaction)")
+    p.add_argument("event_type")
+    p.add_argument("--recipients", required=True, help="client ids, e.g. 1,2,3")
+    p.add_argument("--data", default="{}", help="template data as JSON")
+    p.add_argument("--key", help="grouping key for cancel/reschedule, e.g. lesson:42")
+    p.add_argument("--idempotency-key")
+    p.add_argument("--send-at", type=_iso, help="ISO 8601 time with offset")
+    p.set_defaults(func=cmd_emit)
+
+    clients = sub.add_parser("clients", help="clients").add_subparsers(dest="clients_command", required=True)
+    p = clients.add_parser("import", help="upsert clients from a CSV file")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_clients_import)
+
+    p = sub.add_parser("create-admin", help="create or reset an admin user")
+    p.add_argument("email")
+    p.add_argument("--role", choices=("admin", "support"), default="admin")
+    p.add_argument("--password-env", action="store_true",
+                   help="read the password from VESTNIK_ADMIN_PASSWORD instead of prompting")
+    p.set_defaults(func=cmd_create_admin)
+
+    sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
+
+    p = sub.add_parser("worker", help="run Dramatiq workers")
+    p.add_argument("--processes", type=int, default=2)
+    p.add_argument("--threads", type=int, default=8)
+    p.add_argument("--queues", nargs="*", help="only these queues (e.g. deliver.telegram)")
+    p.set_defaults(func=cmd_worker)
+
+    sub.add_parser("scheduler", help="release due notifications, reap stuck ones, housekeeping").set_defaults(
+        func=cmd_scheduler
+    )
+
+    p = sub.add_parser("web", help="the admin, profile and webhook web app")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_web)
+
+    p = sub.add_parser("demo", help="everything in one process on SQLite, with local Telegram and SMTP sinks")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--data-dir", default="var/demo")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings() if args.command != "demo" else Settings()
+        return int(args.func(settings, args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except VestnikError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

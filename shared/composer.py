@@ -1,0 +1,90 @@
+"""From a template, event data and a client to the message a channel sends.
+
+Used by delivery (just before the send) and by the admin's preview, so what an
+admin previews is exactly what a client gets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.errors import TemplateError, TemplateNotFound
+from shared.events import get_event_type
+from shared.models import Client, NotificationTemplate
+from shared.rendering import build_context, html_to_text, render, telegram_html
+from workers.channels.base import RenderedMessage
+
+
+def find_template(
+    session: Session, code: str, channel: str, locale: str, default_locale: str = "ru"
+) -> NotificationTemplate:
+    """The active template for code x channel in the client's locale, else the default locale."""
+    rows = session.scalars(
+        select(NotificationTemplate).where(
+            NotificationTemplate.code == code,
+            NotificationTemplate.channel == channel,
+            NotificationTemplate.is_active.is_(True),
+        )
+    ).all()
+    by_locale = {t.locale: t for t in rows}
+    for candidate in (locale, default_locale, "en", "ru"):
+        if candidate in by_locale:
+            return by_locale[candidate]
+    if rows:
+        return rows[0]
+    raise TemplateNotFound(f"no active template {code!r} for channel {channel!r}")
+
+
+def client_variables(client: Client) -> dict[str, Any]:
+    return {"name": client.name, "client_id": client.id}
+
+
+def _datetime_fields(event_type: str) -> set[str]:
+    try:
+        spec = get_event_type(event_type)
+    except Exception:  # noqa: BLE001 - an unknown type simply has no typed fields
+        return set()
+    return {f.name for f in spec.fields if f.type == "datetime"}
+
+
+def compose(
+    template: NotificationTemplate,
+    *,
+    event_type: str,
+    data: Mapping[str, Any],
+    client: Client,
+    notification_id: int = 0,
+    tz: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> RenderedMessage:
+    """Render a template for one client; raises TemplateError naming what failed."""
+    locale = template.locale or client.locale or "ru"
+    ctx = build_context(
+        data,
+        datetime_fields=_datetime_fields(event_type),
+        locale=locale,
+        tz=tz or client.timezone or "UTC",
+        client=client_variables(client),
+    )
+    if template.channel == "email":
+        subject = render(template.subject or "", ctx, html_mode=False, locale=locale).strip()
+        if "\r" in subject or "\n" in subject:
+            raise TemplateError("the subject renders to more than one line")
+        html_body = render(template.body, ctx, html_mode=True, locale=locale)
+        return RenderedMessage(
+            notification_id=notification_id,
+            subject=subject,
+            text=html_to_text(html_body),
+            html=html_body,
+            headers=dict(headers or {}),
+        )
+    text = render(template.body, ctx, html_mode=True, locale=locale)
+    if template.channel == "telegram":
+        text = telegram_html(text)
+    if not text.strip():
+        raise TemplateError("the template renders to an empty message")
+    return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}))

@@ -1,0 +1,1 @@
+"""Dramatiq workers: event handling, delivery, channels, limits and the scheduler."""

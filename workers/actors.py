@@ -1,0 +1,78 @@
+"""The Dramatiq actors.  Thin: each calls one function and hands on what it made.
+
+Actors are declared on the broker given to :func:`declare` (never the
+implicit global one).  Retries: delivery keeps its own retry state in the
+database (``workers/retry.py``), so its actor has ``max_retries=0``; an
+exception there is a bug, and the reaper recovers the row after its lease.
+``handle_event`` lets Dramatiq retry, since its failures are infrastructure
+(a database restart) and the handler is idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import dramatiq
+
+from shared import faults
+from shared.models import utcnow
+from workers import scheduling
+from workers.broker import DELIVER, EVENTS_QUEUE, HANDLE_EVENT, MAINTENANCE_QUEUE, delivery_queue, enqueue_delivery
+from workers.handling import handle_event as handle
+
+if TYPE_CHECKING:
+    from workers.app import Runtime
+
+#: below RabbitMQ's consumer_timeout (30 min) with a wide margin
+TIME_LIMIT_MS = 5 * 60 * 1000
+
+
+def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict[str, dramatiq.Actor]:
+    def handle_event(event_id: int) -> None:
+        rt = get_runtime()
+        result = handle(rt.factory, rt.channels, event_id)
+        faults.hit("worker.after_handle_commit")
+        now = utcnow()
+        for notification_id, channel, address, send_at in result.created:
+            if send_at is None or send_at <= now:
+                ch = rt.channels[channel]
+                enqueue_delivery(rt.broker, notification_id, channel, ch.limit_key(address or ""))
+
+    def deliver_notification(notification_id: int) -> None:
+        rt = get_runtime()
+        result = rt.delivery.deliver(notification_id)
+        if result.requeue_in_s is not None and result.channel:
+            enqueue_delivery(rt.broker, notification_id, result.channel, result.limit_key,
+                             delay_s=result.requeue_in_s)
+
+    def release_due_notifications() -> None:
+        rt = get_runtime()
+        now = utcnow()
+        for r in scheduling.release_due(rt.factory, now, redrive_after_s=rt.settings.redrive_after_s):
+            ch = rt.channels.get(r.channel)
+            enqueue_delivery(rt.broker, r.id, r.channel, ch.limit_key(r.address) if ch else None)
+
+    def reap_stuck_notifications() -> None:
+        rt = get_runtime()
+        scheduling.reap_stuck(rt.factory, utcnow())
+
+    def clean_outbox() -> None:
+        rt = get_runtime()
+        scheduling.clean_outbox(rt.factory, utcnow(), keep_days=rt.settings.outbox_retention_days)
+
+    actors = {
+        HANDLE_EVENT: dramatiq.actor(handle_event, broker=broker, actor_name=HANDLE_EVENT,
+                                     queue_name=EVENTS_QUEUE, max_retries=20, min_backoff=1000,
+                                     max_backoff=60_000, time_limit=TIME_LIMIT_MS),
+        DELIVER: dramatiq.actor(deliver_notification, broker=broker, actor_name=DELIVER,
+                                queue_name=delivery_queue("default"), max_retries=0, time_limit=TIME_LIMIT_MS),
+    }
+    for fn in (release_due_notifications, reap_stuck_notifications, clean_outbox):
+        actors[fn.__name__] = dramatiq.actor(fn, broker=broker, actor_name=fn.__name__,
+                                             queue_name=MAINTENANCE_QUEUE, max_retries=0,
+                                             time_limit=TIME_LIMIT_MS)
+    # Delivery messages go to one queue per channel; declare them so workers consume them.
+    for name in get_runtime().channels:
+        broker.declare_queue(delivery_queue(name))
+    return actors

@@ -1,0 +1,72 @@
+"""Worker runtime: ``setup`` builds everything a worker process needs.
+
+``dramatiq workers.app:setup`` (what ``vestnik worker`` runs) calls it with
+no arguments: settings come from the environment.  The embedded demo and the
+tests call it with their own settings and broker.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import dramatiq
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Settings, load_settings
+from shared.db import make_engine, make_session_factory
+from shared.logs import configure_logging
+from workers.broker import build_broker
+from workers.channels import build_channels
+from workers.channels.base import Channel
+from workers.delivery import Delivery
+from workers.limits import Limiter, build_limiter
+from workers.middleware.ratelimit import ChannelRateLimit
+
+log = logging.getLogger("vestnik.workers")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    channels: dict[str, Channel]
+    limiter: Limiter
+    broker: dramatiq.Broker
+    delivery: Delivery
+
+    def close(self) -> None:
+        for channel in self.channels.values():
+            channel.close()
+        self.engine.dispose()
+
+
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("workers.app.setup() has not run in this process")
+    return _runtime
+
+
+def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | None = None) -> dramatiq.Broker:
+    """Build the runtime and its broker, declare the actors, and return the broker."""
+    global _runtime
+    settings = settings or load_settings()
+    configure_logging(settings)
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    limiter = build_limiter(settings)
+    broker = build_broker(settings, [ChannelRateLimit(limiter)])
+    channels = channels if channels is not None else build_channels(settings)
+    delivery = Delivery(factory, channels, settings, pause_channel=limiter.pause)
+    _runtime = Runtime(settings, engine, factory, channels, limiter, broker, delivery)
+    dramatiq.set_broker(broker)
+
+    from workers import actors
+
+    actors.declare(broker, runtime)
+    return broker

@@ -1,0 +1,59 @@
+"""The Dramatiq broker, built from settings by a callable (never the implicit
+global broker), and the one rule for handing a notification to delivery."""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import Middleware
+
+from shared.config import Settings
+
+EVENTS_QUEUE = "events"
+HANDLE_EVENT = "handle_event"
+DELIVER = "deliver_notification"
+MAINTENANCE_QUEUE = "maintenance"
+
+
+def delivery_queue(channel: str) -> str:
+    """One queue per channel, so a slow channel never starves another."""
+    return f"deliver.{channel}"
+
+
+def build_broker(settings: Settings, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
+    if settings.embedded:
+        broker: dramatiq.Broker = StubBroker()
+    else:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        # confirm_delivery: a publish is known to be stored before we go on.
+        broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    for m in middleware or []:
+        broker.add_middleware(m)
+    return broker
+
+
+def enqueue_delivery(
+    broker: dramatiq.Broker,
+    notification_id: int,
+    channel: str,
+    limit_key: str | None,
+    *,
+    delay_s: float | None = None,
+) -> None:
+    message = dramatiq.Message(
+        queue_name=delivery_queue(channel),
+        actor_name=DELIVER,
+        args=(notification_id,),
+        kwargs={},
+        options={"channel": channel, "limit_key": limit_key},
+    )
+    delay_ms = int(delay_s * 1000) if delay_s else None
+    broker.enqueue(message, delay=delay_ms)
+
+
+def event_message(event_id: int, key: str | None = None) -> dramatiq.Message:
+    """The message the relay publishes for one outbox event."""
+    return dramatiq.Message(
+        queue_name=EVENTS_QUEUE, actor_name=HANDLE_EVENT, args=(event_id,), kwargs={}, options={"key": key}
+    )

@@ -1,0 +1,226 @@
+"""Delivery of one notification: claim -> render -> send -> record.
+
+- **Claim** is a conditional UPDATE (pending and due -> processing, with a
+  lease).  A duplicate message for the same row finds nothing to claim and does
+  nothing, so a message is sent at most once.
+- **Render** happens just before the send; the exact subject and text are
+  stored on the row.  A template error fails only this notification.
+- **Send** goes through the channel; every call leaves a ``delivery_attempts``
+  row written before the call and closed after it.
+- **Record** applies the retry decision (``workers/retry.py``) in one place:
+  sent, retry later (pending with a new ``send_at``), failed, or failed with
+  ``delivery_uncertain`` when the provider may have accepted it.
+
+The window of invariant 4 is between ``channel.send`` returning and the
+record's commit: a crash there leaves the row ``processing`` with an open
+attempt; the reaper then marks it uncertain instead of resending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import faults
+from shared.composer import compose, find_template
+from shared.config import Settings
+from shared.errors import TemplateError
+from shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from workers.channels.base import Channel, DeliveryError, Outcome
+from workers.retry import decide
+
+log = logging.getLogger("vestnik.delivery")
+
+#: Longer waits than this are kept in the database (``send_at``) and released by
+#: the scheduler; shorter ones ride on the broker's delay.  Dramatiq keeps a
+#: delayed message unacked in worker memory, and RabbitMQ's consumer_timeout
+#: (30 min) would requeue it (dramatiq #827).
+MAX_BROKER_DELAY_S = 60.0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened; ``requeue_in_s`` is set when the caller must enqueue again."""
+
+    notification_id: int
+    outcome: str  # Outcome value, or "skipped" / "render_failed"
+    requeue_in_s: float | None = None
+    channel: str | None = None
+    limit_key: str | None = None
+
+
+class Delivery:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        channels: dict[str, Channel],
+        settings: Settings,
+        *,
+        pause_channel: Callable[[str, float], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.factory = factory
+        self.channels = channels
+        self.settings = settings
+        self.pause_channel = pause_channel or (lambda channel, seconds: None)
+        self.clock = clock
+
+    # ------------------------------------------------------------ steps
+
+    def claim(self, notification_id: int) -> bool:
+        now = self.clock()
+        lease = now + timedelta(seconds=self.settings.processing_lease_s)
+        with self.factory() as session, session.begin():
+            claimed = session.execute(
+                update(Notification)
+                .where(
+                    Notification.id == notification_id,
+                    Notification.status == NotificationStatus.pending.value,
+                    (Notification.send_at.is_(None)) | (Notification.send_at <= now),
+                )
+                .values(
+                    status=NotificationStatus.processing.value,
+                    attempts=Notification.attempts + 1,
+                    locked_until=lease,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            ).rowcount
+        return claimed == 1
+
+    def deliver(self, notification_id: int) -> Result:
+        if not self.claim(notification_id):
+            return Result(notification_id, "skipped")
+        now = self.clock()
+        with self.factory() as session, session.begin():
+            n = session.get(Notification, notification_id)
+            assert n is not None
+            client = session.get(Client, n.recipient_id)
+            channel = self.channels.get(n.channel)
+            try:
+                if channel is None:
+                    raise TemplateError(f"channel {n.channel!r} is not registered in this worker")
+                template = find_template(
+                    session, n.template_code, n.channel, n.locale, self.settings.default_locale
+                )
+                message = compose(
+                    template,
+                    event_type=n.event_type,
+                    data=n.payload_json or {},
+                    client=client,
+                    notification_id=n.id,
+                )
+            except TemplateError as exc:
+                self._finish(n, NotificationStatus.failed, error=f"render failed: {exc}", now=now)
+                log.warning("render failed", extra={"action": "delivery.render_failed",
+                                                    "notification_id": n.id, "reason": str(exc)})
+                return Result(n.id, "render_failed")
+            n.subject = message.subject
+            n.body = message.html if message.html is not None else message.text
+            attempt = DeliveryAttempt(notification_id=n.id, attempt_no=n.attempts, started_at=now)
+            session.add(attempt)
+            session.flush()
+            attempt_id, address, channel_name = attempt.id, n.recipient_address, n.channel
+
+        # The provider call, outside any transaction.
+        try:
+            external_id = channel.send(address, message)
+            error: DeliveryError | None = None
+        except DeliveryError as exc:
+            external_id, error = None, exc
+        faults.hit("worker.after_send")
+        return self._record(notification_id, attempt_id, channel_name, address, external_id, error)
+
+    # ------------------------------------------------------------ recording
+
+    def _record(
+        self,
+        notification_id: int,
+        attempt_id: int,
+        channel_name: str,
+        address: str,
+        external_id: str | None,
+        error: DeliveryError | None,
+    ) -> Result:
+        now = self.clock()
+        outcome = Outcome.sent if error is None else error.outcome
+        requeue_in_s: float | None = None
+        with self.factory() as session, session.begin():
+            n = session.get(Notification, notification_id)
+            attempt = session.get(DeliveryAttempt, attempt_id)
+            attempt.finished_at = now
+            attempt.outcome = outcome.value
+            attempt.external_id = external_id
+            attempt.error = error.reason if error else None
+            if n.status != NotificationStatus.processing.value:
+                # The lease ran out and the reaper took the row back meanwhile.
+                log.warning("late result", extra={"action": "delivery.late", "notification_id": n.id})
+                return Result(n.id, outcome.value)
+            if error is None:
+                n.external_id = external_id
+                n.sent_at = now
+                self._finish(n, NotificationStatus.sent, error=None, now=now)
+            else:
+                decision = decide(
+                    outcome,
+                    attempts=n.attempts,
+                    max_attempts=self.settings.max_attempts,
+                    base_delay_s=self.settings.retry_base_delay_s,
+                    max_delay_s=self.settings.retry_max_delay_s,
+                    retry_after_s=error.retry_after_s,
+                )
+                if outcome is Outcome.rate_limited:
+                    self.pause_channel(channel_name, decision.delay_s)
+                if decision.retry:
+                    if not decision.counts_as_attempt:
+                        n.attempts -= 1
+                    n.status = NotificationStatus.pending.value
+                    n.send_at = now + timedelta(seconds=decision.delay_s)
+                    n.last_error = error.reason
+                    n.locked_until = None
+                    n.updated_at = now
+                    if decision.delay_s <= MAX_BROKER_DELAY_S:
+                        n.queued_at = now
+                        requeue_in_s = decision.delay_s
+                    else:
+                        n.queued_at = None  # the scheduler releases it when due
+                else:
+                    n.delivery_uncertain = outcome is Outcome.uncertain
+                    reason = error.reason
+                    if outcome is Outcome.uncertain:
+                        reason = f"delivery uncertain (not resent): {reason}"
+                    elif outcome is Outcome.transient:
+                        reason = f"gave up after {n.attempts} attempts: {reason}"
+                    self._finish(n, NotificationStatus.failed, error=reason, now=now)
+                    if error.address_unreachable:
+                        self._mark_unreachable(session, n.recipient_id, channel_name, address, error.reason)
+        log.info(
+            "delivery attempt",
+            extra={"action": f"delivery.{outcome.value}", "notification_id": notification_id,
+                   "channel": channel_name, "reason": error.reason if error else None},
+        )
+        return Result(notification_id, outcome.value, requeue_in_s, channel_name,
+                      self.channels[channel_name].limit_key(address) if channel_name in self.channels else None)
+
+    @staticmethod
+    def _finish(n: Notification, status: NotificationStatus, *, error: str | None, now: datetime) -> None:
+        n.status = status.value
+        n.last_error = error
+        n.locked_until = None
+        n.updated_at = now
+
+    @staticmethod
+    def _mark_unreachable(session: Session, client_id: int, channel: str, address: str, reason: str) -> None:
+        """The one place a permanent provider error disables a client's address."""
+        client = session.scalars(select(Client).where(Client.id == client_id)).first()
+        if client is None or not hasattr(client, f"{channel}_unreachable_reason"):
+            return
+        # Only if the address is still the one that failed (the client may have changed it).
+        current = {"telegram": client.telegram_chat_id, "email": client.email}.get(channel, address)
+        if current == address:
+            setattr(client, f"{channel}_unreachable_reason", reason[:500])

@@ -1,0 +1,98 @@
+"""``vestnik scheduler``: periodic maintenance messages through dramatiq-crontab.
+
+This is the only module that imports Django: dramatiq-crontab reads
+``django.conf.settings`` (time zone) at import time, so we configure a
+minimal settings object here and nowhere else.
+
+Only one scheduler is active: it holds a lock (a PostgreSQL advisory lock on
+a dedicated connection; a file lock on SQLite).  Others wait as hot
+standbys and take over when the holder's connection goes away.  What the
+ticks do is in ``workers/scheduling.py``; they are safe to run twice anyway.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from shared.config import Settings
+from shared.db import is_postgres, normalise_url
+
+log = logging.getLogger("vestnik.scheduler")
+
+LOCK_ID = 0x7665_7374  # "vest"
+
+
+@contextmanager
+def single_scheduler_lock(settings: Settings, stop: threading.Event, retry_s: float = 2.0) -> Iterator[None]:
+    """Block until this process is the one scheduler; hold the lock inside the block."""
+    if is_postgres(settings.database_url):
+        import psycopg
+
+        url = normalise_url(settings.database_url).replace("postgresql+psycopg://", "postgresql://")
+        while not stop.is_set():
+            try:
+                conn = psycopg.connect(url, autocommit=True)
+            except psycopg.OperationalError:
+                log.warning("database unreachable; retrying", extra={"action": "scheduler.lock_wait"})
+                stop.wait(retry_s)
+                continue
+            if conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,)).fetchone()[0]:
+                log.info("scheduler lock acquired", extra={"action": "scheduler.lock"})
+                try:
+                    yield
+                finally:
+                    conn.close()
+                return
+            conn.close()
+            log.info("another scheduler is active; standing by", extra={"action": "scheduler.standby"})
+            stop.wait(retry_s)
+        return
+    path = settings.database_url.split("///", 1)[-1] + ".scheduler.lock"
+    with open(path, "w") as fh:
+        while not stop.is_set():
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                stop.wait(retry_s)
+                continue
+            yield
+            return
+
+
+def _configure_django() -> None:
+    from django.conf import settings as django_settings
+
+    if not django_settings.configured:
+        django_settings.configure(USE_TZ=True, TIME_ZONE="UTC", INSTALLED_APPS=[])
+
+
+def main(settings: Settings) -> int:
+    from workers import app
+
+    broker = app.setup(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    _configure_django()
+    from dramatiq_crontab import cron, interval, scheduler
+
+    tick_s = max(1, int(settings.scheduler_tick_s))
+    interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
+    interval(seconds=30)(broker.get_actor("reap_stuck_notifications"))
+    cron("17 * * * *")(broker.get_actor("clean_outbox"))
+
+    with single_scheduler_lock(settings, stop):
+        if stop.is_set():
+            return 0
+        threading.Thread(target=lambda: (stop.wait(), scheduler.shutdown(wait=False)), daemon=True).start()
+        log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s, "pid": os.getpid()})
+        scheduler.start()  # blocks until shutdown
+    broker.close()
+    return 0
