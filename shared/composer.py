@@ -43,12 +43,13 @@ def client_variables(client: Client) -> dict[str, Any]:
     return {"name": client.name, "client_id": client.id}
 
 
-def _datetime_fields(event_type: str) -> set[str]:
+def _declared(event_type: str) -> tuple[set[str], set[str]]:
+    """(all declared field names, the datetime ones) of an event type."""
     try:
         spec = get_event_type(event_type)
-    except Exception:  # noqa: BLE001 - an unknown type simply has no typed fields
-        return set()
-    return {f.name for f in spec.fields if f.type == "datetime"}
+    except Exception:  # noqa: BLE001 - an unknown type simply declares nothing
+        return set(), set()
+    return {f.name for f in spec.fields}, {f.name for f in spec.fields if f.type == "datetime"}
 
 
 def compose(
@@ -63,9 +64,13 @@ def compose(
 ) -> RenderedMessage:
     """Render a template for one client; raises TemplateError naming what failed."""
     locale = template.locale or client.locale or "ru"
+    declared, datetime_fields = _declared(event_type)
+    # Optional fields the event left out are defined as None, so `{% if reason %}`
+    # works; a name nobody declared is still an error (StrictUndefined).
+    data = {**dict.fromkeys(declared), **data}
     ctx = build_context(
         data,
-        datetime_fields=_datetime_fields(event_type),
+        datetime_fields=datetime_fields,
         locale=locale,
         tz=tz or client.timezone or "UTC",
         client=client_variables(client),

@@ -1,0 +1,261 @@
+"""handle_event and delivery against the real databases (SQLite and PostgreSQL).
+
+The channel here is a scripted in-test channel: these tests are about what is
+recorded; the real channels have their own tests against the fake Bot API and
+a real SMTP server.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from outbox import emit
+from shared.config import Settings
+from shared.models import Client, DeliveryAttempt, Notification, NotificationTemplate, OutboxEvent, utcnow
+from shared.seeds import install_default_templates
+from workers import scheduling
+from workers.channels.base import Channel, DeliveryError
+from workers.delivery import Delivery
+from workers.handling import handle_event
+
+LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
+
+
+class ScriptedChannel(Channel):
+    preference_field = "notifications_telegram_enabled"
+
+    def __init__(self, name: str = "telegram", pref: str = "notifications_telegram_enabled") -> None:
+        self.name = name
+        self.preference_field = pref
+        self.sent: list[tuple[str, str]] = []
+        self.script: list[DeliveryError | None] = []
+
+    def address_of(self, client):
+        return client.telegram_chat_id if self.name == "telegram" else client.email
+
+    def limit_key(self, address):
+        return address
+
+    def send(self, address, message):
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        self.sent.append((address, message.text))
+        return f"ext-{len(self.sent)}"
+
+
+@pytest.fixture
+def setup_db(session_factory):
+    with session_factory() as s:
+        install_default_templates(s)
+        s.add_all([
+            Client(id=1, name="Анна", email="anna@example.com", telegram_chat_id="1001", locale="ru"),
+            Client(id=2, name="Bob", email="bob@example.com", telegram_chat_id="1002", locale="en",
+                   timezone="Europe/London", notifications_telegram_enabled=False),
+        ])
+        s.commit()
+    return session_factory
+
+
+@pytest.fixture
+def channels():
+    return {"telegram": ScriptedChannel(), "email": ScriptedChannel("email", "notifications_email_enabled")}
+
+
+def emit_one(factory, event_type="lesson_cancelled", data=None, recipients=(1, 2), **kw) -> int:
+    with factory() as s:
+        event_id = emit(s, event_type, recipients=list(recipients), data=data or LESSON, **kw)
+        s.commit()
+    return event_id
+
+
+def count(factory, model=Notification, *where) -> int:
+    with factory() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_event_creates_one_row_per_allowed_channel(setup_db, channels):
+    result = handle_event(setup_db, channels, emit_one(setup_db))
+    assert result.status == "processed"
+    with setup_db() as s:
+        rows = s.execute(select(Notification.recipient_id, Notification.channel)).all()
+        event = s.scalars(select(OutboxEvent)).one()
+    assert sorted(rows) == [(1, "email"), (1, "telegram"), (2, "email")]  # Bob switched Telegram off
+    assert event.status == "processed"
+
+
+def test_redelivered_event_creates_nothing_twice(setup_db, channels):
+    event_id = emit_one(setup_db)
+    assert handle_event(setup_db, channels, event_id).status == "processed"
+    assert handle_event(setup_db, channels, event_id).status == "duplicate"
+    assert count(setup_db) == 3
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has one writer: no race
+def test_concurrent_duplicates_create_one_set(setup_db, channels):
+    event_id = emit_one(setup_db)
+    results: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def run():
+        barrier.wait()
+        results.append(handle_event(setup_db, channels, event_id).status)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["duplicate"] * 3 + ["processed"]
+    assert count(setup_db) == 3
+
+
+def test_bad_payload_marks_the_event_failed_with_its_reason(setup_db, channels):
+    # Bypass emit's validation the way a CRM writing raw SQL could.
+    with setup_db() as s:
+        s.add(OutboxEvent(event_type="lesson_cancelled", recipients=[1], data={"lesson_title": "X"}))
+        s.commit()
+        bad_id = s.scalar(select(OutboxEvent.id))
+    good_id = emit_one(setup_db)
+    assert handle_event(setup_db, channels, bad_id).status == "failed"
+    assert handle_event(setup_db, channels, good_id).status == "processed"  # the queue moves on
+    with setup_db() as s:
+        bad = s.get(OutboxEvent, bad_id)
+    assert bad.status == "failed" and "data.starts_at: required" in bad.error
+
+
+def deliver_all(factory, channels, settings=None):
+    delivery = Delivery(factory, channels, settings or Settings())
+    with factory() as s:
+        ids = s.scalars(select(Notification.id).order_by(Notification.id)).all()
+    return delivery, [delivery.deliver(i) for i in ids]
+
+
+def test_delivery_sends_renders_in_the_clients_language_and_records(setup_db, channels):
+    handle_event(setup_db, channels, emit_one(setup_db))
+    _, results = deliver_all(setup_db, channels)
+    assert [r.outcome for r in results] == ["sent"] * 3
+    assert channels["telegram"].sent[0][0] == "1001" and "Занятие отменено" in channels["telegram"].sent[0][1]
+    assert "25 ноября, 16:00" in channels["telegram"].sent[0][1]
+    bob_mail = [t for a, t in channels["email"].sent if a == "bob@example.com"][0]
+    assert "cancelled" in bob_mail and "25 November, 13:00" in bob_mail  # London time, English
+    with setup_db() as s:
+        n = s.scalars(select(Notification).where(Notification.channel == "email", Notification.recipient_id == 1)).one()
+        attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == n.id)).all()
+    assert n.status == "sent" and n.sent_at and n.external_id and n.attempts == 1
+    assert n.subject.startswith("Занятие «Робототехника»") and "<b>Робототехника</b>" in n.body
+    assert [(a.attempt_no, a.outcome) for a in attempts] == [(1, "sent")]
+
+
+def test_a_second_delivery_of_the_same_row_does_nothing(setup_db, channels):
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    delivery, _ = deliver_all(setup_db, channels)
+    with setup_db() as s:
+        first = s.scalar(select(Notification.id).order_by(Notification.id))
+    assert delivery.deliver(first).outcome == "skipped"
+    assert len(channels["telegram"].sent) == 1
+
+
+def test_permanent_error_fails_fast_and_marks_the_address(setup_db, channels):
+    channels["telegram"].script = [DeliveryError.permanent("Forbidden: bot was blocked by the user",
+                                                           address_unreachable=True)]
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    deliver_all(setup_db, channels)
+    with setup_db() as s:
+        n = s.scalars(select(Notification).where(Notification.channel == "telegram")).one()
+        client = s.get(Client, 1)
+    assert n.status == "failed" and n.attempts == 1 and "blocked" in n.last_error
+    assert client.telegram_unreachable_reason == "Forbidden: bot was blocked by the user"
+    # The next event does not even create a Telegram row for that client.
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    assert count(setup_db, Notification, Notification.channel == "telegram") == 1
+
+
+def test_transient_errors_retry_with_backoff_then_fail(setup_db, channels):
+    channels["telegram"].script = [DeliveryError.transient("HTTP 502")] * 3
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    settings = Settings(max_attempts=3, retry_base_delay_s=0)
+    delivery = Delivery(setup_db, channels, settings)
+    with setup_db() as s:
+        nid = s.scalar(select(Notification.id).where(Notification.channel == "telegram"))
+    outcomes = [delivery.deliver(nid) for _ in range(4)]
+    assert [o.outcome for o in outcomes] == ["transient", "transient", "transient", "skipped"]
+    assert outcomes[0].requeue_in_s is not None and outcomes[2].requeue_in_s is None
+    with setup_db() as s:
+        n = s.get(Notification, nid)
+    assert n.status == "failed" and n.attempts == 3 and n.last_error.startswith("gave up after 3 attempts")
+
+
+def test_rate_limit_pauses_the_channel_and_is_not_an_attempt(setup_db, channels):
+    paused: list[tuple[str, float]] = []
+    channels["telegram"].script = [DeliveryError.rate_limited("Too Many Requests: retry after 3", 3)]
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    delivery = Delivery(setup_db, channels, Settings(), pause_channel=lambda c, s: paused.append((c, s)))
+    with setup_db() as s:
+        nid = s.scalar(select(Notification.id).where(Notification.channel == "telegram"))
+    result = delivery.deliver(nid)
+    assert paused == [("telegram", 3)] and result.requeue_in_s == 3
+    with setup_db() as s:
+        n = s.get(Notification, nid)
+    assert n.status == "pending" and n.attempts == 0 and n.send_at > utcnow() + timedelta(seconds=2)
+
+
+def test_uncertain_delivery_is_never_resent(setup_db, channels):
+    channels["telegram"].script = [DeliveryError.uncertain("read timeout after the request was sent")]
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    delivery, _ = deliver_all(setup_db, channels)
+    with setup_db() as s:
+        n = s.scalars(select(Notification).where(Notification.channel == "telegram")).one()
+    assert n.status == "failed" and n.delivery_uncertain and n.last_error.startswith("delivery uncertain")
+    assert delivery.deliver(n.id).outcome == "skipped"
+
+
+def test_a_template_error_fails_only_that_notification(setup_db, channels):
+    with setup_db() as s:
+        t = s.scalars(select(NotificationTemplate).where(
+            NotificationTemplate.code == "LESSON_CANCELLED", NotificationTemplate.channel == "telegram",
+            NotificationTemplate.locale == "ru")).one()
+        t.body = "{{ lesson_title.__class__ }}"
+        t.updated_by = "admin:1"
+        s.commit()
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    _, results = deliver_all(setup_db, channels)
+    assert sorted(r.outcome for r in results) == ["render_failed", "sent"]
+    with setup_db() as s:
+        failed = s.scalars(select(Notification).where(Notification.status == "failed")).one()
+    assert failed.channel == "telegram" and "sandbox" in failed.last_error
+
+
+def test_scheduled_rows_wait_for_send_at_and_are_released_once(setup_db, channels):
+    send_at = utcnow() + timedelta(hours=1)
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1], send_at=send_at))
+    delivery = Delivery(setup_db, channels, Settings())
+    with setup_db() as s:
+        ids = s.scalars(select(Notification.id)).all()
+    assert all(delivery.deliver(i).outcome == "skipped" for i in ids)  # not due yet
+    assert scheduling.release_due(setup_db, utcnow(), redrive_after_s=60) == []
+    later = send_at + timedelta(seconds=1)
+    released = scheduling.release_due(setup_db, later, redrive_after_s=60)
+    assert sorted(r.id for r in released) == sorted(ids)
+    assert scheduling.release_due(setup_db, later, redrive_after_s=60) == []  # once per window
+
+
+def test_reaper_requeues_rows_that_never_reached_the_provider_and_flags_the_others(setup_db, channels):
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    delivery = Delivery(setup_db, channels, Settings(processing_lease_s=1))
+    with setup_db() as s:
+        tg, mail = s.scalars(select(Notification.id).order_by(Notification.channel.desc())).all()
+    assert delivery.claim(tg) and delivery.claim(mail)  # both "crash" while processing
+    with setup_db() as s:  # the email worker had opened its provider call
+        s.add(DeliveryAttempt(notification_id=mail, attempt_no=1))
+        s.commit()
+    requeued, uncertain = scheduling.reap_stuck(setup_db, utcnow() + timedelta(seconds=5))
+    assert (requeued, uncertain) == (1, 1)
+    with setup_db() as s:
+        assert s.get(Notification, tg).status == "pending"
+        m = s.get(Notification, mail)
+    assert m.status == "failed" and m.delivery_uncertain
