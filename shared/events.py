@@ -244,7 +244,7 @@ register(
         "mass_broadcast",
         Category.service,  # the event's own data.category decides per broadcast
         (
-            Field("template_code", example="NEWS"),
+            Field("template_code", example="ANNOUNCEMENT"),
             Field("category", choices=("service", "marketing"), example="service"),
         ),
         "A broadcast of one template to many clients (free template data allowed).",
