@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from shared.config import Settings
@@ -29,8 +29,15 @@ LOCK_ID = 0x7665_7374  # "vest"
 
 
 @contextmanager
-def single_scheduler_lock(settings: Settings, stop: threading.Event, retry_s: float = 2.0) -> Iterator[None]:
-    """Block until this process is the one scheduler; hold the lock inside the block."""
+def single_scheduler_lock(
+    settings: Settings, stop: threading.Event, retry_s: float = 2.0
+) -> Iterator[Callable[[], bool]]:
+    """Block until this process is the one scheduler; hold the lock inside the block.
+
+    Yields a check that says whether the lock is still held (the connection
+    holding a PostgreSQL advisory lock may die; then another scheduler takes
+    over and this one must stop).
+    """
     if is_postgres(settings.database_url):
         import psycopg
 
@@ -44,8 +51,16 @@ def single_scheduler_lock(settings: Settings, stop: threading.Event, retry_s: fl
                 continue
             if conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_ID,)).fetchone()[0]:
                 log.info("scheduler lock acquired", extra={"action": "scheduler.lock"})
+
+                def still_held(conn: psycopg.Connection = conn) -> bool:
+                    try:
+                        conn.execute("SELECT 1")
+                        return True
+                    except psycopg.Error:
+                        return False
+
                 try:
-                    yield
+                    yield still_held
                 finally:
                     conn.close()
                 return
@@ -61,7 +76,7 @@ def single_scheduler_lock(settings: Settings, stop: threading.Event, retry_s: fl
             except BlockingIOError:
                 stop.wait(retry_s)
                 continue
-            yield
+            yield lambda: True
             return
 
 
@@ -88,11 +103,21 @@ def main(settings: Settings) -> int:
     interval(seconds=30)(broker.get_actor("reap_stuck_notifications"))
     cron("17 * * * *")(broker.get_actor("clean_outbox"))
 
-    with single_scheduler_lock(settings, stop):
+    lost = threading.Event()
+    with single_scheduler_lock(settings, stop) as still_held:
         if stop.is_set():
             return 0
-        threading.Thread(target=lambda: (stop.wait(), scheduler.shutdown(wait=False)), daemon=True).start()
+
+        def watch() -> None:
+            while not stop.wait(5):
+                if not still_held():
+                    log.error("scheduler lock lost; stopping", extra={"action": "scheduler.lock_lost"})
+                    lost.set()
+                    break
+            scheduler.shutdown(wait=False)
+
+        threading.Thread(target=watch, name="vestnik-scheduler-lock", daemon=True).start()
         log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s, "pid": os.getpid()})
         scheduler.start()  # blocks until shutdown
     broker.close()
-    return 0
+    return 1 if lost.is_set() else 0  # a supervisor restarts us; we then stand by
