@@ -252,6 +252,84 @@ register(
     )
 )
 
+# ---------------------------------------------------------------- time-based flows (rules in workers/rules.py)
+
+register(
+    EventType(
+        "lesson_scheduled",
+        Category.service,
+        (
+            Field("lesson_title", example="Робототехника"),
+            Field("starts_at", "datetime", example="2026-11-25T16:00:00+03:00"),
+            Field("room", required=False, example="Аудитория 3"),
+        ),
+        "A lesson was scheduled for these clients (or they enrolled): reminders are planned before it.",
+    )
+)
+register(
+    EventType(
+        "client_registered",
+        Category.service,
+        (Field("first_step_url", "url", example="https://school.example.com/start", description="what to do first"),),
+        "A new client: the onboarding chain starts (day 0, day 3, day 7).",
+    )
+)
+register(
+    EventType(
+        "client_activated",
+        Category.service,
+        (),
+        "The client did what onboarding asks (e.g. booked a first lesson): the chain stops.",
+    )
+)
+_BOOKING = (
+    Field("booking_id", example="B-2041"),
+    Field("service", example="Пробное занятие"),
+    Field("starts_at", "datetime", example="2026-11-27T11:00:00+03:00"),
+    Field("ends_at", "datetime", example="2026-11-27T12:00:00+03:00"),
+    Field("place", required=False, example="ул. Ленина, 5"),
+)
+register(EventType("booking_created", Category.service, _BOOKING,
+                   "A booking from the external booking system: confirmation, reminder, feedback request."))
+register(EventType("booking_moved", Category.service, _BOOKING,
+                   "A booking moved: the notice now, its reminder and feedback request move too."))
+register(EventType("booking_cancelled", Category.service, _BOOKING[:3],
+                   "A booking was cancelled: everything scheduled for it is cancelled, the client is told."))
+register(
+    EventType(
+        "feedback_received",
+        Category.service,
+        (Field("booking_id", example="B-2041"), Field("rating", "int", example=5)),
+        "A client rated a visit (a button in Telegram): 5 gets review links, 1-4 a thank-you.",
+    )
+)
+register(
+    EventType(
+        "job_finished",
+        Category.service,
+        (
+            Field("job_title", example="Отчёт о посещаемости за ноябрь"),
+            Field("stats", "dict", example={"rows": 1240, "duration_s": 42}),
+            Field("file_url", "url", required=False, example="https://crm.example.com/reports/11.xlsx"),
+            Field("file_name", required=False, example="attendance-2026-11.xlsx"),
+        ),
+        "A long-running job (a report) finished: statistics and the result file as a document.",
+    )
+)
+register(
+    EventType(
+        "balance_changed",
+        Category.service,
+        (
+            Field("balance", "money", example="350.00"),
+            Field("previous_balance", "money", example="1200.00"),
+            Field("threshold", "money", example="500.00"),
+            Field("currency", example="RUB"),
+        ),
+        "A client's balance changed: the low-balance notice goes out only when it crosses below the threshold.",
+    )
+)
+
 
 def category_of(event_type: str, data: Mapping[str, Any]) -> Category:
     """The preference category that decides whether a client hears about this event."""

@@ -176,8 +176,8 @@ class OutboxEvent(Base):
 class Notification(Base):
     __tablename__ = "notifications"
     __table_args__ = (
-        # handle_event is idempotent: one row per event x client x channel x template.
-        UniqueConstraint("event_id", "recipient_id", "channel", "template_code", name="uq_notification_origin"),
+        # handle_event is idempotent: one row per event x client x channel x rule step.
+        UniqueConstraint("event_id", "recipient_id", "channel", "step", name="uq_notification_origin"),
         # The scheduler's "due" query and the delivery claim read pending rows only.
         Index(
             "ix_notifications_due",
@@ -218,6 +218,8 @@ class Notification(Base):
     locale: Mapped[str] = mapped_column(String(10), default="ru")
     send_at: Mapped[datetime | None] = mapped_column()
     key: Mapped[str | None] = mapped_column(String(200))
+    step: Mapped[str] = mapped_column(String(100), default="notice")  # the rule step, e.g. "reminder@-86400"
+    expires_at: Mapped[datetime | None] = mapped_column()  # too late to make sense after this: canceled
     event_id: Mapped[int | None] = mapped_column(BigId)  # outbox rows are cleaned; no FK
     broadcast_id: Mapped[int | None] = mapped_column(BigId)
     locked_until: Mapped[datetime | None] = mapped_column()  # lease of a 'processing' row
@@ -267,6 +269,18 @@ class AdminUser(Base):
 
     def __str__(self) -> str:
         return self.email
+
+
+class RuleOverride(Base):
+    """An admin's change to a default rule: switched off, or other offsets per step."""
+
+    __tablename__ = "rule_overrides"
+
+    event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    offsets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # step name -> [seconds, ...]
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class AuditLog(Base):

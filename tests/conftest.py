@@ -149,3 +149,21 @@ def session_factory(engine):
     from shared.db import make_session_factory
 
     return make_session_factory(engine)
+
+
+_vhost_counter = 0
+
+
+@pytest.fixture
+def amqp_vhost_url(amqp_url) -> str:
+    """A fresh RabbitMQ virtual host for this test (queues of other tests never leak in)."""
+    global _vhost_counter
+    import subprocess
+
+    _vhost_counter += 1
+    vhost = f"vestnik_t{os.getpid()}_{_vhost_counter}"
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                   capture_output=True)
+    yield amqp_url.rstrip("/") + "/" + vhost
+    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)

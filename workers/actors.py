@@ -19,6 +19,7 @@ from shared import faults
 from shared.models import utcnow
 from workers import scheduling
 from workers.broker import DELIVER, EVENTS_QUEUE, HANDLE_EVENT, MAINTENANCE_QUEUE, delivery_queue, enqueue_delivery
+from workers.handling import PredecessorPending
 from workers.handling import handle_event as handle
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ TIME_LIMIT_MS = 5 * 60 * 1000
 def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict[str, dramatiq.Actor]:
     def handle_event(event_id: int) -> None:
         rt = get_runtime()
-        result = handle(rt.factory, rt.channels, event_id)
+        try:
+            result = handle(rt.factory, rt.channels, event_id)
+        except PredecessorPending as exc:
+            raise dramatiq.Retry(str(exc), delay=1000) from None  # not an error: wait for the earlier event
         faults.hit("worker.after_handle_commit")
         now = utcnow()
         for notification_id, channel, address, send_at in result.created:

@@ -7,6 +7,20 @@ that inserts the notifications.  A transport duplicate (relay crash after
 publish, redelivery after a worker crash) therefore creates nothing twice;
 the unique constraint on ``notifications`` is the second line of defence.
 
+Events with the same key take effect in commit order (invariant 6):
+
+- handlers of one key are serialised by a transaction-scoped advisory lock;
+- an event whose earlier same-key event is not handled yet waits for it
+  (:class:`PredecessorPending`, retried by Dramatiq) for up to
+  ``PREDECESSOR_WAIT_S``, then goes ahead;
+- an event that arrives after a later same-key *cancelling* event took effect
+  is *superseded*: it is recorded and creates nothing, so a cancel that
+  followed a reschedule stays cancelled.
+
+Ids are taken before commit, so for same-key events id order equals commit
+order only when the CRM serialises its writes about one entity (it locks the
+lesson row it changes, as any CRM transaction does); docs/integration.md says so.
+
 A bad payload marks the event failed with its reason (visible to admins) and
 returns normally, so the queue moves on.
 """
@@ -15,26 +29,42 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.errors import EventValidationError
+from shared.errors import EventValidationError, VestnikError
 from shared.events import validate_event
-from shared.models import Client, Notification, OutboxEvent, OutboxStatus, utcnow
+from shared.models import (
+    Client,
+    Notification,
+    NotificationStatus,
+    OutboxEvent,
+    OutboxStatus,
+    RuleOverride,
+    utcnow,
+)
 from workers.channels.base import Channel
-from workers.rules import Planned, plan_event
+from workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
 log = logging.getLogger("vestnik.events")
+
+#: How long an event waits for an earlier event with the same key (seconds).
+PREDECESSOR_WAIT_S = 30.0
+
+
+class PredecessorPending(VestnikError):
+    """An earlier event with the same key is not handled yet; retry shortly."""
 
 
 @dataclass
 class HandleResult:
     event_id: int
     status: str
+    #: (notification id, channel, address, send_at) of the rows created
     created: list[tuple[int, str, str | None, datetime | None]] = field(default_factory=list)
-    # (notification id, channel, address, send_at) of the rows created
+    canceled: int = 0
     error: str | None = None
 
 
@@ -43,6 +73,16 @@ def _lock_event(session: Session, event_id: int) -> OutboxEvent | None:
     if session.get_bind().dialect.name == "postgresql":
         stmt = stmt.with_for_update()
     return session.scalars(stmt).first()
+
+
+def _lock_key(session: Session, key: str) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
+def load_override(session: Session, event_type: str) -> Override | None:
+    row = session.get(RuleOverride, event_type)
+    return Override(enabled=row.enabled, offsets_s=row.offsets or {}) if row else None
 
 
 def handle_event(
@@ -60,18 +100,35 @@ def handle_event(
         try:
             validate_event(event.event_type, event.data, recipients=event.recipients)
         except EventValidationError as exc:
-            event.status = OutboxStatus.failed.value
-            event.error = str(exc)
-            event.processed_at = now
-            log.warning("event rejected", extra={"action": "event.failed", "event_id": event_id,
-                                                 "reason": str(exc)})
-            return HandleResult(event_id, "failed", error=str(exc))
+            return _fail(event, str(exc), now)
+
+        canceled = 0
+        if event.key:
+            _lock_key(session, event.key)
+            later = _later_handled(session, event)
+            if later is not None:
+                event.status = OutboxStatus.processed.value
+                event.processed_at = now
+                event.error = f"superseded by event {later} with the same key {event.key!r}; nothing created"
+                log.info("event superseded", extra={"action": "event.superseded", "event_id": event.id})
+                return HandleResult(event_id, "superseded", error=event.error)
+            if _earlier_pending(session, event) and now - event.created_at < timedelta(seconds=PREDECESSOR_WAIT_S):
+                raise PredecessorPending(f"event {event.id} waits for an earlier event with key {event.key!r}")
+
+        override = load_override(session, event.event_type)
+        rule = effective_rule(event.event_type, override)
+        if rule.cancels_key and event.key and rule.enabled:
+            canceled = cancel_by_key(session, event.key, f"canceled by {event.event_type} (event {event.id})", now)
 
         recipients = list(event.recipients or [])
         clients = session.scalars(select(Client).where(Client.id.in_(recipients))).all()
-        planned, skipped = plan_event(
-            event.event_type, event.data, recipients, clients, channels, send_at=event.send_at
-        )
+        try:
+            planned, skipped = plan_event(
+                event.event_type, event.data, recipients, clients, channels,
+                now=now, send_at=event.send_at, override=override,
+            )
+        except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
+            return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
         rows = [_row(event, p, now) for p in planned]
         session.add_all(rows)
         session.flush()
@@ -83,9 +140,58 @@ def handle_event(
     log.info(
         "event handled",
         extra={"action": "event.processed", "event_id": event_id, "created": len(created),
-               "skipped": len(skipped)},
+               "canceled": canceled, "skipped": len(skipped)},
     )
-    return HandleResult(event_id, "processed", created)
+    return HandleResult(event_id, "processed", created, canceled)
+
+
+def _fail(event: OutboxEvent, reason: str, now: datetime) -> HandleResult:
+    event.status = OutboxStatus.failed.value
+    event.error = reason
+    event.processed_at = now
+    log.warning("event rejected", extra={"action": "event.failed", "event_id": event.id, "reason": reason})
+    return HandleResult(event.id, "failed", error=reason)
+
+
+def _later_handled(session: Session, event: OutboxEvent) -> int | None:
+    """A later same-key event that cancels the key and already took effect, if any.
+
+    Only cancelling events supersede: a second enrolment in the same lesson
+    does not make the first one wrong; a cancellation or a reschedule does.
+    """
+    cancelling = [name for name, rule in DEFAULT_RULES.items() if rule.cancels_key]
+    return session.scalar(
+        select(func.max(OutboxEvent.id)).where(
+            OutboxEvent.key == event.key,
+            OutboxEvent.id > event.id,
+            OutboxEvent.event_type.in_(cancelling),
+            OutboxEvent.status == OutboxStatus.processed.value,
+            OutboxEvent.error.is_(None) | ~OutboxEvent.error.like("superseded%"),
+        )
+    )
+
+
+def _earlier_pending(session: Session, event: OutboxEvent) -> bool:
+    return (
+        session.scalar(
+            select(OutboxEvent.id).where(
+                OutboxEvent.key == event.key,
+                OutboxEvent.id < event.id,
+                OutboxEvent.status.in_((OutboxStatus.pending.value, OutboxStatus.published.value)),
+            ).limit(1)
+        )
+        is not None
+    )
+
+
+def cancel_by_key(session: Session, key: str, reason: str, now: datetime) -> int:
+    """Cancel every pending notification with this key; return how many."""
+    return session.execute(
+        update(Notification)
+        .where(Notification.key == key, Notification.status == NotificationStatus.pending.value)
+        .values(status=NotificationStatus.canceled.value, last_error=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def _row(event: OutboxEvent, p: Planned, now: datetime) -> Notification:
@@ -97,10 +203,12 @@ def _row(event: OutboxEvent, p: Planned, now: datetime) -> Notification:
         event_type=event.event_type,
         template_code=p.template_code,
         payload_json=event.data,
-        status="pending",
+        status=NotificationStatus.pending.value,
         category=p.category,
         locale=p.locale,
         send_at=p.send_at or now,
+        expires_at=p.expires_at,
+        step=p.step,
         key=event.key,
         event_id=event.id,
         initiator=event.initiator,

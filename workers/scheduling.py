@@ -1,7 +1,9 @@
 """What the scheduler does each tick, as plain functions over the database.
 
 - ``release_due``: pending rows whose ``send_at`` has come and that are not
-  already with the broker go to delivery.  The same query re-drives rows left
+  already with the broker go to delivery; those past their ``expires_at``
+  (a reminder after the lesson started, after a scheduler outage) are
+  canceled instead.  The same query re-drives rows left
   pending by a crash between commit and enqueue (their ``queued_at`` is old).
   Each row is released once per window even when two schedulers run, because
   the UPDATE only takes rows it can lock (``SKIP LOCKED``) and moves
@@ -34,8 +36,20 @@ class Released:
 def release_due(
     factory: sessionmaker[Session], now: datetime, *, redrive_after_s: float, limit: int = 1000
 ) -> list[Released]:
+    """Hand due rows to delivery; first cancel the ones that are too late to make sense."""
     stale = now - timedelta(seconds=redrive_after_s)
     with factory() as session, session.begin():
+        session.execute(
+            update(Notification)
+            .where(
+                Notification.status == NotificationStatus.pending.value,
+                Notification.send_at <= now,
+                Notification.expires_at < now,
+            )
+            .values(status=NotificationStatus.canceled.value, updated_at=now,
+                    last_error="too late: its moment passed before it could be sent")
+            .execution_options(synchronize_session=False)
+        )
         pick = (
             select(Notification.id)
             .where(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 23:47:46.332326
+Create Date: 2026-11-23 00:13:00.623600
 """
 
 from __future__ import annotations
@@ -116,6 +116,14 @@ def upgrade() -> None:
     op.create_index('ix_outbox_key', 'outbox_events', ['key'], unique=False)
     op.create_index('ix_outbox_status_created', 'outbox_events', ['status', 'created_at'], unique=False)
     op.create_index('ix_outbox_unpublished', 'outbox_events', ['id'], unique=False, postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
+    op.create_table('rule_overrides',
+    sa.Column('event_type', sa.String(length=100), nullable=False),
+    sa.Column('enabled', sa.Boolean(), nullable=False),
+    sa.Column('offsets', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
+    sa.Column('updated_by', sa.String(length=100), nullable=True),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('event_type')
+    )
     op.create_table('notifications',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('recipient_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -136,6 +144,8 @@ def upgrade() -> None:
     sa.Column('locale', sa.String(length=10), nullable=False),
     sa.Column('send_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('key', sa.String(length=200), nullable=True),
+    sa.Column('step', sa.String(length=100), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('event_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('broadcast_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
@@ -145,7 +155,7 @@ def upgrade() -> None:
     sa.Column('body', sa.Text(), nullable=True),
     sa.ForeignKeyConstraint(['recipient_id'], ['clients.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('event_id', 'recipient_id', 'channel', 'template_code', name='uq_notification_origin')
+    sa.UniqueConstraint('event_id', 'recipient_id', 'channel', 'step', name='uq_notification_origin')
     )
     op.create_index('ix_notifications_broadcast', 'notifications', ['broadcast_id'], unique=False)
     op.create_index('ix_notifications_created', 'notifications', ['created_at'], unique=False)
@@ -187,6 +197,7 @@ def downgrade() -> None:
     op.drop_index('ix_notifications_created', table_name='notifications')
     op.drop_index('ix_notifications_broadcast', table_name='notifications')
     op.drop_table('notifications')
+    op.drop_table('rule_overrides')
     op.drop_index('ix_outbox_unpublished', table_name='outbox_events', postgresql_where=sa.text("status = 'pending'"), sqlite_where=sa.text("status = 'pending'"))
     op.drop_index('ix_outbox_status_created', table_name='outbox_events')
     op.drop_index('ix_outbox_key', table_name='outbox_events')
