@@ -16,7 +16,7 @@ from shared.errors import TemplateError, TemplateNotFound
 from shared.events import get_event_type
 from shared.models import Client, NotificationTemplate
 from shared.rendering import build_context, html_to_text, render, telegram_html
-from workers.channels.base import RenderedMessage
+from workers.channels.base import Attachment, Button, RenderedMessage
 
 
 def find_template(
@@ -61,6 +61,8 @@ def compose(
     notification_id: int = 0,
     tz: str | None = None,
     headers: Mapping[str, str] | None = None,
+    buttons: tuple[tuple[Button, ...], ...] = (),
+    attachment: Attachment | None = None,
 ) -> RenderedMessage:
     """Render a template for one client; raises TemplateError naming what failed."""
     locale = template.locale or client.locale or "ru"
@@ -86,10 +88,12 @@ def compose(
             text=html_to_text(html_body),
             html=html_body,
             headers=dict(headers or {}),
+            attachment=attachment,
         )
     text = render(template.body, ctx, html_mode=True, locale=locale)
     if template.channel == "telegram":
         text = telegram_html(text)
     if not text.strip():
         raise TemplateError("the template renders to an empty message")
-    return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}))
+    return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}),
+                           buttons=buttons, attachment=attachment)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -31,8 +31,10 @@ from shared.composer import compose, find_template
 from shared.config import Settings
 from shared.errors import TemplateError
 from shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from workers.attachments import fetch_attachment
 from workers.channels.base import Channel, DeliveryError, Outcome
 from workers.retry import decide
+from workers.rules import buttons_for, step_of
 
 log = logging.getLogger("vestnik.delivery")
 
@@ -108,12 +110,15 @@ class Delivery:
                 template = find_template(
                     session, n.template_code, n.channel, n.locale, self.settings.default_locale
                 )
+                data = n.payload_json or {}
+                step = step_of(n.event_type, n.step)
                 message = compose(
                     template,
                     event_type=n.event_type,
-                    data=n.payload_json or {},
+                    data=data,
                     client=client,
                     notification_id=n.id,
+                    buttons=buttons_for(step, data, n.locale) if n.channel == "telegram" else (),
                 )
             except TemplateError as exc:
                 self._finish(n, NotificationStatus.failed, error=f"render failed: {exc}", now=now)
@@ -126,9 +131,13 @@ class Delivery:
             session.add(attempt)
             session.flush()
             attempt_id, address, channel_name = attempt.id, n.recipient_address, n.channel
+            attachment_url = data.get(step.attachment_field) if step and step.attachment_field else None
+            attachment_name = data.get("file_name")
 
         # The provider call, outside any transaction.
         try:
+            if attachment_url:
+                message = replace(message, attachment=fetch_attachment(attachment_url, attachment_name))
             external_id = channel.send(address, message)
             error: DeliveryError | None = None
         except DeliveryError as exc:
