@@ -83,6 +83,14 @@ class Settings:
         return [s.strip() for s in self.webhook_secrets.split(",") if s.strip()]
 
     @property
+    def telegram_webhook_secret(self) -> str:
+        """The secret_token given to setWebhook, derived from the secret key (not stored anywhere)."""
+        import hashlib
+        import hmac
+
+        return hmac.new(self.secret_key.encode(), b"vestnik-telegram-webhook", hashlib.sha256).hexdigest()
+
+    @property
     def embedded(self) -> bool:
         """True when the broker lives in this process (the demo, some tests)."""
         return self.broker_url.startswith("stub:")
