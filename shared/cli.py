@@ -118,6 +118,80 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(session, actor: str, action: str, object_type: str, object_id: str | None, details: dict) -> None:
+    from shared.models import AuditLog
+
+    session.add(AuditLog(actor=actor, action=action, object_type=object_type, object_id=object_id,
+                         details=details))
+
+
+def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
+    """A copy of a notification goes out again (the original keeps its history)."""
+    from shared.db import session_scope
+    from shared.models import Notification, utcnow
+
+    with session_scope(_session_factory(settings)) as session:
+        original = session.get(Notification, args.id)
+        if original is None:
+            print(f"error: notification {args.id} does not exist", file=sys.stderr)
+            return 1
+        now = utcnow()
+        copy = Notification(
+            recipient_id=original.recipient_id, channel=original.channel,
+            recipient_address=original.recipient_address, event_type=original.event_type,
+            template_code=original.template_code, payload_json=original.payload_json, category=original.category,
+            locale=original.locale, key=original.key, event_id=None, broadcast_id=original.broadcast_id,
+            step=f"resend-of-{original.id}", initiator="cli", status="pending", send_at=now, created_at=now,
+            updated_at=now,
+        )
+        session.add(copy)
+        session.flush()
+        _audit(session, "cli", "notification.resend", "notification", str(original.id), {"copy": copy.id})
+        new_id = copy.id
+    print(new_id)  # the scheduler hands it to delivery within a tick
+    return 0
+
+
+def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
+    """One configured template to one client, now, through the normal pipeline."""
+    from sqlalchemy import select
+
+    from outbox import emit
+    from shared.db import session_scope
+    from shared.models import NotificationTemplate
+
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as exc:
+        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
+        return 2
+    with session_scope(_session_factory(settings)) as session:
+        template = session.scalars(
+            select(NotificationTemplate).where(NotificationTemplate.code == args.template_code)
+        ).first()
+        if template is None:
+            print(f"error: no template with code {args.template_code!r}", file=sys.stderr)
+            return 1
+        event_id = emit(session, "mass_broadcast", recipients=[args.to], initiator="cli",
+                        data={**data, "template_code": args.template_code, "category": template.category})
+        _audit(session, "cli", "notification.send", "client", str(args.to), {"template": args.template_code,
+                                                                              "event_id": event_id})
+    print(event_id)
+    return 0
+
+
+def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.db import session_scope
+    from shared.models import utcnow
+    from workers.handling import cancel_by_key
+
+    with session_scope(_session_factory(settings)) as session:
+        count = cancel_by_key(session, args.key, "canceled from the command line", utcnow())
+        _audit(session, "cli", "notification.cancel_by_key", "key", args.key, {"canceled": count})
+    print(f"{count} pending notification(s) with key {args.key!r} canceled")
+    return 0
+
+
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from outbox.relay import main as relay_main
 
@@ -193,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password-env", action="store_true",
                    help="read the password from VESTNIK_ADMIN_PASSWORD instead of prompting")
     p.set_defaults(func=cmd_create_admin)
+
+    p = sub.add_parser("resend", help="send a copy of a notification again")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_resend)
+
+    p = sub.add_parser("send", help="send one configured template to one client now")
+    p.add_argument("template_code")
+    p.add_argument("--to", type=int, required=True, help="client id")
+    p.add_argument("--data", default="{}", help="template data as JSON")
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("cancel", help="cancel pending notifications by key")
+    p.add_argument("--key", required=True, help="e.g. lesson:42")
+    p.set_defaults(func=cmd_cancel)
 
     sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
 

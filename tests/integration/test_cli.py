@@ -1,0 +1,97 @@
+"""The vestnik CLI against a real database (in-process: main(argv))."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from shared.cli import main
+from shared.models import AuditLog, Client, Notification, OutboxEvent, utcnow
+
+
+@pytest.fixture
+def cli_db(db_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("VESTNIK_DATABASE_URL", db_url)
+    assert main(["db", "upgrade"]) == 0
+    csv = tmp_path / "clients.csv"
+    csv.write_text("id,name,email,telegram_chat_id,locale,timezone\n1,Анна,anna@example.com,1001,ru,Europe/Moscow\n"
+                   "2,Bad,bad email,,ru,UTC\n", encoding="utf-8")
+    assert main(["clients", "import", str(csv)]) == 0
+    return db_url
+
+
+def test_db_upgrade_installs_templates_and_keeps_edited_ones(cli_db, session_factory, capsys):
+    from shared.models import NotificationTemplate
+
+    with session_factory() as s:
+        t = s.scalars(select(NotificationTemplate).where(NotificationTemplate.code == "PAYMENT_SUCCESS")).first()
+        t.body, t.updated_by = "edited by an admin", "admin:1"
+        s.commit()
+        total = len(s.scalars(select(NotificationTemplate)).all())
+    assert main(["db", "upgrade"]) == 0
+    with session_factory() as s:
+        assert s.get(NotificationTemplate, t.id).body == "edited by an admin"
+        assert len(s.scalars(select(NotificationTemplate)).all()) == total
+    assert total >= 60  # ru + en, telegram + email, for every V1 event
+
+
+def test_clients_import_reports_bad_lines(cli_db, capsys, tmp_path):
+    csv = tmp_path / "more.csv"
+    csv.write_text("id,name,email,telegram_chat_id,locale,timezone\nx,A,,,ru,UTC\n3,B,b@example.com,,en,UTC\n")
+    assert main(["clients", "import", str(csv)]) == 0
+    err = capsys.readouterr().err
+    assert f"{csv}:2: id: must be a positive integer" in err
+
+
+def test_emit_prints_the_event_id_and_rejects_bad_events(cli_db, session_factory, capsys):
+    capsys.readouterr()
+    assert main(["emit", "lesson_cancelled", "--recipients", "1", "--key", "lesson:1",
+                 "--data", json.dumps({"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"})]) == 0
+    event_id = int(capsys.readouterr().out.strip())
+    with session_factory() as s:
+        assert s.get(OutboxEvent, event_id).key == "lesson:1"
+    assert main(["emit", "lesson_cancelled", "--recipients", "1", "--data", "{}"]) == 1
+    assert "data.lesson_title: required" in capsys.readouterr().err
+    assert main(["emit", "lesson_cancelled", "--recipients", "1", "--data", "{nope"]) == 2
+
+
+def test_cancel_by_key_and_resend(cli_db, session_factory, capsys):
+    with session_factory() as s:
+        s.add_all([
+            Notification(recipient_id=1, channel="email", recipient_address="anna@example.com", event_type="x",
+                         template_code="LESSON_REMINDER", key="lesson:9", status="pending", send_at=utcnow()),
+            Notification(recipient_id=1, channel="email", recipient_address="anna@example.com", event_type="x",
+                         template_code="LESSON_REMINDER", key="lesson:9", status="sent", step="other"),
+        ])
+        s.commit()
+        sent_id = s.scalar(select(Notification.id).where(Notification.status == "sent"))
+    capsys.readouterr()
+    assert main(["cancel", "--key", "lesson:9"]) == 0
+    assert "1 pending notification(s)" in capsys.readouterr().out
+    assert main(["resend", str(sent_id)]) == 0
+    copy_id = int(capsys.readouterr().out)
+    with session_factory() as s:
+        statuses = sorted(s.scalars(select(Notification.status)).all())
+        copy = s.get(Notification, copy_id)
+        actions = sorted(s.scalars(select(AuditLog.action)).all())
+    assert statuses == ["canceled", "pending", "sent"] and copy.step == f"resend-of-{sent_id}"
+    assert actions == ["notification.cancel_by_key", "notification.resend"]
+
+
+def test_send_one_template_to_one_client(cli_db, session_factory, capsys):
+    capsys.readouterr()
+    assert main(["send", "ANNOUNCEMENT", "--to", "1", "--data", '{"title": "Hi", "text": "Hello"}']) == 0
+    event_id = int(capsys.readouterr().out)
+    with session_factory() as s:
+        event = s.get(OutboxEvent, event_id)
+        assert s.get(Client, 1) is not None
+    assert event.event_type == "mass_broadcast" and event.data["template_code"] == "ANNOUNCEMENT"
+    assert main(["send", "NOPE", "--to", "1"]) == 1
+
+
+def test_bad_configuration_names_the_variable(monkeypatch, capsys):
+    monkeypatch.setenv("VESTNIK_MAX_ATTEMPTS", "many")
+    assert main(["emit", "x", "--recipients", "1"]) == 2
+    assert "VESTNIK_MAX_ATTEMPTS" in capsys.readouterr().err
