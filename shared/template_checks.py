@@ -1,0 +1,78 @@
+"""Checks a template must pass before it is saved (admin form, and tests).
+
+Returns ``(field, message)`` pairs so the admin shows each problem at its
+field: syntax errors with the line, variables the event does not offer,
+sandbox violations found by rendering the example data, Telegram's 4096
+characters and its short list of HTML tags, and an email subject on one line.
+"""
+
+from __future__ import annotations
+
+from shared.errors import TemplateError
+from shared.events import CLIENT_VARIABLES, EventType, get_event_type
+from shared.models import Client
+from shared.rendering import build_context, check_syntax, render, telegram_html, unknown_telegram_tags
+
+TELEGRAM_MAX_CHARS = 4096
+
+
+def event_types_using(code: str) -> list[EventType]:
+    from workers.rules import DEFAULT_RULES
+
+    names = {r.event_type for r in DEFAULT_RULES.values() for s in r.steps if s.template_code == code}
+    return [get_event_type(n) for n in sorted(names)]
+
+
+def example_client(locale: str = "ru") -> Client:
+    return Client(id=42, name="Анна Смирнова" if locale == "ru" else "Anna Smith", locale=locale,
+                  timezone="Europe/Moscow")
+
+
+def check_template(code: str, channel: str, subject: str, body: str, locale: str = "ru") -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    used: dict[str, set[str]] = {}
+    for field, source in (("subject", subject), ("body", body)):
+        try:
+            used[field] = check_syntax(source)
+        except TemplateError as exc:
+            problems.append((field, f"syntax error: {exc}"))
+    if problems:
+        return problems
+    if channel == "email" and not subject.strip():
+        problems.append(("subject", "an email needs a subject"))
+    if channel == "telegram":
+        bad = unknown_telegram_tags(body)
+        if bad:
+            problems.append(("body", "Telegram does not accept these tags: " + ", ".join(sorted(bad))
+                             + " (allowed: b, i, u, s, a, code, pre, blockquote, span class=tg-spoiler)"))
+    events = event_types_using(code)
+    client_names = {f.name for f in CLIENT_VARIABLES}
+    for event in events:
+        offered = client_names | {f.name for f in event.fields}
+        for field, names in used.items():
+            unknown = sorted(names - offered - {"money", "date"})
+            if unknown:
+                problems.append((field, f"{', '.join(unknown)}: not offered by the {event.name} event "
+                                        f"(available: {', '.join(sorted(offered))})"))
+    if problems:
+        return problems
+    # A dry run with the examples catches what parsing cannot (sandbox violations, bad filters).
+    examples = [(e.example_data(), {f.name for f in e.fields if f.type == "datetime"},
+                 {f.name for f in e.fields}) for e in events] or [({}, set(), set())]
+    for data, datetime_fields, declared in examples:
+        ctx = build_context({**dict.fromkeys(declared), **data}, datetime_fields=datetime_fields, locale=locale,
+                            tz="Europe/Moscow", client={"name": "Анна", "client_id": 42})
+        for field, source in (("subject", subject), ("body", body)):
+            if not source or (field == "subject" and channel != "email"):
+                continue
+            try:
+                out = render(source, ctx, html_mode=field == "body", locale=locale)
+            except TemplateError as exc:
+                if not events and "undefined" in str(exc):
+                    continue  # a broadcast template: its data is given per broadcast
+                problems.append((field, str(exc)))
+                continue
+            if field == "body" and channel == "telegram" and len(telegram_html(out)) > TELEGRAM_MAX_CHARS:
+                problems.append(("body", f"renders to {len(telegram_html(out))} characters with the example "
+                                         f"data; Telegram's limit is {TELEGRAM_MAX_CHARS}"))
+    return problems

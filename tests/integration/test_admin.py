@@ -1,0 +1,179 @@
+"""Admin: sign-in, roles, CSRF everywhere, sessions dying at logout, history filters."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from shared.config import Settings
+from shared.models import AdminUser, AuditLog, Client, Notification, NotificationTemplate, TemplateVersion
+from shared.seeds import install_default_templates
+from webapp import create_app
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app(session_factory):
+    app = create_app(Settings(secret_key="k" * 32), session_factory=session_factory, config={"TESTING": True})
+    if "auth" not in app.blueprints:
+        from webapp import admin
+
+        admin.init_app(app)
+    with session_factory() as s:
+        install_default_templates(s)
+        s.add_all([
+            AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"),
+            AdminUser(email="support@school.test", password_hash=generate_password_hash(PASSWORD), role="support"),
+            Client(id=1, name="Анна", email="anna@example.com", telegram_chat_id="1001"),
+        ])
+        s.flush()
+        for i, status in enumerate(["sent", "failed", "pending", "canceled"]):
+            s.add(Notification(recipient_id=1, channel="telegram", recipient_address="1001",
+                               event_type="lesson_cancelled", template_code="LESSON_CANCELLED", step=f"s{i}",
+                               status=status, body=f"<b>text {status}</b>",
+                               last_error="Forbidden: bot was blocked by the user" if status == "failed" else None))
+        s.commit()
+    return app
+
+
+def token(html: str) -> str:
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+
+
+def login(client, email="admin@school.test", password=PASSWORD, next_url=None):
+    page = client.get("/admin/login")
+    url = "/admin/login" + (f"?next={next_url}" if next_url else "")
+    return client.post(url, data={"email": email, "password": password, "csrf_token": token(page.text)})
+
+
+def test_every_admin_page_requires_sign_in(app):
+    c = app.test_client()
+    for path in ["/admin/", "/admin/notification/", "/admin/template/", "/admin/client/", "/admin/audit/",
+                 "/admin/outboxevent/", "/admin/template/new/"]:
+        resp = c.get(path)
+        assert resp.status_code == 302 and "/admin/login" in resp.headers["Location"], path
+
+
+def test_sign_in_and_the_pages_answer(app):
+    c = app.test_client()
+    assert login(c).status_code == 302
+    for path in ["/admin/", "/admin/notification/", "/admin/template/", "/admin/client/", "/admin/audit/",
+                 "/admin/outboxevent/", "/admin/notification/details/?id=1", "/admin/client/details/?id=1"]:
+        assert c.get(path).status_code == 200, path
+    history = c.get("/admin/notification/").text
+    assert "text failed" in history and "&lt;b&gt;" not in history.split("text failed")[0][-40:]
+
+
+def test_wrong_password_is_generic_and_five_failures_lock_the_account(app, session_factory):
+    c = app.test_client()
+    resp = login(c, password="nope")
+    assert resp.status_code == 401 and "Invalid email or password" in resp.text
+    assert "Invalid email or password" in login(c, email="ghost@school.test").text  # no user enumeration
+    for _ in range(4):
+        login(c, password="nope")
+    assert login(c).status_code == 429  # locked even with the right password
+    with session_factory() as s:
+        assert s.scalars(select(AuditLog.action)).all() == ["admin.locked_out"]
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example/",
+                                    "javascript:alert(1)"])
+def test_next_never_leaves_the_site(app, target):
+    resp = login(app.test_client(), next_url=target)
+    assert resp.headers["Location"].endswith("/admin/")
+
+
+def test_next_within_the_site_is_followed(app):
+    resp = login(app.test_client(), next_url="/admin/template/")
+    assert resp.headers["Location"].endswith("/admin/template/")
+
+
+def test_a_copied_session_cookie_is_refused_after_logout(app):
+    c = app.test_client()
+    login(c)
+    stolen = c.get_cookie("vestnik_session").value
+    page = c.get("/admin/")
+    c.post("/admin/logout", data={"csrf_token": token(page.text)})
+    thief = app.test_client()
+    thief.set_cookie("vestnik_session", stolen)
+    assert thief.get("/admin/").status_code == 302
+
+
+def test_support_role_reads_but_cannot_change(app, session_factory):
+    c = app.test_client()
+    login(c, email="support@school.test")
+    assert c.get("/admin/notification/").status_code == 200
+    assert c.get("/admin/template/new/").status_code in (302, 403)
+    page = c.get("/admin/notification/")
+    resp = c.post("/admin/notification/action/", data={"action": "retry", "rowid": ["2"],
+                                                        "csrf_token": token(page.text)})
+    assert resp.status_code in (302, 403)
+    with session_factory() as s:
+        assert s.scalar(select(Notification.status).where(Notification.id == 2)) == "failed"
+
+
+def test_every_mutating_endpoint_requires_csrf(app):
+    c = app.test_client()
+    login(c)
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not (rule.methods & {"POST", "PUT", "PATCH", "DELETE"}) or rule.endpoint.startswith("webhooks."):
+            continue  # webhooks authenticate by signature (their own tests)
+        path = re.sub(r"<[^>]+>", "1", rule.rule)
+        resp = c.post(path, data={"x": "1"})
+        assert resp.status_code == 400 and ("CSRF" in resp.text or "expired" in resp.text), rule.rule
+        checked += 1
+    assert checked >= 8
+
+
+def test_retry_action_moves_failed_back_to_pending_and_is_audited(app, session_factory):
+    c = app.test_client()
+    login(c)
+    page = c.get("/admin/notification/")
+    resp = c.post("/admin/notification/action/", data={"action": "retry", "rowid": ["1", "2"],
+                                                        "csrf_token": token(page.text)})
+    assert resp.status_code == 302
+    with session_factory() as s:
+        assert s.scalar(select(Notification.status).where(Notification.id == 2)) == "pending"
+        assert s.scalar(select(Notification.status).where(Notification.id == 1)) == "sent"  # not failed: unchanged
+        assert s.scalars(select(AuditLog.action)).all() == ["notification.retry"]
+
+
+@pytest.mark.parametrize("query", [
+    "flt0_status_equals=%27%20OR%201%3D1--", "flt0_created_utc_between=notadate", "flt0_client_id_equals=abc",
+    "flt0_channel_equals=%25%25%25", "sort=99", "page=-5", "page_size=100000", "search=%25_%25_%5C",
+    "flt0_created_utc_between=2026-01-01+00%3A00%3A00+to+2026-12-31+00%3A00%3A00",
+    "flt0_initiator_is=admin", "flt9_nonsense=1",
+])
+def test_odd_filter_input_never_gives_a_500(app, query):
+    c = app.test_client()
+    login(c)
+    resp = c.get(f"/admin/notification/?{query}")
+    assert resp.status_code in (200, 302, 400), query
+    assert "SELECT" not in resp.text and "sqlalchemy" not in resp.text.lower()
+
+
+def test_template_save_validates_and_keeps_versions(app, session_factory):
+    c = app.test_client()
+    login(c)
+    with session_factory() as s:
+        t = s.scalars(select(NotificationTemplate).where(NotificationTemplate.code == "LESSON_CANCELLED",
+                                                         NotificationTemplate.channel == "telegram",
+                                                         NotificationTemplate.locale == "ru")).one()
+    url = f"/admin/template/edit/?id={t.id}"
+    form = {"code": t.code, "channel": "telegram", "locale": "ru", "category": "service", "name": t.name,
+            "description": "", "subject": "", "is_active": "y"}
+    page = c.get(url)
+    bad = c.post(url, data={**form, "body": "{{ lesson_titel }}", "csrf_token": token(page.text)})
+    assert bad.status_code == 200 and "lesson_titel: not offered" in bad.text
+    good = c.post(url, data={**form, "body": "Отмена: {{ lesson_title }}", "csrf_token": token(page.text)})
+    assert good.status_code == 302
+    with session_factory() as s:
+        saved = s.get(NotificationTemplate, t.id)
+        versions = s.scalars(select(TemplateVersion).where(TemplateVersion.template_id == t.id)).all()
+    assert saved.body == "Отмена: {{ lesson_title }}" and saved.updated_by.startswith("admin:")
+    assert [v.body for v in versions] == ["Отмена: {{ lesson_title }}"]

@@ -1,0 +1,52 @@
+"""The admin (Flask-Admin): sign-in, history, templates, clients, events, audit.
+
+``init_app(app)`` mounts it at /admin.  Every view derives from the secure
+bases in ``webapp/admin/base.py``.  Flask-Admin's pages carry inline scripts,
+so /admin responses get their own Content-Security-Policy with a per-request
+nonce (Flask-Admin supports one) instead of 'unsafe-inline'.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask, g, request
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+
+from webapp.admin import auth
+from webapp.admin.dashboard import DashboardView
+from webapp.admin.extra import AuditView, OutboxEventView
+from webapp.admin.views import ClientView, NotificationView, TemplateView
+
+
+def _nonce() -> str:
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return g.csp_nonce
+
+
+def _admin_csp(response):
+    if request.path.startswith("/admin"):
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'self' 'nonce-{_nonce()}'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+            "form-action 'self'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def init_app(app: Flask) -> Admin:
+    auth.init_app(app)
+    admin = Admin(
+        app, name="Vestnik", url="/admin", theme=Bootstrap4Theme(base_template="admin/vestnik_base.html"),
+        index_view=DashboardView(name="Dashboard", url="/admin"), csp_nonce_generator=_nonce,
+    )
+    admin.add_view(NotificationView())
+    admin.add_view(TemplateView())
+    admin.add_view(ClientView())
+    admin.add_view(OutboxEventView())
+    admin.add_view(AuditView())
+    app.after_request(_admin_csp)
+    return admin

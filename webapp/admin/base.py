@@ -1,0 +1,127 @@
+"""One secure base for every admin view: deny by default.
+
+Flask-Admin views are public unless ``is_accessible`` says otherwise, so no
+view in Vestnik derives from Flask-Admin directly: they derive from
+:class:`SecureModelView` / :class:`SecureView`, which require a signed-in
+admin and let the read-only *support* role look but not change anything.
+
+CSRF: the app runs Flask-WTF's ``CSRFProtect`` on every POST, so the views'
+forms are built on ``FlaskForm`` (a SecureForm token would not be the one
+CSRFProtect checks); delete and bulk-action forms are covered the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, has_app_context, redirect, request, url_for
+from flask_admin import AdminIndexView, BaseView
+from flask_admin.contrib.sqla import ModelView
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from shared.models import AuditLog
+from webapp.db import get_session
+
+
+class RequestSession:
+    """Flask-Admin keeps one session object; ours is per request (webapp.db).
+
+    ``session`` exists only so Flask-Admin does not take this for a bare
+    session it would warn about; every other attribute is the request's session.
+    """
+
+    session = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or not has_app_context():
+            raise AttributeError(name)  # introspection at start-up, outside any request
+        return getattr(get_session(), name)
+
+
+def is_signed_in() -> bool:
+    return bool(current_user and current_user.is_authenticated)
+
+
+def can_write() -> bool:
+    return is_signed_in() and current_user.is_admin
+
+
+def audit(action: str, object_type: str, object_id: Any, details: dict[str, Any] | None = None) -> None:
+    """Record an admin's action in the current request's session (committed with it)."""
+    get_session().add(AuditLog(actor=current_user.actor, action=action, object_type=object_type,
+                               object_id=None if object_id is None else str(object_id), details=details or {}))
+
+
+class _Guard:
+    def is_accessible(self) -> bool:
+        return is_signed_in()
+
+    def inaccessible_callback(self, name: str, **kwargs: Any):
+        if is_signed_in():
+            abort(403)
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+class SecureIndexView(_Guard, AdminIndexView):
+    pass
+
+
+class SecureView(_Guard, BaseView):
+    pass
+
+
+class SecureModelView(_Guard, ModelView):
+    form_base_class = FlaskForm
+    page_size = 50
+    can_set_page_size = True
+    page_size_options = (20, 50, 100)
+    # No COUNT(*) over millions of rows on every page: previous / next only.
+    simple_list_pager = True
+    named_filter_urls = True  # ?flt0_status_equals=failed: links into the history read well
+    can_view_details = True
+
+    #: what the support role may do: look
+    def _writable(self, configured: bool) -> bool:
+        return configured and can_write()
+
+    @property
+    def can_create(self) -> bool:  # type: ignore[override]
+        return self._writable(self.allow_create)
+
+    @property
+    def can_edit(self) -> bool:  # type: ignore[override]
+        return self._writable(self.allow_edit)
+
+    @property
+    def can_delete(self) -> bool:  # type: ignore[override]
+        return self._writable(self.allow_delete)
+
+    @can_create.setter
+    def can_create(self, value: bool) -> None:
+        self.allow_create = value
+
+    @can_edit.setter
+    def can_edit(self, value: bool) -> None:
+        self.allow_edit = value
+
+    @can_delete.setter
+    def can_delete(self, value: bool) -> None:
+        self.allow_delete = value
+
+    allow_create = False
+    allow_edit = False
+    allow_delete = False
+
+    #: bounded pagination: deep OFFSETs are slow on millions of rows; filter instead
+    max_page = 200
+
+    def get_list(self, page, sort_field, sort_desc, search, filters, execute=True, page_size=None):
+        page = max(0, min(int(page or 0), self.max_page))
+        return super().get_list(page, sort_field, sort_desc, search, filters, execute=execute, page_size=page_size)
+
+    def is_action_allowed(self, name: str) -> bool:
+        return can_write() and super().is_action_allowed(name)
+
+    def __init__(self, model: type, name: str | None = None, **kwargs: Any) -> None:
+        super().__init__(model, RequestSession(), name=name, **kwargs)

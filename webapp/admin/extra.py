@@ -1,0 +1,56 @@
+"""Read-only admin views: outbox events (bad input is visible here) and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_admin.contrib.sqla import filters as sqla_filters
+from markupsafe import Markup
+
+from shared.models import AuditLog, OutboxEvent, OutboxStatus
+from webapp.admin.base import SecureModelView
+from webapp.admin.views import AwareAfter, AwareBefore, AwareBetween, _choices, _full_text
+
+
+def _event_status(view, context, model, name) -> Markup:
+    badge = {"processed": "success", "failed": "danger", "published": "info"}.get(model.status, "warning")
+    out = Markup('<span class="badge badge-{}">{}</span>').format(badge, model.status)
+    if model.error:
+        out += Markup(" {}").format(model.error[:160])
+    return out
+
+
+class OutboxEventView(SecureModelView):
+    column_list = ("id", "created_at", "event_type", "key", "status", "initiator", "recipients")
+    column_default_sort = ("id", True)
+    column_formatters = {"status": _event_status}
+    column_details_list = ("id", "event_type", "status", "error", "key", "idempotency_key", "recipients", "data",
+                           "send_at", "initiator", "created_at", "published_at", "processed_at",
+                           "publish_attempts")
+    column_formatters_detail = {"error": _full_text}
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.column_filters = [
+            sqla_filters.FilterEqual(OutboxEvent.status, "Status", options=_choices([s.value for s in OutboxStatus])),
+            sqla_filters.FilterEqual(OutboxEvent.event_type, "Event type"),
+            sqla_filters.FilterEqual(OutboxEvent.key, "Key"),
+            AwareBetween(OutboxEvent.created_at, "Created (UTC)"),
+        ]
+        super().__init__(OutboxEvent, name="Events", endpoint="outboxevent", **kwargs)
+
+
+class AuditView(SecureModelView):
+    column_list = ("created_at", "actor", "action", "object_type", "object_id", "details")
+    column_default_sort = ("id", True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.column_filters = [
+            sqla_filters.FilterEqual(AuditLog.actor, "Actor"),
+            sqla_filters.FilterLike(AuditLog.action, "Action"),
+            sqla_filters.FilterEqual(AuditLog.object_type, "Object type"),
+            sqla_filters.FilterEqual(AuditLog.object_id, "Object id"),
+            AwareBetween(AuditLog.created_at, "When (UTC)"),
+            AwareAfter(AuditLog.created_at, "When (UTC)"),
+            AwareBefore(AuditLog.created_at, "When (UTC)"),
+        ]
+        super().__init__(AuditLog, name="Audit", endpoint="audit", **kwargs)
