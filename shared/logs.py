@@ -75,14 +75,11 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
         else KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
     handler.addFilter(RedactSecrets(secrets_of(settings)))
-    for old in [h for h in root.handlers if getattr(h, "_vestnik", False)]:
+    # One handler: ours replaces any earlier one (Dramatiq's CLI installs its own),
+    # so each line appears once, with the structured fields and redacted.
+    for old in [h for h in root.handlers if type(h) is logging.StreamHandler]:
         root.removeHandler(old)
     handler._vestnik = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    # Other handlers (e.g. Dramatiq's own) get the same redaction.
-    redact = RedactSecrets(secrets_of(settings))
-    for h in root.handlers:
-        if not any(isinstance(f, RedactSecrets) for f in h.filters):
-            h.addFilter(redact)
     logging.getLogger("pika").setLevel(logging.WARNING)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import dramatiq
+from dramatiq.middleware import CurrentMessage
 
 from shared import faults
 from shared.models import utcnow
@@ -45,6 +46,11 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
 
     def deliver_notification(notification_id: int) -> None:
         rt = get_runtime()
+        current = CurrentMessage.get_current_message()
+        defer_s = current.options.get("defer_s") if current is not None else None
+        if defer_s:
+            rt.delivery.defer(notification_id, float(defer_s))  # a long quota wait: the database keeps it
+            return
         result = rt.delivery.deliver(notification_id)
         if result.requeue_in_s is not None and result.channel:
             enqueue_delivery(rt.broker, notification_id, result.channel, result.limit_key,

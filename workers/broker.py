@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.middleware import Middleware
+from dramatiq.middleware import CurrentMessage, Middleware
 
 from shared.config import Settings
 
@@ -28,6 +28,7 @@ def build_broker(settings: Settings, middleware: list[Middleware] | None = None)
 
         # confirm_delivery: a publish is known to be stored before we go on.
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    broker.add_middleware(CurrentMessage())  # delivery reads the limiter's verdict from the message
     for m in middleware or []:
         broker.add_middleware(m)
     return broker

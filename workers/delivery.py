@@ -95,6 +95,18 @@ class Delivery:
             ).rowcount
         return claimed == 1
 
+    def defer(self, notification_id: int, wait_s: float) -> None:
+        """Park a pending row until a channel quota frees up (the scheduler releases it)."""
+        now = self.clock()
+        with self.factory() as session, session.begin():
+            session.execute(
+                update(Notification)
+                .where(Notification.id == notification_id, Notification.status == NotificationStatus.pending.value)
+                .values(send_at=now + timedelta(seconds=wait_s), queued_at=None, updated_at=now,
+                        last_error=f"waiting {int(wait_s)}s for the channel's quota")
+                .execution_options(synchronize_session=False)
+            )
+
     def deliver(self, notification_id: int) -> Result:
         if not self.claim(notification_id):
             return Result(notification_id, "skipped")

@@ -139,7 +139,7 @@ def handle_event(
         created = [(r.id, r.channel, r.recipient_address, r.send_at) for r in rows]
     log.info(
         "event handled",
-        extra={"action": "event.processed", "event_id": event_id, "created": len(created),
+        extra={"action": "event.processed", "event_id": event_id, "notifications": len(created),
                "canceled": canceled, "skipped": len(skipped)},
     )
     return HandleResult(event_id, "processed", created, canceled)
