@@ -1,51 +1,72 @@
-"""A local fake of the Telegram Bot API, for the demo and the tests.
+"""A local fake of the Telegram Bot API, for the embedded demo and the tests.
 
-It answers like the real one: the same JSON envelopes, status codes and
-descriptions, including ``429`` with ``parameters.retry_after``, ``403 bot
-was blocked by the user``, ``400 chat not found`` and ``5xx``.  Accepted
-messages go to a ledger that tests and the demo read.
+Why it exists: delivery code must be tested against the answers the real Bot
+API gives (envelopes, status codes, descriptions), over real sockets, without
+Telegram.  It answers like the real one: ``{"ok": true, "result": ...}`` on
+success and ``{"ok": false, "error_code": ..., "description": ...,
+"parameters": {...}}`` otherwise, including ``429`` with
+``parameters.retry_after``, ``403 Forbidden: bot was blocked by the user``,
+``400 Bad Request: chat not found``, ``400 can't parse entities`` for HTML
+Telegram would refuse, ``401 Unauthorized`` for a wrong token, and 5xx.
+
+Every accepted message lands in a thread-safe ledger; :meth:`FakeBotApi.wait_for`
+blocks on a condition variable until a predicate over the ledger holds, so
+tests never sleep to synchronise.
+
+Faults are scripted: per chat (:meth:`~FakeBotApi.block_chat`,
+:meth:`~FakeBotApi.unknown_chat`, :meth:`~FakeBotApi.migrate_chat`), as a
+queue of next answers for send methods (:meth:`~FakeBotApi.fail_next`, kinds
+listed in :data:`FAULT_KINDS`, including ``"stall"``: accept the message,
+then answer only after the client's read timeout), and as a deterministic
+ratio (:meth:`~FakeBotApi.fail_ratio`: 0.5 fails every second send).
 
 Served by ``ThreadingHTTPServer`` with HTTP/1.1 keep-alive and Nagle off
 (``disable_nagle_algorithm``): without that, Nagle plus delayed ACKs cap a
-connection at about 23 requests per second and a benchmark measures the fake.
+connection at about 23 requests a second and a benchmark measures the fake.
+
+Run alone: ``python -m shared.fakes.botapi --port 8081 --token 123:abc``.
 """
 
 from __future__ import annotations
 
+import argparse
 import email.parser
 import email.policy
+import html
 import itertools
 import json
+import re
+import socket
+import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+DEFAULT_TOKEN = "123456:TEST-token-for-the-fake"  # noqa: S105 - a fake's fake token
 
-@dataclass
+#: Telegram HTML: the tags the Bot API accepts (Bots FAQ / formatting options).
+ALLOWED_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler",
+                          "a", "code", "pre", "blockquote", "tg-emoji"})
+ALLOWED_ENTITIES = frozenset({"lt", "gt", "amp", "quot"})
+
+#: What :meth:`FakeBotApi.fail_next` and :meth:`FakeBotApi.fail_ratio` accept.
+FAULT_KINDS = ("429", "500", "502", "503", "stall", "blocked", "deactivated", "kicked", "chat_not_found",
+               "parse", "403", "400")
+
+Ledger = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Fault:
-    kind: str  # "429" | "500" | "502" | "403" | "400" | "stall"
+    kind: str
     retry_after: int = 3
-
-
-@dataclass
-class BotApiState:
-    token: str
-    messages: list[dict[str, Any]] = field(default_factory=list)
-    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, chat_id)
-    blocked: set[str] = field(default_factory=set)
-    unknown: set[str] = field(default_factory=set)
-    faults: deque[Fault] = field(default_factory=deque)
-    fail_every: tuple[int, str] | None = None  # every n-th call fails with kind
-    stall_s: float = 2.0
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    webhook_url: str | None = None
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    ids: itertools.count = field(default_factory=lambda: itertools.count(1))
-    call_count: int = 0
+    stall_s: float | None = None
 
 
 def _error(code: int, description: str, **parameters: Any) -> tuple[int, dict[str, Any]]:
@@ -55,162 +76,452 @@ def _error(code: int, description: str, **parameters: Any) -> tuple[int, dict[st
     return code, body
 
 
+_FAULT_ANSWERS: dict[str, tuple[int, dict[str, Any]]] = {
+    "500": _error(500, "Internal Server Error"),
+    "503": _error(503, "Service Unavailable"),
+    "blocked": _error(403, "Forbidden: bot was blocked by the user"),
+    "403": _error(403, "Forbidden: bot was blocked by the user"),
+    "deactivated": _error(403, "Forbidden: user is deactivated"),
+    "kicked": _error(403, "Forbidden: bot was kicked from the group chat"),
+    "chat_not_found": _error(400, "Bad Request: chat not found"),
+    "400": _error(400, "Bad Request: chat not found"),
+    "parse": _error(400, "Bad Request: can't parse entities: Unsupported start tag \"div\" at byte offset 0"),
+}
+
+
+class FakeBotApi:
+    """``with FakeBotApi() as api:`` ... ``api.url`` is a Bot API base, ``api.token`` its token."""
+
+    def __init__(self, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0, *,
+                 stall_s: float = 3.0) -> None:
+        self.token = token
+        self.stall_s = stall_s
+        self.cond = threading.Condition()
+        self._messages: Ledger = []
+        self._calls: list[tuple[str, str]] = []
+        self._callback_answers: list[dict[str, Any]] = []
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids = itertools.count(1)
+        self._blocked: dict[str, str] = {}
+        self._migrated: dict[str, int] = {}
+        self._faults: deque[Fault] = deque()
+        self._ratio: tuple[float, str] | None = None
+        self._sends = 0
+        self.webhook_url: str | None = None
+        self.connections = 0
+        self._stopping = threading.Event()
+        self._server = _Server((host, port), _Handler)
+        self._server.fake = self
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> FakeBotApi:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name="fake-bot-api", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping.set()
+        with self.cond:
+            self.cond.notify_all()  # wake long polls
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self._thread = None
+
+    def __enter__(self) -> FakeBotApi:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ scripting
+
+    def block_chat(self, chat_id: str | int,
+                   description: str = "Forbidden: bot was blocked by the user") -> None:
+        """Every send to this chat answers 403 with ``description``."""
+        with self.cond:
+            self._blocked[str(chat_id)] = description
+
+    def unknown_chat(self, chat_id: str | int) -> None:
+        """Every send to this chat answers ``400 Bad Request: chat not found``."""
+        with self.cond:
+            self._blocked[str(chat_id)] = "Bad Request: chat not found"
+
+    def migrate_chat(self, chat_id: str | int, new_chat_id: int) -> None:
+        """The group became a supergroup: sends answer 400 with ``parameters.migrate_to_chat_id``."""
+        with self.cond:
+            self._migrated[str(chat_id)] = new_chat_id
+
+    def fail_next(self, n: int = 1, kind: str = "500", *, retry_after: int = 3,
+                  stall_s: float | None = None) -> None:
+        """The next ``n`` sends (sendMessage/sendDocument) fail with ``kind`` (see FAULT_KINDS)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
+        with self.cond:
+            self._faults.extend(Fault(kind, retry_after, stall_s) for _ in range(n))
+
+    def fail_ratio(self, ratio: float, kind: str = "500") -> None:
+        """Deterministically fail this share of sends (0.5: the 2nd, 4th, ...); 0 turns it off."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; one of {FAULT_KINDS}")
+        if not 0 <= ratio <= 1:
+            raise ValueError("ratio must be between 0 and 1")
+        with self.cond:
+            self._ratio = (ratio, kind) if ratio else None
+            self._sends = 0
+
+    def fail_every(self, n: int, kind: str = "500") -> None:
+        """Every n-th send fails (``fail_ratio(1 / n)``)."""
+        self.fail_ratio(1 / n, kind)
+
+    def clear_faults(self) -> None:
+        with self.cond:
+            self._faults.clear()
+            self._ratio = None
+            self._blocked.clear()
+            self._migrated.clear()
+
+    def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Queue a raw update for getUpdates (``update_id`` assigned when missing)."""
+        with self.cond:
+            update = dict(update)
+            update.setdefault("update_id", next(self._update_ids))
+            self._updates.append(update)
+            self.cond.notify_all()
+        return update
+
+    def push_message(self, chat_id: int | str, text: str, *, first_name: str = "Client") -> dict[str, Any]:
+        """Queue a real-shaped ``message`` update (a client wrote to the bot)."""
+        chat = int(chat_id)
+        return self.push_update({"message": {
+            "message_id": next(self._message_ids), "date": int(time.time()), "text": text,
+            "from": {"id": chat, "is_bot": False, "first_name": first_name},
+            "chat": {"id": chat, "type": "private", "first_name": first_name},
+        }})
+
+    def push_callback(self, chat_id: int | str, data: str, *, message_id: int | None = None,
+                      first_name: str = "Client") -> dict[str, Any]:
+        """Queue a real-shaped ``callback_query`` update (a client pressed an inline button)."""
+        chat = int(chat_id)
+        user = {"id": chat, "is_bot": False, "first_name": first_name}
+        return self.push_update({"callback_query": {
+            "id": str(abs(hash((chat, data, time.time())))), "from": user, "chat_instance": str(chat),
+            "data": data,
+            "message": {"message_id": message_id or 1, "date": int(time.time()),
+                        "chat": {"id": chat, "type": "private", "first_name": first_name}, "text": ""},
+        }})
+
+    # ------------------------------------------------------------------ reading the ledger
+
+    def messages(self, chat_id: str | int | None = None) -> Ledger:
+        """Accepted messages, oldest first (optionally of one chat)."""
+        with self.cond:
+            return [dict(m) for m in self._messages if chat_id is None or m["chat_id"] == str(chat_id)]
+
+    def calls(self) -> list[tuple[str, str]]:
+        """Every authorised call as (method, chat_id), including refused ones."""
+        with self.cond:
+            return list(self._calls)
+
+    def callback_answers(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [dict(a) for a in self._callback_answers]
+
+    def wait_for(self, predicate: Callable[[Ledger], bool], timeout: float = 10.0) -> Ledger:
+        """Block until ``predicate(messages)`` holds; return the messages.  TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not predicate(self._messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fake Bot API: condition not met within {timeout}s "
+                                       f"({len(self._messages)} messages)")
+                self.cond.wait(left)
+            return [dict(m) for m in self._messages]
+
+    def reset(self) -> None:
+        """Forget messages, calls, updates and faults (the demo's "clear" button)."""
+        with self.cond:
+            self._messages.clear()
+            self._calls.clear()
+            self._callback_answers.clear()
+            self._updates.clear()
+        self.clear_faults()
+
+    # ------------------------------------------------------------------ the API (called by the handler)
+
+    def _handle(self, token: str, method: str, params: dict[str, Any],
+                document: tuple[str, bytes, str] | None) -> tuple[int, Any]:
+        if token != self.token:
+            return _error(401, "Unauthorized")
+        name = method.lower()
+        chat = str(params.get("chat_id", ""))
+        with self.cond:
+            self._calls.append((method, chat))
+        if name in ("sendmessage", "senddocument"):
+            return self._send(name, chat, params, document)
+        if name == "getme":
+            bot_id = int(self.token.split(":")[0]) if self.token.split(":")[0].isdigit() else 1
+            return 200, {"ok": True, "result": {
+                "id": bot_id, "is_bot": True, "first_name": "Vestnik", "username": "vestnik_fake_bot",
+                "can_join_groups": True, "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+            }}
+        if name == "getupdates":
+            return self._get_updates(params)
+        if name == "answercallbackquery":
+            if not params.get("callback_query_id"):
+                return _error(400, "Bad Request: query is too old and response timeout expired or query ID "
+                                   "is invalid")
+            with self.cond:
+                self._callback_answers.append({**params, "time": time.time()})
+                self.cond.notify_all()
+            return 200, {"ok": True, "result": True}
+        if name == "setwebhook":
+            url = str(params.get("url") or "")
+            with self.cond:
+                self.webhook_url = url or None
+            return 200, {"ok": True, "result": True,
+                         "description": "Webhook was set" if url else "Webhook was deleted"}
+        if name == "deletewebhook":
+            with self.cond:
+                was, self.webhook_url = self.webhook_url, None
+            return 200, {"ok": True, "result": True,
+                         "description": "Webhook was deleted" if was else "Webhook is already deleted"}
+        if name == "getwebhookinfo":
+            return 200, {"ok": True, "result": {
+                "url": self.webhook_url or "", "has_custom_certificate": False,
+                "pending_update_count": len(self._updates),
+            }}
+        return _error(404, "Not Found")
+
+    def _next_fault(self) -> Fault | None:
+        with self.cond:
+            self._sends += 1
+            if self._faults:
+                return self._faults.popleft()
+            if self._ratio is not None:
+                ratio, kind = self._ratio
+                if int(self._sends * ratio + 1e-9) > int((self._sends - 1) * ratio + 1e-9):
+                    return Fault(kind)
+        return None
+
+    def _send(self, name: str, chat: str, params: dict[str, Any],
+              document: tuple[str, bytes, str] | None) -> tuple[int, Any]:
+        if not chat:
+            return _error(400, "Bad Request: chat_id is empty")
+        fault = self._next_fault()
+        if fault is not None and fault.kind != "stall":
+            if fault.kind == "429":
+                return _error(429, f"Too Many Requests: retry after {fault.retry_after}",
+                              retry_after=fault.retry_after)
+            if fault.kind == "502":
+                return 502, "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n" \
+                            "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n" \
+                            "</body>\r\n</html>\r\n"
+            return _FAULT_ANSWERS[fault.kind]
+        with self.cond:
+            blocked = self._blocked.get(chat)
+            migrated = self._migrated.get(chat)
+        if blocked is not None:
+            return _error(403 if blocked.startswith("Forbidden") else 400, blocked)
+        if migrated is not None:
+            return _error(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                          migrate_to_chat_id=migrated)
+        if not re.fullmatch(r"-?\d+|@\w{4,}", chat):
+            return _error(400, "Bad Request: chat not found")
+
+        is_document = name == "senddocument"
+        text = str(params.get("caption" if is_document else "text") or "")
+        if is_document and document is None:
+            return _error(400, "Bad Request: there is no document in the request")
+        markup = _json_field(params.get("reply_markup"))
+        problem = _check_markup(markup)
+        if problem:
+            return _error(400, f"Bad Request: {problem}")
+        shown = text
+        if str(params.get("parse_mode") or "").lower() == "html":
+            parsed = _parse_telegram_html(text)
+            if isinstance(parsed, _HtmlProblem):
+                return _error(400, f"Bad Request: can't parse entities: {parsed.message}")
+            shown = parsed
+        length = len(shown.encode("utf-16-le")) // 2
+        if is_document and length > 1024:
+            return _error(400, "Bad Request: message caption is too long")
+        if not is_document and length > 4096:
+            return _error(400, "Bad Request: message is too long")
+        if not is_document and not shown.strip():
+            return _error(400, "Bad Request: message text is empty")
+
+        record = self._accept(name, chat, text, params, markup, document)
+        if fault is not None:  # stall: accepted, but the answer comes after the client gave up
+            self._stopping.wait(fault.stall_s if fault.stall_s is not None else self.stall_s)
+        result: dict[str, Any] = {
+            "message_id": record["message_id"], "date": int(record["time"]),
+            "from": {"id": 1, "is_bot": True, "first_name": "Vestnik", "username": "vestnik_fake_bot"},
+            "chat": {"id": int(chat) if chat.lstrip("-").isdigit() else chat, "type": "private"},
+        }
+        if is_document and document is not None:
+            file_id = f"DOC{record['message_id']}"
+            result["document"] = {"file_name": document[0], "mime_type": document[2], "file_id": file_id,
+                                  "file_unique_id": "U" + file_id, "file_size": len(document[1])}
+            if text:
+                result["caption"] = shown
+        else:
+            result["text"] = shown
+        if markup:
+            result["reply_markup"] = markup
+        return 200, {"ok": True, "result": result}
+
+    def _accept(self, name: str, chat: str, text: str, params: dict[str, Any], markup: Any,
+                document: tuple[str, bytes, str] | None) -> dict[str, Any]:
+        with self.cond:
+            record = {
+                "method": "sendDocument" if name == "senddocument" else "sendMessage",
+                "chat_id": chat,
+                "message_id": next(self._message_ids),
+                "text": text,
+                "parse_mode": params.get("parse_mode"),
+                "reply_markup": markup,
+                "link_preview_options": _json_field(params.get("link_preview_options")),
+                "document": {"name": document[0], "mime_type": document[2], "size": len(document[1]),
+                             "content": document[1]} if document else None,
+                "time": time.time(),
+            }
+            self._messages.append(record)
+            self.cond.notify_all()
+        return record
+
+    def _get_updates(self, params: dict[str, Any]) -> tuple[int, Any]:
+        if self.webhook_url:
+            return _error(409, "Conflict: can't use getUpdates method while webhook is active; "
+                               "use deleteWebhook to delete the webhook first")
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 100)
+        deadline = time.monotonic() + min(float(params.get("timeout") or 0), 50.0)
+        with self.cond:
+            if offset:
+                # Like Telegram: an offset confirms (and forgets) every earlier update.
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while not self._updates and not self._stopping.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            return 200, {"ok": True, "result": [dict(u) for u in self._updates[:limit]]}
+
+
+# ---------------------------------------------------------------------- HTTP
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    fake: FakeBotApi
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        with self.fake.cond:
+            self.fake.connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections, so handler threads do not outlive the fake."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (read timeout) makes the late answer fail: expected, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         return
 
-    def _reply(self, status: int, body: dict[str, Any] | str, content_type: str = "application/json") -> None:
-        raw = (json.dumps(body, ensure_ascii=False) if not isinstance(body, str) else body).encode()
+    def do_GET(self) -> None:  # noqa: N802
+        self._serve({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}, None)
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        content_type = self.headers.get("Content-Type", "")
+        try:
+            if content_type.startswith("application/json"):
+                params = json.loads(raw or b"{}")
+                if not isinstance(params, dict):
+                    raise ValueError("not an object")
+                document = None
+            elif content_type.startswith("multipart/form-data"):
+                params, document = _parse_multipart(content_type, raw)
+            else:
+                params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                document = None
+        except (ValueError, UnicodeDecodeError):
+            self._reply(*_error(400, "Bad Request: can't parse request body"))
+            return
+        self._serve(params, document)
+
+    def _serve(self, params: dict[str, Any], document: tuple[str, bytes, str] | None) -> None:
+        match = re.fullmatch(r"/bot([^/]*)/(\w+)", urlsplit(self.path).path)
+        if match is None:
+            self._reply(*_error(404, "Not Found"))
+            return
+        status, body = self.server.fake._handle(match.group(1), match.group(2), params, document)
+        self._reply(status, body)
+
+    def _reply(self, status: int, body: Any) -> None:
+        if isinstance(body, str):
+            raw, content_type = body.encode(), "text/html"
+        else:
+            raw, content_type = json.dumps(body, ensure_ascii=False).encode(), "application/json"
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._dispatch({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}, None)
 
-    def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        ctype = self.headers.get("Content-Type", "")
-        document = None
-        if ctype.startswith("application/json"):
-            params = json.loads(raw or b"{}")
-        elif ctype.startswith("multipart/form-data"):
-            params, document = _parse_multipart(ctype, raw)
-        else:
-            params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-        self._dispatch(params, document)
-
-    def _dispatch(self, params: dict[str, Any], document: tuple[str, bytes] | None) -> None:
-        state = self.server.state
-        parts = urlsplit(self.path).path.strip("/").split("/")
-        if len(parts) != 2 or not parts[0].startswith("bot"):
-            self._reply(*_error(404, "Not Found"))
-            return
-        if parts[0][3:] != state.token:
-            self._reply(*_error(401, "Unauthorized"))
-            return
-        method = parts[1]
-        chat = str(params.get("chat_id", ""))
-        with state.cond:
-            state.call_count += 1
-            state.calls.append((method, chat))
-            fault = state.faults.popleft() if state.faults else None
-            if fault is None and state.fail_every and state.call_count % state.fail_every[0] == 0:
-                fault = Fault(state.fail_every[1])
-        if fault is not None and method in ("sendMessage", "sendDocument"):
-            if fault.kind == "stall":
-                # Accept the message, then stall past the client's read timeout.
-                self._accept(method, chat, params, document)
-                time.sleep(state.stall_s)
-                self._reply(200, {"ok": True, "result": {}})
-                return
-            if fault.kind == "429":
-                self._reply(*_error(429, f"Too Many Requests: retry after {fault.retry_after}",
-                                    retry_after=fault.retry_after))
-                return
-            if fault.kind in ("500", "502", "503"):
-                if fault.kind == "502":
-                    self._reply(502, "<html><body>502 Bad Gateway</body></html>", "text/html")
-                else:
-                    self._reply(*_error(int(fault.kind), "Internal Server Error"))
-                return
-            if fault.kind == "403":
-                self._reply(*_error(403, "Forbidden: bot was blocked by the user"))
-                return
-            if fault.kind == "400":
-                self._reply(*_error(400, "Bad Request: chat not found"))
-                return
-        handler = getattr(self, f"_m_{method}", None)
-        if handler is None:
-            self._reply(*_error(404, "Not Found: method not found"))
-            return
-        handler(chat, params, document)
-
-    # ---- methods
-
-    def _accept(self, method: str, chat: str, params: dict[str, Any], document: tuple[str, bytes] | None
-                ) -> dict[str, Any]:
-        state = self.server.state
-        with state.cond:
-            message_id = next(state.ids)
-            record = {
-                "method": method, "chat_id": chat, "message_id": message_id,
-                "text": params.get("text") or params.get("caption") or "",
-                "parse_mode": params.get("parse_mode"),
-                "reply_markup": _json_field(params.get("reply_markup")),
-                "document": {"name": document[0], "size": len(document[1]), "content": document[1]}
-                if document else None,
-                "time": time.time(),
-            }
-            state.messages.append(record)
-            state.cond.notify_all()
-        return record
-
-    def _send(self, chat: str, params: dict[str, Any], document: tuple[str, bytes] | None, method: str) -> None:
-        state = self.server.state
-        if chat in state.blocked:
-            self._reply(*_error(403, "Forbidden: bot was blocked by the user"))
-            return
-        if chat in state.unknown or not chat.lstrip("-").isdigit():
-            self._reply(*_error(400, "Bad Request: chat not found"))
-            return
-        text = params.get("text") or params.get("caption") or ""
-        limit = 4096 if method == "sendMessage" else 1024
-        if len(text) > limit:
-            self._reply(*_error(400, "Bad Request: message is too long" if limit == 4096
-                                else "Bad Request: message caption is too long"))
-            return
-        if method == "sendMessage" and not text.strip():
-            self._reply(*_error(400, "Bad Request: message text is empty"))
-            return
-        record = self._accept(method, chat, params, document)
-        result = {"message_id": record["message_id"], "date": int(record["time"]),
-                  "chat": {"id": int(chat), "type": "private"}, "text": text}
-        self._reply(200, {"ok": True, "result": result})
-
-    def _m_sendMessage(self, chat, params, document) -> None:  # noqa: N802
-        self._send(chat, params, None, "sendMessage")
-
-    def _m_sendDocument(self, chat, params, document) -> None:  # noqa: N802
-        if document is None and not params.get("document"):
-            self._reply(*_error(400, "Bad Request: there is no document in the request"))
-            return
-        self._send(chat, params, document, "sendDocument")
-
-    def _m_getMe(self, chat, params, document) -> None:  # noqa: N802
-        self._reply(200, {"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "Vestnik",
-                                                 "username": "vestnik_demo_bot"}})
-
-    def _m_getUpdates(self, chat, params, document) -> None:  # noqa: N802
-        state = self.server.state
-        offset = int(params.get("offset") or 0)
-        timeout = min(float(params.get("timeout") or 0), 5.0)
-        deadline = time.time() + timeout
-        with state.cond:
-            while True:
-                pending = [u for u in state.updates if u["update_id"] >= offset]
-                if pending or time.time() >= deadline:
-                    break
-                state.cond.wait(max(0.0, deadline - time.time()))
-        self._reply(200, {"ok": True, "result": pending})
-
-    def _m_answerCallbackQuery(self, chat, params, document) -> None:  # noqa: N802
-        self._reply(200, {"ok": True, "result": True})
-
-    def _m_setWebhook(self, chat, params, document) -> None:  # noqa: N802
-        self.server.state.webhook_url = params.get("url")
-        self._reply(200, {"ok": True, "result": True, "description": "Webhook was set"})
-
-    def _m_deleteWebhook(self, chat, params, document) -> None:  # noqa: N802
-        self.server.state.webhook_url = None
-        self._reply(200, {"ok": True, "result": True, "description": "Webhook was deleted"})
+# ---------------------------------------------------------------------- parsing helpers
 
 
 def _json_field(value: Any) -> Any:
@@ -222,101 +533,106 @@ def _json_field(value: Any) -> Any:
     return value
 
 
-def _parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], tuple[str, bytes] | None]:
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+def _parse_multipart(content_type: str, raw: bytes) -> tuple[dict[str, Any], tuple[str, bytes, str] | None]:
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
     params: dict[str, Any] = {}
     document = None
-    for part in msg.iter_parts():
+    for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         filename = part.get_filename()
         payload = part.get_payload(decode=True) or b""
-        if filename:
-            document = (filename, payload)
+        if filename is not None:
+            document = (filename, payload, part.get_content_type())
         elif name:
-            params[name] = payload.decode()
+            params[str(name)] = payload.decode()
     return params, document
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    state: BotApiState
+def _check_markup(markup: Any) -> str | None:
+    if markup is None:
+        return None
+    if not isinstance(markup, dict) or not isinstance(markup.get("inline_keyboard"), list):
+        return "can't parse reply keyboard markup JSON object"
+    for row in markup["inline_keyboard"]:
+        if not isinstance(row, list):
+            return "field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array of Arrays"
+        for button in row:
+            if not isinstance(button, dict) or not button.get("text"):
+                return "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+            if not (button.get("url") or button.get("callback_data")):
+                return "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
+            if len(str(button.get("callback_data") or "").encode()) > 64:
+                return "BUTTON_DATA_INVALID"
+    return None
 
 
-class FakeBotApi:
-    """``with FakeBotApi() as api: ... api.url`` is a Bot API base URL."""
+@dataclass(frozen=True)
+class _HtmlProblem:
+    message: str
 
-    def __init__(self, token: str = "123456:TEST-token-for-the-fake", host: str = "127.0.0.1", port: int = 0  # noqa: S107
-                 ) -> None:
-        self.token = token
-        self._server = _Server((host, port), _Handler)
-        self._server.state = BotApiState(token=token)
-        self._thread: threading.Thread | None = None
 
-    @property
-    def state(self) -> BotApiState:
-        return self._server.state
+class _TelegramHtml(HTMLParser):
+    """Parses Telegram HTML the strict way the Bot API does; collects the visible text."""
 
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[str] = []
+        self.text: list[str] = []
+        self.problem: str | None = None
 
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ALLOWED_TAGS:
+            self.problem = self.problem or f"Unsupported start tag \"{tag}\""
+        self.stack.append(tag)
 
-    def start(self) -> FakeBotApi:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-bot-api", daemon=True)
-        self._thread.start()
-        return self
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.problem = self.problem or f"Unexpected end tag \"{tag}\""
+            return
+        self.stack.pop()
 
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
 
-    def __enter__(self) -> FakeBotApi:
-        return self.start()
+    def handle_entityref(self, name: str) -> None:
+        if name not in ALLOWED_ENTITIES:
+            self.problem = self.problem or f"Unsupported HTML entity \"&{name};\""
+        self.text.append(html.unescape(f"&{name};"))
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handle_charref(self, name: str) -> None:
+        self.text.append(html.unescape(f"&#{name};"))
 
-    # ---- scripting
 
-    def block_chat(self, chat_id: str | int) -> None:
-        self.state.blocked.add(str(chat_id))
+def _parse_telegram_html(text: str) -> str | _HtmlProblem:
+    parser = _TelegramHtml()
+    parser.feed(text)
+    parser.close()
+    if parser.problem:
+        return _HtmlProblem(parser.problem)
+    if parser.stack:
+        return _HtmlProblem(f"Can't find end tag corresponding to start tag \"{parser.stack[-1]}\"")
+    return "".join(parser.text)
 
-    def unknown_chat(self, chat_id: str | int) -> None:
-        self.state.unknown.add(str(chat_id))
 
-    def fail_next(self, n: int = 1, kind: str = "500", retry_after: int = 3) -> None:
-        for _ in range(n):
-            self.state.faults.append(Fault(kind, retry_after))
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A local fake of the Telegram Bot API")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--token", default=DEFAULT_TOKEN)
+    args = parser.parse_args(argv)
+    with FakeBotApi(args.token, args.host, args.port) as api:
+        print(f"fake Bot API on {api.url} (token {args.token}); Ctrl-C stops it", flush=True)  # noqa: T201
+        seen = 0
+        try:
+            while True:
+                messages = api.wait_for(lambda m, after=seen: len(m) > after, timeout=3600)
+                for m in messages[seen:]:
+                    print(f"{m['chat_id']}: {m['text']!r}", flush=True)  # noqa: T201
+                seen = len(messages)
+        except KeyboardInterrupt:
+            pass
 
-    def fail_every(self, n: int, kind: str = "500") -> None:
-        """Every n-th call fails (deterministic; n=2 is "half of the calls")."""
-        self.state.fail_every = (n, kind)
 
-    def push_update(self, update: dict[str, Any]) -> None:
-        with self.state.cond:
-            update.setdefault("update_id", len(self.state.updates) + 1)
-            self.state.updates.append(update)
-            self.state.cond.notify_all()
-
-    # ---- reading
-
-    def messages(self) -> list[dict[str, Any]]:
-        with self.state.cond:
-            return list(self.state.messages)
-
-    def wait_for(self, predicate, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Block until ``predicate(messages)`` is true; return the messages."""
-        deadline = time.monotonic() + timeout
-        with self.state.cond:
-            while not predicate(self.state.messages):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"fake Bot API: condition not met in {timeout}s "
-                                       f"({len(self.state.messages)} messages)")
-                self.state.cond.wait(left)
-            return list(self.state.messages)
+if __name__ == "__main__":
+    main()

@@ -1,86 +1,188 @@
 """A local SMTP server (aiosmtpd) that captures what would be sent.
 
-For the demo and the tests: every accepted message is parsed and kept in a
-ledger.  Replies can be scripted (``451`` try later, ``550`` no mailbox,
-``554 5.7.1`` spam) and the connection can be dropped right after the final
-"." of DATA, the window RFC 1047 warns about.  Optional AUTH (PLAIN/LOGIN)
-with a fixed user and password, without TLS (tests only).
+Why it exists: the email channel's classification depends on SMTP replies
+and on *when* a connection breaks, which only a real server over a real
+socket shows.  Every accepted message is parsed (``email.message.EmailMessage``)
+and kept in a thread-safe ledger with its envelope; :meth:`FakeSmtpServer.wait_for`
+blocks on a condition variable, so tests never sleep to synchronise.
+
+Scripted answers per SMTP step (:meth:`~FakeSmtpServer.fail_next`): any reply
+such as ``451 4.7.1 Try again later``, ``550 5.1.1 Mailbox unavailable`` or
+``554 5.7.1 Message rejected as spam``; ``"DROP"`` closes the connection right
+after the final "." of DATA without a reply, and ``"STALL"`` answers only
+after the client's timeout: the window RFC 1047 warns about (the message is
+in the ledger, marked ``dropped``, because a real server may have queued it).
+:meth:`~FakeSmtpServer.drop_connections` closes every open connection, as a
+server does with idle clients.  Optional AUTH (PLAIN/LOGIN) with one user,
+allowed without TLS (tests only).
+
+Run alone: ``python -m shared.fakes.smtp --port 8025``.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import email
 import email.policy
+import logging
+import socket
 import threading
 import time
+import warnings
 from collections import deque
+from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+Ledger = list[dict[str, Any]]
+STAGES = ("MAIL", "RCPT", "DATA")
+
+
+class _QuietAuthWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "auth_require_tls == False" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_QuietAuthWarning())
 
 
 class _Handler:
     def __init__(self, sink: FakeSmtpServer) -> None:
         self.sink = sink
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+    async def handle_MAIL(self, server: SMTP, session: Any, envelope: Any, address: str,  # noqa: N802
+                          mail_options: list[str]) -> str:
+        reply = self.sink._next_reply("MAIL")
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str,  # noqa: N802
+                          rcpt_options: list[str]) -> str:
         reply = self.sink._next_reply("RCPT")
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
-        return "250 OK"
+        return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Any, envelope: Any) -> str:  # noqa: N802
         reply = self.sink._next_reply("DATA")
         if reply == "DROP":
+            # The message is complete and may be queued, but the client never hears so.
             self.sink._record(envelope, dropped=True)
-            server.transport.close()  # the client never hears whether it was accepted
-            return "250 OK (never seen)"
+            if server.transport is not None:
+                server.transport.abort()
+            return "250 2.0.0 Ok: queued (never seen by the client)"
+        if reply == "STALL":
+            self.sink._record(envelope, dropped=True)
+            await asyncio.sleep(self.sink.stall_s)
+            return "250 2.0.0 Ok: queued (too late)"
         if reply:
             return reply
-        self.sink._record(envelope)
-        return "250 2.0.0 Ok: queued"
+        message_id = self.sink._record(envelope)
+        return f"250 2.0.0 Ok: queued as {message_id}"
+
+
+class _SMTP(SMTP):
+    """aiosmtpd's server, counting and tracking connections."""
+
+    sink: FakeSmtpServer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # STARTTLS calls this again on the same connection
+        super().connection_made(transport)
+        if first:
+            self.sink._connected(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.sink._disconnected(self)
+        super().connection_lost(error)
+
+
+class _Controller(Controller):
+    sink: FakeSmtpServer
+
+    def factory(self) -> SMTP:
+        with warnings.catch_warnings():
+            # AUTH without TLS is deliberate here (a local test server); aiosmtpd warns on every connection.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS", UserWarning)
+            server = _SMTP(self.handler, **self.SMTP_kwargs)
+        server.sink = self.sink
+        return server
 
 
 class FakeSmtpServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str | None = None,
-                 password: str | None = None) -> None:
-        self.username, self.password = username, password
-        self._messages: list[dict[str, Any]] = []
-        self._script: deque[tuple[str, str]] = deque()
-        self.connections = 0
-        self.cond = threading.Condition()
-        kwargs: dict[str, Any] = {}
-        if username:
-            kwargs.update(authenticator=self._auth, auth_require_tls=False, auth_required=True)
-        self.controller = Controller(_Handler(self), hostname=host, port=port or _free_port(host), **kwargs)
+    """``with FakeSmtpServer() as smtp:`` ... ``smtp.url`` is a ``VESTNIK_SMTP_URL``."""
 
-    def _auth(self, server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.username \
-            and auth_data.password.decode() == self.password
-        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535 itself
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str | None = None,
+                 password: str | None = None, stall_s: float = 3.0) -> None:
+        self._host = host
+        self._requested_port = port
+        self.username, self.password = username, password
+        self.stall_s = stall_s
+        self.cond = threading.Condition()
+        self._messages: Ledger = []
+        self._script: dict[str, deque[str]] = {stage: deque() for stage in STAGES}
+        self._live: set[_SMTP] = set()
+        self.connections = 0
+        self.auth_failures = 0
+        self.controller: _Controller | None = None
+
+    # ------------------------------------------------------------------ lifecycle
 
     @property
     def host(self) -> str:
-        return self.controller.hostname
+        return self._host
 
     @property
     def port(self) -> int:
-        return self.controller.port
+        if self.controller is None:
+            raise RuntimeError("the SMTP server is not started")
+        return int(self.controller.port)
 
     @property
     def url(self) -> str:
-        creds = f"{self.username}:{self.password}@" if self.username else ""
-        return f"smtp://{creds}{self.host}:{self.port}"
+        credentials = f"{self.username}:{self.password}@" if self.username else ""
+        return f"smtp://{credentials}{self.host}:{self.port}"
 
     def start(self) -> FakeSmtpServer:
-        self.controller.start()
-        return self
+        if self.controller is not None:
+            return self
+        last: OSError | None = None
+        for _ in range(5):  # aiosmtpd needs a known port; another process may take a free one first
+            controller = self._controller(self._requested_port or _free_port(self._host))
+            try:
+                controller.start()
+            except OSError as exc:
+                last = exc
+                if self._requested_port:
+                    raise
+                continue
+            self.controller = controller
+            with self.cond:
+                self.connections = 0  # the controller's own start-up probe is not a client
+            return self
+        raise RuntimeError(f"could not start the SMTP server: {last}")
+
+    def _controller(self, port: int) -> _Controller:
+        kwargs: dict[str, Any] = {}
+        if self.username:
+            kwargs.update(authenticator=self._authenticate, auth_require_tls=False, auth_required=True)
+        controller = _Controller(_Handler(self), hostname=self._host, port=port,
+                                 server_hostname="fake-smtp.local", ready_timeout=5, **kwargs)
+        controller.sink = self
+        return controller
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
 
     def __enter__(self) -> FakeSmtpServer:
         return self.start()
@@ -88,57 +190,159 @@ class FakeSmtpServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    # ---- scripting
+    # ------------------------------------------------------------------ scripting
 
     def fail_next(self, n: int = 1, reply: str = "451 4.7.1 Try again later", at: str = "DATA") -> None:
-        """Answer the next n RCPT or DATA commands with ``reply`` ("DROP": close after the final dot)."""
-        for _ in range(n):
-            self._script.append((at, reply))
+        """Answer the next ``n`` MAIL, RCPT or DATA steps with ``reply``.
 
-    def _next_reply(self, stage: str) -> str | None:
+        ``reply`` is an SMTP reply line, or for DATA ``"DROP"`` (close the
+        connection after the final "." without answering) or ``"STALL"``
+        (answer after ``stall_s``).
+        """
+        if at not in STAGES:
+            raise ValueError(f"at must be one of {STAGES}")
+        if reply in ("DROP", "STALL") and at != "DATA":
+            raise ValueError(f"{reply} only makes sense after DATA")
         with self.cond:
-            if self._script and self._script[0][0] == stage:
-                return self._script.popleft()[1]
-        return None
+            self._script[at].extend([reply] * n)
 
-    def _record(self, envelope, dropped: bool = False) -> None:
-        parsed: EmailMessage = email.message_from_bytes(envelope.original_content or envelope.content,
-                                                        policy=email.policy.SMTP)
-        text = html = None
-        for part in parsed.walk():
-            if part.get_content_type() == "text/plain" and text is None:
-                text = part.get_content()
-            elif part.get_content_type() == "text/html" and html is None:
-                html = part.get_content()
+    def drop_after_final_dot(self, n: int = 1) -> None:
+        self.fail_next(n, "DROP", at="DATA")
+
+    def stall_after_final_dot(self, n: int = 1) -> None:
+        self.fail_next(n, "STALL", at="DATA")
+
+    def drop_connections(self) -> int:
+        """Close every open client connection (as servers do with idle clients); return how many."""
         with self.cond:
-            self._messages.append({
-                "from": envelope.mail_from, "to": envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1
-                else list(envelope.rcpt_tos), "rcpt_tos": list(envelope.rcpt_tos), "subject": parsed["Subject"],
-                "message_id": parsed["Message-ID"], "text": text or "", "html": html, "message": parsed,
-                "raw": envelope.original_content or envelope.content, "dropped": dropped, "time": time.time(),
-            })
-            self.cond.notify_all()
+            live = list(self._live)
+        if self.controller is None or not live:
+            return 0
+        done = threading.Event()
 
-    # ---- reading
+        def close_all() -> None:
+            for server in live:
+                if server.transport is not None:
+                    server.transport.close()
+            done.set()
 
-    def messages(self, *, include_dropped: bool = True) -> list[dict[str, Any]]:
+        self.controller.loop.call_soon_threadsafe(close_all)
+        done.wait(5)
+        with self.cond:  # wait until the server has seen them go
+            self.cond.wait_for(lambda: not (self._live & set(live)), timeout=5)
+        return len(live)
+
+    def reset(self) -> None:
         with self.cond:
-            return [m for m in self._messages if include_dropped or not m["dropped"]]
+            self._messages.clear()
+            for queue in self._script.values():
+                queue.clear()
 
-    def wait_for(self, predicate, timeout: float = 10.0) -> list[dict[str, Any]]:
+    # ------------------------------------------------------------------ the ledger
+
+    def messages(self, *, include_dropped: bool = True) -> Ledger:
+        """Captured messages, oldest first; ``dropped`` ones are those whose sender never heard back."""
+        with self.cond:
+            return [dict(m) for m in self._messages if include_dropped or not m["dropped"]]
+
+    def wait_for(self, predicate: Callable[[Ledger], bool], timeout: float = 10.0) -> Ledger:
+        """Block until ``predicate(messages)`` holds; return the messages.  TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while not predicate(self._messages):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"SMTP sink: condition not met in {timeout}s ({len(self._messages)} messages)")
+                    raise TimeoutError(f"SMTP sink: condition not met within {timeout}s "
+                                       f"({len(self._messages)} messages)")
                 self.cond.wait(left)
-            return list(self._messages)
+            return [dict(m) for m in self._messages]
+
+    # ------------------------------------------------------------------ called from the server's loop
+
+    def _next_reply(self, stage: str) -> str | None:
+        with self.cond:
+            queue = self._script[stage]
+            return queue.popleft() if queue else None
+
+    def _connected(self, server: _SMTP) -> None:
+        with self.cond:
+            self.connections += 1
+            self._live.add(server)
+            self.cond.notify_all()
+
+    def _disconnected(self, server: _SMTP) -> None:
+        with self.cond:
+            self._live.discard(server)
+            self.cond.notify_all()
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == self.username
+              and auth_data.password.decode() == self.password)
+        if not ok:
+            with self.cond:
+                self.auth_failures += 1
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535 itself
+
+    def _record(self, envelope: Any, dropped: bool = False) -> str:
+        raw: bytes = envelope.original_content or b""
+        parsed: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[assignment]
+        text = html = None
+        attachments = []
+        for part in parsed.walk():
+            if part.is_multipart():
+                continue
+            if part.get_content_disposition() == "attachment":
+                attachments.append({"filename": part.get_filename(), "mime_type": part.get_content_type(),
+                                    "content": part.get_payload(decode=True)})
+            elif part.get_content_type() == "text/plain" and text is None:
+                text = part.get_content()
+            elif part.get_content_type() == "text/html" and html is None:
+                html = part.get_content()
+        rcpt_tos = list(envelope.rcpt_tos)
+        record = {
+            "from": envelope.mail_from,
+            "to": rcpt_tos[0] if len(rcpt_tos) == 1 else rcpt_tos,
+            "rcpt_tos": rcpt_tos,
+            "subject": str(parsed["Subject"] or ""),
+            "message_id": str(parsed["Message-ID"] or ""),
+            "text": (text or "").replace("\r\n", "\n"),
+            "html": html.replace("\r\n", "\n") if html is not None else None,
+            "attachments": attachments,
+            "message": parsed,
+            "raw": raw,
+            "dropped": dropped,
+            "time": time.time(),
+        }
+        with self.cond:
+            self._messages.append(record)
+            self.cond.notify_all()
+        return record["message_id"] or f"fake-{len(self._messages)}"
 
 
 def _free_port(host: str) -> int:
-    import socket
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A local SMTP server that captures messages")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8025)
+    args = parser.parse_args(argv)
+    with FakeSmtpServer(args.host, args.port) as sink:
+        print(f"SMTP sink on {sink.url}; Ctrl-C stops it", flush=True)  # noqa: T201
+        seen = 0
+        try:
+            while True:
+                messages = sink.wait_for(lambda m, after=seen: len(m) > after, timeout=3600)
+                for m in messages[seen:]:
+                    print(f"{m['to']}: {m['subject']}", flush=True)  # noqa: T201
+                seen = len(messages)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,41 +1,127 @@
-"""Adding a channel is one module and one registration: nothing else changes."""
+"""The channel registry: a new channel is one module and one register() call, nothing else."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+import pytest
+
+import workers.channels as registry
 from shared.config import Settings
-from shared.models import Client
-from workers import channels as registry
-from workers.channels.base import Channel
+from shared.models import Client, utcnow
+from workers.channels import CHANNELS, build_channels, register
+from workers.channels.base import Addressable, Channel, DeliveryError, Outcome, RenderedMessage
+from workers.channels.email import EmailChannel
+from workers.channels.telegram import TelegramChannel
 from workers.rules import plan_event
 
 
 class SmsChannel(Channel):
+    """What a third channel looks like: written outside ``workers/channels``, no other module touched."""
+
     name: ClassVar[str] = "sms"
-    preference_field: ClassVar[str] = "notifications_telegram_enabled"  # a real one would add its own column
+    preference_field: ClassVar[str] = "notifications_telegram_enabled"  # a real one adds its own column
+    body_maxlen: ClassVar[int] = 160
+
+    def __init__(self, *, sender: str) -> None:
+        self.sender = sender
+        self.sent: list[tuple[str, str]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmsChannel:
-        return cls()
+        return cls(sender=settings.email_from)
 
-    def address_of(self, client):
-        return "+79990000000"
+    def address_of(self, client: Addressable) -> str | None:
+        return "+79990000000" if client.telegram_chat_id else None  # a real one would read a phone column
 
-    def send(self, address, message):
-        return "sms-1"
+    def send(self, address: str, message: RenderedMessage) -> str:
+        self.sent.append((address, message.text))
+        return f"sms-{len(self.sent)}"
 
 
-def test_a_third_channel_is_built_and_planned_without_touching_the_others():
-    registry.register(SmsChannel)
-    try:
-        built = registry.build_channels(Settings())
-        assert set(built) == {"telegram", "email", "sms"}
-        planned, _ = plan_event("lesson_cancelled", {"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"},
-                                [1], [Client(id=1, name="A", email="a@x.io", telegram_chat_id="1", locale="ru",
-                                             notifications_telegram_enabled=True, notifications_email_enabled=True,
-                                             allow_service_notifications=True)], built,
-                                now=__import__("shared.models", fromlist=["utcnow"]).utcnow())
-        assert sorted(p.channel for p in planned) == ["email", "sms", "telegram"]
-    finally:
-        registry.CHANNELS.pop("sms")
+@pytest.fixture(autouse=True)
+def restore_registry():
+    before = dict(CHANNELS)
+    yield
+    CHANNELS.clear()
+    CHANNELS.update(before)
+
+
+def test_telegram_and_email_are_registered():
+    assert CHANNELS == {"telegram": TelegramChannel, "email": EmailChannel}
+
+
+def test_a_third_channel_registers_and_is_built_without_editing_other_modules():
+    register(SmsChannel)
+
+    built = build_channels(Settings())
+
+    assert set(built) == {"telegram", "email", "sms"}
+    assert isinstance(built["sms"], SmsChannel)
+    assert built["sms"].send("+79990000000", RenderedMessage(notification_id=1, text="hi")) == "sms-1"
+    assert registry.CHANNELS["sms"] is SmsChannel
+
+
+def test_the_rules_plan_a_registered_channel_like_the_others():
+    register(SmsChannel)
+    client = Client(id=1, name="A", email="a@example.com", telegram_chat_id="1", locale="ru",
+                    notifications_telegram_enabled=True, notifications_email_enabled=True,
+                    allow_service_notifications=True)
+
+    data = {"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"}
+    planned, _ = plan_event("lesson_cancelled", data, [1], [client], build_channels(Settings()), now=utcnow())
+
+    assert sorted(p.channel for p in planned) == ["email", "sms", "telegram"]
+
+
+def test_register_works_as_a_decorator():
+    @register
+    class WhatsAppChannel(SmsChannel):
+        name: ClassVar[str] = "whatsapp"
+
+    assert CHANNELS["whatsapp"] is WhatsAppChannel
+
+
+def test_a_taken_name_is_not_silently_replaced():
+    class Impostor(SmsChannel):
+        name: ClassVar[str] = "telegram"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register(Impostor)
+    assert CHANNELS["telegram"] is TelegramChannel
+
+    register(Impostor, replace=True)
+    assert CHANNELS["telegram"] is Impostor
+
+
+def test_only_channels_with_a_name_and_from_settings_register():
+    class NoName(SmsChannel):
+        name: ClassVar[str] = ""
+
+    with pytest.raises(TypeError):
+        register(NoName)
+    with pytest.raises(TypeError):
+        register(dict)  # type: ignore[arg-type]
+
+
+def test_unconfigured_channels_are_built_and_fail_permanently_at_send():
+    built = build_channels(Settings(telegram_token="", smtp_url=""))
+
+    for name, expected in (("telegram", "VESTNIK_TELEGRAM_TOKEN"), ("email", "VESTNIK_SMTP_URL")):
+        with pytest.raises(DeliveryError) as caught:
+            built[name].send("1001" if name == "telegram" else "a@example.com",
+                             RenderedMessage(notification_id=1, text="hi", subject="s"))
+        assert caught.value.outcome is Outcome.permanent
+        assert expected in caught.value.reason
+
+
+def test_configured_channels_come_from_settings():
+    built = build_channels(Settings(telegram_token="1:abc", telegram_api_base="http://127.0.0.1:9",
+                                    smtp_url="smtps://user:pw@smtp.yandex.ru:465",
+                                    email_from="noreply@school.example"))
+
+    assert built["telegram"].describe()["api_base"] == "http://127.0.0.1:9"
+    assert built["email"].describe() == {"name": "email", "configured": True, "host": "smtp.yandex.ru",
+                                                "port": 465, "ssl": True, "from": "noreply@school.example",
+                                                "connections_opened": 0}
+    assert "1:abc" not in repr(built["telegram"]) and "pw" not in str(built["email"].describe())

@@ -1,33 +1,56 @@
 """The channel registry: plain data, one line per channel.
 
-Adding SMS or WhatsApp means writing one module with a ``Channel`` subclass
-and one ``register`` line; nothing else changes (rules, delivery, limits and
-the admin read the registry).
+Rules, delivery, the limiter and the admin read :data:`CHANNELS`; none of
+them names a channel.  Adding SMS or WhatsApp means one module with a
+:class:`Channel` subclass that has a ``from_settings(settings)`` classmethod,
+and one :func:`register` call (or line below); nothing else changes.
+
+:func:`build_channels` builds every registered channel, configured or not.
+A channel without configuration (no bot token, no SMTP URL) fails each send
+with a permanent error naming the missing variable, which an operator sees
+in the history, rather than silently dropping the channel at start.
 """
 
 from __future__ import annotations
 
-from shared.config import Settings
-from workers.channels.base import Channel
+from typing import TYPE_CHECKING
+
+from workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
 from workers.channels.email import EmailChannel
 from workers.channels.telegram import TelegramChannel
 
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+__all__ = ["CHANNELS", "Channel", "DeliveryError", "EmailChannel", "Outcome", "RenderedMessage",
+           "TelegramChannel", "build_channels", "register"]
+
 CHANNELS: dict[str, type[Channel]] = {
-    TelegramChannel.name: TelegramChannel,
-    EmailChannel.name: EmailChannel,
+    "telegram": TelegramChannel,
+    "email": EmailChannel,
 }
 
 
-def register(cls: type[Channel]) -> type[Channel]:
-    """Add a channel class (usable as a decorator)."""
-    CHANNELS[cls.name] = cls
+def register(cls: type[Channel], *, replace: bool = False) -> type[Channel]:
+    """Add a channel class to the registry; usable as a class decorator.
+
+    Registering a second class under a taken name is an error unless
+    ``replace=True`` (a typo must not silently swap out a working channel).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Channel)):
+        raise TypeError(f"{cls!r} is not a Channel subclass")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__name__} has no channel name")
+    if not callable(getattr(cls, "from_settings", None)):
+        raise TypeError(f"{cls.__name__} needs a from_settings(settings) classmethod")
+    existing = CHANNELS.get(name)
+    if existing is not None and existing is not cls and not replace:
+        raise ValueError(f"channel {name!r} is already registered ({existing.__name__})")
+    CHANNELS[name] = cls
     return cls
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    """One instance of every registered channel, configured from settings.
-
-    A channel without configuration (no token, no SMTP URL) is still built;
-    its sends fail permanently with a message naming the missing variable.
-    """
+    """One instance of every registered channel, configured from ``settings``."""
     return {name: cls.from_settings(settings) for name, cls in CHANNELS.items()}  # type: ignore[attr-defined]

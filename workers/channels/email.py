@@ -1,24 +1,44 @@
-"""Email over SMTP (``smtps://`` implicit TLS, e.g. Yandex 465; ``smtp://`` with STARTTLS when offered).
+"""Email over SMTP: ``smtps://`` (implicit TLS, e.g. Yandex on 465) or ``smtp://`` with STARTTLS.
 
-One connection per worker thread, kept open across messages and reopened when
-the server closed it.  Messages are ``multipart/alternative`` (plain text and
-HTML), serialised with ``email.policy.SMTP`` (CRLF: servers reject bare LF),
-with a Message-ID derived from the notification.  Header values with CR or LF
-are refused: no header injection, no extra recipient.
+Why it looks like this:
 
-Classification: 4xx replies and failures before DATA completes are transient;
-5xx are permanent (550/551/553 and 5.1.x also mark the mailbox unreachable;
-554 5.7.1 spam rejections do not); a connection lost after the final "." is
-*uncertain* (RFC 1047): the server may have queued the message.
+- **One connection, kept open and guarded by a lock.**  Several worker
+  threads may share one channel instance; they take turns on one SMTP
+  connection.  Email throughput is bounded by the provider's quotas (Yandex:
+  500 a day), not by connection concurrency, so serialising costs nothing and
+  stays within providers' limits on simultaneous connections.  A connection
+  idle for longer than ``max_idle_s`` is replaced before use, and one the
+  server closed is reopened once, transparently, before anything was sent.
+- **The SMTP steps are driven by hand** (MAIL, RCPT, DATA, then the message
+  and the final ".") instead of ``send_message``, because the outcome depends
+  on *where* a failure happens.  Up to the final "." nothing can have been
+  accepted, so failures are ``transient``.  If the connection is lost or
+  times out after the final "." and before the reply, the server may have
+  queued the message (RFC 1047): that is ``uncertain`` and never retried.
+- **Replies are classified in one table** (:func:`classify_reply`): 4xx is
+  transient; 5xx is permanent; a recipient refused with 550/551/553 or an
+  enhanced status 5.1.x/5.2.1 marks the address unreachable; a policy or spam
+  rejection (5.7.x, e.g. Yandex's ``554 5.7.1``) does not.
+- **No header injection**: any header value (subject, address, extra headers)
+  with CR or LF is a permanent error, and the recipient must be exactly one
+  address.  Messages are serialised with ``email.policy.SMTP`` (CRLF line
+  ends; aiosmtpd and strict servers reject bare LF) and 7-bit transfer
+  encodings, so no server needs 8BITMIME.
+- **Secrets**: no reason includes a server's text about authentication, and
+  every reason is scrubbed of the password before it leaves this module.
+  The password is never sent over an unencrypted connection except to a
+  loopback address (a local test server).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import re
 import smtplib
 import ssl
 import threading
+import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
@@ -27,168 +47,356 @@ from typing import Any, ClassVar
 from shared.config import Settings, SmtpParams
 from workers.channels.base import Addressable, Channel, DeliveryError, RenderedMessage
 
-_ADDRESS = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+$")
+#: CRLF line ends and base64/quoted-printable for anything non-ASCII.
+POLICY = SMTP_POLICY.clone(cte_type="7bit")
 
+#: Headers the channel sets itself; ``message.headers`` may not override them.
+RESERVED_HEADERS = frozenset({
+    "from", "to", "cc", "bcc", "subject", "date", "message-id", "sender", "mime-version",
+    "content-type", "content-transfer-encoding", "return-path",
+})
 
-def _clean_header(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
-        raise DeliveryError.permanent(f"header {name} contains a line break (refused: header injection)")
-    return value
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII except ":" (RFC 5322 field-name)
+_ADDRESS = re.compile(r"^[^@\s,;:<>()\[\]\"\\]+@[^@\s,;:<>()\[\]\"\\]+$")
+_CLOSED_EARLY = "SMTP server closed the connection before the message was sent"
+_ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
 class EmailChannel(Channel):
+    """Sends rendered messages as ``multipart/alternative`` email over one kept SMTP connection."""
+
     name: ClassVar[str] = "email"
     preference_field: ClassVar[str] = "notifications_email_enabled"
+    body_maxlen: ClassVar[int | None] = None
 
-    def __init__(self, *, smtp: SmtpParams | None, email_from: str, timeout_s: float = 30) -> None:
+    def __init__(self, *, smtp: SmtpParams | None, email_from: str, timeout_s: float = 30,
+                 max_idle_s: float = 60) -> None:
         self.smtp = smtp
         self.email_from = email_from
         self.timeout_s = timeout_s
-        self.domain = (parseaddr(email_from)[1].rpartition("@")[2] or "vestnik.local").lower()
-        self._local = threading.local()
+        self.max_idle_s = max_idle_s
+        sender = parseaddr(email_from)[1]
+        self.sender = sender
+        self.domain = _ascii_domain(sender.rpartition("@")[2]) or "vestnik.invalid"
+        self._lock = threading.Lock()
+        self._conn: smtplib.SMTP | None = None
+        self._last_used = 0.0
+        #: connections opened so far (for describe() and tests)
+        self.connects = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmailChannel:
         return cls(smtp=settings.smtp, email_from=settings.email_from, timeout_s=settings.smtp_timeout_s)
 
+    def __repr__(self) -> str:
+        where = f"{self.smtp.host}:{self.smtp.port}" if self.smtp else "not configured"
+        return f"EmailChannel({where})"
+
     def address_of(self, client: Addressable) -> str | None:
-        return client.email or None
+        return (client.email or "").strip() or None
 
     def describe(self) -> dict[str, Any]:
         if self.smtp is None:
             return {"name": self.name, "configured": False}
-        return {"name": self.name, "host": self.smtp.host, "port": self.smtp.port, "ssl": self.smtp.ssl,
-                "configured": True}
+        return {"name": self.name, "configured": True, "host": self.smtp.host, "port": self.smtp.port,
+                "ssl": self.smtp.ssl, "from": self.email_from, "connections_opened": self.connects}
 
-    # ------------------------------------------------------------ message
+    # ------------------------------------------------------------------ the message
+
+    def message_id(self, notification_id: int) -> str:
+        return f"<notification-{notification_id}@{self.domain}>"
 
     def build(self, address: str, message: RenderedMessage) -> EmailMessage:
-        if not _ADDRESS.match(address):
-            raise DeliveryError.permanent(f"not a single email address: {address[:80]!r}",
-                                          address_unreachable=True)
-        msg = EmailMessage(policy=SMTP_POLICY)
-        msg["From"] = _clean_header("From", self.email_from)
-        msg["To"] = _clean_header("To", address)
-        msg["Subject"] = _clean_header("Subject", message.subject or "")
-        msg["Date"] = formatdate(localtime=False)
-        msg["Message-ID"] = f"<notification-{message.notification_id}@{self.domain}>"
+        """The email for one notification; DeliveryError.permanent for any unsafe value."""
+        recipient = normalise_address(address)
+        msg = EmailMessage(policy=POLICY)
+        msg["From"] = _header_value("From", self.email_from)
+        msg["To"] = recipient
+        msg["Subject"] = _header_value("Subject", message.subject or "")
+        msg["Date"] = formatdate(usegmt=True)
+        msg["Message-ID"] = self.message_id(message.notification_id)
+        extra = {name.lower() for name in message.headers}
+        if "auto-submitted" not in extra:
+            msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to notifications
         for name, value in message.headers.items():
-            msg[_clean_header("header name", name)] = _clean_header(name, value)
+            if not _HEADER_NAME.match(name):
+                raise DeliveryError.permanent(f"invalid header name {name[:40]!r}")
+            if name.lower() in RESERVED_HEADERS:
+                raise DeliveryError.permanent(f"header {name} is set by the email channel, not by a template")
+            msg[name] = _header_value(name, value)
         msg.set_content(message.text or "")
         if message.html:
             msg.add_alternative(message.html, subtype="html")
         if message.attachment is not None:
             maintype, _, subtype = message.attachment.mime_type.partition("/")
+            filename = _header_value("attachment filename", message.attachment.filename)
             msg.add_attachment(message.attachment.content, maintype=maintype or "application",
-                               subtype=subtype or "octet-stream", filename=message.attachment.filename)
+                               subtype=subtype or "octet-stream", filename=filename)
         return msg
 
-    # ------------------------------------------------------------ connection
+    # ------------------------------------------------------------------ sending
 
-    def _connect(self) -> smtplib.SMTP:
+    def send(self, address: str, message: RenderedMessage) -> str:
+        """Send one email; return its Message-ID."""
         if self.smtp is None:
             raise DeliveryError.permanent("email is not configured (VESTNIK_SMTP_URL is empty)")
-        p = self.smtp
+        if not self.sender or not _ADDRESS.match(self.sender):
+            raise DeliveryError.permanent("VESTNIK_EMAIL_FROM has no usable address")
+        msg = self.build(address, message)
+        payload = _dot_stuffed(msg.as_bytes(policy=POLICY))
+        recipient = normalise_address(address)
+        with self._lock:
+            try:
+                self._transaction(recipient, payload)
+            except DeliveryError as exc:
+                raise self._scrubbed(exc) from None
+            self._last_used = time.monotonic()
+        return str(msg["Message-ID"])
+
+    def _transaction(self, recipient: str, payload: bytes) -> None:
+        conn, reused = self._connection()
         try:
-            if p.ssl:
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(p.host, p.port, timeout=self.timeout_s,
-                                                      context=ssl.create_default_context())
+            self._envelope(conn, recipient)
+        except _Stale:
+            if not reused:
+                self._drop()
+                raise DeliveryError.transient(_CLOSED_EARLY) from None
+            # The kept connection had been closed by the server: reopen once, nothing was sent.
+            self._drop()
+            conn, _ = self._connection()
+            try:
+                self._envelope(conn, recipient)
+            except _Stale:
+                self._drop()
+                raise DeliveryError.transient(_CLOSED_EARLY) from None
+        self._data(conn, payload)
+
+    def _envelope(self, conn: smtplib.SMTP, recipient: str) -> None:
+        """MAIL FROM and RCPT TO; raises _Stale when the connection turns out dead."""
+        try:
+            code, reply = conn.mail(self.sender)
+        except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError):
+            raise _Stale() from None
+        except OSError as exc:
+            self._drop()
+            raise DeliveryError.transient(f"SMTP MAIL FROM failed: {type(exc).__name__}") from None
+        if code == 421:
+            raise _Stale()
+        if code != 250:
+            self._reset(conn, code)
+            raise classify_reply("MAIL FROM", code, reply)
+        try:
+            code, reply = conn.rcpt(recipient)
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._drop()
+            raise DeliveryError.transient(f"SMTP RCPT TO failed: {type(exc).__name__}") from None
+        if code not in (250, 251):
+            self._reset(conn, code)
+            raise classify_reply("RCPT TO", code, reply)
+
+    def _data(self, conn: smtplib.SMTP, payload: bytes) -> None:
+        """DATA, the message, the final "." and the reply; the uncertain window is the last step."""
+        try:
+            code, reply = conn.docmd("DATA")
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._drop()
+            raise DeliveryError.transient(f"SMTP DATA failed: {type(exc).__name__}") from None
+        if code != 354:
+            self._reset(conn, code)
+            raise classify_reply("DATA", code, reply)
+        try:
+            conn.send(payload)  # the message, already ending with CRLF "." CRLF
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            # The final "." did not get out: the server cannot have accepted the message.
+            self._drop()
+            raise DeliveryError.transient(f"SMTP connection lost while sending the message: "
+                                          f"{type(exc).__name__}") from None
+        try:
+            code, reply = conn.getreply()
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            self._drop()
+            raise DeliveryError.uncertain(
+                f"SMTP: no reply after the final '.' ({type(exc).__name__}); "
+                "the server may have accepted the message (RFC 1047)") from None
+        if code == 421:
+            self._drop()
+        if code != 250:
+            raise classify_reply("end of DATA", code, reply)
+
+    # ------------------------------------------------------------------ the connection
+
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """The kept connection (reused=True) or a new one; caller holds the lock."""
+        if self._conn is not None and time.monotonic() - self._last_used > self.max_idle_s:
+            self._drop()  # servers drop idle clients; do not find out in the middle of a send
+        if self._conn is not None:
+            return self._conn, True
+        self._conn = self._open()
+        self.connects += 1
+        self._last_used = time.monotonic()
+        return self._conn, False
+
+    def _open(self) -> smtplib.SMTP:
+        params = self.smtp
+        assert params is not None
+        conn: smtplib.SMTP | None = None
+        try:
+            if params.ssl:
+                conn = smtplib.SMTP_SSL(params.host, params.port, timeout=self.timeout_s,
+                                        context=ssl.create_default_context())
+                conn.ehlo()
             else:
-                conn = smtplib.SMTP(p.host, p.port, timeout=self.timeout_s)
+                conn = smtplib.SMTP(params.host, params.port, timeout=self.timeout_s)
                 conn.ehlo()
                 if conn.has_extn("starttls"):
                     conn.starttls(context=ssl.create_default_context())
                     conn.ehlo()
-            if p.username:
-                conn.login(p.username, p.password or "")
+                elif params.username and not _is_loopback(params.host):
+                    raise DeliveryError.permanent(
+                        f"SMTP server {params.host} offers no STARTTLS; refusing to send the password "
+                        "unencrypted (use smtps:// or a server with STARTTLS)")
+            if params.username:
+                conn.login(params.username, params.password or "")
+        except DeliveryError:
+            _close_quietly(conn)
+            raise
         except smtplib.SMTPAuthenticationError as exc:
-            raise DeliveryError.permanent(f"SMTP login refused ({exc.smtp_code})") from None
+            _close_quietly(conn)
+            # Only the code: the server's text may quote what we sent.
+            if 400 <= exc.smtp_code < 500:
+                raise DeliveryError.transient(f"SMTP login failed temporarily ({exc.smtp_code})") from None
+            raise DeliveryError.permanent(
+                f"SMTP login refused ({exc.smtp_code}); check the user and password in VESTNIK_SMTP_URL",
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            _close_quietly(conn)
+            raise DeliveryError.permanent(
+                "SMTP server does not offer AUTH; remove the user from VESTNIK_SMTP_URL") from None
+        except smtplib.SMTPResponseException as exc:
+            _close_quietly(conn)
+            raise classify_reply("connect", exc.smtp_code, b"") from None
+        except ssl.SSLCertVerificationError:
+            _close_quietly(conn)
+            raise DeliveryError.transient(f"SMTP TLS certificate of {params.host} did not verify") from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise DeliveryError.transient(f"SMTP connect failed: {type(exc).__name__}") from None
+            _close_quietly(conn)
+            raise DeliveryError.transient(
+                f"SMTP connection to {params.host}:{params.port} failed: {type(exc).__name__}") from None
         return conn
 
-    def _conn(self, fresh: bool = False) -> smtplib.SMTP:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or fresh:
-            if conn is not None:
-                self._drop()
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
+    def _reset(self, conn: smtplib.SMTP, code: int) -> None:
+        """Leave the kept connection ready for the next message after a refused step."""
+        if code == 421:
+            self._drop()
+            return
+        try:
+            conn.rset()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
 
     def _drop(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
+        conn, self._conn = self._conn, None
+        _close_quietly(conn)
+
+    def _quit(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):  # closing a dead socket
-                conn.close()
-
-    # ------------------------------------------------------------ sending
-
-    def send(self, address: str, message: RenderedMessage) -> str:
-        msg = self.build(address, message)
-        payload = msg.as_bytes(policy=SMTP_POLICY)
-        sender = parseaddr(self.email_from)[1]
-        for attempt in (1, 2):
-            conn = self._conn(fresh=False)
-            try:
-                code, reply = conn.mail(sender)
-                if code != 250:
-                    raise _reply_error("MAIL FROM", code, reply)
-                code, reply = conn.rcpt(address)
-                if code not in (250, 251):
-                    conn.rset()
-                    raise _reply_error("RCPT TO", code, reply)
-            except smtplib.SMTPServerDisconnected:
-                self._drop()
-                if attempt == 1:
-                    continue  # the kept connection had gone idle: reconnect once
-                raise DeliveryError.transient("SMTP server disconnected before the message was sent") from None
-            except (OSError, smtplib.SMTPException) as exc:
-                self._drop()
-                raise DeliveryError.transient(f"SMTP error before DATA: {type(exc).__name__}") from None
-            return self._data(conn, payload, msg["Message-ID"])
-        raise DeliveryError.transient("SMTP: could not send")  # pragma: no cover
-
-    def _data(self, conn: smtplib.SMTP, payload: bytes, message_id: str) -> str:
-        try:
-            code, reply = conn.docmd("DATA")
-            if code != 354:
-                raise _reply_error("DATA", code, reply)
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self._drop()
-            raise DeliveryError.transient(f"SMTP error at DATA: {type(exc).__name__}") from None
-        try:
-            q = smtplib.quotedata(payload.decode("ascii", "surrogateescape")).encode("ascii", "surrogateescape")
-            if not q.endswith(b"\r\n"):
-                q += b"\r\n"
-            conn.send(q + b".\r\n")
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
-            self._drop()
-            raise DeliveryError.transient(f"SMTP connection lost during DATA: {type(exc).__name__}") from None
-        try:
-            code, reply = conn.getreply()
-        except (TimeoutError, OSError, smtplib.SMTPServerDisconnected) as exc:
-            # After the final ".": the server may have queued it (RFC 1047). Never resend blindly.
-            self._drop()
-            raise DeliveryError.uncertain(f"SMTP connection lost after the final dot: {type(exc).__name__}") \
-                from None
-        if code != 250:
-            raise _reply_error("end of DATA", code, reply)
-        return message_id
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.quit()
+            _close_quietly(conn)
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.quit()
-        self._local.conn = None
+        """QUIT the kept connection (the next send opens a new one)."""
+        with self._lock:
+            self._quit()
+
+    def _scrubbed(self, exc: DeliveryError) -> DeliveryError:
+        password = self.smtp.password if self.smtp else None
+        if password and password in exc.reason:
+            exc.reason = exc.reason.replace(password, "***")
+            exc.args = (exc.reason,)
+        return exc
 
 
-def _reply_error(stage: str, code: int, reply: bytes) -> DeliveryError:
-    text = reply.decode(errors="replace") if isinstance(reply, bytes) else str(reply)
-    reason = f"{stage}: {code} {text}".strip()
+class _Stale(Exception):
+    """The kept connection is dead (closed by the server, or 421 to MAIL)."""
+
+
+# ---------------------------------------------------------------------- classification
+
+
+def classify_reply(stage: str, code: int, reply: bytes | str) -> DeliveryError:
+    """The DeliveryError an SMTP reply means; ``stage`` is MAIL FROM, RCPT TO, DATA or end of DATA."""
+    text = (reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)).strip()
+    text = " ".join(text.split())[:300]
+    reason = f"SMTP {stage}: {code} {text}".rstrip()
     if 400 <= code < 500:
         return DeliveryError.transient(reason)
-    mailbox_dead = code in (550, 551, 553) and "5.7." not in text or " 5.1." in f" {text}"
-    return DeliveryError.permanent(reason, address_unreachable=mailbox_dead)
+    if stage == "MAIL FROM":
+        return DeliveryError.permanent(reason + " (the sender was refused; check VESTNIK_EMAIL_FROM)")
+    enhanced = _ENHANCED.search(text)
+    status = tuple(int(x) for x in enhanced.groups()) if enhanced else None
+    # The mailbox itself is gone: 5.1.x (bad mailbox or domain), 5.2.1 (disabled), or a bare 550/551/553
+    # to RCPT.  Policy and spam rejections (5.7.x) and a full mailbox (5.2.2) leave the address alone.
+    mailbox_status = status is not None and (status[1] == 1 or status[1:] == (2, 1))
+    recipient_refused = stage == "RCPT TO" and code in (550, 551, 553) and status is None
+    return DeliveryError.permanent(reason, address_unreachable=mailbox_status or recipient_refused)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def normalise_address(address: str) -> str:
+    """Exactly one bare address (``user@domain``), domain IDNA-encoded; else DeliveryError.permanent."""
+    _header_value("To", address)
+    candidate = address.strip()
+    if not _ADDRESS.match(candidate):
+        raise DeliveryError.permanent(f"not a single email address: {candidate[:80]!r}",
+                                      address_unreachable=True)
+    local, _, domain = candidate.rpartition("@")
+    if not local.isascii():
+        raise DeliveryError.permanent("non-ASCII mailbox names (SMTPUTF8) are not supported",
+                                      address_unreachable=True)
+    ascii_domain = _ascii_domain(domain)
+    if not ascii_domain:
+        raise DeliveryError.permanent(f"invalid domain in {candidate[:80]!r}", address_unreachable=True)
+    return f"{local}@{ascii_domain}"
+
+
+def _ascii_domain(domain: str) -> str:
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return domain.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return ""
+
+
+def _header_value(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise DeliveryError.permanent(f"{name} contains a line break (refused: header injection)")
+    return value
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """DATA payload: CRLF line ends, leading dots doubled, ending with CRLF "." CRLF."""
+    data = re.sub(rb"\r?\n|\r", b"\r\n", data)
+    data = re.sub(rb"(?m)^\.", b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _close_quietly(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()

@@ -1,170 +1,442 @@
-"""Telegram through the Bot API (``requests``, HTML parse mode).
+"""Telegram through the Bot API, with ``requests`` and HTML parse mode.
 
-Limits as class data (Bots FAQ): 4096 characters a message, 1024 a caption.
-Longer texts are split at line breaks; the buttons go on the last part.
-Classification of the Bot API's answers is in one table below; the bot token
-is in every URL, so no exception text from ``requests`` is ever passed on.
+Why it looks like this:
+
+- One ``requests.Session`` per channel instance, so consecutive messages reuse
+  one TLS connection instead of paying a handshake each.  Worker threads may
+  share the instance: urllib3's connection pool is thread-safe and Bot API
+  calls carry no cookies or other per-session state.
+- Every Bot API call goes through :meth:`TelegramChannel._request`, and every
+  answer is classified in :func:`classify`, from a table of the Bot API's
+  known descriptions (the Healthchecks approach).  ``send``, ``get_me`` and
+  ``api_call`` (getUpdates, answerCallbackQuery, setWebhook, ...) share it.
+- The bot token is part of every URL, and ``requests`` puts the URL in its
+  exception messages.  So no ``requests`` exception text is passed on: reasons
+  are built here, raised outside the ``except`` block (no chained context that
+  a traceback would print), and anything taken from an answer is redacted.
+- A read timeout means the request was sent and Telegram may have delivered
+  it (python-telegram-bot #1045): that is ``uncertain``, never ``transient``.
+  Failing to connect (refused, connect timeout, DNS) is ``transient``.
+- Limits are class data (Bots FAQ): 4096 characters a message, 1024 a caption.
+  Longer texts are split at paragraph, then line, then word boundaries, with
+  HTML tags closed at the end of a part and reopened at the start of the next
+  (see :func:`split_html`); the buttons go on the last part and the first
+  part's message id is returned.  If a later part fails after an earlier one
+  was delivered, the outcome is ``uncertain`` (a retry would repeat the
+  delivered part), unless the failure is permanent anyway.
+- A document whose text fits a caption is sent as one ``sendDocument``; a
+  longer text is sent first with ``sendMessage`` and the document follows
+  without a caption, carrying the buttons (they belong to the last message).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, ClassVar
 
 import requests
 
 from shared.config import Settings
-from workers.channels.base import Addressable, Channel, DeliveryError, RenderedMessage
+from workers.channels.base import Addressable, Button, Channel, DeliveryError, Outcome, RenderedMessage
 
-#: Bot API descriptions that mean the address itself is dead (mark it unreachable).
-UNREACHABLE = (
+DEFAULT_API_BASE = "https://api.telegram.org"
+
+#: Descriptions (lower-case substrings) meaning the recipient cannot be reached at this
+#: address any more: the delivery code turns these into "address unreachable".
+UNREACHABLE_DESCRIPTIONS: tuple[str, ...] = (
     "bot was blocked by the user",
     "user is deactivated",
+    "bot was kicked",  # "...from the group chat", "...from the supergroup chat", "...from the channel chat"
+    "bot is not a member",
+    "bot can't initiate conversation with a user",
+    "bot can't send messages to bots",
+    "the group chat was deleted",
+    "group chat was deactivated",
     "chat not found",
-    "bot was kicked",
-    "bot can't initiate conversation",
-    "have no rights to send a message",
+    "user not found",
     "peer_id_invalid",
 )
 
+#: Methods whose success means a message reached a chat (for the partial-delivery rule).
+_SEND_METHODS = frozenset({"sendMessage", "sendDocument"})
 
-def split_text(text: str, limit: int) -> list[str]:
-    """Split at line breaks (then hard) so each part fits ``limit`` characters."""
-    if len(text) <= limit:
-        return [text]
-    parts: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:
-            if current:
-                parts.append(current)
-                current = ""
-            parts.append(line[:limit])
-            line = line[limit:]
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) > limit:
-            parts.append(current)
-            current = line
-        else:
-            current = candidate
-    if current:
-        parts.append(current)
-    return parts
+_RETRY_AFTER_IN_TEXT = re.compile(r"retry after (\d+)", re.IGNORECASE)
 
 
 class TelegramChannel(Channel):
+    """Sends rendered messages (Telegram HTML) to a chat id through the Bot API."""
+
     name: ClassVar[str] = "telegram"
     preference_field: ClassVar[str] = "notifications_telegram_enabled"
     body_maxlen: ClassVar[int] = 4096
     caption_maxlen: ClassVar[int] = 1024
+    callback_data_maxlen: ClassVar[int] = 64  # bytes
 
-    def __init__(self, *, token: str, api_base: str = "https://api.telegram.org", connect_timeout_s: float = 5,
-                 read_timeout_s: float = 15, session: requests.Session | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str,
+        api_base: str = DEFAULT_API_BASE,
+        connect_timeout_s: float = 5,
+        read_timeout_s: float = 15,
+        session: requests.Session | None = None,
+    ) -> None:
         self._token = token
         self.api_base = api_base.rstrip("/")
-        self.timeouts = (connect_timeout_s, read_timeout_s)
-        self.http = session or requests.Session()
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._session = session if session is not None else requests.Session()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TelegramChannel:
-        return cls(token=settings.telegram_token, api_base=settings.telegram_api_base,
-                   connect_timeout_s=settings.telegram_connect_timeout_s,
-                   read_timeout_s=settings.telegram_read_timeout_s)
+        return cls(
+            token=settings.telegram_token,
+            api_base=settings.telegram_api_base,
+            connect_timeout_s=settings.telegram_connect_timeout_s,
+            read_timeout_s=settings.telegram_read_timeout_s,
+        )
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._token)
+
+    def __repr__(self) -> str:
+        return f"TelegramChannel(api_base={self.api_base!r}, configured={self.configured})"
 
     def address_of(self, client: Addressable) -> str | None:
-        return client.telegram_chat_id or None
+        chat = client.telegram_chat_id
+        if chat is None:
+            return None
+        return str(chat).strip() or None
 
     def limit_key(self, address: str) -> str | None:
         return address
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "api_base": self.api_base, "configured": bool(self._token)}
-
-    # ------------------------------------------------------------ sending
-
-    def send(self, address: str, message: RenderedMessage) -> str:
-        markup = None
-        if message.buttons:
-            markup = {"inline_keyboard": [[
-                {"text": b.text, **({"url": b.url} if b.url else {"callback_data": b.callback_data or b.text})}
-                for b in row] for row in message.buttons]}
-        if message.attachment is not None:
-            if len(message.text) <= self.caption_maxlen:
-                return self._document(address, message, caption=message.text, markup=markup)
-            first = self._text(address, message.text, None)
-            self._document(address, message, caption=None, markup=markup)
-            return first
-        return self._text(address, message.text, markup)
-
-    def _text(self, chat: str, text: str, markup: dict | None) -> str:
-        parts = split_text(text, self.body_maxlen)
-        first = ""
-        for i, part in enumerate(parts):
-            params: dict[str, Any] = {"chat_id": chat, "text": part, "parse_mode": "HTML",
-                                      "link_preview_options": {"is_disabled": True}}
-            if markup and i == len(parts) - 1:
-                params["reply_markup"] = markup
-            result = self.call("sendMessage", json_body=params)
-            first = first or str(result.get("message_id", ""))
-        return first
-
-    def _document(self, chat: str, message: RenderedMessage, *, caption: str | None, markup: dict | None) -> str:
-        att = message.attachment
-        assert att is not None
-        data: dict[str, Any] = {"chat_id": chat}
-        if caption:
-            data.update(caption=caption, parse_mode="HTML")
-        if markup:
-            data["reply_markup"] = json.dumps(markup)
-        result = self.call("sendDocument", data=data, files={"document": (att.filename, att.content, att.mime_type)})
-        return str(result.get("message_id", ""))
-
-    # ------------------------------------------------------------ the Bot API
-
-    def call(self, method: str, *, json_body: dict | None = None, data: dict | None = None,
-             files: dict | None = None) -> Any:
-        """One Bot API call: the result, or DeliveryError classified from the answer."""
-        if not self._token:
-            raise DeliveryError.permanent("Telegram is not configured (VESTNIK_TELEGRAM_TOKEN is empty)")
-        url = f"{self.api_base}/bot{self._token}/{method}"
-        try:
-            resp = self.http.post(url, json=json_body, data=data, files=files, timeout=self.timeouts)
-        except requests.ConnectTimeout:
-            raise DeliveryError.transient(f"{method}: connect timeout") from None
-        except requests.ReadTimeout:
-            # The request went out; Telegram may have delivered it (python-telegram-bot #1045).
-            raise DeliveryError.uncertain(f"{method}: no answer within {self.timeouts[1]}s") from None
-        except requests.ConnectionError as exc:
-            # Connection refused or reset before an answer: requests' text holds the URL (and token).
-            raise DeliveryError.transient(f"{method}: connection error ({type(exc).__name__})") from None
-        except requests.RequestException as exc:
-            raise DeliveryError.transient(f"{method}: {type(exc).__name__}") from None
-        return self._classify(method, resp)
-
-    @staticmethod
-    def _classify(method: str, resp: requests.Response) -> Any:
-        try:
-            body = resp.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and body.get("ok") is True:
-            return body.get("result") or {}
-        status = resp.status_code
-        description = str(body.get("description", "")) if isinstance(body, dict) else ""
-        params = body.get("parameters") or {} if isinstance(body, dict) else {}
-        reason = f"{status} {description}".strip() if description else f"HTTP {status}"
-        if status == 429:
-            return_after = float(params.get("retry_after") or 1)
-            raise DeliveryError.rate_limited(reason, return_after)
-        if status >= 500 or body is None:
-            raise DeliveryError.transient(reason)
-        if status == 401:
-            raise DeliveryError.permanent(f"{reason}: the bot token is wrong or revoked")
-        if "migrate_to_chat_id" in params:
-            raise DeliveryError.permanent(f"{reason}: the group moved to chat {params['migrate_to_chat_id']}")
-        lowered = description.lower()
-        unreachable = status in (400, 403) and any(marker in lowered for marker in UNREACHABLE)
-        raise DeliveryError.permanent(reason, address_unreachable=unreachable)
+        return {
+            "name": self.name,
+            "api_base": self.api_base,
+            "configured": self.configured,
+            "connect_timeout_s": self.connect_timeout_s,
+            "read_timeout_s": self.read_timeout_s,
+        }
 
     def close(self) -> None:
-        self.http.close()
+        self._session.close()
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, address: str, message: RenderedMessage) -> str:
+        """Send text (split when too long) or a document; return the first message id."""
+        markup = _reply_markup(message.buttons)
+        delivered: list[str] = []
+        try:
+            if message.attachment is not None and tg_len(message.text) <= self.caption_maxlen:
+                delivered.append(self._send_document(address, message, caption=message.text, markup=markup))
+            elif message.attachment is not None:
+                self._send_text(address, message.text, None, delivered)
+                self._send_document(address, message, caption=None, markup=markup)
+            else:
+                self._send_text(address, message.text, markup, delivered)
+        except DeliveryError as exc:
+            if delivered:
+                raise _after_partial_delivery(exc, delivered) from None
+            raise
+        return delivered[0]
+
+    def _send_text(self, chat: str, text: str, markup: dict[str, Any] | None, delivered: list[str]) -> None:
+        parts = split_html(text, self.body_maxlen)
+        for i, part in enumerate(parts):
+            params: dict[str, Any] = {
+                "chat_id": chat,
+                "text": part,
+                "parse_mode": "HTML",
+                "link_preview_options": {"is_disabled": True},
+            }
+            if markup is not None and i == len(parts) - 1:
+                params["reply_markup"] = markup
+            result = self._request("sendMessage", json_body=params)
+            delivered.append(_message_id(result))
+
+    def _send_document(self, chat: str, message: RenderedMessage, *, caption: str | None,
+                       markup: dict[str, Any] | None) -> str:
+        attachment = message.attachment
+        if attachment is None:  # pragma: no cover - callers check
+            raise ValueError("no attachment")
+        data: dict[str, str] = {"chat_id": chat}
+        if caption:
+            data["caption"] = caption
+            data["parse_mode"] = "HTML"
+        if markup is not None:
+            data["reply_markup"] = json.dumps(markup, ensure_ascii=False)
+        files = {"document": (attachment.filename, attachment.content, attachment.mime_type)}
+        return _message_id(self._request("sendDocument", data=data, files=files))
+
+    # ------------------------------------------------------------------ other Bot API calls
+
+    def api_call(self, method: str, **params: Any) -> Any:
+        """Call any Bot API method with JSON parameters; return its ``result``.
+
+        Raises DeliveryError classified like a send.  For ``getUpdates`` the read
+        timeout is extended by the long-poll ``timeout`` parameter.
+        """
+        read_timeout = self.read_timeout_s
+        if method == "getUpdates" and params.get("timeout"):
+            read_timeout += float(params["timeout"])
+        return self._request(method, json_body=params, read_timeout_s=read_timeout)
+
+    def get_me(self) -> dict[str, Any]:
+        """The bot's own user (checks the token and the API base)."""
+        result = self.api_call("getMe")
+        return result if isinstance(result, dict) else {}
+
+    # ------------------------------------------------------------------ the one request function
+
+    def _request(self, method: str, *, json_body: dict[str, Any] | None = None,
+                 data: dict[str, str] | None = None, files: dict[str, Any] | None = None,
+                 read_timeout_s: float | None = None) -> Any:
+        if not self._token:
+            raise DeliveryError.permanent("telegram is not configured (VESTNIK_TELEGRAM_TOKEN is empty)")
+        url = f"{self.api_base}/bot{self._token}/{method}"
+        read_timeout = read_timeout_s if read_timeout_s is not None else self.read_timeout_s
+        timeout = (self.connect_timeout_s, read_timeout)
+        response: requests.Response | None = None
+        error: DeliveryError | None = None
+        # Each branch builds its own reason: requests' messages contain the URL, hence the token.
+        try:
+            response = self._session.post(url, json=json_body, data=data, files=files, timeout=timeout)
+        except requests.ConnectTimeout:
+            error = DeliveryError.transient(f"{method}: no connection to the Bot API within {timeout[0]}s")
+        except requests.ReadTimeout:
+            # The request was sent: Telegram may have delivered it (python-telegram-bot #1045).
+            error = DeliveryError.uncertain(f"{method}: no answer within {timeout[1]}s after sending; "
+                                            "the message may have been delivered")
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+            # The answer had started to arrive: Telegram has processed the request.
+            error = DeliveryError.uncertain(f"{method}: the Bot API's answer was cut off")
+        except requests.ConnectionError as exc:
+            error = DeliveryError.transient(f"{method}: connection to the Bot API failed ({_kind_of(exc)})")
+        except requests.RequestException as exc:
+            error = DeliveryError.transient(f"{method}: request failed ({type(exc).__name__})")
+        if error is not None:
+            raise error
+        assert response is not None
+        try:
+            return classify(method, response.status_code, response.content)
+        except DeliveryError as exc:
+            exc.reason = self._redact(exc.reason)
+            exc.args = (exc.reason,)
+            raise
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+# ---------------------------------------------------------------------- classification
+
+
+def classify(method: str, status: int, body: bytes) -> Any:
+    """The ``result`` of a successful Bot API answer, or the DeliveryError it means."""
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        if 200 <= status < 300:
+            # Something answered 2xx but not the Bot API's envelope: it may have been sent.
+            raise DeliveryError.uncertain(f"{method}: HTTP {status} with an unreadable body")
+        if status == 429:
+            raise DeliveryError.rate_limited(f"{method}: HTTP 429", 1.0)
+        if status >= 500 or status in (408, 409, 425):
+            raise DeliveryError.transient(f"{method}: HTTP {status} from the Bot API (no JSON body)")
+        raise DeliveryError.permanent(f"{method}: HTTP {status} from the Bot API (no JSON body)")
+    if payload.get("ok") is True:
+        return payload.get("result")
+
+    code = payload.get("error_code") if isinstance(payload.get("error_code"), int) else status
+    description = str(payload.get("description") or f"HTTP {status}")[:300]
+    parameters = payload.get("parameters") if isinstance(payload.get("parameters"), dict) else {}
+    reason = f"{method}: {code} {description}"
+
+    if code == 429 or status == 429:
+        retry_after = parameters.get("retry_after")
+        if not isinstance(retry_after, int | float):
+            found = _RETRY_AFTER_IN_TEXT.search(description)
+            retry_after = int(found.group(1)) if found else 1
+        raise DeliveryError.rate_limited(reason, float(max(retry_after, 1)))
+    if status >= 500 or code >= 500:
+        raise DeliveryError.transient(reason)
+    if code == 401 or status == 401:
+        raise DeliveryError.permanent(f"{reason}: the bot token was rejected; check VESTNIK_TELEGRAM_TOKEN")
+    if code == 404 or status == 404:
+        raise DeliveryError.permanent(f"{reason}: check VESTNIK_TELEGRAM_TOKEN and VESTNIK_TELEGRAM_API_BASE")
+    if "migrate_to_chat_id" in parameters:
+        raise DeliveryError.permanent(
+            f"{reason}: the group became a supergroup; its new chat id is {parameters['migrate_to_chat_id']}",
+            address_unreachable=True,
+        )
+    if code == 409 or status == 409:  # e.g. getUpdates while a webhook is set: a setup conflict
+        raise DeliveryError.permanent(reason)
+    lowered = description.lower()
+    unreachable = any(marker in lowered for marker in UNREACHABLE_DESCRIPTIONS)
+    raise DeliveryError.permanent(reason, address_unreachable=unreachable)
+
+
+def _after_partial_delivery(exc: DeliveryError, delivered: list[str]) -> DeliveryError:
+    """A failure after some parts went out: a blind retry would repeat them."""
+    note = f" (after {len(delivered)} part(s) were delivered, first message id {delivered[0]})"
+    if exc.outcome is Outcome.permanent:
+        return DeliveryError.permanent(exc.reason + note, address_unreachable=exc.address_unreachable)
+    return DeliveryError.uncertain(f"partly delivered: {exc.reason}{note}")
+
+
+def _message_id(result: Any) -> str:
+    if isinstance(result, dict) and "message_id" in result:
+        return str(result["message_id"])
+    raise DeliveryError.uncertain("the Bot API answered ok without a message_id")
+
+
+def _kind_of(exc: BaseException) -> str:
+    """A short, URL-free description of a connection failure."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    names = []
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        names.append(type(current).__name__)
+        current = current.__cause__ or current.__context__
+        if current is None and exc.args and isinstance(exc.args[0], BaseException):
+            current = exc.args[0]
+    interesting = [n for n in names if n not in ("ConnectionError", "MaxRetryError")]
+    return interesting[-1] if interesting else names[0]
+
+
+def _reply_markup(rows: tuple[tuple[Button, ...], ...]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    keyboard = []
+    for row in rows:
+        buttons = []
+        for button in row:
+            if button.url:
+                buttons.append({"text": button.text, "url": button.url})
+            elif button.callback_data:
+                if len(button.callback_data.encode()) > TelegramChannel.callback_data_maxlen:
+                    raise DeliveryError.permanent(
+                        f"button {button.text!r}: callback_data is longer than 64 bytes")
+                buttons.append({"text": button.text, "callback_data": button.callback_data})
+            else:
+                raise DeliveryError.permanent(f"button {button.text!r} has neither a url nor callback_data")
+        if buttons:
+            keyboard.append(buttons)
+    return {"inline_keyboard": keyboard} if keyboard else None
+
+
+# ---------------------------------------------------------------------- splitting long texts
+
+_TAG = re.compile(r"<(/?)([a-zA-Z][\w-]*)[^>]*>")
+
+
+def tg_len(text: str) -> int:
+    """Length as Telegram counts it (UTF-16 code units); markup counts too, which errs on the safe side."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_html(text: str, limit: int) -> list[str]:
+    """Split Telegram HTML into parts of at most ``limit`` (UTF-16) characters.
+
+    Cuts at a paragraph break, else a line break, else a space, else anywhere
+    that is not inside a tag or an entity.  Tags open at a cut are closed at
+    the end of the part and reopened (with their attributes) at the start of
+    the next, so every part is well-formed when the input is.  Parts that
+    would be blank are dropped (Telegram refuses empty messages).
+    """
+    if tg_len(text) <= limit:
+        return [text]
+    parts: list[str] = []
+    rest = text
+    while tg_len(rest) > limit:
+        reopened = len(_leading_tags(rest))
+        budget = limit
+        while True:
+            cut = _cut_point(rest, budget, reopened)
+            if cut is None:  # pathological: reopened tags alone fill a part; give up on balancing
+                cut, stack = _hard_cut_plain(rest, limit), []
+                break
+            stack = _open_tags(rest[:cut])
+            size = tg_len(rest[:cut].rstrip()) + sum(len(name) + 3 for name, _ in stack)
+            if size <= limit:
+                break
+            budget -= max(size - limit, 1)
+        chunk = rest[:cut].rstrip() + "".join(f"</{name}>" for name, _ in reversed(stack))
+        parts.append(chunk)
+        rest = "".join(tag for _, tag in stack) + rest[cut:].lstrip("\n")
+    parts.append(rest)
+    return [part for part in parts if _visible(part)]
+
+
+def _cut_point(text: str, budget: int, lowest: int) -> int | None:
+    """Where to cut so that the first part holds about ``budget`` characters."""
+    window = _prefix_within(text, budget)
+    if window <= lowest:
+        return None
+    head = text[:window]
+    for separator in ("\n\n", "\n", " "):
+        at = head.rfind(separator)
+        if at > max(lowest, window // 2):
+            cut = _outside_markup(head, at + len(separator), lowest)
+            if cut > lowest:
+                return cut
+    return _outside_markup(head, window, lowest)
+
+
+def _outside_markup(head: str, cut: int, lowest: int) -> int:
+    """Move ``cut`` back so it is not inside a tag (``<a href="...">``) or an entity (``&amp;``)."""
+    opening, closing = head.rfind("<", 0, cut), head.rfind(">", 0, cut)
+    if opening > closing and opening > lowest:
+        cut = opening
+    amp = head.rfind("&", 0, cut)
+    if amp != -1 and cut - amp <= 10 and ";" not in head[amp:cut] and amp > lowest:
+        cut = amp
+    return cut
+
+
+def _prefix_within(text: str, budget: int) -> int:
+    """The longest prefix length (in code points) whose UTF-16 length is within budget."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > budget:
+            return index
+    return len(text)
+
+
+def _hard_cut_plain(text: str, limit: int) -> int:
+    return max(_prefix_within(text, limit), 1)
+
+
+def _open_tags(html: str) -> list[tuple[str, str]]:
+    """Tags opened and not closed in ``html``, outermost first: (name, full opening tag)."""
+    stack: list[tuple[str, str]] = []
+    for match in _TAG.finditer(html):
+        closing, name = match.group(1), match.group(2).lower()
+        if closing:
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] == name:
+                    del stack[i:]
+                    break
+        elif not match.group(0).endswith("/>"):
+            stack.append((name, match.group(0)))
+    return stack
+
+
+def _leading_tags(text: str) -> str:
+    end = 0
+    while (match := _TAG.match(text, end)) is not None and not match.group(1):
+        end = match.end()
+    return text[:end]
+
+
+def _visible(part: str) -> bool:
+    return bool(_TAG.sub("", part).strip())
