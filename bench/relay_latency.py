@@ -1,0 +1,76 @@
+"""Relay latency: from the CRM's commit to the broker's confirm.
+
+PostgreSQL + RabbitMQ; the relay runs as in production (LISTEN/NOTIFY wake-up,
+publisher confirms).  Events are committed one by one at a steady rate; the
+latency of each is ``published_at - created_at`` (both written on this host).
+Run: ``.venv/bin/python -m bench.relay_latency --events 2000 --rate 200``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import threading
+import time
+import uuid
+
+from sqlalchemy import select
+
+from bench.common import pct, scratch_database
+from outbox import emit
+from outbox.relay import Relay, build_publisher
+from shared.config import Settings
+from shared.db import make_engine, make_session_factory
+from shared.models import OutboxEvent
+
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+DATA = {"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--rate", type=float, default=200, help="events per second")
+    args = parser.parse_args()
+    vhost = f"bench_{uuid.uuid4().hex[:6]}"
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                   capture_output=True)
+    try:
+        with scratch_database() as url:
+            engine = make_engine(url)
+            factory = make_session_factory(engine)
+            stop = threading.Event()
+            publisher = build_publisher(Settings(database_url=url, broker_url=AMQP + vhost))
+            relay = Relay(engine, publisher, batch_size=100, poll_interval_s=1.0, stop_event=stop)
+            thread = threading.Thread(target=relay.run_forever, daemon=True)
+            thread.start()
+            time.sleep(0.5)
+            interval = 1.0 / args.rate
+            t0 = time.perf_counter()
+            for i in range(args.events):
+                with factory() as s:
+                    emit(s, "lesson_cancelled", recipients=[1], data=DATA)
+                    s.commit()
+                ahead = t0 + (i + 1) * interval - time.perf_counter()
+                if ahead > 0:
+                    time.sleep(ahead)
+            deadline = time.monotonic() + 60
+            while relay.published_total < args.events and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stop.set()
+            thread.join(10)
+            publisher.close()
+            with factory() as s:
+                rows = s.execute(select(OutboxEvent.created_at, OutboxEvent.published_at)).all()
+            lat = [(p - c).total_seconds() * 1000 for c, p in rows if p is not None]
+            engine.dispose()
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+    print(f"relay latency, commit -> broker confirm (PostgreSQL + RabbitMQ, {args.rate:.0f} events/s, "
+          f"{len(lat)}/{args.events} published)")
+    print(f"  p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
