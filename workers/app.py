@@ -62,7 +62,7 @@ def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | No
     limiter = build_limiter(settings)
     broker = build_broker(settings, [ChannelRateLimit(limiter)])
     channels = channels if channels is not None else build_channels(settings)
-    delivery = Delivery(factory, channels, settings, pause_channel=limiter.pause)
+    delivery = Delivery(factory, channels, settings, pause_channel=limiter.pause, acquire=limiter.acquire)
     _runtime = Runtime(settings, engine, factory, channels, limiter, broker, delivery)
     dramatiq.set_broker(broker)
 

@@ -53,8 +53,8 @@ def enqueue_delivery(
     broker.enqueue(message, delay=delay_ms)
 
 
-def event_message(event_id: int, key: str | None = None) -> dramatiq.Message:
-    """The message the relay publishes for one outbox event."""
+def event_message(event_id: int, key: str | None = None, queue_name: str = EVENTS_QUEUE) -> dramatiq.Message:
+    """The message the relay publishes for one outbox event; the key rides in options."""
     return dramatiq.Message(
-        queue_name=EVENTS_QUEUE, actor_name=HANDLE_EVENT, args=(event_id,), kwargs={}, options={"key": key}
+        queue_name=queue_name, actor_name=HANDLE_EVENT, args=(event_id,), kwargs={}, options={"key": key}
     )

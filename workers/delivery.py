@@ -64,12 +64,14 @@ class Delivery:
         settings: Settings,
         *,
         pause_channel: Callable[[str, float], None] | None = None,
+        acquire: Callable[[str, str | None], float] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.factory = factory
         self.channels = channels
         self.settings = settings
         self.pause_channel = pause_channel or (lambda channel, seconds: None)
+        self.acquire = acquire or (lambda channel, key: 0.0)
         self.clock = clock
 
     # ------------------------------------------------------------ steps
@@ -148,6 +150,11 @@ class Delivery:
 
         # The provider call, outside any transaction.
         try:
+            # The channel's slot is taken here, right before the call, so the spacing the
+            # provider sees is the limiter's (a 429 seen by another worker also stops us here).
+            wait_s = self.acquire(channel_name, channel.limit_key(address))
+            if wait_s > 0:
+                raise DeliveryError.waiting(wait_s)
             if attachment_url:
                 message = replace(message, attachment=fetch_attachment(attachment_url, attachment_name))
             external_id = channel.send(address, message)
@@ -174,6 +181,8 @@ class Delivery:
         with self.factory() as session, session.begin():
             n = session.get(Notification, notification_id)
             attempt = session.get(DeliveryAttempt, attempt_id)
+            if error is not None and error.local:
+                session.delete(attempt)  # the provider was never called: not an attempt
             attempt.finished_at = now
             attempt.outcome = outcome.value
             attempt.external_id = external_id
@@ -195,14 +204,14 @@ class Delivery:
                     max_delay_s=self.settings.retry_max_delay_s,
                     retry_after_s=error.retry_after_s,
                 )
-                if outcome is Outcome.rate_limited:
-                    self.pause_channel(channel_name, decision.delay_s)
+                if outcome is Outcome.rate_limited and not error.local:
+                    self.pause_channel(channel_name, decision.delay_s)  # the provider said so: every worker waits
                 if decision.retry:
                     if not decision.counts_as_attempt:
                         n.attempts -= 1
                     n.status = NotificationStatus.pending.value
                     n.send_at = now + timedelta(seconds=decision.delay_s)
-                    n.last_error = error.reason
+                    n.last_error = None if error.local else error.reason
                     n.locked_until = None
                     n.updated_at = now
                     if decision.delay_s <= MAX_BROKER_DELAY_S:

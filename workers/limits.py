@@ -83,7 +83,7 @@ class MemoryLimiterBackend:
         self.logs: dict[str, deque[float]] = {}
         self.paused_until: dict[str, float] = {}
 
-    def acquire(self, pause_key: str, keys: list[tuple[str, Rule]]) -> float:
+    def acquire(self, pause_key: str, keys: list[tuple[str, Rule]], record: bool = True) -> float:
         with self.lock:
             now = self.clock()
             wait = self.paused_until.get(pause_key, 0.0) - now
@@ -95,7 +95,7 @@ class MemoryLimiterBackend:
                     log_.popleft()
                 if len(log_) >= rule.limit:
                     wait = max(wait, log_[0] + rule.window_s - now)
-            if wait > 0:
+            if wait > 0 or not record:
                 return wait
             for key, _ in keys:
                 self.logs[key].append(now)
@@ -112,14 +112,16 @@ class MemoryLimiterBackend:
 
 
 _ACQUIRE = """
+-- ARGV[1]: a unique member id; ARGV[2]: 1 to record the send, 0 to only look;
+-- then limit and window (ms) for each rule key KEYS[2..]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local paused = redis.call('PTTL', KEYS[1])
 if paused > 0 then return {paused, now} end
 local wait = 0
 for i = 2, #KEYS do
-  local limit = tonumber(ARGV[2 * i - 2])
-  local window = tonumber(ARGV[2 * i - 1])
+  local limit = tonumber(ARGV[2 * i - 1])
+  local window = tonumber(ARGV[2 * i])
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   if redis.call('ZCARD', KEYS[i]) >= limit then
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
@@ -127,10 +129,10 @@ for i = 2, #KEYS do
     if w > wait then wait = w end
   end
 end
-if wait > 0 then return {wait, now} end
+if wait > 0 or ARGV[2] == '0' then return {wait, now} end
 for i = 2, #KEYS do
   redis.call('ZADD', KEYS[i], now, ARGV[1] .. ':' .. i)
-  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i - 1])))
+  redis.call('PEXPIRE', KEYS[i], math.ceil(tonumber(ARGV[2 * i])))
 end
 return {0, now}
 """
@@ -154,12 +156,12 @@ class RedisLimiterBackend:
         #: Redis's clock (ms) of the last granted acquire, for tests that check windows
         self.last_grant_ms: int | None = None
 
-    def acquire(self, pause_key: str, keys: list[tuple[str, Rule]]) -> float:
-        argv: list[object] = [uuid.uuid4().hex]
+    def acquire(self, pause_key: str, keys: list[tuple[str, Rule]], record: bool = True) -> float:
+        argv: list[object] = [uuid.uuid4().hex, 1 if record else 0]
         for _, rule in keys:
             argv += [rule.limit, int(rule.window_s * 1000)]
         wait_ms, now_ms = self._acquire(keys=[pause_key, *[k for k, _ in keys]], args=argv)
-        if int(wait_ms) == 0:
+        if int(wait_ms) == 0 and record:
             self.last_grant_ms = int(now_ms)
         return int(wait_ms) / 1000
 
@@ -186,10 +188,14 @@ class Limiter:
             keys += [(f"{self.prefix}:{channel}:{r.name}:{key}", r) for r in rules.per_key]
         return keys
 
-    def acquire(self, channel: str, key: str | None = None) -> float:
-        """0 when a send may happen now (and it is counted); else seconds to wait."""
+    def acquire(self, channel: str, key: str | None = None, *, record: bool = True) -> float:
+        """0 when a send may happen now (and it is counted); else seconds to wait.
+
+        ``record=False`` only looks (the middleware's early check); the send
+        itself acquires with ``record=True`` right before the provider call.
+        """
         try:
-            return self.backend.acquire(f"{self.prefix}:{channel}:pause", self._keys(channel, key))
+            return self.backend.acquire(f"{self.prefix}:{channel}:pause", self._keys(channel, key), record)
         except Exception as exc:  # noqa: BLE001 - fail closed on any backend trouble
             log.warning("limiter unavailable; holding sends", extra={"action": "limiter.unavailable",
                                                                      "channel": channel,
@@ -206,7 +212,11 @@ class Limiter:
                                                                    "error": type(exc).__name__})
 
     def paused_for(self, channel: str) -> float:
-        return self.backend.paused_for(f"{self.prefix}:{channel}:pause")
+        """Seconds the channel stays paused (0 when it is not; fail closed on backend trouble)."""
+        try:
+            return self.backend.paused_for(f"{self.prefix}:{channel}:pause")
+        except Exception:  # noqa: BLE001
+            return UNAVAILABLE_WAIT_S
 
 
 def build_limiter(settings: Settings) -> Limiter:

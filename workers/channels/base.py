@@ -45,12 +45,16 @@ class DeliveryError(Exception):
         outcome: Outcome,
         retry_after_s: float | None = None,
         address_unreachable: bool = False,
+        local: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.outcome = outcome
         self.retry_after_s = retry_after_s
         self.address_unreachable = address_unreachable
+        #: True when the provider was never called (our own limiter said wait):
+        #: not an error to show, and no reason to pause the channel for others.
+        self.local = local
 
     @classmethod
     def transient(cls, reason: str) -> DeliveryError:
@@ -63,6 +67,12 @@ class DeliveryError(Exception):
     @classmethod
     def rate_limited(cls, reason: str, retry_after_s: float) -> DeliveryError:
         return cls(reason, outcome=Outcome.rate_limited, retry_after_s=retry_after_s)
+
+    @classmethod
+    def waiting(cls, wait_s: float) -> DeliveryError:
+        """Our limiter has no slot yet: try again in ``wait_s``, without an attempt."""
+        return cls(f"waiting {wait_s:.2f}s for a channel slot", outcome=Outcome.rate_limited,
+                   retry_after_s=wait_s, local=True)
 
     @classmethod
     def uncertain(cls, reason: str) -> DeliveryError:

@@ -1,11 +1,16 @@
 """Channel rate limits as Dramatiq middleware.
 
 Delivery messages carry ``options["channel"]`` and ``options["limit_key"]``
-(a chat id).  Before such a message runs, the limiter is asked for a slot.
-If there is none, the message is re-enqueued with a delay of exactly the wait
+(a chat id).  Before such a message runs, the limiter is asked whether a slot
+is free.  If not, the message is re-enqueued with a delay of exactly the wait
 and skipped: waiting never counts as an attempt and never burns Dramatiq's
-retries.  Raising anything but ``SkipMessage`` here would be useless: Dramatiq
-logs and swallows other exceptions from ``before_process_message``.
+retries, and no database work is done for it.
+
+This check only looks; the slot is taken by delivery right before the
+provider call (``Limiter.acquire`` in ``workers/delivery.py``), so the claim
+and render in between do not blur the spacing the provider sees.  Raising
+anything but ``SkipMessage`` here would be useless: Dramatiq logs and swallows
+other exceptions from ``before_process_message``.
 
 Waits longer than ``MAX_BROKER_DELAY_S`` (an email daily quota) are not held
 in the broker (a delayed message sits unacked in a worker's memory and
@@ -44,7 +49,7 @@ class ChannelRateLimit(Middleware):
         if not channel:
             return
         try:
-            wait_s = self.limiter.acquire(channel, message.options.get("limit_key"))
+            wait_s = self.limiter.acquire(channel, message.options.get("limit_key"), record=False)
         except Exception:  # noqa: BLE001 - a limiter bug must not let sends through
             log.exception("limiter failed; holding the message", extra={"action": "limiter.error"})
             wait_s = 2.0

@@ -1,0 +1,74 @@
+"""Channel limits on the production shape: two worker processes, shared Redis state."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from outbox import emit
+from shared.clients_import import import_clients
+from shared.db import make_engine, make_session_factory
+from shared.models import DeliveryAttempt, Notification
+from shared.seeds import install_default_templates
+from tests.processes import running, vestnik, wait_until
+
+pytestmark = pytest.mark.slow
+N = 12
+LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
+
+
+@pytest.fixture
+def env(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api):
+    factory = make_session_factory(make_engine(pg_url))
+    csv = "id,name,email,telegram_chat_id,locale,timezone,email_enabled\n" + "".join(
+        f"{i},C{i},c{i}@example.com,{7000 + i},ru,Europe/Moscow,false\n" for i in range(1, N + 1))
+    with factory() as s:
+        install_default_templates(s)
+        import_clients(s, io.StringIO(csv))
+        s.commit()
+    return factory, {
+        "VESTNIK_DATABASE_URL": pg_url, "VESTNIK_BROKER_URL": amqp_vhost_url, "VESTNIK_REDIS_URL": redis_url,
+        "VESTNIK_TELEGRAM_TOKEN": bot_api.token, "VESTNIK_TELEGRAM_API_BASE": bot_api.url,
+    }
+
+
+def test_a_429_pauses_telegram_for_retry_after_in_every_worker_process(env, bot_api, tmp_path):
+    factory, base = env
+    bot_api.fail_next(1, "429", retry_after=3)
+    with running([vestnik("relay", "relay", env=base, log_dir=tmp_path),
+                  vestnik("worker", "worker", "--processes", "2", "--threads", "4", env=base, log_dir=tmp_path)]):
+        with factory() as s:
+            for i in range(1, N + 1):
+                emit(s, "lesson_cancelled", recipients=[i], data=LESSON)
+            s.commit()
+        wait_until(lambda: len(bot_api.messages()) >= N, 60, message=f"{N} messages")
+    with factory() as s:
+        limited = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.outcome == "rate_limited")).one()
+        attempts_of_limited = s.get(Notification, limited.notification_id).attempts
+        total_rows = s.scalar(select(func.count()).select_from(Notification))
+    paused_at = limited.finished_at.timestamp()
+    # Nothing, from either process, went out during the 3 s pause.  Requests already on
+    # the wire when the 429 came back may still arrive in its first few milliseconds.
+    during = [m["time"] - paused_at for m in bot_api.messages() if paused_at + 0.05 < m["time"] < paused_at + 2.95]
+    assert during == []
+    assert max(m["time"] for m in bot_api.messages()) >= paused_at + 2.95  # the rest went after the pause
+    assert attempts_of_limited == 1  # the 429 did not count as an attempt; the retry did
+    assert total_rows == N and len(bot_api.messages()) == N
+
+
+def test_per_chat_limit_spaces_messages_to_one_chat(env, bot_api, tmp_path):
+    factory, base = env
+    with running([vestnik("relay", "relay", env=base, log_dir=tmp_path),
+                  vestnik("worker", "worker", "--processes", "2", "--threads", "4", env=base, log_dir=tmp_path)]):
+        with factory() as s:
+            for n in range(4):  # four events to the same client
+                emit(s, "lesson_cancelled", recipients=[1], data={**LESSON, "reason": f"r{n}"})
+            s.commit()
+        wait_until(lambda: len(bot_api.messages()) >= 4, 60, message="4 messages to one chat")
+    times = sorted(m["time"] for m in bot_api.messages())
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 1.0 - 0.05, gaps  # default: 1 message per second per chat
+    assert timedelta(seconds=sum(gaps)) >= timedelta(seconds=2.9)
