@@ -1,27 +1,45 @@
-"""The relay: committed outbox rows -> RabbitMQ, with publisher confirms.
+"""The relay: committed outbox rows -> the broker, with publisher confirms.
 
-Each round claims a batch (``FOR UPDATE SKIP LOCKED``, so several relays
-share the work), publishes each event and waits for the broker's confirm,
-marks the confirmed ones published and commits.  A crash after a publish and
-before the commit publishes those events again later: a transport duplicate,
-absorbed by ``handle_event``.  Nothing is marked before it is confirmed, so
-nothing is lost.
+One round (:meth:`Relay.run_once`) is one database transaction: claim a batch
+of pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several relays
+share the work), publish each event and wait for RabbitMQ's confirm, mark the
+confirmed ones published, commit.  Nothing is marked before it is confirmed,
+so nothing is lost.  A crash between a confirm and the commit publishes those
+events again later: a transport duplicate, which ``handle_event`` absorbs
+(it locks the row and skips it once processed).
 
-It wakes on PostgreSQL's NOTIFY (sent at commit by a trigger) and polls
-anyway: NOTIFY is a hint, lost while the listener is away; polling is the
-truth.  Database or broker outages are retried with capped, jittered backoff.
-The AMQP connection is serviced while idle (heartbeats), so an idle relay
-does not find a dead connection when a burst comes.
+Between rounds the relay waits for PostgreSQL's NOTIFY (sent at commit by a
+trigger on ``outbox_events``) and polls anyway after ``poll_interval_s``:
+NOTIFY is lost while the listener is away, so it is a hint and polling is the
+truth.  A dead LISTEN connection is reopened, never fatal.  SQLite has no
+NOTIFY: the embedded demo polls with a short interval.
+
+Transient outages (PostgreSQL or RabbitMQ down) are retried with capped,
+jittered exponential backoff; the loop never dies of them.  While idle the
+relay services its AMQP connection's heartbeats, because a pika
+``BlockingConnection`` that does no I/O is closed by the server
+(``StreamLostError``, pika #564/#1104) and the next burst would start with a
+failed publish.  Should it die anyway, Dramatiq's ``enqueue`` drops the
+connection and retries on a new one.
+
+pika connections are not thread-safe: a relay and its publisher belong to
+one thread.  Run several relays as several threads or processes, each with
+its own publisher.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
 import signal
+import socket
 import threading
 import time
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import dramatiq
 from sqlalchemy import Engine
@@ -29,178 +47,440 @@ from sqlalchemy import Engine
 from outbox import queries
 from shared import faults
 from shared.config import Settings
-from shared.db import is_postgres, normalise_url, safe_url
-from workers.broker import EVENTS_QUEUE, event_message
+from shared.db import is_postgres, safe_url
+from workers.broker import EVENTS_QUEUE, event_message  # the worker's side of the contract
 
 log = logging.getLogger("vestnik.relay")
 
-NOTIFY_CHANNEL = "vestnik_outbox"
-MAX_BACKOFF_S = 30.0
+NOTIFY_CHANNEL = "vestnik_outbox"  # migrations/versions/0001: the trigger's channel
+
+# Waits are cut into slices this long: between slices the AMQP connection is
+# serviced (heartbeats) and the stop event is checked.  Well below any sane
+# heartbeat interval (RabbitMQ closes after about two missed ones).
+_SLICE_S = 0.5
 
 
-class Publisher(Protocol):
-    def publish(self, event_id: int, key: str | None) -> None: ...
-    def keepalive(self) -> None: ...
-    def close(self) -> None: ...
+class PublishFailed(Exception):
+    """A publish was not confirmed; the events from it on stay pending."""
+
+    def __init__(self, confirmed: int, left_pending: int) -> None:
+        super().__init__(f"publish failed after {confirmed} confirmed; {left_pending} left pending")
+        self.confirmed = confirmed
+        self.left_pending = left_pending
 
 
-class BrokerPublisher:
-    """Publishes through a Dramatiq broker (RabbitMQ with confirms, or the in-process one)."""
+# ------------------------------------------------------------------ publishers
 
-    def __init__(self, broker: dramatiq.Broker, queue_name: str = EVENTS_QUEUE) -> None:
+
+class Publisher:
+    """Hands one event to the broker.
+
+    ``publish`` returns only once the broker has the message (RabbitMQ: its
+    confirm arrived) and raises otherwise.  ``keepalive`` is called while the
+    relay is idle; ``close`` once at the end.  Both default to doing nothing.
+    """
+
+    def publish(self, event_id: int, key: str | None) -> None:
+        raise NotImplementedError
+
+    def keepalive(self) -> None:
+        """Service the connection while idle (heartbeats); never raises."""
+
+    def close(self) -> None:
+        """Release connections; the publisher is not used afterwards."""
+
+
+class CallablePublisher(Publisher):
+    """A plain ``publish(event_id, key)`` function as a publisher (tests, custom transports)."""
+
+    def __init__(self, publish: Callable[[int, str | None], None]) -> None:
+        self._publish = publish
+
+    def publish(self, event_id: int, key: str | None) -> None:
+        self._publish(event_id, key)
+
+
+class BrokerPublisher(Publisher):
+    """Enqueues on a Dramatiq broker the caller owns (the embedded demo's ``StubBroker``).
+
+    ``close`` leaves the broker alone: its owner closes it.
+    """
+
+    def __init__(self, broker: dramatiq.Broker, *, queue_name: str = EVENTS_QUEUE) -> None:
+        if getattr(broker, "confirm_delivery", True) is False:
+            raise ValueError("a RabbitMQ broker without confirm_delivery cannot tell a stored publish "
+                             "from a lost one; use RabbitmqPublisher")
         self.broker = broker
         self.queue_name = queue_name
         broker.declare_queue(queue_name)
 
     def publish(self, event_id: int, key: str | None) -> None:
-        message = event_message(event_id, key)
-        if self.queue_name != EVENTS_QUEUE:
-            message = message.copy(queue_name=self.queue_name)
-        self.broker.enqueue(message)  # RabbitMQ: returns only once the broker confirmed it
+        self.broker.enqueue(event_message(event_id, key, self.queue_name))
+
+
+class RabbitmqPublisher(Publisher):
+    """Publishes to RabbitMQ through Dramatiq's broker, with publisher confirms.
+
+    Dramatiq's ``RabbitmqBroker(confirm_delivery=True)`` waits for the confirm
+    in ``basic_publish`` and raises on a nack, an unroutable message or a lost
+    connection; ``enqueue`` retries those on a fresh connection (up to 6
+    attempts) and then raises ``ConnectionClosed``.  A retry after a lost
+    confirm may store the message twice: a transport duplicate, absorbed by
+    the worker.  Queues are declared the way the workers declare them
+    (durable, with Dramatiq's delay and dead-letter queues), so their
+    arguments match.
+
+    ``blocked_connection_timeout_s``: RabbitMQ blocks publishers during a
+    memory or disk alarm; without a timeout the relay would wait forever
+    holding its claim.  ``connection_name`` shows in the management UI.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_name: str = EVENTS_QUEUE,
+        connection_name: str | None = None,
+        blocked_connection_timeout_s: float = 30.0,
+    ) -> None:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        self.queue_name = queue_name
+        # No middleware: the relay only enqueues, and must not inherit worker behaviour.
+        self.broker = RabbitmqBroker(url=url, confirm_delivery=True, middleware=[])
+        name = connection_name or f"vestnik-relay {socket.gethostname()}:{os.getpid()}"
+        params = self.broker.parameters if isinstance(self.broker.parameters, list) else [self.broker.parameters]
+        for p in params:
+            p.client_properties = {**(p.client_properties or {}), "connection_name": name}
+            if p.blocked_connection_timeout is None:
+                p.blocked_connection_timeout = blocked_connection_timeout_s
+        self.broker.declare_queue(queue_name)
+        self.connections_opened = 0  # for logs and tests: 1 + reconnects
+
+    def _current_connection(self) -> Any:
+        # The broker keeps one connection per thread in ``state``; reading it
+        # directly never opens one (the ``connection`` property would).
+        return getattr(self.broker.state, "connection", None)
+
+    def publish(self, event_id: int, key: str | None) -> None:
+        before = self._current_connection()
+        self.broker.enqueue(event_message(event_id, key, self.queue_name))
+        if self._current_connection() is not before:
+            self.connections_opened += 1
+            log.info("connected to the broker", extra={"action": "relay.amqp_connected",
+                                                        "connections_opened": self.connections_opened})
 
     def keepalive(self) -> None:
-        connection = getattr(self.broker, "connection", None)  # RabbitMQ: this thread's connection
-        if connection is not None and getattr(connection, "is_open", False):
-            connection.process_data_events(time_limit=0)
+        connection = self._current_connection()
+        if connection is None:
+            return  # connect lazily at the next publish, not in a loop while the broker is down
+        try:
+            connection.process_data_events(time_limit=0)  # sends/receives heartbeats
+        except Exception as exc:  # noqa: BLE001 - any failure here means: drop it, reconnect on publish
+            log.info("broker connection lost while idle; reconnecting at the next publish",
+                     extra={"action": "relay.amqp_lost", "error": type(exc).__name__})
+            del self.broker.connection
 
     def close(self) -> None:
         self.broker.close()
 
 
-def build_publisher(settings: Settings, *, broker: dramatiq.Broker | None = None,
-                    queue_name: str = EVENTS_QUEUE) -> BrokerPublisher:
-    if broker is None:
-        if settings.embedded:
-            raise ValueError("the embedded relay needs the in-process broker passed in")
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+def build_publisher(
+    settings: Settings, *, broker: dramatiq.Broker | None = None, queue_name: str = EVENTS_QUEUE
+) -> Publisher:
+    """The publisher for ``settings.broker_url``.
 
-        broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
-    return BrokerPublisher(broker, queue_name)
+    ``amqp://``: a :class:`RabbitmqPublisher` with its own connection (confirms
+    on).  ``stub://`` (embedded): a :class:`BrokerPublisher` on the in-process
+    broker the caller passes in, since that broker only exists in its process.
+    """
+    if settings.embedded:
+        if broker is None:
+            raise ValueError("the embedded relay needs the in-process broker passed in (broker=...)")
+        return BrokerPublisher(broker, queue_name=queue_name)
+    return RabbitmqPublisher(settings.broker_url, queue_name=queue_name)
+
+
+def as_publisher(target: Publisher | dramatiq.Broker | Callable[[int, str | None], None]) -> Publisher:
+    """Accept what callers naturally have: a publisher, a Dramatiq broker or a function."""
+    if isinstance(target, Publisher):
+        return target
+    if isinstance(target, dramatiq.Broker):
+        return BrokerPublisher(target)
+    if callable(target):
+        return CallablePublisher(target)
+    raise TypeError(f"not a publisher, broker or publish callable: {target!r}")
+
+
+# ------------------------------------------------------------------ helpers
+
+
+class Backoff:
+    """Capped exponential backoff with jitter: 0.5, 1, 2, ... ``max_s``, each
+    drawn from the upper half of its step, so relays that failed together
+    do not retry together."""
+
+    def __init__(self, base_s: float = 0.5, max_s: float = 30.0) -> None:
+        self.base_s = base_s
+        self.max_s = max_s
+        self.failures = 0
+
+    def next_delay_s(self) -> float:
+        step = min(self.max_s, self.base_s * 2 ** min(self.failures, 30))
+        self.failures += 1
+        return random.uniform(step / 2, step)
+
+    def reset(self) -> None:
+        self.failures = 0
 
 
 class _Listener:
-    """LISTEN on a dedicated psycopg connection; reopened whenever it breaks."""
+    """``LISTEN vestnik_outbox`` on a dedicated psycopg connection (autocommit).
 
-    def __init__(self, url: str) -> None:
-        self.url = normalise_url(url).replace("postgresql+psycopg://", "postgresql://")
-        self.conn = None
+    Errors never leave this class: a broken connection is closed and reopened
+    later (with its own backoff), and meanwhile the relay just polls.
+    TCP keepalives make a silently dropped connection fail instead of
+    waiting forever for notifications that will not come.
+    """
 
-    def wait(self, timeout_s: float) -> bool:
+    def __init__(self, engine: Engine) -> None:
+        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._where = safe_url(str(engine.url))
+        self._conn: Any = None
+        self._backoff = Backoff(0.5, 30.0)
+        self._retry_at = 0.0
+        self.pid: int | None = None  # the listener's backend pid (tests kill it)
+        self.opened = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def ensure_open(self) -> None:
+        if self._conn is not None or time.monotonic() < self._retry_at:
+            return
         import psycopg
 
         try:
-            if self.conn is None or self.conn.closed:
-                self.conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-                self.conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            got = False
-            for _ in self.conn.notifies(timeout=timeout_s, stop_after=1):
-                got = True
-            return got
-        except psycopg.Error:
-            self.close()
-            time.sleep(min(timeout_s, 1.0))
+            conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5, keepalives=1,
+                                   keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.Error as exc:
+            delay = self._backoff.next_delay_s()
+            self._retry_at = time.monotonic() + delay
+            log.warning("cannot LISTEN; polling meanwhile", extra={
+                "action": "relay.listen_failed", "database": self._where, "retry_in_s": round(delay, 2),
+                "error": type(exc).__name__})
+            return
+        self._conn = conn
+        self.pid = conn.info.backend_pid
+        self.opened += 1
+        log.debug("listening", extra={"action": "relay.listening", "channel": NOTIFY_CHANNEL, "pid": self.pid})
+
+    def wait(self, timeout_s: float) -> bool:
+        """True when a notification came within ``timeout_s`` (all pending ones are consumed)."""
+        if self._conn is None:
             return False
+        import psycopg
+
+        try:
+            got = any(True for _ in self._conn.notifies(timeout=timeout_s, stop_after=1))
+            if got:  # one wake-up for a burst of commits
+                for _ in self._conn.notifies(timeout=0):
+                    pass
+        except psycopg.Error as exc:
+            # Reopen after a short backoff: a listener that keeps dying at
+            # once must not turn the loop into a busy poll.
+            delay = self._backoff.next_delay_s()
+            self._retry_at = time.monotonic() + delay
+            log.warning("LISTEN connection lost; polling meanwhile", extra={
+                "action": "relay.listener_lost", "retry_in_s": round(delay, 2), "error": type(exc).__name__})
+            self.close()
+            return False
+        self._backoff.reset()
+        return got
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            finally:
-                self.conn = None
+        conn, self._conn, self.pid = self._conn, None, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # it is gone either way
+                conn.close()
+
+
+@dataclass
+class RelayStats:
+    """Counters since start, for logs, metrics and tests."""
+
+    batches: int = 0  # rounds that claimed at least one row
+    published: int = 0  # confirmed by the broker (a republish after a crash counts again)
+    publish_failures: int = 0  # rounds that stopped at an unconfirmed publish
+    errors: int = 0  # rounds that failed otherwise (database down, ...)
+    notify_wakeups: int = 0  # waits ended early by a NOTIFY
+
+
+# ------------------------------------------------------------------ the relay
 
 
 class Relay:
-    def __init__(self, engine: Engine, publisher: Publisher, *, batch_size: int = 100, poll_interval_s: float = 1.0,
-                 stop_event: threading.Event | None = None, listen: bool = True) -> None:
+    """Moves committed outbox rows to the broker; see the module docstring.
+
+    ``publisher`` is a :class:`Publisher`, a Dramatiq broker (wrapped in a
+    :class:`BrokerPublisher`) or a plain ``publish(event_id, key)`` callable.
+    ``listen`` defaults to True on PostgreSQL (NOTIFY) and is impossible on
+    SQLite.  Use one relay from one thread.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: Publisher | dramatiq.Broker | Callable[[int, str | None], None],
+        *,
+        batch_size: int = 100,
+        poll_interval_s: float = 1.0,
+        stop_event: threading.Event | None = None,
+        listen: bool | None = None,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        if batch_size < 1 or poll_interval_s <= 0:
+            raise ValueError("batch_size must be >= 1 and poll_interval_s > 0")
         self.engine = engine
-        self.publisher = publisher
+        self.publisher = as_publisher(publisher)
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
         self.stop_event = stop_event or threading.Event()
-        self.listener = _Listener(str(engine.url.render_as_string(hide_password=False))) \
-            if listen and is_postgres(engine) else None
-        self.published_total = 0
+        postgres = is_postgres(engine)
+        if listen and not postgres:
+            raise ValueError("LISTEN/NOTIFY needs PostgreSQL")
+        self.listener = _Listener(engine) if (postgres if listen is None else listen) else None
+        self.backoff = Backoff(backoff_base_s, backoff_max_s)
+        self.stats = RelayStats()
 
     def run_once(self) -> int:
-        """One batch in one transaction; returns how many events were confirmed.
+        """Claim, publish and mark one batch in one transaction; return how many were published.
 
-        If a publish fails, the ones confirmed before it are still marked and
-        committed, the rest stay pending, and PublishFailed tells the loop to back off.
+        If a publish fails, the events confirmed before it are still marked and
+        committed, the rest stay pending with ``publish_attempts`` + 1, and
+        :class:`PublishFailed` is raised (after the commit) so the caller backs off.
         """
+        started = time.monotonic()
+        confirmed: list[int] = []
         failure: Exception | None = None
-        with self.engine.connect() as conn, conn.begin():
+        with self.engine.connect() as conn:
+            queries.begin_claim(conn)
             rows = queries.claim_unpublished(conn, self.batch_size)
-            confirmed: list[int] = []
+            if not rows:
+                conn.rollback()
+                return 0
             for event_id, key in rows:
                 try:
                     self.publisher.publish(event_id, key)
-                except Exception as exc:  # noqa: BLE001 - this and the rest stay pending
-                    queries.note_publish_failure(conn, [event_id])
+                except Exception as exc:  # noqa: BLE001 - this one and the rest stay pending
                     failure = exc
                     break
                 confirmed.append(event_id)
-                faults.hit("relay.after_publish")
+            if confirmed:
+                faults.hit("relay.after_publish")  # crash test: confirmed, not yet marked
             queries.mark_published(conn, confirmed)
-        if confirmed:
-            self.published_total += len(confirmed)
-            log.info("published", extra={"action": "relay.published", "count": len(confirmed),
-                                         "last_event_id": confirmed[-1]})
+            unpublished = [event_id for event_id, _ in rows[len(confirmed):]]
+            queries.note_publish_failure(conn, unpublished)
+            conn.commit()
+        self.stats.batches += 1
+        self.stats.published += len(confirmed)
+        log.info("batch published", extra={
+            "action": "relay.batch", "claimed": len(rows), "published": len(confirmed),
+            "first_id": rows[0][0], "duration_ms": round((time.monotonic() - started) * 1000, 1)})
         if failure is not None:
-            log.warning("publish failed; will retry", extra={"action": "relay.publish_failed",
-                                                             "confirmed": len(confirmed),
-                                                             "error": type(failure).__name__})
-            raise PublishFailed(len(confirmed))
+            self.stats.publish_failures += 1
+            raise PublishFailed(len(confirmed), len(unpublished)) from failure
         return len(confirmed)
 
     def run_forever(self) -> None:
-        backoff = 0.0
-        log.info("relay started", extra={"action": "relay.start", "database": safe_url(str(self.engine.url))})
-        while not self.stop_event.is_set():
-            try:
-                count = self.run_once()
-                backoff = 0.0
-            except Exception as exc:  # noqa: BLE001 - database or broker outage: back off, never die
-                backoff = min(MAX_BACKOFF_S, max(0.5, backoff * 2))
-                delay = backoff * random.uniform(0.8, 1.2)
-                if not isinstance(exc, PublishFailed):
-                    log.warning("relay round failed; backing off", extra={"action": "relay.backoff",
-                                                                          "delay_s": round(delay, 2),
-                                                                          "error": type(exc).__name__})
-                self.stop_event.wait(delay)
-                continue
-            if count >= self.batch_size:
-                continue  # more may be waiting
-            self._idle()
-        if self.listener is not None:
-            self.listener.close()
-        log.info("relay stopped", extra={"action": "relay.stop", "published": self.published_total})
+        """Loop until the stop event is set; the batch in flight is finished first.
 
-    def _idle(self) -> None:
+        A full batch means more may be waiting: go again at once.  Otherwise
+        wait for a NOTIFY, at most ``poll_interval_s``, then poll anyway.
+        """
+        log.info("relay started", extra={
+            "action": "relay.start", "database": safe_url(str(self.engine.url)),
+            "batch_size": self.batch_size, "poll_interval_s": self.poll_interval_s,
+            "listen": self.listener is not None})
         try:
+            while not self.stop_event.is_set():
+                if self.listener is not None:
+                    # LISTEN before the claim: a commit after it is notified,
+                    # one before it is seen by the claim.
+                    self.listener.ensure_open()
+                try:
+                    count = self.run_once()
+                except PublishFailed as exc:
+                    self._back_off("publish not confirmed; events stay pending", "relay.publish_failed", exc)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - database down and the like: back off, never die
+                    self.stats.errors += 1
+                    self._back_off("relay round failed", "relay.round_failed", exc)
+                    continue
+                self.backoff.reset()
+                if count < self.batch_size:
+                    self._wait_for_work(self.poll_interval_s)
+        finally:
+            if self.listener is not None:
+                self.listener.close()
+            log.info("relay stopped", extra={"action": "relay.stop", "published_total": self.stats.published})
+
+    @property
+    def published_total(self) -> int:
+        """Events confirmed since start (``stats.published``; bench/relay_latency.py reads it)."""
+        return self.stats.published
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _back_off(self, message: str, action: str, exc: BaseException) -> None:
+        delay = self.backoff.next_delay_s()
+        cause = exc.__cause__ or exc
+        log.warning(message, extra={"action": action, "retry_in_s": round(delay, 2),
+                                    "error": f"{type(cause).__name__}: {str(cause)[:200]}"})
+        self._wait_for_work(delay, wake_on_notify=False)
+
+    def _wait_for_work(self, timeout_s: float, *, wake_on_notify: bool = True) -> None:
+        """Wait up to ``timeout_s`` in short slices, servicing the AMQP
+        connection between them; return early on stop or on a NOTIFY."""
+        deadline = time.monotonic() + timeout_s
+        while not self.stop_event.is_set():
             self.publisher.keepalive()
-        except Exception:  # noqa: BLE001 - a dead connection is reopened by the next publish
-            log.info("broker connection dropped while idle", extra={"action": "relay.keepalive_failed"})
-        if self.listener is not None:
-            self.listener.wait(self.poll_interval_s)
-        else:
-            self.stop_event.wait(self.poll_interval_s)
-
-
-class PublishFailed(Exception):
-    """A batch stopped at a publish that was not confirmed (already logged)."""
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            slice_s = min(remaining, _SLICE_S)
+            if wake_on_notify and self.listener is not None and self.listener.is_open:
+                if self.listener.wait(slice_s):
+                    self.stats.notify_wakeups += 1
+                    return
+                if not self.listener.is_open:
+                    return  # it just died: poll now, reopen on the next round
+            else:
+                self.stop_event.wait(slice_s)
 
 
 def main(settings: Settings) -> int:
-    """``vestnik relay``: run until SIGTERM/SIGINT; the batch in flight finishes first."""
+    """``vestnik relay``: run until SIGTERM or SIGINT; the batch in flight finishes first."""
     from shared.db import make_engine
     from shared.logs import configure_logging
 
     configure_logging(settings)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    engine = make_engine(settings.database_url)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("stopping after the current batch", extra={"action": "relay.stopping",
+                                                             "signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    engine = make_engine(settings.database_url, pool_size=2)
     publisher = build_publisher(settings)
+    log.info("publishing", extra={"action": "relay.broker", "broker": safe_url(settings.broker_url)})
     relay = Relay(engine, publisher, batch_size=settings.relay_batch_size,
                   poll_interval_s=settings.relay_poll_interval_s, stop_event=stop)
     try:
