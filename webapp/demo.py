@@ -238,20 +238,25 @@ def run_demo(
     """Run the demo until Ctrl-C, SIGTERM, or ``open_seconds`` have passed; return 0."""
     demo = build_demo(data_dir, host=host, port=port, log_level=os.environ.get("VESTNIK_LOG_LEVEL", "WARNING"))
     stop = threading.Event()
+    previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # Explicit handlers: a shell starts background jobs with SIGINT ignored,
+        # and a container stops us with SIGTERM; both mean "stop cleanly".
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
     print(_banner(demo, open_seconds), flush=True)
     deadline = None if open_seconds is None else time.monotonic() + open_seconds
     try:
-        # Short waits: the main thread stays responsive to Ctrl-C on every platform.
         while not stop.wait(0.25):
             if deadline is not None and time.monotonic() >= deadline:
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a handler installed by an embedding program
         pass
     finally:
         print("\nstopping the demo...", flush=True)
         demo.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print("stopped.", flush=True)
     return 0
 

@@ -79,3 +79,20 @@ def test_responses_carry_security_headers(sqlite_url):
     response = app_for(sqlite_url).test_client().get("/healthz")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 3), (2, 4), (16, 4)])
+def test_gunicorn_runs_two_workers_per_core_plus_one_capped_at_four(cpus, workers):
+    from webapp.server import gunicorn_options, worker_count
+
+    assert worker_count(cpus) == workers
+    options = gunicorn_options(Settings(), "::1", 8000)
+    assert options["bind"] == "[::1]:8000" and options["threads"] == 4 and options["worker_class"] == "gthread"
+
+
+def test_vestnik_web_refuses_to_start_without_a_secret_key(capsys, monkeypatch):
+    from shared.cli import main
+
+    monkeypatch.delenv("VESTNIK_SECRET_KEY", raising=False)
+    assert main(["web", "--port", "0"]) == 2  # before gunicorn starts anything
+    assert "VESTNIK_SECRET_KEY" in capsys.readouterr().err
