@@ -100,6 +100,7 @@ def main(settings: Settings) -> int:
 
     tick_s = max(1, int(settings.scheduler_tick_s))
     interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
+    interval(seconds=tick_s)(broker.get_actor("drive_broadcasts"))  # paced hand-over of broadcasts
     interval(seconds=30)(broker.get_actor("reap_stuck_notifications"))
     cron("17 * * * *")(broker.get_actor("clean_outbox"))
 
