@@ -218,3 +218,25 @@ def test_parse_client_ids():
     assert parse_client_ids("id\n1\n2,Anna\n3 4\n2") == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="line 2"):
         parse_client_ids("1\nx")
+
+
+def test_clients_import_sets_groups_tags_and_activity(session_factory):
+    import io
+
+    from shared.clients_import import import_clients
+
+    csv_text = ("id,name,email,telegram_chat_id,locale,timezone,groups,tags,last_active_at\n"
+                "1,Анна,anna@example.com,1001,ru,Europe/Moscow,Робототехника;Шахматы,vip,2026-11-01\n"
+                "2,Bob,bob@example.com,,en,Europe/London,Шахматы,,\n")
+    with session_factory() as s:
+        report = import_clients(s, io.StringIO(csv_text))
+        s.commit()
+        assert report.errors == [] and report.created == 2
+        again = "id,name,email,telegram_chat_id,locale,timezone,groups\n1,Анна,anna@example.com,1001,ru,UTC,Шахматы\n"
+        import_clients(s, io.StringIO(again))
+        s.commit()
+        groups = sorted(s.execute(select(ClientGroup.name, ClientGroup.client_id)))
+        tags = sorted(s.execute(select(ClientTag.tag, ClientTag.client_id)))
+        assert groups == [("Шахматы", 1), ("Шахматы", 2)]  # replaced for client 1
+        assert tags == [("vip", 1)]  # no tags column the second time: left alone
+        assert s.get(Client, 1).last_active_at == datetime(2026, 11, 1, tzinfo=UTC)

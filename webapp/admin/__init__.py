@@ -15,6 +15,7 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from webapp.admin import auth
+from webapp.admin.broadcasts import BroadcastView
 from webapp.admin.dashboard import DashboardView
 from webapp.admin.extra import AuditView, OutboxEventView
 from webapp.admin.views import ClientView, NotificationView, TemplateView
@@ -46,6 +47,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(NotificationView())
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
+    admin.add_view(BroadcastView())
     admin.add_view(OutboxEventView())
     admin.add_view(AuditView())
     app.after_request(_admin_csp)
