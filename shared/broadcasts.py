@@ -193,7 +193,12 @@ def pause(session: Session, b: Broadcast, actor: str, reason: str = "paused by a
 def resume(session: Session, b: Broadcast, actor: str) -> None:
     if b.status != BroadcastStatus.paused.value:
         raise BroadcastError(f"only a paused broadcast can resume; this one is {b.status}")
-    b.status = BroadcastStatus.testing.value if b.stage == "test" else BroadcastStatus.running.value
+    if b.stage == "test" and b.test_done_at is not None and b.mode == "auto":
+        # Paused at the gate after the test stage: resuming is the admin's "go on anyway".
+        _begin_stage(b, "all", utcnow())
+        b.status = BroadcastStatus.running.value
+    else:
+        b.status = BroadcastStatus.testing.value if b.stage == "test" else BroadcastStatus.running.value
     b.paused_reason = None
     b.health = None  # a fresh failure-rate window: the admin looked at the failures
     b.fed_at = None
