@@ -242,6 +242,7 @@ class Progress:
     by_channel: dict[str, dict[str, int]]
     planned_messages: int | None
     paused_reason: str | None
+    test_done: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -262,7 +263,7 @@ def progress(session: Session, b: Broadcast) -> Progress:
         by_channel.setdefault(channel, {"sent": 0, "failed": 0, "pending": 0, "canceled": 0})[bucket] += n
         totals[bucket] += n
     return Progress(b.status, b.stage, totals["sent"], totals["failed"], totals["pending"], totals["canceled"],
-                    by_channel, b.planned_messages, b.paused_reason)
+                    by_channel, b.planned_messages, b.paused_reason, b.test_done_at is not None)
 
 
 def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:

@@ -57,10 +57,16 @@ def _json_object(form: FlaskForm, field: TextAreaField) -> None:
         raise ValidationError('must be a JSON object, e.g. {"title": "...", "text": "..."}')
 
 
+def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
+    if not field.data:
+        raise ValidationError("choose at least one channel")
+
+
 class BroadcastForm(FlaskForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     template_code = SelectField("Template", validators=[DataRequired()])
-    channels = _Checkboxes("Channels", validators=[DataRequired(message="choose at least one channel")])
+    # Not DataRequired: it would put `required` on every checkbox, and the browser would demand all of them.
+    channels = _Checkboxes("Channels", validators=[_at_least_one])
     category = SelectField("Category", choices=[("service", "service (everyone who allows service messages)"),
                                                 ("marketing", "marketing (only clients who opted in)")])
     template_data = TextAreaField("Template data (JSON)", default='{"title": "", "text": ""}',

@@ -1,12 +1,13 @@
 // Live progress of one broadcast in the admin: polls its JSON endpoint every
 // second and fills the numbers in. A static file, so the admin's CSP can
-// forbid inline scripts. Reloads the page once the status changes, so the
-// action buttons match the new state.
+// forbid inline scripts. Reloads the page once the state changes, so the
+// action buttons match it.
 (function () {
   "use strict";
   var box = document.getElementById("progress");
   if (!box) { return; }
   var shown = box.dataset.status;
+  var testDone = box.dataset.testDone === "1";
   var stamp = document.getElementById("progress-updated");
   var busy = false;
 
@@ -16,7 +17,7 @@
   }
 
   function refresh() {
-    if (busy || document.hidden) { return; }
+    if (busy || document.hidden || shown === "completed" || shown === "canceled") { return; }
     busy = true;
     fetch(box.dataset.src, { headers: { "Accept": "application/json" }, cache: "no-store", credentials: "same-origin" })
       .then(function (response) {
@@ -33,7 +34,10 @@
         var reason = document.getElementById("p-reason");
         if (reason) { reason.hidden = !p.paused_reason; reason.textContent = p.paused_reason || ""; }
         if (stamp) { stamp.textContent = "updated " + new Date().toLocaleTimeString(); }
-        if (p.status !== shown) { shown = p.status; window.location.reload(); }
+        // A new state brings other buttons (e.g. "Send to everyone" once the test is done).
+        if (p.status !== shown || p.test_done !== testDone) {
+          shown = p.status; testDone = p.test_done; window.location.reload();
+        }
       })
       .catch(function (err) { if (stamp) { stamp.textContent = "cannot refresh (" + err.message + ")"; } })
       .finally(function () { busy = false; });
