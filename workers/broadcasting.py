@@ -248,9 +248,14 @@ def feed(factory: sessionmaker[Session], broadcast_id: int, pace: Mapping[str, f
         if b.expand_done and not any(live.values()):
             return _stage_finished(session, b, sent, failed, now)
         out = Fed()
+        # Hand over at the channel's pace for the time since the last tick (so few messages wait
+        # in the limiter and bounce), never more than ``lookahead_s`` of it in flight.
+        since_s = (now - b.fed_at).total_seconds() if b.fed_at else lookahead_s
+        since_s = min(max(since_s, 0.5), lookahead_s)
         for ch in b.channels:
+            rate = pace.get(ch, 1.0)
             in_flight = live[ch] - held.get(ch, 0)
-            room = max(1, math.ceil(pace.get(ch, 1.0) * lookahead_s)) - in_flight
+            room = min(math.ceil(rate * since_s * 1.2), max(1, math.ceil(rate * lookahead_s)) - in_flight)
             if room > 0 and held.get(ch, 0):
                 out.handed += _hand_over(session, b.id, ch, room, now)
         b.fed_at = now
@@ -269,10 +274,20 @@ def active_ids(factory: sessionmaker[Session]) -> list[int]:
 # ------------------------------------------------------------------ what the actors run
 
 
-def hand_to_delivery(rt: Runtime, handed: list[tuple[int, str, str]]) -> None:
+def hand_to_delivery(rt: Runtime, handed: list[tuple[int, str, str]], pace: Mapping[str, float]) -> None:
+    """Enqueue the handed rows spaced at each channel's rate (k-th message after k / rate seconds).
+
+    Spacing matters: messages that all reach the limiter at once would mostly be
+    told to wait, and wake together at the next free slot (a thundering herd
+    that costs a claim and a render per loser).  Spaced, most find their slot.
+    """
+    position: dict[str, int] = {}
     for notification_id, channel, addr in handed:
         ch = rt.channels.get(channel)
-        enqueue_delivery(rt.broker, notification_id, channel, ch.limit_key(addr) if ch else None)
+        k = position[channel] = position.get(channel, -1) + 1
+        delay_s = k / pace[channel] if pace.get(channel) else None
+        enqueue_delivery(rt.broker, notification_id, channel, ch.limit_key(addr) if ch else None,
+                         delay_s=delay_s or None)
 
 
 def enqueue_expansion(broker: dramatiq.Broker, broadcast_id: int) -> None:
@@ -289,7 +304,7 @@ def run_expansion(rt: Runtime, broadcast_id: int, *, budget_s: float = 60.0, bat
     while True:
         step = expand_batch(rt.factory, broadcast_id, batch_size=batch_size)
         if (first and step.inserted) or step.done:
-            hand_to_delivery(rt, feed(rt.factory, broadcast_id, pace).handed)
+            hand_to_delivery(rt, feed(rt.factory, broadcast_id, pace).handed, pace)
             first = False
         if step.done:
             return
@@ -303,6 +318,6 @@ def drive(rt: Runtime) -> None:
     pace = pace_per_s(rt.settings)
     for broadcast_id in active_ids(rt.factory):
         fed = feed(rt.factory, broadcast_id, pace)
-        hand_to_delivery(rt, fed.handed)
+        hand_to_delivery(rt, fed.handed, pace)
         if fed.expand:
             enqueue_expansion(rt.broker, broadcast_id)
