@@ -18,6 +18,7 @@ here talks to the broker, so the web app needs none.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -96,7 +97,7 @@ def create(
     if missing:
         raise BroadcastError(f"template {template_code!r} has no active version for: {', '.join(missing)}")
     if client_ids is not None:
-        parsed = Targeting(**{**parsed.__dict__, "client_list": True})
+        parsed = dataclasses.replace(parsed, client_list=True)
     b = Broadcast(
         name=(name or template_code).strip()[:200], template_code=template_code, channels=list(chosen),
         category=cat.value, targeting=parsed.to_json(), data=dict(data or {}), initiator=initiator,

@@ -40,8 +40,9 @@ def admin_site(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_se
     with factory() as s:
         install_default_templates(s)
         s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"))
-        for i in range(1, 41):
-            s.add(Client(id=i, name=f"Ученик {i}", email=None, telegram_chat_id=str(9000 + i)))
+        for i in range(1, 41):  # only client 2 has an email: the preview shows both channels
+            s.add(Client(id=i, name=f"Ученик {i}", email="parent2@example.com" if i == 2 else None,
+                         telegram_chat_id=str(9000 + i)))
         s.flush()
         s.add_all([ClientGroup(name="Шахматы", client_id=i) for i in range(1, 41)])
         s.commit()
@@ -57,7 +58,7 @@ def admin_site(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_se
     server.shutdown()
 
 
-def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, bot_api):
+def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, bot_api, smtp_server):
     from playwright.sync_api import expect
 
     url, factory = admin_site
@@ -79,29 +80,31 @@ def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, b
         page.get_by_role("link", name="New broadcast").click()
         page.fill("#name", "Турнир в субботу")
         page.select_option("#template_code", "ANNOUNCEMENT")
-        page.uncheck("input[name=channels][value=email]")
         page.fill("#template_data", '{"title": "Турнир", "text": "В субботу шахматный турнир"}')
         page.select_option("#groups", ["Шахматы"])
         page.fill("#test_size", "3")
         page.get_by_role("button", name="Create draft and count").click()
 
         # Count: the exact numbers before anything is sent.
-        expect(page.locator("#count-sentence")).to_have_text("You will send 40 messages to 40 clients: 40 Telegram.")
+        expect(page.locator("#count-sentence")).to_have_text(
+            "You will send 41 messages to 40 clients: 1 email, 40 Telegram.")
         # Preview for a chosen client of the selection.
         page.select_option("#client", "2")
         page.get_by_role("button", name="Preview").click()
         expect(page.locator("#preview .preview-text")).to_contain_text("В субботу шахматный турнир")
+        # The email as the client will see it, in a sandboxed frame (no scripts, no same-origin access).
+        expect(page.frame_locator("#preview iframe").locator("body")).to_contain_text("Здравствуйте, Ученик 2")
 
-        page.get_by_role("button", name="Send test (3 messages)").click()
+        page.get_by_role("button", name="Send test (4 messages)").click()
         expect(page.locator(".alert-success")).to_contain_text("test stage")
         # The page reloads itself when the test is done: "Send to everyone" appears.
         expect(page.get_by_role("button", name="Send to everyone")).to_be_visible(timeout=30_000)
         assert sorted(m["chat_id"] for m in bot_api.messages()) == ["9001", "9002", "9003"]
 
-        page.fill("#typed", "39")  # a wrong number is refused
+        page.fill("#typed", "40")  # a wrong number is refused
         page.get_by_role("button", name="Send to everyone").click()
-        expect(page.locator(".alert-danger, .alert-error")).to_contain_text("type the number of messages, 40")
-        page.fill("#typed", "40")
+        expect(page.locator(".alert-danger, .alert-error")).to_contain_text("type the number of messages, 41")
+        page.fill("#typed", "41")
         page.get_by_role("button", name="Send to everyone").click()
         expect(page.locator(".alert-success")).to_contain_text("Started")
 
@@ -120,8 +123,8 @@ def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, b
 
     wait_until(lambda: set(rows()) <= {"sent", "canceled", "failed"}, 30, message="every row final")
     final = rows()
-    assert final["canceled"] > 0 and final["sent"] + final["canceled"] == 40
-    assert len(bot_api.messages()) == final["sent"]  # nothing canceled went out
+    assert final["canceled"] > 0 and final["sent"] + final["canceled"] == 41
+    assert len(bot_api.messages()) + len(smtp_server.messages()) == final["sent"]  # nothing canceled went out
     with factory() as s:
         assert s.scalars(select(Broadcast.status)).one() == "canceled"
         actions = s.scalars(select(AuditLog.action).order_by(AuditLog.id)).all()
