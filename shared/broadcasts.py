@@ -154,6 +154,9 @@ def send_test(session: Session, b: Broadcast, actor: str, now: datetime | None =
     now = now or utcnow()
     if b.status != BroadcastStatus.draft.value:
         raise BroadcastError(f"a test is sent from a draft; this broadcast is {b.status}")
+    if b.mode == "auto":
+        # An automatic broadcast goes on by itself after its test: it starts with the confirmed count only.
+        raise BroadcastError("an automatic broadcast starts with Start (its test stage comes first)")
     _begin_stage(b, "test", now)
     b.status = BroadcastStatus.testing.value
     _audit(session, actor, "broadcast.test", b, test_group=b.test_group, test_size=b.test_size)
@@ -203,6 +206,7 @@ def resume(session: Session, b: Broadcast, actor: str) -> None:
     b.paused_reason = None
     b.health = None  # a fresh failure-rate window: the admin looked at the failures
     b.fed_at = None
+    b.expanded_at = None  # an expansion stopped by the pause continues at the next tick
     _audit(session, actor, "broadcast.resume", b)
 
 

@@ -209,8 +209,8 @@ def _stage_finished(session: Session, b: Broadcast, sent: int, failed: int, now:
     if b.test_done_at is None:
         b.test_done_at = now
         _system_audit(session, "broadcast.test_done", b, sent=sent, failed=failed)
-    if b.mode != "auto":
-        return Fed()  # the admin looks at the test and decides
+    if b.mode != "auto" or b.planned_messages is None:
+        return Fed()  # the admin looks at the test and decides (auto goes on only after a confirmed start)
     finished = sent + failed
     if finished and failed / finished > b.max_failure_rate:
         broadcasts.pause(session, b, "system", f"paused itself after the test stage: {failed} of {finished} "

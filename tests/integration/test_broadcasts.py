@@ -240,3 +240,31 @@ def test_clients_import_sets_groups_tags_and_activity(session_factory):
         assert groups == [("Шахматы", 1), ("Шахматы", 2)]  # replaced for client 1
         assert tags == [("vip", 1)]  # no tags column the second time: left alone
         assert s.get(Client, 1).last_active_at == datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_an_automatic_broadcast_cannot_skip_its_confirmation(school):
+    with school() as s:
+        b = _new(s, mode="auto")
+        with pytest.raises(broadcasts.BroadcastError, match="starts with Start"):
+            broadcasts.send_test(s, b, "admin:1")
+
+
+def test_pause_stops_the_expansion_and_resume_restarts_it(school):
+    with school() as s:
+        b = _new(s)
+        broadcasts.send_all(s, b, "admin:1", typed="34")
+        s.commit()
+        bid = b.id
+    assert not expand_batch(school, bid, batch_size=4).done
+    with school() as s:
+        broadcasts.pause(s, s.get(Broadcast, bid), "admin:1")
+        s.commit()
+    assert expand_batch(school, bid, batch_size=4).done  # stops while paused ...
+    assert not feed(school, bid, PACE).handed  # ... and nothing is handed over
+    with school() as s:
+        assert not s.get(Broadcast, bid).expand_done
+        broadcasts.resume(s, s.get(Broadcast, bid), "admin:1")
+        s.commit()
+    assert feed(school, bid, PACE).expand  # the next tick starts the expansion again
+    _expand_all(school, bid)
+    assert len(_rows(school, bid)) == 34
