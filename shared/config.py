@@ -44,6 +44,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     webhook_secrets: str = field(default="", repr=False)  # comma separated: current,previous
     public_url: str = "http://127.0.0.1:8000"
+    metrics_token: str = field(default="", repr=False)  # empty: /metrics open (restrict it at the proxy)
 
     # Limits (see docs/configuration.md for where the defaults come from)
     telegram_rate_per_s: float = 30.0
@@ -170,7 +171,7 @@ def _validate(settings: Settings) -> None:
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
 
 
-_SECRET_FIELDS = ("telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",
+_SECRET_FIELDS = ("metrics_token", "telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",
                   "broker_url", "redis_url")
 
 
