@@ -13,6 +13,7 @@ BENCHMARKS: list[list[str]] = [
     ["bench.crm_overhead", "--n", "2000"],
     ["bench.relay_latency", "--events", "1000", "--rate", "200"],
     ["bench.throughput", "--events", "1000", "--processes", "1", "2"],
+    ["bench.scheduler_lateness", "--events", "200", "--spread", "30"],
 ]
 
 
