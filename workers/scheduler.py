@@ -100,7 +100,9 @@ def main(settings: Settings) -> int:
 
     tick_s = max(1, int(settings.scheduler_tick_s))
     interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
-    interval(seconds=30)(broker.get_actor("reap_stuck_notifications"))
+    # Reap at least twice per lease, so a dead worker's row waits at most ~1.5 leases.
+    reap_s = max(1, min(30, int(settings.processing_lease_s // 2)))
+    interval(seconds=reap_s)(broker.get_actor("reap_stuck_notifications"))
     cron("17 * * * *")(broker.get_actor("clean_outbox"))
 
     lost = threading.Event()

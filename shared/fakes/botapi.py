@@ -110,6 +110,8 @@ class FakeBotApi:
         self._sends = 0
         self.webhook_url: str | None = None
         self.connections = 0
+        #: seconds each send takes before it answers (a slow provider, for in-flight work at shutdown)
+        self.latency_s = 0.0
         self._stopping = threading.Event()
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
@@ -327,6 +329,8 @@ class FakeBotApi:
               document: tuple[str, bytes, str] | None) -> tuple[int, Any]:
         if not chat:
             return _error(400, "Bad Request: chat_id is empty")
+        if self.latency_s:
+            self._stopping.wait(self.latency_s)
         fault = self._next_fault()
         if fault is not None and fault.kind != "stall":
             if fault.kind == "429":
