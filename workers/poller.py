@@ -145,6 +145,13 @@ def main(settings: Settings, *, poll_timeout_s: int = 25, delete_webhook: bool =
     with poller.busy:
         pass
     thread.join(timeout=0.5)
+    if poller.offset is not None:
+        # Confirm what was handled, so a restart does not see it again (a zero-timeout call returns at once).
+        try:
+            channel.api_call("getUpdates", offset=poller.offset, timeout=0, limit=1)
+        except DeliveryError as exc:
+            log.warning("could not confirm handled updates", extra={"action": "bot.confirm_failed",
+                                                                   "reason": exc.reason})
     log.info("bot polling stopped", extra={"action": "bot.stop"})
     channel.close()
     engine.dispose()
