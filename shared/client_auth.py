@@ -38,9 +38,15 @@ def digest(secret_key: str, purpose: str | ClientTokenPurpose, raw: str) -> str:
     return hmac.new(secret_key.encode(), f"{purpose}:{raw}".encode(), hashlib.sha256).hexdigest()
 
 
+def forget_expired(session: Session, client_id: int, now: datetime) -> None:
+    """Delete the client's dead secrets (cheap on the client index), so the table does not grow forever."""
+    session.execute(delete(ClientToken).where(ClientToken.client_id == client_id, ClientToken.expires_at < now))
+
+
 def issue(session: Session, secret_key: str, client_id: int, purpose: ClientTokenPurpose, ttl_s: float,
           now: datetime, *, ip: str | None = None) -> str:
     """Store a new one-time secret for ``client_id``; return it (the only time it exists in clear)."""
+    forget_expired(session, client_id, now)
     raw = secrets.token_urlsafe(32)
     session.add(ClientToken(client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, raw),
                             created_at=now, expires_at=now + timedelta(seconds=ttl_s), ip=ip))
@@ -88,6 +94,7 @@ def issue_code(session: Session, secret_key: str, client_id: int | None, ttl_s: 
     challenge = secrets.token_urlsafe(24)
     code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
     if client_id is not None:
+        forget_expired(session, client_id, now)
         purpose = ClientTokenPurpose.sign_in_code
         session.add(ClientToken(
             client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, challenge),
@@ -132,6 +139,7 @@ def _signature(secret_key: str, nonce: str) -> str:
 
 def issue_connect_token(session: Session, secret_key: str, client_id: int, ttl_s: float, now: datetime) -> str:
     """A signed one-time start parameter: ``nonce + signature`` (42 characters of [A-Za-z0-9_-])."""
+    forget_expired(session, client_id, now)
     nonce = secrets.token_urlsafe(16)
     purpose = ClientTokenPurpose.telegram_connect
     session.add(ClientToken(client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, nonce),

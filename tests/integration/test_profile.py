@@ -332,3 +332,19 @@ def test_no_profile_url_reaches_another_clients_data(app, smtp_server, session_f
     with session_factory() as s:
         boris_id = s.scalar(select(Notification.id).where(Notification.recipient_id == 2))
     assert boris.get(f"/me/notifications/{boris_id}").status_code == 200
+
+
+def test_session_cookie_is_secure_behind_https(bot_api, smtp_server, session_factory):
+    app = create_app(make_settings(bot_api, smtp_server).replace(public_url="https://profile.test"),
+                     session_factory=session_factory, config={"TESTING": True})
+    c = app.test_client()
+    c.get("/me/login")
+    cookie = c.get_cookie("vestnik_session")
+    assert cookie.secure and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_a_bad_address_is_explained(app):
+    c = app.test_client()
+    page = c.get("/me/login")
+    resp = c.post("/me/login", data={"email": "not an address", "method": "link", "csrf_token": csrf(page.text)})
+    assert resp.status_code == 400 and "anna@example.com" in resp.text

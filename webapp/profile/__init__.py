@@ -159,7 +159,7 @@ def login():
     email = (request.form.get("email") or "").strip().lower()
     method = request.form.get("method", "link")
     if not _EMAIL.match(email) or method not in ("link", "code"):
-        return render_template("profile/login.html", email=email, error=t("email")), 400
+        return render_template("profile/login.html", email=email, error=t("email_invalid")), 400
     db = get_session()
     now = utcnow()
     key = settings().secret_key

@@ -12,6 +12,8 @@ STRINGS: dict[str, dict[str, str]] = {
     "sign_in_intro": {"ru": "Без пароля: мы пришлём ссылку на почту или код в Telegram.",
                       "en": "No password: we send a link by email or a code in Telegram."},
     "email": {"ru": "Электронная почта", "en": "Email"},
+    "email_invalid": {"ru": "Введите адрес электронной почты, например anna@example.com.",
+                      "en": "Enter an email address, e.g. anna@example.com."},
     "send_link": {"ru": "Прислать ссылку на почту", "en": "Email me a link"},
     "send_code": {"ru": "Прислать код в Telegram", "en": "Send a code to Telegram"},
     "link_sent": {"ru": "Если этот адрес известен, мы отправили на него ссылку для входа. Она действует {minutes} мин.",
