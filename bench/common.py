@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import io
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import make_engine
+from shared.clients_import import import_clients
+from shared.db import make_engine, make_session_factory
+from shared.fakes.botapi import FakeBotApi
+from shared.fakes.smtp import FakeSmtpServer
 from shared.migrate import upgrade
+from shared.seeds import install_default_templates
+
+ROOT = Path(__file__).resolve().parent.parent
+#: channel limits lifted: a benchmark measures Vestnik, not the providers' quotas
+NO_LIMITS = {"VESTNIK_TELEGRAM_RATE_PER_S": "100000", "VESTNIK_TELEGRAM_CHAT_RATE_PER_S": "100000",
+             "VESTNIK_EMAIL_RATE_PER_MIN": "10000000", "VESTNIK_EMAIL_RATE_PER_HOUR": "10000000",
+             "VESTNIK_EMAIL_RATE_PER_DAY": "10000000"}
 
 PG_ADMIN_URL = os.environ.get("VESTNIK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -47,3 +65,61 @@ def summary_ms(values_s: list[float]) -> str:
     ms = [v * 1000 for v in values_s]
     return (f"mean {statistics.fmean(ms):.3f} ms, p50 {pct(ms, 50):.3f} ms, p99 {pct(ms, 99):.3f} ms "
             f"(n={len(ms)})")
+
+
+@dataclass
+class Stack:
+    factory: sessionmaker[Session]
+    bot: FakeBotApi
+    smtp: FakeSmtpServer
+    env: dict[str, str]
+    log_dir: str
+
+    def delivered(self) -> int:
+        return len(self.bot.messages()) + len(self.smtp.messages())
+
+
+@contextmanager
+def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None
+                     ) -> Iterator[Stack]:
+    """Scratch PostgreSQL database with ``clients`` clients (Telegram and email each), a fresh RabbitMQ
+    vhost, Redis db 14, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
+    ``("worker", "--processes", "1")``); everything torn down afterwards."""
+    vhost = f"bench_{uuid.uuid4().hex[:6]}"
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                   capture_output=True)
+    subprocess.run(["redis-cli", "-n", "14", "flushdb"], capture_output=True)
+    try:
+        with ExitStack() as stack:
+            url = stack.enter_context(scratch_database())
+            bot = stack.enter_context(FakeBotApi())
+            smtp = stack.enter_context(FakeSmtpServer())
+            factory = make_session_factory(make_engine(url))
+            csv = "id,name,email,telegram_chat_id,locale,timezone\n" + "".join(
+                f"{i},Client {i},c{i}@example.com,{100000 + i},ru,Europe/Moscow\n" for i in range(1, clients + 1))
+            with factory() as s:
+                install_default_templates(s)
+                import_clients(s, io.StringIO(csv))
+                s.commit()
+            full_env = {**os.environ, "VESTNIK_DATABASE_URL": url,
+                        "VESTNIK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                        "VESTNIK_REDIS_URL": "redis://127.0.0.1:6379/14", "VESTNIK_TELEGRAM_TOKEN": bot.token,
+                        "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+                        "VESTNIK_LOG_LEVEL": "WARNING", **NO_LIMITS, **(env or {})}
+            logs = stack.enter_context(tempfile.TemporaryDirectory())
+            procs = []
+            for args in processes:
+                out = stack.enter_context(open(f"{logs}/{args[0]}-{len(procs)}.log", "w"))  # noqa: SIM115
+                procs.append(subprocess.Popen([sys.executable, "-m", "shared.cli", *args], env=full_env, cwd=ROOT,
+                                              stdout=out, stderr=subprocess.STDOUT))
+            try:
+                time.sleep(3)  # let the processes connect before a benchmark starts its clock
+                yield Stack(factory, bot, smtp, full_env, logs)
+            finally:
+                for p in procs:
+                    p.terminate()
+                for p in procs:
+                    p.wait(30)
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)

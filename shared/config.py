@@ -45,6 +45,7 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     webhook_secrets: str = field(default="", repr=False)  # comma separated: current,previous
     public_url: str = "http://127.0.0.1:8000"
+    metrics_token: str = field(default="", repr=False)  # empty: /metrics open (restrict it at the proxy)
 
     # Client profile (/me): passwordless sign-in and Telegram connection
     telegram_bot_username: str = ""  # without "@"; the deep link is https://t.me/<it>?start=<token>
@@ -184,7 +185,7 @@ def _validate(settings: Settings) -> None:
     )
 
 
-_SECRET_FIELDS = ("telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",
+_SECRET_FIELDS = ("metrics_token", "telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",
                   "broker_url", "redis_url")
 
 

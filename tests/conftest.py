@@ -167,3 +167,23 @@ def amqp_vhost_url(amqp_url) -> str:
                    capture_output=True)
     yield amqp_url.rstrip("/") + "/" + vhost
     subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+
+
+# Browser tests: Debian's Chromium through Playwright; never a downloaded browser.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")  # module: Playwright's sync loop must not outlive its tests
+def chromium():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (CI requires the browser tests)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

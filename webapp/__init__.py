@@ -104,9 +104,10 @@ def create_app(
     db.init_app(app, session_factory)
     csrf.init_app(app)
 
-    from webapp import admin, health, profile, webhooks
+    from webapp import admin, health, metrics, profile, webhooks
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(webhooks.bp)  # signed machine callers: CSRF-exempt view by view
     admin.init_app(app)  # Flask-Admin at /admin; every view behind one secure base class
     profile.init_app(app)  # the client's own pages at /me

@@ -17,6 +17,7 @@ from flask_admin.theme import Bootstrap4Theme
 from webapp.admin import auth
 from webapp.admin.dashboard import DashboardView
 from webapp.admin.extra import AuditView, OutboxEventView
+from webapp.admin.rules import RulesView
 from webapp.admin.views import ClientView, NotificationView, TemplateView
 
 
@@ -47,6 +48,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
     admin.add_view(OutboxEventView())
+    admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
     admin.add_view(AuditView())
     app.after_request(_admin_csp)
     return admin
