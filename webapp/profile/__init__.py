@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
@@ -59,12 +60,17 @@ def settings() -> Settings:
     return current_app.extensions["vestnik_settings"]
 
 
+_messenger_lock = threading.Lock()
+
+
 def messenger() -> SignInMessenger:
-    found = current_app.extensions.get("vestnik_sign_in_messenger")
-    if found is None:
-        found = SignInMessenger(settings(), session_factory())
-        current_app.extensions["vestnik_sign_in_messenger"] = found
-    return found
+    """The app's sign-in messenger, made on first use (after gunicorn's fork, so its threads are this process's)."""
+    with _messenger_lock:
+        found = current_app.extensions.get("vestnik_sign_in_messenger")
+        if found is None:
+            found = SignInMessenger(settings(), session_factory())
+            current_app.extensions["vestnik_sign_in_messenger"] = found
+        return found
 
 
 def public_url(endpoint: str, **values: Any) -> str:
