@@ -30,3 +30,14 @@ def test_a_secret_hashes_differently_for_each_purpose_and_key():
 def test_throttle_scopes_do_not_store_the_address_in_clear():
     scope = client_auth.address_scope("k" * 32, " Anna@Example.com ")
     assert "anna" not in scope.lower() and scope == client_auth.address_scope("k" * 32, "anna@example.com")
+
+
+def test_access_logs_mask_sign_in_tokens():
+    from shared.config import Settings
+    from webapp.access_log import redact
+    from webapp.server import gunicorn_options
+
+    line = 'GET /me/login/t/AbC-12_xyz?x=1 HTTP/1.1 "http://site/me/login/t/AbC-12_xyz"'
+    assert redact(line) == 'GET /me/login/t/••••?x=1 HTTP/1.1 "http://site/me/login/t/••••"'
+    assert redact("GET /me/notifications/12 HTTP/1.1") == "GET /me/notifications/12 HTTP/1.1"
+    assert gunicorn_options(Settings(), "127.0.0.1", 8000)["logger_class"] == "webapp.access_log.RedactingLogger"
