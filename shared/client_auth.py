@@ -39,8 +39,13 @@ def digest(secret_key: str, purpose: str | ClientTokenPurpose, raw: str) -> str:
 
 
 def forget_expired(session: Session, client_id: int, now: datetime) -> None:
-    """Delete the client's dead secrets (cheap on the client index), so the table does not grow forever."""
+    """Delete dead secrets as new ones are made, so the table does not grow forever.
+
+    The client's own at once; everyone's a day after expiry (an index range on
+    ``expires_at``), which also covers clients who never come back.
+    """
     session.execute(delete(ClientToken).where(ClientToken.client_id == client_id, ClientToken.expires_at < now))
+    session.execute(delete(ClientToken).where(ClientToken.expires_at < now - timedelta(days=1)))
 
 
 def issue(session: Session, secret_key: str, client_id: int, purpose: ClientTokenPurpose, ttl_s: float,
@@ -182,8 +187,8 @@ def throttled(session: Session, limits: list[tuple[str, int]], now: datetime,
 
 
 def record_attempt(session: Session, scopes: list[str], now: datetime, window_s: float = THROTTLE_WINDOW_S) -> None:
-    """Count one attempt in each scope, forgetting this scope's rows older than the window."""
+    """Count one attempt in each scope, forgetting rows older than the window."""
     since = now - timedelta(seconds=window_s)
-    session.execute(delete(ClientSignInAttempt).where(ClientSignInAttempt.scope.in_(scopes),
-                                                      ClientSignInAttempt.created_at <= since))
+    # Every scope's old rows, not only these: the table holds about one hour of attempts.
+    session.execute(delete(ClientSignInAttempt).where(ClientSignInAttempt.created_at <= since))
     session.add_all(ClientSignInAttempt(scope=scope, created_at=now) for scope in scopes)

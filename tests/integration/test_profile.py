@@ -348,3 +348,19 @@ def test_a_bad_address_is_explained(app):
     page = c.get("/me/login")
     resp = c.post("/me/login", data={"email": "not an address", "method": "link", "csrf_token": csrf(page.text)})
     assert resp.status_code == 400 and "anna@example.com" in resp.text
+
+
+def test_old_attempts_and_long_expired_secrets_are_cleaned_up(app, smtp_server, session_factory):
+    from shared.models import ClientSignInAttempt
+
+    long_ago = utcnow() - timedelta(days=3)
+    with session_factory() as s:
+        s.add(ClientSignInAttempt(scope="ip:192.0.2.1", created_at=long_ago))
+        s.add(ClientToken(client_id=2, purpose="session", token_hash="0" * 64, created_at=long_ago,
+                          expires_at=long_ago + timedelta(days=1)))
+        s.commit()
+    request_link(app.test_client(), "anna@example.com")
+    with session_factory() as s:
+        scopes = sorted(s.scalars(select(ClientSignInAttempt.scope)).all())
+        assert len(scopes) == 2 and scopes[0].startswith("address:") and scopes[1] == "ip:10.0.0.1"
+        assert s.scalars(select(ClientToken.client_id)).all() == [1]  # Boris's dead session is gone
