@@ -32,8 +32,9 @@ from sqlalchemy.orm import Session
 
 from outbox import emit
 from shared import client_auth
+from shared.audit import client_action
 from shared.config import Settings
-from shared.models import AuditLog, Client, ClientTokenPurpose, utcnow
+from shared.models import Client, ClientTokenPurpose, utcnow
 
 _RATE = re.compile(r"^rate:([\w.:-]{1,40}):([1-5])$")
 
@@ -105,8 +106,7 @@ def _send(chat_id: Any, text: str) -> BotReply:
 
 
 def _audit(session: Session, client: Client, action: str, details: dict[str, Any] | None = None) -> None:
-    session.add(AuditLog(actor=f"client:{client.id}", action=action, object_type="client", object_id=str(client.id),
-                         details=details or {}))
+    client_action(session, client.id, action, details)
 
 
 def _command(session: Session, message: dict[str, Any], settings: Settings | None) -> BotReply | None:

@@ -33,8 +33,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared import client_auth
+from shared.audit import client_action as audit
 from shared.config import Settings
-from shared.models import AuditLog, Client, ClientToken, ClientTokenPurpose, Notification, utcnow
+from shared.models import Client, ClientToken, ClientTokenPurpose, Notification, utcnow
 from webapp.db import get_session, session_factory
 from webapp.profile.i18n import LANGUAGES, pick_language, translate
 from webapp.profile.messenger import SignInMessenger, code_telegram, link_email
@@ -87,11 +88,6 @@ def _minutes() -> int:
 
 def _ip() -> str:
     return request.remote_addr or "unknown"
-
-
-def audit(db: Session, client_id: int, action: str, details: dict[str, Any] | None = None) -> None:
-    db.add(AuditLog(actor=f"client:{client_id}", action=action, object_type="client", object_id=str(client_id),
-                    details=details or {}))
 
 
 # ------------------------------------------------------------------ who is signed in
