@@ -215,6 +215,12 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     return scheduler_main(settings)
 
 
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.poller import main as bot_main
+
+    return bot_main(settings, poll_timeout_s=args.poll_timeout, delete_webhook=args.delete_webhook)
+
+
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from webapp import serve
 
@@ -293,6 +299,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="release due notifications, reap stuck ones, housekeeping").set_defaults(
         func=cmd_scheduler
     )
+
+    p = sub.add_parser("bot", help="Telegram bot updates by long polling (instead of the webhook)")
+    p.add_argument("--poll-timeout", type=int, default=25, help="getUpdates long-poll timeout, seconds")
+    p.add_argument("--delete-webhook", action="store_true", help="remove a webhook set for the bot first")
+    p.set_defaults(func=cmd_bot)
 
     p = sub.add_parser("web", help="the admin, profile and webhook web app")
     p.add_argument("--host", default="127.0.0.1")

@@ -316,3 +316,54 @@ class AuditLog(Base):
     object_id: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClientTokenPurpose(str, enum.Enum):
+    sign_in_link = "sign_in_link"  # emailed link
+    sign_in_code = "sign_in_code"  # code sent by the bot; token_hash is the challenge's, code_hash the code's
+    telegram_connect = "telegram_connect"  # the deep link's start parameter
+    session = "session"  # a signed-in browser; used_at set at logout
+
+
+class ClientToken(Base):
+    """A one-time secret of a client, stored only as a keyed hash (never readable from the DB).
+
+    ``used_at`` makes it one-time: it is set by a conditional UPDATE, so two
+    concurrent uses cannot both succeed.
+    """
+
+    __tablename__ = "client_tokens"
+    __table_args__ = (
+        Index("ix_client_tokens_client", "client_id", "purpose"),
+        Index("ix_client_tokens_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class ClientSignInAttempt(Base):
+    """One sign-in request (or wrong code) per row, counted per address and per IP for throttling.
+
+    Rows are written whether or not the address belongs to a client, so the
+    throttle behaves the same for both (no account enumeration through it).
+    """
+
+    __tablename__ = "client_sign_in_attempts"
+    __table_args__ = (Index("ix_client_sign_in_attempts_scope", "scope", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100))  # "address:<keyed hash>" or "ip:<address>"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The bot finds a client by chat id on every update.
+Index("ix_clients_telegram_chat_id", Client.telegram_chat_id)
