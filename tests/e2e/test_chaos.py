@@ -158,7 +158,9 @@ def test_sigterm_lets_in_flight_sends_finish_and_takes_no_new_work(chaos, bot_ap
     with running([vestnik("relay", "relay", env=chaos.env, log_dir=chaos.log_dir)]):
         first = worker(chaos, "worker-1")
         wait_until(lambda: len(bot_api.messages()) >= 3, 60, message="sending under way")
-        first.signal(signal.SIGTERM)
+        # To the main process only, as `docker stop` does; it forwards SIGTERM to its children once.
+        # (A second SIGTERM to a child means "kill now" to Dramatiq; see docs/operations.md.)
+        first.popen.send_signal(signal.SIGTERM)
         assert first.popen.wait(timeout=60) == 0  # a clean exit, after finishing what it held
         first.stop()
         with chaos.factory() as s:
