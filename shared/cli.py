@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -198,9 +199,24 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     return relay_main(settings)
 
 
+def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    from shared import heartbeat
+
+    ok, message = heartbeat.check(args.process, args.max_age)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Dramatiq's own CLI runs the processes and threads and handles SIGTERM
     # (finish in-flight work, take no new work); we only point it at setup().
+    if settings.worker_metrics_port:
+        from workers.broker import prometheus_environment
+
+        # Dramatiq reads these when its CLI starts, before our code runs; a previous run's
+        # multiprocess files would add up into this one's counters.
+        os.environ.update(prometheus_environment(settings.worker_metrics_port))
+        shutil.rmtree(os.environ["dramatiq_prom_db"], ignore_errors=True)
     argv = [sys.executable, "-m", "dramatiq", "workers.app:setup",
             "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:
@@ -289,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cancel)
 
     sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
+
+    p = sub.add_parser("health", help="exit 0 if a relay, worker or scheduler on this host is alive (heartbeat)")
+    p.add_argument("process", choices=("relay", "worker", "scheduler"))
+    p.add_argument("--max-age", type=float, default=60.0, help="seconds since the last heartbeat")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("worker", help="run Dramatiq workers")
     p.add_argument("--processes", type=int, default=2)

@@ -82,6 +82,7 @@ class Settings:
 
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
+    worker_metrics_port: int = 0  # >0: Dramatiq's Prometheus exposition on this port (worker processes)
 
     @property
     def smtp(self) -> SmtpParams | None:

@@ -33,6 +33,7 @@ from shared.composer import compose, find_template
 from shared.config import Settings
 from shared.errors import TemplateError
 from shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from workers import metrics
 from workers.attachments import fetch_attachment
 from workers.channels.base import Channel, DeliveryError, Outcome
 from workers.retry import decide
@@ -142,6 +143,7 @@ class Delivery:
                 self._finish(n, NotificationStatus.failed, error=f"render failed: {exc}", now=now)
                 log.warning("render failed", extra={"action": "delivery.render_failed",
                                                     "notification_id": n.id, "reason": str(exc)})
+                metrics.delivery(n.channel, "render_failed", "render failed")
                 return Result(n.id, "render_failed")
             n.subject = message.subject
             n.body = message.html if message.html is not None else message.text
@@ -246,6 +248,10 @@ class Delivery:
                     self._finish(n, NotificationStatus.failed, error=reason, now=now)
                     if error.address_unreachable:
                         self._mark_unreachable(session, n.recipient_id, channel_name, address, error.reason)
+        if error is not None and error.local:
+            metrics.limiter_wait(channel_name, error.retry_after_s or 0.0)
+        else:
+            metrics.delivery(channel_name, outcome.value, error.reason if error else None)
         log.info(
             "delivery attempt",
             extra={"action": f"delivery.{outcome.value}", "notification_id": notification_id,

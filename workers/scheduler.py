@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from shared import heartbeat
 from shared.config import Settings
 from shared.db import is_postgres, normalise_url
 
@@ -65,6 +66,7 @@ def single_scheduler_lock(
                     conn.close()
                 return
             conn.close()
+            heartbeat.beat("scheduler")  # a hot standby is healthy too
             log.info("another scheduler is active; standing by", extra={"action": "scheduler.standby"})
             stop.wait(retry_s)
         return
@@ -111,7 +113,9 @@ def main(settings: Settings) -> int:
             return 0
 
         def watch() -> None:
+            heartbeat.beat("scheduler")
             while not stop.wait(5):
+                heartbeat.beat("scheduler")
                 if not still_held():
                     log.error("scheduler lock lost; stopping", extra={"action": "scheduler.lock_lost"})
                     lost.set()
