@@ -63,8 +63,11 @@ def check(expected: Iterable[Expected], messages: list[tuple[str, str, str]],
     flagged = set(uncertain)
     hits: Counter[Expected] = Counter()
     unexpected = []
+    by_address: dict[tuple[str, str], list[Expected]] = {}
+    for e in expected:
+        by_address.setdefault((e.channel, e.address), []).append(e)
     for channel, address, text in messages:
-        match = [e for e in expected if e.channel == channel and e.address == address and e.marker in text]
+        match = [e for e in by_address.get((channel, address), ()) if e.marker in text]
         if not match:
             unexpected.append((channel, address, text[:80]))
         for e in match:
