@@ -16,8 +16,8 @@ from webapp import create_app
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def app(session_factory):
+def make_admin_app(session_factory):
+    """The app with the admin, an admin and a support user, a client and four notifications."""
     app = create_app(Settings(secret_key="k" * 32), session_factory=session_factory, config={"TESTING": True})
     if "auth" not in app.blueprints:
         from webapp import admin
@@ -38,6 +38,11 @@ def app(session_factory):
                                last_error="Forbidden: bot was blocked by the user" if status == "failed" else None))
         s.commit()
     return app
+
+
+@pytest.fixture
+def app(session_factory):
+    return make_admin_app(session_factory)
 
 
 def token(html: str) -> str:

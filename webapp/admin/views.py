@@ -6,7 +6,8 @@ import re
 from datetime import UTC
 from typing import Any
 
-from flask import flash, url_for
+from flask import abort, flash, jsonify, request, url_for
+from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
@@ -15,6 +16,7 @@ from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
 from shared.models import (
+    AdminUser,
     Client,
     DeliveryAttempt,
     Notification,
@@ -24,7 +26,8 @@ from shared.models import (
     utcnow,
 )
 from shared.template_checks import check_template
-from webapp.admin.base import SecureModelView, audit
+from webapp.admin.base import SecureModelView, audit, can_write
+from webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
 from webapp.db import get_session
 from workers.channels import CHANNELS
 
@@ -63,7 +66,8 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
     def apply(self, query, value, alias=None):
         column = self.get_column(alias)
         if value == "admin":
-            return query.filter(column.like("admin:%"))
+            # "<> 'system'" lets PostgreSQL use the partial index ix_notifications_by_admin.
+            return query.filter(column != "system", column.like("admin:%"))
         return query.filter(column == value)
 
     def operation(self) -> str:
@@ -80,6 +84,8 @@ def _short(text: str | None, limit: int = 90) -> str:
 
 
 def _client_link(view, context, model, name) -> Markup:
+    if model.recipient_id is None:  # an admin's test send
+        return Markup('<span class="text-muted" title="test send">{}</span>').format(model.recipient_address)
     client = model.recipient
     label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
@@ -146,7 +152,8 @@ class NotificationView(SecureModelView):
     column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "initiator")
     column_labels = {"recipient_id": "Client", "body": "Text", "created_at": "Created (UTC)",
                      "sent_at": "Sent (UTC)"}
-    column_default_sort = ("id", True)
+    # created_at, not id: every filter's index ends in created_at (ids are not commit order anyway)
+    column_default_sort = ("created_at", True)
     column_sortable_list = ("created_at", "sent_at", "status", "channel")
     column_formatters = {"recipient_id": _client_link, "body": _text_cell, "status": _status_cell}
     column_details_list = (
@@ -183,7 +190,8 @@ class NotificationView(SecureModelView):
         db = get_session()
         now = utcnow()
         made = 0
-        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]))):
+        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]),
+                                                              Notification.recipient_id.is_not(None))):
             db.add(Notification(
                 recipient_id=original.recipient_id, channel=original.channel,
                 recipient_address=original.recipient_address, event_type=original.event_type,
@@ -251,8 +259,45 @@ class TemplateView(SecureModelView):
                            "variables_schema", "is_active", "created_at", "updated_at", "updated_by")
     column_formatters_detail = {"body": _full_text, "subject": _full_text}
 
+    create_template = "admin/template_create.html"
+    edit_template = "admin/template_edit.html"
+    form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"}}
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NotificationTemplate, name="Templates", endpoint="template", **kwargs)
+
+    # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
+
+    def catalogue(self) -> dict[str, Any]:
+        return variables_catalogue()
+
+    @expose("/preview/", methods=["POST"])
+    def preview_view(self):
+        if not can_write():
+            abort(403)
+        return jsonify(preview(get_session(), Draft.from_form(request.form)).as_json())
+
+    @expose("/send-test/", methods=["POST"])
+    def send_test_view(self):
+        from flask_login import current_user
+
+        from webapp import get_settings
+
+        if not can_write():
+            abort(403)
+        db = get_session()
+        admin = db.get(AdminUser, current_user.user_id)
+        draft = Draft.from_form(request.form)
+        try:
+            n = send_test(db, get_settings(), draft, admin)
+        except TestSendRefused as exc:
+            return jsonify({"ok": False, "error": str(exc)}), 422
+        audit("template.send_test", "notification", n.id, {"code": draft.code, "channel": draft.channel,
+                                                             "status": n.status})
+        db.commit()
+        return jsonify({"ok": n.status == "sent", "status": n.status, "error": n.last_error,
+                        "address": n.recipient_address,
+                        "url": url_for("notification.details_view", id=n.id)})
 
     def validate_form(self, form) -> bool:
         ok = super().validate_form(form)

@@ -1,0 +1,229 @@
+"""Admin template editor: variables beside the form, live preview, test sends, versions."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlalchemy import select
+
+from shared.config import Settings
+from shared.models import AdminUser, AuditLog, DeliveryAttempt, Notification, NotificationTemplate
+from tests.integration.test_admin import login, make_admin_app, token
+
+
+@pytest.fixture
+def app(session_factory):
+    return make_admin_app(session_factory)
+
+
+def _editor(c, path="/admin/template/new/"):
+    page = c.get(path)
+    assert page.status_code == 200
+    return page.text
+
+
+def _preview(c, csrf, **form):
+    data = {"code": "LESSON_CANCELLED", "channel": "telegram", "locale": "ru", "subject": "", "body": "",
+            **form}
+    return c.post("/admin/template/preview/", data=data, headers={"X-CSRFToken": csrf})
+
+
+def test_editor_lists_the_event_variables_with_examples(app):
+    c = app.test_client()
+    login(c)
+    html = _editor(c)
+    catalogue = json.loads(re.search(r'<script type="application/json" id="te-catalogue">(.*?)</script>',
+                                     html, re.S).group(1))
+    assert catalogue["codes"]["LESSON_CANCELLED"] == ["lesson_cancelled"]
+    assert catalogue["codes"]["PAYMENT_REMINDER"] == ["invoice_created"]
+    fields = {f["name"]: f for f in catalogue["events"]["lesson_cancelled"]["fields"]}
+    assert fields["lesson_title"]["example"] == "Робототехника" and fields["reason"]["required"] is False
+    assert [f["name"] for f in catalogue["client"]] == ["name", "client_id"]
+    assert catalogue["telegram_max_chars"] == 4096
+    # The editor's assets are the app's own files, no CDN, and they are served.
+    for src in re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html):
+        assert not src.startswith(("http:", "https:", "//")), src
+    assert 'src="/static/vendor/trix/trix.umd.min.js"' in html
+    for asset in ["/static/vendor/trix/trix.umd.min.js", "/static/vendor/trix/trix.css",
+                  "/static/admin/template_editor.js", "/static/admin/template_editor.css"]:
+        assert c.get(asset).status_code == 200, asset
+
+
+def test_preview_renders_unsaved_telegram_content_with_the_example_data(app, session_factory):
+    c = app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    resp = _preview(c, csrf, body="<b>{{ lesson_title }}</b> {{ starts_at }} для {{ name }}")
+    assert resp.status_code == 200
+    answer = resp.get_json()
+    assert answer["problems"] == {}
+    assert answer["text"] == "<b>Робототехника</b> 25 ноября, 16:00 для Анна Смирнова"
+    assert answer["length"] == len(answer["text"]) and answer["limit"] == 4096
+    assert answer["event"] == "lesson_cancelled"
+    with session_factory() as s:  # a preview saves nothing
+        assert s.scalar(select(NotificationTemplate).where(NotificationTemplate.body.like("%для {{ name }}%"))) is None
+
+
+def test_preview_escapes_data_and_shows_problems_at_their_field(app):
+    c = app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    answer = _preview(c, csrf, body="{{ lesson_titel }}").get_json()
+    assert "lesson_titel: not offered" in answer["problems"]["body"][0] and answer["text"] is None
+    answer = _preview(c, csrf, body="{{ lesson_title }} <div>x</div>").get_json()
+    assert "Telegram does not accept these tags: div" in answer["problems"]["body"][0]
+    answer = _preview(c, csrf, body="{% if %}").get_json()
+    assert answer["problems"]["body"][0].startswith("syntax error: line 1")
+    answer = _preview(c, csrf, body="{{ ''.__class__ }}").get_json()
+    assert "sandbox" in answer["problems"]["body"][0] or "unsafe" in answer["problems"]["body"][0]
+    answer = _preview(c, csrf, channel="email", body="<p>{{ name }}</p>", subject="").get_json()
+    assert answer["problems"]["subject"] == ["an email needs a subject"]
+
+
+def test_preview_of_an_email_with_a_real_client(app):
+    c = app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    answer = _preview(c, csrf, channel="email", subject="Отмена: {{ lesson_title }}", client_id="1",
+                      body="<div>Здравствуйте, <strong>{{ name }}</strong>!</div><ul><li>{{ reason }}</li></ul>"
+                      ).get_json()
+    assert answer["problems"] == {}
+    assert answer["subject"] == "Отмена: Робототехника"
+    assert "<strong>Анна</strong>" in answer["html"] and answer["client"] == "Анна (#1)"
+    assert "- болезнь преподавателя" in answer["text"]
+    missing = _preview(c, csrf, channel="email", subject="x", body="x", client_id="999").get_json()
+    assert missing["problems"]["client_id"] == ["no client #999"]
+
+
+def test_preview_counts_telegram_characters_against_4096(app):
+    c = app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    answer = _preview(c, csrf, body="{{ lesson_title }}" + "я" * 4090).get_json()
+    assert answer["length"] == 4090 + len("Робототехника") and "4096" in answer["problems"]["body"][0]
+
+
+def test_preview_and_send_test_need_csrf_and_a_writer(app):
+    c = app.test_client()
+    login(c)
+    for path in ["/admin/template/preview/", "/admin/template/send-test/"]:
+        assert c.post(path, data={"code": "X", "channel": "telegram", "body": "x"}).status_code == 400
+    support = app.test_client()
+    login(support, email="support@school.test")
+    csrf = token(support.get("/admin/notification/").text)
+    for path in ["/admin/template/preview/", "/admin/template/send-test/"]:
+        assert support.post(path, data={"body": "x"}, headers={"X-CSRFToken": csrf}).status_code == 403
+
+
+def test_saving_an_email_template_from_the_editor(app, session_factory):
+    c = app.test_client()
+    login(c)
+    html = _editor(c)
+    resp = c.post("/admin/template/new/", data={
+        "code": "LESSON_CANCELLED", "channel": "email", "locale": "en", "category": "service", "name": "x",
+        "description": "", "subject": "", "body": "<div>{{ name }}</div>", "is_active": "y",
+        "csrf_token": token(html)})
+    assert resp.status_code == 200  # the form again, with the problem at the subject
+    assert "an email needs a subject" in resp.text
+    with session_factory() as s:
+        assert s.scalar(select(NotificationTemplate).where(NotificationTemplate.name == "x")) is None
+
+
+# ------------------------------------------------------------------ send test to me
+
+
+@pytest.fixture
+def channels_app(app, bot_api, smtp_server, session_factory):
+    app.extensions["vestnik_settings"] = Settings(
+        secret_key="k" * 32, telegram_token=bot_api.token, telegram_api_base=bot_api.url, smtp_url=smtp_server.url,
+        email_from="Vestnik <noreply@school.test>")
+    with session_factory() as s:
+        admin = s.scalars(select(AdminUser).where(AdminUser.email == "admin@school.test")).one()
+        admin.telegram_chat_id = "777"
+        s.commit()
+    return app
+
+
+def test_send_test_to_me_by_telegram_goes_through_the_bot_api_and_is_recorded(channels_app, bot_api,
+                                                                              session_factory):
+    c = channels_app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    resp = c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf}, data={
+        "code": "LESSON_CANCELLED", "channel": "telegram", "locale": "ru",
+        "body": "Тест: <b>{{ lesson_title }}</b> для {{ name }}"})
+    answer = resp.get_json()
+    assert resp.status_code == 200 and answer["ok"] is True and answer["address"] == "777"
+    sent = bot_api.wait_for(lambda msgs: len(msgs) >= 1)
+    assert sent[0]["chat_id"] in ("777", 777) and "Тест: <b>Робототехника</b> для admin" in sent[0]["text"]
+    with session_factory() as s:
+        n = s.scalars(select(Notification).where(Notification.recipient_id.is_(None))).one()
+        attempts = s.scalars(select(DeliveryAttempt).where(DeliveryAttempt.notification_id == n.id)).all()
+        admin_id = s.scalar(select(AdminUser.id).where(AdminUser.email == "admin@school.test"))
+        audit = s.scalars(select(AuditLog.action)).all()
+    assert n.initiator == f"admin:{admin_id}" and n.status == "sent" and n.recipient_address == "777"
+    assert n.body == "Тест: <b>Робототехника</b> для admin" and n.sent_at is not None
+    assert [(a.outcome, a.attempt_no) for a in attempts] == [("sent", 1)]
+    assert "template.send_test" in audit
+    # It shows in the history (filter "initiator: any admin") and its detail page opens.
+    history = c.get("/admin/notification/?flt0_initiator_is=admin")
+    assert history.status_code == 200 and "777" in history.text
+    assert c.get(f"/admin/notification/details/?id={n.id}").status_code == 200
+
+
+def test_send_test_to_me_by_email_reaches_the_smtp_server(channels_app, smtp_server, session_factory):
+    c = channels_app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    answer = c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf}, data={
+        "code": "LESSON_CANCELLED", "channel": "email", "locale": "ru", "subject": "Тест {{ lesson_title }}",
+        "body": "<div><strong>{{ lesson_title }}</strong> &amp; {{ reason }}</div>"}).get_json()
+    assert answer["ok"] is True and answer["address"] == "admin@school.test"
+    mail = smtp_server.wait_for(lambda msgs: len(msgs) >= 1)[0]
+    assert mail["to"] == "admin@school.test" and mail["subject"] == "Тест Робототехника"
+    assert "<strong>Робототехника</strong> &amp; болезнь преподавателя" in mail["html"]
+
+
+def test_send_test_failure_is_recorded_and_shown(channels_app, smtp_server, session_factory):
+    c = channels_app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    smtp_server.fail_next(1, reply="554 5.7.1 Message rejected as spam", at="DATA")
+    resp = c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf}, data={
+        "code": "LESSON_CANCELLED", "channel": "email", "locale": "ru", "subject": "x", "body": "<div>x</div>"})
+    answer = resp.get_json()
+    assert answer["ok"] is False and answer["status"] == "failed" and "5.7.1" in answer["error"]
+    with session_factory() as s:
+        assert s.scalar(select(Notification.status).where(Notification.recipient_id.is_(None))) == "failed"
+
+
+def test_send_test_without_an_address_or_with_a_broken_template_is_refused(app, session_factory):
+    c = app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    resp = c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf},
+                  data={"code": "LESSON_CANCELLED", "channel": "telegram", "body": "x"})
+    assert resp.status_code == 422 and "Telegram chat id" in resp.get_json()["error"]
+    resp = c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf},
+                  data={"code": "LESSON_CANCELLED", "channel": "email", "subject": "x", "body": "{{ nope }}"})
+    assert resp.status_code == 422 and "nope" in resp.get_json()["error"]
+    with session_factory() as s:
+        assert s.scalar(select(Notification).where(Notification.recipient_id.is_(None))) is None
+
+
+def test_resend_skips_test_sends(channels_app, session_factory):
+    c = channels_app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+    c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf},
+           data={"code": "LESSON_CANCELLED", "channel": "telegram", "body": "x"})
+    with session_factory() as s:
+        test_id = s.scalar(select(Notification.id).where(Notification.recipient_id.is_(None)))
+        before = s.query(Notification).count()
+    page = c.get("/admin/notification/")
+    c.post("/admin/notification/action/", data={"action": "resend", "rowid": [str(test_id)],
+                                                 "csrf_token": token(page.text)})
+    with session_factory() as s:
+        assert s.query(Notification).count() == before
