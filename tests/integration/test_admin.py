@@ -181,4 +181,6 @@ def test_template_save_validates_and_keeps_versions(app, session_factory):
         saved = s.get(NotificationTemplate, t.id)
         versions = s.scalars(select(TemplateVersion).where(TemplateVersion.template_id == t.id)).all()
     assert saved.body == "Отмена: {{ lesson_title }}" and saved.updated_by.startswith("admin:")
-    assert [v.body for v in versions] == ["Отмена: {{ lesson_title }}"]
+    # The shipped text is kept as version 1, so it can be restored.
+    assert [v.body for v in versions] == [t.body, "Отмена: {{ lesson_title }}"]
+    assert versions[0].updated_by == "shipped default"

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.config import Settings
-from shared.models import AdminUser, AuditLog, DeliveryAttempt, Notification, NotificationTemplate
+from shared.models import AdminUser, AuditLog, DeliveryAttempt, Notification, NotificationTemplate, TemplateVersion
 from tests.integration.test_admin import login, make_admin_app, token
 
 
@@ -227,3 +227,101 @@ def test_resend_skips_test_sends(channels_app, session_factory):
                                                  "csrf_token": token(page.text)})
     with session_factory() as s:
         assert s.query(Notification).count() == before
+
+
+# ------------------------------------------------------------------ versions
+
+
+def _telegram_template(session_factory) -> NotificationTemplate:
+    with session_factory() as s:
+        return s.scalars(select(NotificationTemplate).where(NotificationTemplate.code == "LESSON_CANCELLED",
+                                                            NotificationTemplate.channel == "telegram",
+                                                            NotificationTemplate.locale == "ru")).one()
+
+
+def _save(c, t, body):
+    url = f"/admin/template/edit/?id={t.id}"
+    page = c.get(url)
+    resp = c.post(url, data={"code": t.code, "channel": "telegram", "locale": "ru", "category": "service",
+                             "name": t.name, "description": "", "subject": "", "is_active": "y", "body": body,
+                             "csrf_token": token(page.text)})
+    assert resp.status_code == 302, resp.text[:2000]
+
+
+def test_versions_are_listed_viewable_and_restorable_with_an_audit(app, session_factory):
+    c = app.test_client()
+    login(c)
+    t = _telegram_template(session_factory)
+    shipped = t.body
+    _save(c, t, "Первая правка: {{ lesson_title }}")
+    _save(c, t, "Вторая правка: {{ lesson_title }}")
+    listing = c.get(f"/admin/template/versions/?id={t.id}")
+    assert listing.status_code == 200
+    assert all(f"v{n}" in listing.text for n in (1, 2, 3)) and "shipped default" in listing.text
+    shown = c.get(f"/admin/template/versions/view/?id={t.id}&version=1")
+    assert shown.status_code == 200 and "Занятие отменено" in shown.text
+    assert "-Вторая правка: {{ lesson_title }}" in shown.text  # the diff from the current body
+    resp = c.post("/admin/template/versions/restore/", data={"id": t.id, "version": "1",
+                                                              "csrf_token": token(shown.text)})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith(f"/admin/template/edit/?id={t.id}")
+    with session_factory() as s:
+        restored = s.get(NotificationTemplate, t.id)
+        versions = s.scalars(select(TemplateVersion).where(TemplateVersion.template_id == t.id)
+                             .order_by(TemplateVersion.version)).all()
+        audit = s.scalars(select(AuditLog).where(AuditLog.action == "template.restore")).all()
+    assert restored.body == shipped and restored.updated_by.startswith("admin:")
+    assert [v.version for v in versions] == [1, 2, 3, 4] and versions[-1].body == shipped
+    assert len(audit) == 1 and audit[0].details["restored_version"] == 1 and audit[0].details["version"] == 4
+
+
+def test_restore_refuses_a_version_that_no_longer_passes_the_checks(app, session_factory):
+    c = app.test_client()
+    login(c)
+    t = _telegram_template(session_factory)
+    with session_factory() as s:
+        s.add(TemplateVersion(template_id=t.id, version=1, name="old", body="{{ lesson_titel }}",
+                              updated_by="admin:1"))
+        s.commit()
+    page = c.get(f"/admin/template/versions/view/?id={t.id}&version=1")
+    resp = c.post("/admin/template/versions/restore/", data={"id": t.id, "version": "1",
+                                                              "csrf_token": token(page.text)},
+                  follow_redirects=True)
+    assert "cannot be restored" in resp.text and "lesson_titel" in resp.text
+    with session_factory() as s:
+        assert s.get(NotificationTemplate, t.id).body == t.body
+
+
+def test_support_sees_versions_but_cannot_restore(app, session_factory):
+    c = app.test_client()
+    login(c)
+    t = _telegram_template(session_factory)
+    _save(c, t, "Правка: {{ lesson_title }}")
+    support = app.test_client()
+    login(support, email="support@school.test")
+    page = support.get(f"/admin/template/versions/view/?id={t.id}&version=1")
+    assert page.status_code == 200 and "Restore version" not in page.text
+    resp = support.post("/admin/template/versions/restore/", data={"id": t.id, "version": "1",
+                                                                    "csrf_token": token(page.text)})
+    assert resp.status_code == 403
+
+
+@pytest.mark.parametrize("query", ["id=abc", "id=999999", "id=1&version=x", "id=1&version=999"])
+def test_odd_version_urls_give_404_not_500(app, query):
+    c = app.test_client()
+    login(c)
+    path = "/admin/template/versions/view/" if "version" in query else "/admin/template/versions/"
+    assert c.get(f"{path}?{query}").status_code == 404
+
+
+def test_my_account_sets_the_telegram_chat_id_for_tests(app, session_factory):
+    c = app.test_client()
+    login(c)
+    page = c.get("/admin/account/")
+    assert page.status_code == 200 and "admin@school.test" in page.text
+    bad = c.post("/admin/account/", data={"telegram_chat_id": "12ab", "csrf_token": token(page.text)})
+    assert bad.status_code == 200 and "digits only" in bad.text
+    assert c.post("/admin/account/", data={"telegram_chat_id": "4242", "csrf_token": token(page.text)}
+                  ).status_code == 302
+    with session_factory() as s:
+        assert s.scalar(select(AdminUser.telegram_chat_id).where(AdminUser.email == "admin@school.test")) == "4242"
+        assert "admin.account" in s.scalars(select(AuditLog.action)).all()

@@ -6,7 +6,7 @@ import re
 from datetime import UTC
 from typing import Any
 
-from flask import abort, flash, jsonify, request, url_for
+from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
@@ -237,6 +237,10 @@ class NotificationView(SecureModelView):
 # ------------------------------------------------------------------ templates
 
 
+def _versions_link(view, context, model, name) -> Markup:
+    return Markup('<a href="{}">previous versions →</a>').format(url_for("template.versions_view", id=model.id))
+
+
 def _channel_choices() -> list[tuple[str, str]]:
     return _choices(sorted(CHANNELS))
 
@@ -256,8 +260,8 @@ class TemplateView(SecureModelView):
         "category": {"choices": [("service", "service"), ("marketing", "marketing")]},
     }
     column_details_list = ("code", "channel", "locale", "category", "name", "description", "subject", "body",
-                           "variables_schema", "is_active", "created_at", "updated_at", "updated_by")
-    column_formatters_detail = {"body": _full_text, "subject": _full_text}
+                           "variables_schema", "is_active", "created_at", "updated_at", "updated_by", "versions")
+    column_formatters_detail = {"body": _full_text, "subject": _full_text, "versions": _versions_link}
 
     create_template = "admin/template_create.html"
     edit_template = "admin/template_edit.html"
@@ -311,19 +315,107 @@ class TemplateView(SecureModelView):
 
     def on_model_change(self, form, model: NotificationTemplate, is_created: bool) -> None:
         from flask_login import current_user
+        from sqlalchemy import inspect
 
+        if not is_created:
+            # The content before this save, kept as version 1 when the template has no versions yet
+            # (a shipped default): so the original can be restored.  Read before any query autoflushes.
+            state = inspect(model)
+            before = {key: (state.attrs[key].history.deleted or state.attrs[key].history.unchanged or [None])[0]
+                      for key in ("name", "subject", "body", "is_active", "updated_by", "updated_at")}
+            db = get_session()
+            with db.no_autoflush:
+                known = db.scalar(select(TemplateVersion.id).where(TemplateVersion.template_id == model.id).limit(1))
+            if known is None:
+                db.add(TemplateVersion(template_id=model.id, version=1, name=before["name"] or "",
+                                       subject=before["subject"], body=before["body"] or "",
+                                       is_active=bool(before["is_active"]),
+                                       updated_by=before["updated_by"] or "shipped default",
+                                       created_at=before["updated_at"] or utcnow()))
         model.updated_by = current_user.actor
         model.updated_at = utcnow()
 
     def after_model_change(self, form, model: NotificationTemplate, is_created: bool) -> None:
+        version = self._new_version(model)
+        audit("template.create" if is_created else "template.update", "template", model.id,
+              {"code": model.code, "channel": model.channel, "locale": model.locale, "version": version})
+        get_session().commit()
+
+    @staticmethod
+    def _new_version(model: NotificationTemplate) -> int:
         db = get_session()
+        db.flush()
         last = db.scalar(select(TemplateVersion.version).where(TemplateVersion.template_id == model.id)
                          .order_by(TemplateVersion.version.desc()).limit(1)) or 0
         db.add(TemplateVersion(template_id=model.id, version=last + 1, name=model.name, subject=model.subject,
                                body=model.body, is_active=model.is_active, updated_by=model.updated_by))
-        audit("template.create" if is_created else "template.update", "template", model.id,
-              {"code": model.code, "channel": model.channel, "locale": model.locale, "version": last + 1})
+        return last + 1
+
+    # ------------------------------------------------------------ versions: list, view, restore
+
+    def _template_or_404(self, raw_id: str | None) -> NotificationTemplate:
+        template = get_session().get(NotificationTemplate, int(raw_id)) if (raw_id or "").isdigit() else None
+        if template is None:
+            abort(404)
+        return template
+
+    @expose("/versions/")
+    def versions_view(self):
+        template = self._template_or_404(request.args.get("id"))
+        versions = get_session().scalars(select(TemplateVersion).where(TemplateVersion.template_id == template.id)
+                                         .order_by(TemplateVersion.version.desc())).all()
+        return self.render("admin/template_versions.html", tpl=template, versions=versions, shown=None)
+
+    @expose("/versions/view/")
+    def version_view(self):
+        import difflib
+
+        template = self._template_or_404(request.args.get("id"))
+        raw = request.args.get("version", "")
+        shown = get_session().scalar(select(TemplateVersion).where(
+            TemplateVersion.template_id == template.id,
+            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+        if shown is None:
+            abort(404)
+        diff = "\n".join(difflib.unified_diff(
+            (template.body or "").splitlines(), (shown.body or "").splitlines(),
+            fromfile="current", tofile=f"version {shown.version}", lineterm=""))
+        return self.render("admin/template_versions.html", tpl=template, versions=None, shown=shown,
+                           diff=diff)
+
+    @expose("/versions/restore/", methods=["POST"])
+    def restore_view(self):
+        from flask_login import current_user
+
+        if not can_write():
+            abort(403)
+        template = self._template_or_404(request.form.get("id"))
+        raw = request.form.get("version", "")
+        db = get_session()
+        shown = db.scalar(select(TemplateVersion).where(
+            TemplateVersion.template_id == template.id,
+            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+        if shown is None:
+            abort(404)
+        # The event schemas may have changed since: a restored version passes the same checks as a save.
+        problems = check_template(template.code, template.channel, shown.subject or "", shown.body,
+                                  template.locale)
+        if problems:
+            flash("Version {} cannot be restored: {}".format(shown.version, "; ".join(m for _f, m in problems)),
+                  "error")
+            return redirect(url_for(".version_view", id=template.id, version=shown.version))
+        template.name, template.subject, template.body = shown.name, shown.subject, shown.body
+        template.is_active = shown.is_active
+        template.updated_by = current_user.actor
+        template.updated_at = utcnow()
+        version = self._new_version(template)
+        audit("template.restore", "template", template.id, {"code": template.code, "channel": template.channel,
+                                                             "locale": template.locale,
+                                                             "restored_version": shown.version,
+                                                             "version": version})
         db.commit()
+        flash(f"Version {shown.version} restored as version {version}.", "success")
+        return redirect(url_for(".edit_view", id=template.id))
 
     def delete_model(self, model: NotificationTemplate) -> bool:
         raise ValidationError("templates are deactivated, not deleted (history refers to them)")
