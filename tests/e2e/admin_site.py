@@ -8,6 +8,7 @@ SMTP server make "send test to me" work.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -95,6 +96,7 @@ def start(folder: Path, *, settings_overrides: dict[str, Any] | None = None) -> 
     seed(factory)
     settings = Settings(database_url=url, secret_key="s" * 32, **(settings_overrides or {}))
     app = create_app(settings, session_factory=factory)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request in test output
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="admin-site", daemon=True)
     thread.start()
