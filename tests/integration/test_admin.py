@@ -184,3 +184,12 @@ def test_template_save_validates_and_keeps_versions(app, session_factory):
     # The shipped text is kept as version 1, so it can be restored.
     assert [v.body for v in versions] == [t.body, "Отмена: {{ lesson_title }}"]
     assert versions[0].updated_by == "shipped default"
+
+
+def test_client_card_shows_reachability_and_the_latest_notifications(app):
+    c = app.test_client()
+    login(c)
+    card = c.get("/admin/client/details/?id=1").text
+    assert "Telegram reachability" in card and "reachable" in card
+    assert card.count("text failed") == 1 and "Forbidden: bot was blocked" in card  # the status cell's error marker
+    assert "flt0_client_id_equals=1" in card

@@ -12,11 +12,13 @@ CSRFProtect checks); delete and bulk-action forms are covered the same way.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import abort, flash, has_app_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.model import typefmt
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import StatementError
@@ -74,8 +76,14 @@ class SecureView(_Guard, BaseView):
     pass
 
 
+def _utc_seconds(view: Any, value: datetime, name: str) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")  # stored in UTC; the labels say so
+
+
 class SecureModelView(_Guard, ModelView):
     form_base_class = FlaskForm
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc_seconds}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc_seconds}
     page_size = 50
     can_set_page_size = True
     page_size_options = (20, 50, 100)

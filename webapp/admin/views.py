@@ -151,7 +151,8 @@ class NotificationView(SecureModelView):
 
     column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "initiator")
     column_labels = {"recipient_id": "Client", "body": "Text", "created_at": "Created (UTC)",
-                     "sent_at": "Sent (UTC)"}
+                     "sent_at": "Sent (UTC)", "send_at": "Send at (UTC)", "updated_at": "Updated (UTC)",
+                     "attempts_log": "Delivery attempts", "attempts": "Attempts made"}
     # created_at, not id: every filter's index ends in created_at (ids are not commit order anyway)
     column_default_sort = ("created_at", True)
     # Only orders an index serves: sorting 2,000,000 rows by sent_at or channel takes seconds (filter instead).
@@ -166,7 +167,6 @@ class NotificationView(SecureModelView):
         "recipient_id": _client_link, "subject": _full_text, "body": _full_text, "last_error": _full_text,
         "attempts_log": _attempts, "origin": _origin,
     }
-    column_labels_detail = {"attempts_log": "Attempts"}
 
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [
@@ -426,8 +426,21 @@ class TemplateView(SecureModelView):
 
 
 def _client_notifications(view, context, model, name) -> Markup:
-    return Markup('<a href="{}">all notifications of this client →</a>').format(
+    """The client's latest notifications (index on recipient_id, created_at), then the filterable history."""
+    latest = get_session().scalars(
+        select(Notification).where(Notification.recipient_id == model.id)
+        .order_by(Notification.created_at.desc()).limit(20)).all()
+    rows = Markup("").join(
+        Markup('<tr><td class="text-nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>').format(
+            n.created_at.strftime("%Y-%m-%d %H:%M"), n.channel, _status_cell(view, context, n, "status"),
+            n.event_type, _text_cell(view, context, n, "body"))
+        for n in latest)
+    link = Markup('<a href="{}">all notifications of this client, with filters →</a>').format(
         url_for("notification.index_view", flt0_client_id_equals=model.id))
+    if not latest:
+        return Markup("None yet. ") + link
+    return Markup('<table class="table table-sm mb-1"><tr><th>created (UTC)</th><th>channel</th><th>status</th>'
+                  "<th>event</th><th>text</th></tr>{}</table>{}").format(rows, link)
 
 
 def _reachability(view, context, model, name) -> Markup:
@@ -455,7 +468,8 @@ class ClientView(SecureModelView):
                            "allow_marketing_notifications", "created_at", "updated_at", "history")
     column_formatters_detail = {"history": _client_notifications, "email_unreachable_reason": _reachability,
                                 "telegram_unreachable_reason": _reachability}
-    column_labels_detail = {"email_unreachable_reason": "Email address", "telegram_unreachable_reason": "Telegram"}
+    column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
+                     "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications"}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name="Clients", endpoint="client", **kwargs)
