@@ -148,7 +148,17 @@ def test_write_an_email_template_in_the_visual_editor(page, site):
     page.locator("trix-toolbar [data-trix-attribute=bullet]").click()
     page.keyboard.type("Счёт ")
     page.locator("#te-variables").get_by_role("button", name="{{ invoice_number }}").click()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Enter")  # out of the list
+    page.locator("trix-toolbar [data-trix-attribute=italic]").click()
+    page.keyboard.type("Личный кабинет")
+    page.keyboard.press("Shift+Home")
+    page.locator("trix-toolbar [data-trix-action=link]").click()
+    page.locator("trix-toolbar input[name=href]").fill("https://school.example.com/me")
+    page.locator("trix-toolbar input[data-trix-method=setAttribute]").click()
     frame = page.frame_locator("#te-preview-frame")
+    expect(frame.locator("a")).to_have_attribute("href", "https://school.example.com/me")
+    expect(frame.locator("em")).to_have_text("Личный кабинет")
     expect(page.locator("#te-preview-subject")).to_have_text("Subject: Оплата 4 500,00 ₽")
     expect(frame.locator("strong")).to_have_text("Оплата получена")
     expect(frame.locator("li")).to_have_text("Счёт INV-2026-017")
@@ -162,6 +172,7 @@ def test_write_an_email_template_in_the_visual_editor(page, site):
     saved = _template(site, "PAYMENT_SUCCESS", "email")
     assert "Спасибо, {{ name }}!" in saved.body and "<strong>Оплата получена</strong>" in saved.body
     assert "<li>Счёт {{ invoice_number }}</li>" in saved.body
+    assert '<a href="https://school.example.com/me"><em>Личный кабинет</em></a>' in saved.body
     assert not page.errors, page.errors
 
 
