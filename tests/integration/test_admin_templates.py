@@ -325,3 +325,16 @@ def test_my_account_sets_the_telegram_chat_id_for_tests(app, session_factory):
     with session_factory() as s:
         assert s.scalar(select(AdminUser.telegram_chat_id).where(AdminUser.email == "admin@school.test")) == "4242"
         assert "admin.account" in s.scalars(select(AuditLog.action)).all()
+
+
+def test_a_second_template_for_the_same_code_channel_and_locale_is_refused_at_the_field(app, session_factory):
+    c = app.test_client()
+    login(c)
+    resp = c.post("/admin/template/new/", data={
+        "code": "LESSON_CANCELLED", "channel": "telegram", "locale": "ru", "category": "service", "name": "dup",
+        "description": "", "subject": "", "body": "{{ lesson_title }}", "is_active": "y",
+        "csrf_token": token(_editor(c))})
+    assert resp.status_code == 200 and "exists already" in resp.text
+    assert "IntegrityError" not in resp.text and "INSERT" not in resp.text
+    with session_factory() as s:
+        assert s.scalar(select(NotificationTemplate).where(NotificationTemplate.name == "dup")) is None

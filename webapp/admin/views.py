@@ -309,7 +309,16 @@ class TemplateView(SecureModelView):
         if not ok or not hasattr(form, "body"):
             return ok
         problems = check_template(form.code.data or "", form.channel.data or "", form.subject.data or "",
-                                  form.body.data or "")
+                                  form.body.data or "", form.locale.data or "ru")
+        # One template per code x channel x locale: say so at the field, not as a database error.
+        raw_id = request.args.get("id", "")
+        taken = get_session().scalar(select(NotificationTemplate.id).where(
+            NotificationTemplate.code == (form.code.data or "").strip(),
+            NotificationTemplate.channel == form.channel.data, NotificationTemplate.locale == form.locale.data,
+            NotificationTemplate.id != (int(raw_id) if raw_id.isdigit() else -1)))
+        if taken is not None:
+            problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
+                                     f"exists already (#{taken}): edit that one"))
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems

@@ -104,12 +104,38 @@
       ev.fields.forEach(function (f) { box.appendChild(varButton(f)); });
     }
     box.appendChild(el("h6", {"class": "mt-2"}, "Filters and conditions"));
-    cat.filters.forEach(function (h) {
+    hintsFor(ev).forEach(function (h) {
       var row = el("div", {"class": "te-var-row"});
       row.appendChild(el("button", {type: "button", "class": "btn btn-light btn-sm te-var", "data-insert": h[0]}, h[0]));
       row.appendChild(el("small", {"class": "text-muted"}, " " + h[1]));
       box.appendChild(row);
     });
+  }
+
+  // The generic hints, written with this event's own fields where it has some.
+  function hintsFor(ev) {
+    var fields = ev ? ev.fields : [];
+    var find = function (test) { for (var i = 0; i < fields.length; i++) { if (test(fields[i])) { return fields[i]; } } return null; };
+    var time = find(function (f) { return f.type === "datetime"; });
+    var money = find(function (f) { return f.type === "money"; });
+    var currency = find(function (f) { return f.name === "currency"; });
+    var optional = find(function (f) { return !f.required; });
+    var hints = [];
+    cat.filters.forEach(function (h) {
+      var text = h[0];
+      if (text.indexOf("starts_at|date") >= 0) {
+        if (!time) { return; }
+        text = text.replace("starts_at", time.name);
+      } else if (text.indexOf("amount|money") >= 0) {
+        if (!money) { return; }
+        text = text.replace("amount", money.name).replace("(currency)", currency ? "(currency)" : "('RUB')");
+      } else if (text.indexOf("{% if reason %}") >= 0) {
+        if (!optional) { return; }
+        text = text.replace("reason", optional.name);
+      }
+      hints.push([text, h[1]]);
+    });
+    return hints;
   }
 
   side.addEventListener("mousedown", function (e) {
