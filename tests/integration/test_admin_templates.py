@@ -338,3 +338,30 @@ def test_a_second_template_for_the_same_code_channel_and_locale_is_refused_at_th
     assert "IntegrityError" not in resp.text and "INSERT" not in resp.text
     with session_factory() as s:
         assert s.scalar(select(NotificationTemplate).where(NotificationTemplate.name == "dup")) is None
+
+
+def test_a_test_send_cut_short_is_left_for_the_reaper_as_uncertain(channels_app, session_factory, monkeypatch):
+    from datetime import timedelta
+
+    from shared.models import utcnow
+    from workers.channels.telegram import TelegramChannel
+    from workers.scheduling import reap_stuck
+
+    c = channels_app.test_client()
+    login(c)
+    csrf = token(_editor(c))
+
+    def dies(self, address, message):
+        with session_factory() as s:  # what another process sees during the call
+            n = s.scalars(select(Notification).where(Notification.recipient_id.is_(None))).one()
+            assert n.status == "processing" and n.locked_until is not None
+        raise KeyboardInterrupt  # the process is stopped mid-call
+
+    monkeypatch.setattr(TelegramChannel, "send", dies)
+    with pytest.raises(KeyboardInterrupt):
+        c.post("/admin/template/send-test/", headers={"X-CSRFToken": csrf},
+               data={"code": "LESSON_CANCELLED", "channel": "telegram", "body": "x"})
+    assert reap_stuck(session_factory, utcnow() + timedelta(hours=1)) == (0, 1)
+    with session_factory() as s:
+        n = s.scalars(select(Notification).where(Notification.recipient_id.is_(None))).one()
+    assert n.status == "failed" and n.delivery_uncertain is True

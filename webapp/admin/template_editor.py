@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -194,6 +195,9 @@ def send_test(db: Session, settings: Settings, draft: Draft, admin: AdminUser) -
         attempts=1, initiator=f"admin:{admin.id}", locale=draft.locale, step=f"test-{uuid.uuid4().hex[:12]}",
         subject=message.subject, body=message.html if message.html is not None else message.text,
         created_at=now, updated_at=now, send_at=now,
+        # A lease like a worker's: if this process dies during the call, the scheduler's reaper
+        # finds the open attempt and marks the row "delivery uncertain" (never resent).
+        locked_until=now + timedelta(seconds=settings.processing_lease_s),
     )
     db.add(n)
     db.flush()
@@ -206,6 +210,8 @@ def send_test(db: Session, settings: Settings, draft: Draft, admin: AdminUser) -
         error: DeliveryError | None = None
     except DeliveryError as exc:
         external_id, error = None, exc
+    except Exception as exc:  # noqa: BLE001 - a bug mid-call: the provider may have the message
+        external_id, error = None, DeliveryError.uncertain(f"unexpected error: {type(exc).__name__}")
     finally:
         channel.close()
     done = _utcnow()
@@ -218,6 +224,7 @@ def send_test(db: Session, settings: Settings, draft: Draft, admin: AdminUser) -
     n.external_id = external_id
     n.last_error = error.reason if error else None
     n.delivery_uncertain = error is not None and error.outcome.value == "uncertain"
+    n.locked_until = None
     n.updated_at = done
     db.commit()
     return n
