@@ -197,10 +197,19 @@ class Notification(Base):
         Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
         Index("ix_notifications_status_created", "status", "created_at"),
         Index("ix_notifications_broadcast", "broadcast_id"),
+        # The admin history's filters, newest first (migration 0004).
+        Index("ix_notifications_event_created", "event_type", "created_at"),
+        Index(
+            "ix_notifications_by_admin",
+            "created_at",
+            postgresql_where=text("initiator <> 'system'"),
+            sqlite_where=text("initiator <> 'system'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    recipient_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    # NULL only for an admin's "send test to me" (recipient_address is the admin's own).
+    recipient_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     recipient_address: Mapped[str] = mapped_column(String(320))
     event_type: Mapped[str] = mapped_column(String(100))
@@ -232,7 +241,7 @@ class Notification(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
 
-    recipient: Mapped[Client] = relationship(lazy="joined")
+    recipient: Mapped[Client | None] = relationship(lazy="joined")
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification", order_by="DeliveryAttempt.id", lazy="select"
     )
@@ -271,6 +280,7 @@ class AdminUser(Base):
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(64))  # "send test to me" on Telegram
 
     def __str__(self) -> str:
         return self.email
