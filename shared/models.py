@@ -213,10 +213,19 @@ class Notification(Base):
             postgresql_where=text("status = 'pending' AND send_at IS NULL"),
             sqlite_where=text("status = 'pending' AND send_at IS NULL"),
         ),
+        # The admin history's filters, newest first (migration 0004).
+        Index("ix_notifications_event_created", "event_type", "created_at"),
+        Index(
+            "ix_notifications_by_admin",
+            "created_at",
+            postgresql_where=text("initiator <> 'system'"),
+            sqlite_where=text("initiator <> 'system'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    recipient_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    # NULL only for an admin's "send test to me" (recipient_address is the admin's own).
+    recipient_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     recipient_address: Mapped[str] = mapped_column(String(320))
     event_type: Mapped[str] = mapped_column(String(100))
@@ -249,7 +258,7 @@ class Notification(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
 
-    recipient: Mapped[Client] = relationship(lazy="joined")
+    recipient: Mapped[Client | None] = relationship(lazy="joined")
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification", order_by="DeliveryAttempt.id", lazy="select"
     )
@@ -288,6 +297,7 @@ class AdminUser(Base):
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(64))  # "send test to me" on Telegram
 
     def __str__(self) -> str:
         return self.email
@@ -333,6 +343,57 @@ class AuditLog(Base):
     object_id: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClientTokenPurpose(str, enum.Enum):
+    sign_in_link = "sign_in_link"  # emailed link
+    sign_in_code = "sign_in_code"  # code sent by the bot; token_hash is the challenge's, code_hash the code's
+    telegram_connect = "telegram_connect"  # the deep link's start parameter
+    session = "session"  # a signed-in browser; used_at set at logout
+
+
+class ClientToken(Base):
+    """A one-time secret of a client, stored only as a keyed hash (never readable from the DB).
+
+    ``used_at`` makes it one-time: it is set by a conditional UPDATE, so two
+    concurrent uses cannot both succeed.
+    """
+
+    __tablename__ = "client_tokens"
+    __table_args__ = (
+        Index("ix_client_tokens_client", "client_id", "purpose"),
+        Index("ix_client_tokens_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class ClientSignInAttempt(Base):
+    """One sign-in request (or wrong code) per row, counted per address and per IP for throttling.
+
+    Rows are written whether or not the address belongs to a client, so the
+    throttle behaves the same for both (no account enumeration through it).
+    """
+
+    __tablename__ = "client_sign_in_attempts"
+    __table_args__ = (Index("ix_client_sign_in_attempts_scope", "scope", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100))  # "address:<keyed hash>" or "ip:<address>"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The bot finds a client by chat id on every update.
+Index("ix_clients_telegram_chat_id", Client.telegram_chat_id)
 
 
 # ------------------------------------------------------------------ broadcasts

@@ -48,6 +48,7 @@ class Step:
     expires_field: str | None = None
     channels: tuple[str, ...] | None = None  # None: every channel the client allows
     condition: Callable[[Mapping[str, Any]], bool] | None = None
+    when: str = ""  # the condition in words, for docs/events.md and the admin
     buttons: str | None = None  # a named button set, see ``buttons_for``
     attachment_field: str | None = None  # a payload URL fetched and sent as a document
 
@@ -103,11 +104,14 @@ DEFAULT_RULES: dict[str, Rule] = {
              cancels_key=True),
         Rule("booking_cancelled", (Step("notice", "BOOKING_CANCELLED"),), cancels_key=True),
         Rule("feedback_received", (
-            Step("review", "FEEDBACK_REVIEW_LINKS", channels=("telegram",), condition=_rating(5, 5)),
-            Step("thanks", "FEEDBACK_THANKS", channels=("telegram",), condition=_rating(1, 4)),
+            Step("review", "FEEDBACK_REVIEW_LINKS", channels=("telegram",), condition=_rating(5, 5),
+                 when="rating is 5"),
+            Step("thanks", "FEEDBACK_THANKS", channels=("telegram",), condition=_rating(1, 4),
+                 when="rating is 1 to 4"),
         )),
         Rule("job_finished", (Step("notice", "JOB_FINISHED", channels=("telegram",), attachment_field="file_url"),)),
-        Rule("balance_changed", (Step("notice", "LOW_BALANCE", condition=_crossed_below_threshold),)),
+        Rule("balance_changed", (Step("notice", "LOW_BALANCE", condition=_crossed_below_threshold,
+                                      when="the balance crossed below the threshold"),)),
     )
 }
 

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from shared import heartbeat
 from shared.config import Settings
 from shared.db import is_postgres, normalise_url
 
@@ -65,6 +66,7 @@ def single_scheduler_lock(
                     conn.close()
                 return
             conn.close()
+            heartbeat.beat("scheduler")  # a hot standby is healthy too
             log.info("another scheduler is active; standing by", extra={"action": "scheduler.standby"})
             stop.wait(retry_s)
         return
@@ -101,7 +103,9 @@ def main(settings: Settings) -> int:
     tick_s = max(1, int(settings.scheduler_tick_s))
     interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
     interval(seconds=tick_s)(broker.get_actor("drive_broadcasts"))  # paced hand-over of broadcasts
-    interval(seconds=30)(broker.get_actor("reap_stuck_notifications"))
+    # Reap at least twice per lease, so a dead worker's row waits at most ~1.5 leases.
+    reap_s = max(1, min(30, int(settings.processing_lease_s // 2)))
+    interval(seconds=reap_s)(broker.get_actor("reap_stuck_notifications"))
     cron("17 * * * *")(broker.get_actor("clean_outbox"))
 
     lost = threading.Event()
@@ -110,7 +114,9 @@ def main(settings: Settings) -> int:
             return 0
 
         def watch() -> None:
+            heartbeat.beat("scheduler")
             while not stop.wait(5):
+                heartbeat.beat("scheduler")
                 if not still_held():
                     log.error("scheduler lock lost; stopping", extra={"action": "scheduler.lock_lost"})
                     lost.set()

@@ -4,7 +4,6 @@ fake Bot API, email to a real SMTP server (aiosmtpd), both in this process."""
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -13,42 +12,17 @@ import pytest
 from sqlalchemy import func, select
 
 from outbox import emit
-from shared.clients_import import import_clients
-from shared.db import make_engine, make_session_factory
 from shared.models import Notification, OutboxEvent
-from shared.seeds import install_default_templates
 from tests.processes import ROOT, VESTNIK, running, vestnik, wait_until
 
 pytestmark = pytest.mark.slow
 
-CLIENTS = """id,name,email,telegram_chat_id,locale,timezone,telegram_enabled,email_enabled
-1,Анна,anna@example.com,1001,ru,Europe/Moscow,true,true
-2,Bob,bob@example.com,1002,en,Europe/London,false,true
-3,Вера,vera@example.com,1003,ru,Asia/Yekaterinburg,true,false
-4,Глеб,gleb@example.com,1004,ru,Europe/Moscow,false,false
-"""
 LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00", "reason": "болезнь"}
 
 
 @pytest.fixture
-def stack_env(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_server, tmp_path):
-    env = {
-        "VESTNIK_DATABASE_URL": pg_url,
-        "VESTNIK_BROKER_URL": amqp_vhost_url,
-        "VESTNIK_REDIS_URL": redis_url,
-        "VESTNIK_TELEGRAM_TOKEN": bot_api.token,
-        "VESTNIK_TELEGRAM_API_BASE": bot_api.url,
-        "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-        "VESTNIK_EMAIL_FROM": "School <robot@school.test>",
-        "VESTNIK_RETRY_BASE_DELAY_S": "0.2",
-        "VESTNIK_SECRET_KEY": "x" * 32,
-    }
-    factory = make_session_factory(make_engine(pg_url))
-    with factory() as s:
-        install_default_templates(s)
-        import_clients(s, io.StringIO(CLIENTS))
-        s.commit()
-    return env, factory
+def stack_env(stack):
+    return stack.env, stack.factory
 
 
 def test_committed_event_is_delivered_on_allowed_channels_only(stack_env, bot_api, smtp_server, tmp_path):

@@ -16,8 +16,8 @@ from webapp import create_app
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def app(session_factory):
+def make_admin_app(session_factory):
+    """The app with the admin, an admin and a support user, a client and four notifications."""
     app = create_app(Settings(secret_key="k" * 32), session_factory=session_factory, config={"TESTING": True})
     if "auth" not in app.blueprints:
         from webapp import admin
@@ -38,6 +38,11 @@ def app(session_factory):
                                last_error="Forbidden: bot was blocked by the user" if status == "failed" else None))
         s.commit()
     return app
+
+
+@pytest.fixture
+def app(session_factory):
+    return make_admin_app(session_factory)
 
 
 def token(html: str) -> str:
@@ -177,4 +182,55 @@ def test_template_save_validates_and_keeps_versions(app, session_factory):
         saved = s.get(NotificationTemplate, t.id)
         versions = s.scalars(select(TemplateVersion).where(TemplateVersion.template_id == t.id)).all()
     assert saved.body == "Отмена: {{ lesson_title }}" and saved.updated_by.startswith("admin:")
-    assert [v.body for v in versions] == ["Отмена: {{ lesson_title }}"]
+    # The shipped text is kept as version 1, so it can be restored.
+    assert [v.body for v in versions] == [t.body, "Отмена: {{ lesson_title }}"]
+    assert versions[0].updated_by == "shipped default"
+
+
+
+def test_rules_page_switches_an_event_off_and_changes_offsets_audited(app, session_factory):
+    from workers.handling import load_override
+    from workers.rules import effective_rule
+
+    c = app.test_client()
+    login(c)
+    page = c.get("/admin/rules/")
+    assert page.status_code == 200 and 'name="offsets_reminder"' in page.text
+    no_csrf = c.post("/admin/rules/lesson_scheduled", data={"enabled": "on", "offsets_reminder": "-24h"})
+    assert no_csrf.status_code == 400
+    bad = c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text), "enabled": "on",
+                                                        "offsets_reminder": "yesterday"}, follow_redirects=True)
+    assert "is not an offset" in bad.text
+    c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text), "enabled": "on",
+                                                  "offsets_reminder": "-2h, -1d"})
+    c.post("/admin/rules/payment_success", data={"csrf_token": token(page.text)})  # unchecked: switched off
+    with session_factory() as s:
+        assert effective_rule("lesson_scheduled", load_override(s, "lesson_scheduled")).steps[0].offsets_s == (
+            -86400.0, -7200.0)
+        assert effective_rule("payment_success", load_override(s, "payment_success")).enabled is False
+        entries = s.scalars(select(AuditLog).where(AuditLog.action == "rule.update").order_by(AuditLog.id)).all()
+        assert [(e.actor, e.object_id) for e in entries] == [("admin:1", "lesson_scheduled"),
+                                                              ("admin:1", "payment_success")]
+        assert entries[0].details["after"]["offsets"] == {"reminder": [-86400.0, -7200.0]}
+    # Back to the defaults: the override row goes away, the change is audited too.
+    c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text), "enabled": "on",
+                                                  "offsets_reminder": "-1d"})
+    with session_factory() as s:
+        assert load_override(s, "lesson_scheduled") is None
+
+
+def test_support_sees_rules_but_cannot_change_them(app):
+    c = app.test_client()
+    login(c, email="support@school.test")
+    page = c.get("/admin/rules/")
+    assert page.status_code == 200 and "Save" not in page.text
+    assert c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text)}).status_code == 403
+
+
+def test_client_card_shows_reachability_and_the_latest_notifications(app):
+    c = app.test_client()
+    login(c)
+    card = c.get("/admin/client/details/?id=1").text
+    assert "Telegram reachability" in card and "reachable" in card
+    assert card.count("text failed") == 1 and "Forbidden: bot was blocked" in card  # the status cell's error marker
+    assert "flt0_client_id_equals=1" in card

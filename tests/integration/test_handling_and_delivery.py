@@ -259,3 +259,27 @@ def test_reaper_requeues_rows_that_never_reached_the_provider_and_flags_the_othe
         assert s.get(Notification, tg).status == "pending"
         m = s.get(Notification, mail)
     assert m.status == "failed" and m.delivery_uncertain
+
+
+def test_a_due_row_lost_between_commit_and_enqueue_is_handed_over_again(setup_db, channels):
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))  # rows are handed over (queued_at)
+    now = utcnow()
+    assert scheduling.release_due(setup_db, now, redrive_after_s=60) == []  # just handed over: not yet
+    # ...but the message never arrived (the process died before enqueue, or the queue was purged):
+    redriven = scheduling.release_due(setup_db, now + timedelta(seconds=61), redrive_after_s=60)
+    with setup_db() as s:
+        assert sorted(r.id for r in redriven) == sorted(s.scalars(select(Notification.id)))
+    assert scheduling.release_due(setup_db, now + timedelta(seconds=62), redrive_after_s=60) == []
+
+
+def test_clean_outbox_removes_only_old_processed_events(setup_db, channels):
+    old, recent = emit_one(setup_db, recipients=[1]), emit_one(setup_db, recipients=[1])
+    pending = emit_one(setup_db, recipients=[1])
+    handle_event(setup_db, channels, old)
+    handle_event(setup_db, channels, recent)
+    with setup_db() as s, s.begin():
+        s.get(OutboxEvent, old).processed_at = utcnow() - timedelta(days=8)
+    assert scheduling.clean_outbox(setup_db, utcnow(), keep_days=7) == 1
+    with setup_db() as s:
+        assert sorted(s.scalars(select(OutboxEvent.id))) == sorted([recent, pending])
+        assert s.scalar(select(func.count()).select_from(Notification)) == 4  # the history stays

@@ -15,9 +15,11 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from webapp.admin import auth
+from webapp.admin.account import AccountView
 from webapp.admin.broadcasts import BroadcastView
 from webapp.admin.dashboard import DashboardView
 from webapp.admin.extra import AuditView, OutboxEventView
+from webapp.admin.rules import RulesView
 from webapp.admin.views import ClientView, NotificationView, TemplateView
 
 
@@ -49,6 +51,8 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(ClientView())
     admin.add_view(BroadcastView())
     admin.add_view(OutboxEventView())
+    admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
     admin.add_view(AuditView())
+    admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
     app.after_request(_admin_csp)
     return admin

@@ -12,16 +12,21 @@ CSRFProtect checks); delete and bulk-action forms are covered the same way.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from flask import abort, has_app_context, redirect, request, url_for
+from flask import abort, flash, has_app_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.model import typefmt
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import StatementError
 
 from shared.models import AuditLog
 from webapp.db import get_session
+
+MAX_BIGINT = 2**63 - 1
 
 
 class RequestSession:
@@ -71,8 +76,14 @@ class SecureView(_Guard, BaseView):
     pass
 
 
+def _utc_seconds(view: Any, value: datetime, name: str) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")  # stored in UTC; the labels say so
+
+
 class SecureModelView(_Guard, ModelView):
     form_base_class = FlaskForm
+    column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc_seconds}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc_seconds}
     page_size = 50
     can_set_page_size = True
     page_size_options = (20, 50, 100)
@@ -118,7 +129,20 @@ class SecureModelView(_Guard, ModelView):
 
     def get_list(self, page, sort_field, sort_desc, search, filters, execute=True, page_size=None):
         page = max(0, min(int(page or 0), self.max_page))
-        return super().get_list(page, sort_field, sort_desc, search, filters, execute=execute, page_size=page_size)
+        try:
+            return super().get_list(page, sort_field, sort_desc, search, filters, execute=execute,
+                                    page_size=page_size)
+        except (StatementError, OverflowError):
+            # A filter value the database refuses (a number past BIGINT, a NUL byte): say so, not a 500.
+            get_session().rollback()
+            flash("A filter value was not understood; showing nothing for it.", "error")
+            return None, []
+
+    def get_one(self, id: Any) -> Any:  # noqa: A002 - Flask-Admin's name
+        # Every Vestnik model has an integer key: anything else is "no such record", not a database error.
+        if not str(id).isdigit() or int(id) > MAX_BIGINT:
+            return None
+        return super().get_one(id)
 
     def is_action_allowed(self, name: str) -> bool:
         return can_write() and super().is_action_allowed(name)

@@ -1,0 +1,113 @@
+"""Rules in the admin: switch an event type off, or change a step's offsets,
+without a deploy.  Defaults live in code (``workers/rules.py``); a change is
+a ``rule_overrides`` row read by the worker for the next event, and an audit
+entry.  Support users see the page; only admins can change it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_login import current_user
+
+from shared.events import all_event_types
+from shared.models import RuleOverride
+from webapp.admin.base import SecureView, audit, can_write
+from webapp.db import get_session
+from workers.handling import load_override  # the worker's own reading of an override
+from workers.rules import DEFAULT_RULES, effective_rule
+
+#: "24h", "-24h", "2d", "90m", "30s" or bare hours; negative = before the anchor
+_OFFSET = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(d|h|m|min|s)?\s*$")
+_UNIT_S = {"d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, None: 3600}
+MAX_OFFSETS = 5
+
+
+def parse_offsets(text: str) -> list[float]:
+    """``"-24h, -2h"`` -> ``[-86400.0, -7200.0]``; ValueError naming the bad part."""
+    values = []
+    for part in [p for p in text.split(",") if p.strip()]:
+        match = _OFFSET.match(part)
+        if match is None:
+            raise ValueError(f"{part.strip()!r} is not an offset like -24h, 2d, 90m")
+        values.append(float(match.group(1)) * _UNIT_S[match.group(2)])
+    if not values:
+        raise ValueError("at least one offset is needed")
+    if len(values) > MAX_OFFSETS:
+        raise ValueError(f"at most {MAX_OFFSETS} offsets")
+    return sorted(values)
+
+
+def format_offsets(offsets: tuple[float, ...]) -> str:
+    def one(s: float) -> str:
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if s and s % size == 0:
+                return f"{int(s // size)}{unit}"
+        return f"{int(s)}s"
+
+    return ", ".join(one(o) for o in offsets)
+
+
+class RulesView(SecureView):
+    def _rows(self) -> list[dict[str, Any]]:
+        db = get_session()
+        rows = []
+        for event in all_event_types():
+            if event.name not in DEFAULT_RULES:
+                continue
+            override = load_override(db, event.name)
+            rule = effective_rule(event.name, override)
+            record = db.get(RuleOverride, event.name)
+            rows.append({
+                "event": event, "rule": rule, "default": DEFAULT_RULES[event.name],
+                "timed": [s for s in rule.steps if s.anchor or s.offsets_s != (0.0,)],
+                "override": record, "format": format_offsets,
+            })
+        return rows
+
+    @expose("/")
+    def index(self):
+        return self.render("admin/rules.html", rows=self._rows(), writable=can_write())
+
+    @expose("/<event_type>", methods=["POST"])
+    def save(self, event_type: str):
+        if not can_write():
+            abort(403)
+        default = DEFAULT_RULES.get(event_type)
+        if default is None:
+            abort(404)
+        db = get_session()
+        enabled = request.form.get("enabled") == "on"
+        offsets: dict[str, list[float]] = {}
+        for step in default.steps:
+            field = f"offsets_{step.name}"
+            if field not in request.form:
+                continue
+            try:
+                values = parse_offsets(request.form[field])
+            except ValueError as exc:
+                flash(f"{event_type} / {step.name}: {exc}", "error")
+                return redirect(url_for(".index"))
+            if tuple(values) != step.offsets_s:
+                offsets[step.name] = values
+        record = db.get(RuleOverride, event_type)
+        before = {"enabled": record.enabled, "offsets": record.offsets} if record else {"enabled": True, "offsets": {}}
+        after = {"enabled": enabled, "offsets": offsets}
+        if before == after:
+            flash(f"{event_type}: nothing changed", "info")
+            return redirect(url_for(".index"))
+        if after == {"enabled": True, "offsets": {}}:
+            if record is not None:
+                db.delete(record)  # back to the defaults in code
+        else:
+            if record is None:
+                record = RuleOverride(event_type=event_type)
+                db.add(record)
+            record.enabled, record.offsets, record.updated_by = enabled, offsets, current_user.actor
+        audit("rule.update", "rule", event_type, {"before": before, "after": after})
+        db.commit()
+        flash(f"{event_type}: saved; it applies to the next event", "success")
+        return redirect(url_for(".index"))

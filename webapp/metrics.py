@@ -1,0 +1,146 @@
+"""``/metrics``: Prometheus gauges of what matters to the promise.
+
+Computed from the database at scrape time, so every web process answers the
+same figures and nothing is lost on restart: the outbox backlog and its lag
+(is the relay keeping up?), notifications due but not sent (are workers
+keeping up?), rows stuck in ``processing`` past their lease (did a worker
+die?), what was sent, failed or left "delivery uncertain" in the last hour,
+and the depth of each RabbitMQ queue.  Each query reads an index, so a
+scrape stays cheap on millions of rows.
+
+Set ``VESTNIK_METRICS_TOKEN`` to require ``Authorization: Bearer <token>``;
+without it the endpoint is open and should be reachable only from the
+monitoring network.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+
+from flask import Blueprint, Response, abort, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.config import Settings
+from shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
+from workers.broker import EVENTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
+from workers.channels import CHANNELS
+
+log = logging.getLogger("vestnik.web.metrics")
+
+bp = Blueprint("metrics", __name__)
+
+RECENT = timedelta(hours=1)
+
+
+def database_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
+    now = utcnow()
+    outbox = GaugeMetricFamily("vestnik_outbox_events", "Outbox events not yet handed over, by status",
+                               labels=["status"])
+    for status in (OutboxStatus.pending, OutboxStatus.failed):
+        outbox.add_metric([status.value], session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.status == status.value)) or 0)
+    yield outbox
+
+    oldest = session.scalar(select(func.min(OutboxEvent.created_at)).where(
+        OutboxEvent.status == OutboxStatus.pending.value))
+    yield GaugeMetricFamily("vestnik_outbox_lag_seconds", "Age of the oldest unpublished outbox event",
+                            value=(now - oldest).total_seconds() if oldest else 0.0)
+
+    pending = Notification.status == NotificationStatus.pending.value
+    queue = GaugeMetricFamily("vestnik_notifications_waiting", "Notifications not yet sent", labels=["state"])
+    queue.add_metric(["due"], session.scalar(select(func.count()).select_from(Notification).where(
+        pending, Notification.send_at <= now)) or 0)
+    queue.add_metric(["scheduled"], session.scalar(select(func.count()).select_from(Notification).where(
+        pending, Notification.send_at > now)) or 0)
+    processing = Notification.status == NotificationStatus.processing.value
+    queue.add_metric(["processing"], session.scalar(
+        select(func.count()).select_from(Notification).where(processing)) or 0)
+    queue.add_metric(["stuck"], session.scalar(select(func.count()).select_from(Notification).where(
+        processing, Notification.locked_until < now)) or 0)
+    yield queue
+
+    oldest_due = session.scalar(select(func.min(Notification.send_at)).where(pending, Notification.send_at <= now))
+    yield GaugeMetricFamily("vestnik_notifications_due_lag_seconds",
+                            "How long the oldest due notification has waited past its send time",
+                            value=(now - oldest_due).total_seconds() if oldest_due else 0.0)
+
+    recent = GaugeMetricFamily("vestnik_notifications_last_hour",
+                               "Notifications created in the last hour, by channel and current status",
+                               labels=["channel", "status"])
+    rows = session.execute(
+        select(Notification.channel, Notification.status, func.count())
+        .where(Notification.created_at >= now - RECENT)
+        .group_by(Notification.channel, Notification.status)
+    ).all()
+    for channel, status, n in rows:
+        recent.add_metric([channel, status], n)
+    yield recent
+
+    uncertain = session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.created_at >= now - RECENT, Notification.delivery_uncertain.is_(True))) or 0
+    yield GaugeMetricFamily("vestnik_delivery_uncertain_last_hour",
+                            "Notifications of the last hour whose delivery is uncertain (not resent)",
+                            value=uncertain)
+
+
+def broker_metrics(settings: Settings, channels: list[str]) -> Iterator[GaugeMetricFamily]:
+    """Messages ready in each Vestnik queue (RabbitMQ only; a passive declare per queue)."""
+    if settings.embedded:
+        return
+    import pika
+
+    depth = GaugeMetricFamily("vestnik_queue_messages", "Messages ready in a RabbitMQ queue", labels=["queue"])
+    up = 1
+    try:
+        params = pika.URLParameters(settings.broker_url)
+        params.socket_timeout = params.blocked_connection_timeout = 2
+        params.connection_attempts = 1
+        connection = pika.BlockingConnection(params)
+        try:
+            for name in [EVENTS_QUEUE, MAINTENANCE_QUEUE, *[delivery_queue(c) for c in channels]]:
+                for queue in (name, f"{name}.DQ", f"{name}.XQ"):  # Dramatiq's delay and dead-letter queues
+                    channel = connection.channel()
+                    try:
+                        result = channel.queue_declare(queue=queue, passive=True)
+                        depth.add_metric([queue], result.method.message_count)
+                        channel.close()
+                    except pika.exceptions.ChannelClosedByBroker:
+                        pass  # not declared yet: no worker for it has started
+        finally:
+            connection.close()
+    except Exception as exc:  # noqa: BLE001 - the broker being down is a metric, not a 500
+        log.warning("broker unreachable for metrics", extra={"action": "metrics.broker_down",
+                                                              "error": type(exc).__name__})
+        up = 0
+    yield depth
+    yield GaugeMetricFamily("vestnik_broker_up", "1 when the broker answered this scrape", value=up)
+
+
+class _Collector:
+    def __init__(self, session: Session, settings: Settings, channels: list[str]) -> None:
+        self.session, self.settings, self.channels = session, settings, channels
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from database_metrics(self.session)
+        yield from broker_metrics(self.settings, self.channels)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    from webapp import get_settings
+    from webapp.db import get_session
+
+    settings = get_settings()
+    if settings.metrics_token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), settings.metrics_token.encode()):
+            abort(401)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(get_session(), settings, sorted(CHANNELS)))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
