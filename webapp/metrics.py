@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from shared.config import Settings
 from shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
-from workers.broker import EVENTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
+from workers.broker import BROADCASTS_QUEUE, EVENTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
 from workers.channels import CHANNELS
 
 log = logging.getLogger("vestnik.web.metrics")
@@ -103,7 +103,7 @@ def broker_metrics(settings: Settings, channels: list[str]) -> Iterator[GaugeMet
         params.connection_attempts = 1
         connection = pika.BlockingConnection(params)
         try:
-            for name in [EVENTS_QUEUE, MAINTENANCE_QUEUE, *[delivery_queue(c) for c in channels]]:
+            for name in [EVENTS_QUEUE, MAINTENANCE_QUEUE, BROADCASTS_QUEUE, *[delivery_queue(c) for c in channels]]:
                 for queue in (name, f"{name}.DQ", f"{name}.XQ"):  # Dramatiq's delay and dead-letter queues
                     channel = connection.channel()
                     try:

@@ -176,3 +176,21 @@ def test_only_marketing_carries_the_way_out():
     assert set(headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"}
     _, buttons = marketing_extras(settings, "marketing", "telegram", 1, "en")
     assert buttons[0][0].text == "Unsubscribe" and "/unsubscribe/1." in buttons[0][0].url
+
+
+def test_history_links_to_the_broadcast_and_back(app, session_factory):
+    c = app.test_client()
+    login(c)
+    bid = _create(c)
+    with session_factory() as s:
+        for i, broadcast_id in ((1, bid), (2, None)):
+            s.add(Notification(recipient_id=i, channel="telegram", recipient_address=str(500 + i),
+                               event_type="mass_broadcast", template_code="ANNOUNCEMENT", step="broadcast",
+                               broadcast_id=broadcast_id, status="sent", body=f"<b>row of client {i}</b>"))
+        s.commit()
+        row = s.scalars(select(Notification.id).where(Notification.broadcast_id == bid)).one()
+    details = c.get(f"/admin/broadcasts/{bid}").text
+    link = re.search(r'href="([^"]*flt0_broadcast_id_equals=[^"]*)"', details).group(1).replace("&amp;", "&")
+    history = c.get(link).text
+    assert "row of client 1" in history and "row of client 2" not in history
+    assert f'href="/admin/broadcasts/{bid}"' in c.get(f"/admin/notification/details/?id={row}").text

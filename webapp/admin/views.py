@@ -136,7 +136,8 @@ def _origin(view, context, model, name) -> Markup:
         parts.append(Markup('event <a href="{}">#{}</a>').format(
             url_for("outboxevent.details_view", id=model.event_id), model.event_id))
     if model.broadcast_id:
-        parts.append(Markup("broadcast #{}").format(model.broadcast_id))
+        parts.append(Markup('broadcast <a href="{}">#{}</a>').format(
+            url_for("broadcasts.details", broadcast_id=model.broadcast_id), model.broadcast_id))
     if model.key:
         parts.append(Markup('key <a href="{}">{}</a>').format(
             url_for("notification.index_view", flt0_key_equals=model.key), model.key))
