@@ -114,7 +114,7 @@ def expansion(clients: int) -> None:
     print(f"  peak Python memory during expansion (tracemalloc): {peak / 1024 / 1024:.1f} MiB; "
           f"process peak RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB")
     print(f"  first delivery handed to the broker {first * 1000:.0f} ms after the expansion started "
-          f"({broker.deliveries} handed during expansion: the feeder keeps ~2 s of each channel's limit queued)")
+          f"({broker.deliveries} handed during expansion: the feeder keeps ~3 s of each channel's limit queued)")
 
 
 def send_time(recipients: int, rate: float) -> None:

@@ -217,6 +217,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         # multiprocess files would add up into this one's counters.
         os.environ.update(prometheus_environment(settings.worker_metrics_port))
         shutil.rmtree(os.environ["dramatiq_prom_db"], ignore_errors=True)
+    # Dramatiq re-enqueues due delayed messages (limiter waits, retry backoffs) only when a consumer
+    # wakes up, every worker timeout (default 1 s): at 10/s that halved the rate a channel limit
+    # allows (bench/broadcast_expand.py).  100 ms keeps a wait close to what the limiter asked.
+    os.environ.setdefault("dramatiq_worker_timeout", "100")
     argv = [sys.executable, "-m", "dramatiq", "workers.app:setup",
             "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:

@@ -170,7 +170,7 @@ def test_feed_hands_over_at_the_pace_and_cancel_stops_the_rest(school):
     fed = feed(school, bid, {"telegram": 2.0, "email": 1.0}, lookahead_s=2.0)
     channels = [ch for _, ch, _ in fed.handed]
     assert channels.count("telegram") == 4 and channels.count("email") == 2
-    assert not feed(school, bid, {"telegram": 2.0, "email": 1.0}).handed  # still in flight: nothing more
+    assert not feed(school, bid, {"telegram": 2.0, "email": 1.0}, lookahead_s=2.0).handed  # all in flight
     with school() as s:
         canceled = broadcasts.cancel(s, s.get(Broadcast, bid), "admin:1")
         s.commit()

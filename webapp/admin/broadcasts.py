@@ -277,7 +277,7 @@ class BroadcastView(SecureView):
     def pause(self, broadcast_id: int):
         def do(db, b):
             broadcasts.pause(db, b, _actor())
-            return "Paused: nothing more is handed to delivery (messages already in flight still go out)."
+            return "Paused: nothing more is handed to delivery; the few seconds' worth already in flight still go out."
         return self._act(broadcast_id, do)
 
     @expose("/<int:broadcast_id>/resume", methods=("POST",))
