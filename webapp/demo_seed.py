@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import Client
+from shared.models import Client, ClientGroup
 from webapp.democrm_models import Group, GroupMember, Invoice, Lesson
 
 
@@ -64,6 +64,8 @@ def seed_crm(session: Session, *, now: datetime, school_tz: str) -> None:
             group = Group(title=title, room=room, members=[GroupMember(client_id=c) for c in members])
             session.add(group)
             groups.append(group)
+            # Vestnik's own copy of the membership: admin broadcasts target groups (docs/broadcasts.md).
+            session.add_all([ClientGroup(name=title, client_id=c) for c in members])
         session.flush()
 
     upcoming = session.scalar(

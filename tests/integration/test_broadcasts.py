@@ -268,3 +268,33 @@ def test_pause_stops_the_expansion_and_resume_restarts_it(school):
     assert feed(school, bid, PACE).expand  # the next tick starts the expansion again
     _expand_all(school, bid)
     assert len(_rows(school, bid)) == 34
+
+
+def test_an_admin_broadcast_runs_in_the_embedded_demo(tmp_path):
+    """SQLite, the in-process broker and worker threads: the demo's groups, the same machinery."""
+    from shared.db import make_session_factory
+    from tests.processes import wait_until
+    from webapp.demo import build_demo
+
+    demo = build_demo(tmp_path / "demo", port=0, worker_threads=2)
+    try:
+        factory = make_session_factory(demo.engine)
+        with factory() as s:
+            b = _new(s, targeting={"groups": ["Шахматы"]})  # demo clients 1, 3, 5
+            whole = count(s, broadcasts.selection(b))
+            broadcasts.send_all(s, b, "admin:1", typed=str(whole.messages))
+            s.commit()
+            bid = b.id
+        def status() -> str:
+            with factory() as s:
+                return s.get(Broadcast, bid).status
+
+        wait_until(lambda: status() == "completed", 30, message="completed")
+        with factory() as s:
+            rows = s.execute(select(Notification.recipient_id, Notification.channel, Notification.status)
+                             .where(Notification.broadcast_id == bid)).all()
+        assert len(rows) == whole.messages and {st for _, _, st in rows} == {"sent"}
+        assert {r for r, _, _ in rows} == {1, 3, 5}
+        assert sum("Кружок переезжает" in m["text"] for m in demo.bot_api.messages()) == whole.by_channel["telegram"]
+    finally:
+        demo.stop()
