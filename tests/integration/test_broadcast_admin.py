@@ -194,3 +194,15 @@ def test_history_links_to_the_broadcast_and_back(app, session_factory):
     history = c.get(link).text
     assert "row of client 1" in history and "row of client 2" not in history
     assert f'href="/admin/broadcasts/{bid}"' in c.get(f"/admin/notification/details/?id={row}").text
+
+
+def test_client_details_show_groups_and_tags(app, session_factory):
+    from shared.models import ClientTag
+
+    with session_factory() as s:
+        s.add(ClientTag(tag="vip", client_id=3))
+        s.commit()
+    c = app.test_client()
+    login(c)
+    page = c.get("/admin/client/details/?id=3").text
+    assert "Шахматы" in page and "#vip" in page

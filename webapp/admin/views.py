@@ -460,6 +460,17 @@ def _reachability(view, context, model, name) -> Markup:
     return Markup('<span class="badge badge-danger">unreachable</span> {}').format(reason)
 
 
+def _groups_and_tags(view, context, model, name) -> Markup:
+    from shared.models import ClientGroup, ClientTag
+
+    db = get_session()
+    groups = db.scalars(select(ClientGroup.name).where(ClientGroup.client_id == model.id).order_by(ClientGroup.name))
+    tags = db.scalars(select(ClientTag.tag).where(ClientTag.client_id == model.id).order_by(ClientTag.tag))
+    badges = [Markup('<span class="badge badge-info">{}</span>').format(g) for g in groups]
+    badges += [Markup('<span class="badge badge-light border">#{}</span>').format(t) for t in tags]
+    return Markup(" ").join(badges) if badges else Markup("—")
+
+
 class ClientView(SecureModelView):
     allow_edit = True
     column_list = ("id", "name", "email", "telegram_chat_id", "locale", "notifications_telegram_enabled",
@@ -475,11 +486,13 @@ class ClientView(SecureModelView):
     column_details_list = ("id", "name", "email", "email_unreachable_reason", "telegram_chat_id",
                            "telegram_unreachable_reason", "locale", "timezone", "notifications_telegram_enabled",
                            "notifications_email_enabled", "allow_service_notifications",
-                           "allow_marketing_notifications", "created_at", "updated_at", "history")
+                           "allow_marketing_notifications", "groups_and_tags", "last_active_at", "created_at",
+                           "updated_at", "history")
     column_formatters_detail = {"history": _client_notifications, "email_unreachable_reason": _reachability,
-                                "telegram_unreachable_reason": _reachability}
+                                "telegram_unreachable_reason": _reachability, "groups_and_tags": _groups_and_tags}
     column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
-                     "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications"}
+                     "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications",
+                     "groups_and_tags": "Groups and tags (broadcast targeting)"}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name="Clients", endpoint="client", **kwargs)
