@@ -4,12 +4,15 @@ send to everyone (typed confirmation) -> live progress -> cancel.
 The admin is the real Flask app (served in this process over HTTP) on PostgreSQL; the real
 ``vestnik worker`` and ``vestnik scheduler`` processes send through RabbitMQ with the Redis limiter
 to the fake Bot API.  Telegram is slowed to 3 messages a second so there is a run to watch and cancel.
+Set VESTNIK_SCREENSHOTS=1 to refresh docs/screenshots/admin-broadcast.png.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -26,6 +29,7 @@ from webapp import create_app
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PASSWORD = "correct horse battery"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "admin-broadcast.png"
 
 
 @pytest.fixture
@@ -91,9 +95,12 @@ def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, b
         # Preview for a chosen client of the selection.
         page.select_option("#client", "2")
         page.get_by_role("button", name="Preview").click()
-        expect(page.locator("#preview .preview-text")).to_contain_text("В субботу шахматный турнир")
-        # The email as the client will see it, in a sandboxed frame (no scripts, no same-origin access).
-        expect(page.frame_locator("#preview iframe").locator("body")).to_contain_text("Здравствуйте, Ученик 2")
+        # As the client will see it, in sandboxed frames (no scripts, no same-origin access).
+        telegram = page.frame_locator("#preview iframe.preview-telegram")
+        expect(telegram.locator("b")).to_have_text("Турнир")  # Telegram's <b>, applied, not shown as text
+        expect(telegram.locator("body")).to_contain_text("В субботу шахматный турнир")
+        expect(page.frame_locator("#preview iframe.preview-email").locator("body")).to_contain_text(
+            "Здравствуйте, Ученик 2")
 
         page.get_by_role("button", name="Send test (4 messages)").click()
         expect(page.locator(".alert-success")).to_contain_text("test stage")
@@ -110,6 +117,9 @@ def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, b
 
         # Live progress: the numbers move without a reload.
         wait_until(lambda: int(page.locator("#p-sent").inner_text()) >= 8, 60, message="progress shows 8 sent")
+        if os.environ.get("VESTNIK_SCREENSHOTS") == "1":
+            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
         page.get_by_role("button", name="Cancel broadcast").click()
         expect(page.locator(".alert-success")).to_contain_text("Canceled")
         expect(page.locator("[data-status]").first).to_have_text("canceled")

@@ -298,3 +298,20 @@ def test_an_admin_broadcast_runs_in_the_embedded_demo(tmp_path):
         assert sum("Кружок переезжает" in m["text"] for m in demo.bot_api.messages()) == whole.by_channel["telegram"]
     finally:
         demo.stop()
+
+
+def test_a_test_group_gets_the_test_and_everyone_else_the_rest_once(school):
+    with school() as s:
+        b = _new(s, test_group="Тест")  # clients 25 and 26, outside the selection
+        whole, test = broadcasts.counts(s, b)
+        broadcasts.send_test(s, b, "admin:1")
+        s.commit()
+        bid = b.id
+    _expand_all(school, bid)
+    assert {r[0] for r in _rows(school, bid)} == {25, 26} and len(_rows(school, bid)) == test.messages
+    with school() as s:
+        s.get(Broadcast, bid).test_done_at = datetime.now(UTC)
+        broadcasts.send_all(s, s.get(Broadcast, bid), "admin:1", typed=str(whole.messages))
+        s.commit()
+    _expand_all(school, bid)
+    assert len(_rows(school, bid)) == test.messages + whole.messages
