@@ -109,6 +109,10 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(webhooks.bp)  # signed machine callers: CSRF-exempt view by view
+    from webapp import unsubscribe
+
+    app.register_blueprint(unsubscribe.bp)
+    csrf.exempt(unsubscribe.one_click)  # RFC 8058: mail clients POST without a token; the URL's token authenticates
     admin.init_app(app)  # Flask-Admin at /admin; every view behind one secure base class
     profile.init_app(app)  # the client's own pages at /me
 

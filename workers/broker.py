@@ -13,6 +13,8 @@ EVENTS_QUEUE = "events"
 HANDLE_EVENT = "handle_event"
 DELIVER = "deliver_notification"
 MAINTENANCE_QUEUE = "maintenance"
+BROADCASTS_QUEUE = "broadcasts"
+EXPAND_BROADCAST = "expand_broadcast"
 
 
 def delivery_queue(channel: str) -> str:

@@ -33,6 +33,7 @@ from shared.composer import compose, find_template
 from shared.config import Settings
 from shared.errors import TemplateError
 from shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from shared.unsubscribe import marketing_extras
 from workers import metrics
 from workers.attachments import fetch_attachment
 from workers.channels.base import Channel, DeliveryError, Outcome
@@ -131,13 +132,16 @@ class Delivery:
                 )
                 data = n.payload_json or {}
                 step = step_of(n.event_type, n.step)
+                buttons = buttons_for(step, data, n.locale) if n.channel == "telegram" else ()
+                headers, more = marketing_extras(self.settings, n.category, n.channel, n.recipient_id, n.locale)
                 message = compose(
                     template,
                     event_type=n.event_type,
                     data=data,
                     client=client,
                     notification_id=n.id,
-                    buttons=buttons_for(step, data, n.locale) if n.channel == "telegram" else (),
+                    buttons=buttons + more,
+                    headers=headers,
                 )
             except TemplateError as exc:
                 self._finish(n, NotificationStatus.failed, error=f"render failed: {exc}", now=now)

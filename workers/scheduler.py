@@ -102,6 +102,7 @@ def main(settings: Settings) -> int:
 
     tick_s = max(1, int(settings.scheduler_tick_s))
     interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
+    interval(seconds=tick_s)(broker.get_actor("drive_broadcasts"))  # paced hand-over of broadcasts
     # Reap at least twice per lease, so a dead worker's row waits at most ~1.5 leases.
     reap_s = max(1, min(30, int(settings.processing_lease_s // 2)))
     interval(seconds=reap_s)(broker.get_actor("reap_stuck_notifications"))

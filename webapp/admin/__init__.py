@@ -16,6 +16,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 from webapp.admin import auth
 from webapp.admin.account import AccountView
+from webapp.admin.broadcasts import BroadcastView
 from webapp.admin.dashboard import DashboardView
 from webapp.admin.extra import AuditView, OutboxEventView
 from webapp.admin.rules import RulesView
@@ -48,6 +49,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(NotificationView())
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
+    admin.add_view(BroadcastView())
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
     admin.add_view(AuditView())
