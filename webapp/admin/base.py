@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import abort, has_app_context, redirect, request, url_for
+from flask import abort, flash, has_app_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_login import current_user
@@ -22,6 +22,24 @@ from flask_wtf import FlaskForm
 
 from shared.models import AuditLog
 from webapp.db import get_session
+
+#: BIGINT's range: a larger id or filter value makes PostgreSQL (and SQLite) raise instead of matching nothing.
+_INT_RANGE = range(-(2**63), 2**63)
+
+
+def _storable(value: Any) -> bool:
+    """Whether a cleaned filter value or an id can reach the database without an error.
+
+    PostgreSQL text cannot hold NUL, and integers beyond BIGINT overflow: both
+    would be a 500 with the SQL in the log, for input that can only match nothing.
+    """
+    values = value if isinstance(value, list | tuple) else [value]
+    for v in values:
+        if isinstance(v, str) and "\x00" in v:
+            return False
+        if isinstance(v, int) and not isinstance(v, bool) and v not in _INT_RANGE:
+            return False
+    return True
 
 
 class RequestSession:
@@ -118,7 +136,37 @@ class SecureModelView(_Guard, ModelView):
 
     def get_list(self, page, sort_field, sort_desc, search, filters, execute=True, page_size=None):
         page = max(0, min(int(page or 0), self.max_page))
+        if search:
+            search = search.replace("\x00", "")  # no text column can hold NUL (PostgreSQL refuses it)
         return super().get_list(page, sort_field, sort_desc, search, filters, execute=execute, page_size=page_size)
+
+    def _get_list_filter_args(self):
+        kept = []
+        for idx, name, value in super()._get_list_filter_args() or []:
+            try:
+                cleaned = self._filters[idx].clean(value)
+            except Exception:  # noqa: BLE001 - the filter's own validate() has accepted it; let it apply
+                cleaned = value
+            if _storable(value) and _storable(cleaned):
+                kept.append((idx, name, value))
+            else:
+                flash(self.get_invalid_value_msg(value[:40], self._filters[idx]), "error")
+        return kept if self._filters else None
+
+    def get_one(self, id: Any) -> Any:
+        """None (Flask-Admin says "record does not exist") for an id that cannot be a key."""
+        keys = self.model.__mapper__.primary_key
+        if len(keys) == 1 and keys[0].type.python_type is int:
+            try:
+                number = int(str(id))
+            except ValueError:
+                return None
+            if number not in _INT_RANGE:
+                return None
+            id = str(number)  # noqa: A001 - Flask-Admin's parameter name
+        elif not _storable(str(id)):
+            return None
+        return super().get_one(id)
 
     def is_action_allowed(self, name: str) -> bool:
         return can_write() and super().is_action_allowed(name)
