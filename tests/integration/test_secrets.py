@@ -29,6 +29,8 @@ from werkzeug.security import generate_password_hash
 from outbox import emit
 from shared.config import Settings, load_settings, secrets_of
 from shared.db import make_engine, make_session_factory
+from shared.fakes.botapi import FakeBotApi
+from shared.fakes.smtp import FakeSmtpServer
 from shared.logs import JsonFormatter, KeyValueFormatter, RedactSecrets
 from shared.models import AdminUser, Client, DeliveryAttempt, Notification, OutboxEvent
 from shared.seeds import install_default_templates
@@ -140,15 +142,20 @@ def test_canaries_never_leak_from_failing_processes(canary_db, amqp_vhost_url, r
         s.add(Client(id=1, name="Анна", email="anna@example.com", telegram_chat_id="1001"))
         s.commit()
 
-    # 1. The broker refuses the password: the relay keeps retrying and says so.
-    with running([vestnik("relay-badbroker", "relay", env=_env(db_url, bad_broker, redis_url, "json"),
-                          log_dir=tmp_path)]) as [relay]:
+    # 1. The broker refuses the password: the relay keeps retrying and says so, the worker too.
+    bad_env = _env(db_url, bad_broker, redis_url, "json")
+    with running([vestnik("relay-badbroker", "relay", env=bad_env, log_dir=tmp_path),
+                  vestnik("worker-badbroker", "worker", "--processes", "1", "--threads", "1", env=bad_env,
+                          log_dir=tmp_path)]) as [relay, worker]:
         with factory() as s:
             emit(s, "lesson_cancelled", recipients=[1], data={"lesson_title": "Шахматы",
                                                                "starts_at": "2026-11-25T16:00:00+03:00"})
             s.commit()
         wait_until(lambda: "retry_in_s" in logged(relay), 60, message="the relay to report the broker refusal")
+        wait_until(lambda: "ACCESS_REFUSED" in logged(worker) or worker.popen.poll() is not None, 60,
+                   message="the worker to report the broker refusal")
     found += leaks("relay log (bad broker password)", logged(relay))
+    found += leaks("worker log (bad broker password)", logged(worker))
 
     # 2. A relay that works publishes it; what waits in RabbitMQ is read.
     with running([vestnik("relay", "relay", env=_env(db_url, good_broker, redis_url, "json"),
@@ -193,6 +200,29 @@ def test_canaries_never_leak_from_failing_processes(canary_db, amqp_vhost_url, r
     with running([worker_json]):
         wait_until(lambda: "ready for action" in logged(worker_json), 60, message="the json worker")
     found += leaks("worker log (json)", logged(worker_json))
+    # 4b. The Bot API up (urllib3 logs every request line, token included, at DEBUG), and an SMTP server
+    # that refuses the password.
+    with factory() as s:
+        s.add(Client(id=2, name="Bob", email="bob@example.com", telegram_chat_id="2002"))
+        s.commit()
+        emit(s, "lesson_cancelled", recipients=[2],
+             data={"lesson_title": "Го", "starts_at": "2026-11-25T16:00:00+03:00"})
+        s.commit()
+    with FakeBotApi(token=CANARIES["bot token"]) as api, FakeSmtpServer(username="vestnik",
+                                                                           password="another-password") as smtp:
+        env = {**_env(db_url, good_broker, redis_url, "json"), "VESTNIK_TELEGRAM_API_BASE": api.url,
+               "VESTNIK_SMTP_URL": f"smtp://vestnik:{CANARIES['SMTP password']}@127.0.0.1:{smtp.port}"}
+        relay = vestnik("relay-3", "relay", env=env, log_dir=tmp_path)
+        worker_up = vestnik("worker-up", "worker", "--processes", "1", "--threads", "2", env=env, log_dir=tmp_path)
+        with running([relay, worker_up]):
+            wait_until(lambda: _count(factory, Notification, Notification.recipient_id == 2,
+                                      Notification.status.in_(["sent", "failed"])) == 2, 120,
+                       message="Bob's two notifications finished")
+        assert len(api.messages("2002")) == 1 and smtp.auth_failures >= 1
+    assert "/bot***/sendMessage" in logged(worker_up)  # the request line was logged, redacted
+    found += leaks("worker log (Bot API up, SMTP login refused)", logged(worker_up))
+    found += leaks("relay log", logged(relay))
+
     retried = [b for bodies in queued_retried.values() for b in bodies]
     assert any(b"OperationalError" in body for body in retried), "no failed handling waits in the broker"
     groups = {"before": queued, "retried": queued_retried, "after": queued_after}
@@ -210,6 +240,7 @@ def test_canaries_never_leak_from_failing_processes(canary_db, amqp_vhost_url, r
                   *s.scalars(select(OutboxEvent.error))]
     errors = [e for e in errors if e]
     assert any("Bot API" in e for e in errors) and any("SMTP" in e for e in errors), errors
+    assert any("SMTP login refused" in e for e in errors), errors
     assert any("data.starts_at: required" in e for e in errors), errors
     for error in errors:
         found += leaks("a stored error", error)
