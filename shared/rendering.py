@@ -221,6 +221,10 @@ def _check_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[
     return args
 
 
+#: Filters whose numeric arguments are widths or counts (the others' numbers are data: format(150000)).
+_SIZED_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate", "batch", "slice"})
+
+
 def _guard_filter(name: str, func: Any) -> Any:
     """A built-in filter with bounded arguments and a bounded result."""
     offset = 1 if getattr(func, "jinja_pass_arg", None) else 0  # context / environment comes first
@@ -229,7 +233,7 @@ def _guard_filter(name: str, func: Any) -> Any:
     def guarded(*args: Any, **kwargs: Any) -> Any:
         _step()
         value, extra = (args[offset] if len(args) > offset else None), args[offset + 1:]
-        if name not in ("money", "date", "round", "default", "d", "int", "float", "sum", "string", "attr"):
+        if name in _SIZED_FILTERS:
             for arg in (*extra, *kwargs.values()):
                 _width(arg, f"the {name} filter")
         if name == "sum" and not isinstance(kwargs.get("start", extra[1] if len(extra) > 1 else 0), int | float):

@@ -120,10 +120,13 @@ def test_render_stops_at_a_named_limit(name):
 
 def test_ordinary_templates_stay_well_within_the_limits():
     source = ("{% for row in rows %}{{ loop.index }}. {{ row.name|title }} — {{ row.amount|money('RUB') }}\n"
-              "{% endfor %}{{ '%05.1f' % 3.14159 }} {{ '{:>8}'.format('x') }} {{ ', '.join(['a', 'b']) }}")
+              "{% endfor %}{{ '%05.1f' % 3.14159 }} {{ '{:>8}'.format('x') }} {{ ', '.join(['a', 'b']) }} "
+              "{{ '%d руб.'|format(150000) }} {{ rows|map(attribute='amount')|select('gt', 150000)|list|length }} "
+              "{{ rows|sum(attribute='amount') }}")
     rows = [{"name": f"item {i}", "amount": i * 10} for i in range(300)]
     out = render(source, {"rows": rows}, html_mode=True)
     assert out.count("\n") == 300 and "300. Item 299" in out and "003.1" in out
+    assert "150000 руб." in out and out.endswith(" 0 448500")
 
 
 # ---------------------------------------------------------------------- through the real delivery path
