@@ -187,6 +187,31 @@ def test_telegram_429_pauses_the_whole_channel_for_retry_after_and_is_not_an_att
     assert [a.outcome for a in tg.attempts(first)] == ["rate_limited", "sent"]
 
 
+def test_telegram_429_seen_by_one_worker_pauses_another_through_redis(templates, bot_api, redis_url, redis_client):
+    from workers.limits import RedisLimiterBackend
+
+    settings = Settings(telegram_token=bot_api.token, telegram_api_base=bot_api.url, redis_url=redis_url)
+    first, second = Rig(templates, settings), Rig(templates, settings)
+    for rig in (first, second):  # two worker processes: one shared limiter state
+        rig.limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis_url))
+        rig.delivery.acquire = rig.limiter.acquire
+        rig.delivery.pause_channel = rig.limiter.pause
+    try:
+        [a] = first.emit(first.client(1, chat="1001"))
+        [b] = second.emit(second.client(2, chat="1002"))
+        bot_api.fail_next(1, "429", retry_after=30)
+        assert first.delivery.deliver(a).outcome == "rate_limited"
+        calls = len(bot_api.calls())
+        result = second.delivery.deliver(b)
+        assert result.outcome == "rate_limited" and result.requeue_in_s > 25
+        assert len(bot_api.calls()) == calls and bot_api.messages() == []
+        assert second.row(b).attempts == 0 and second.attempts(b) == []
+        assert 25 < second.limiter.paused_for("telegram") <= 30
+    finally:
+        first.close()
+        second.close()
+
+
 @pytest.mark.parametrize(("script", "needle"), [
     (lambda api: api.block_chat("1001"), "bot was blocked by the user"),
     (lambda api: api.block_chat("1001", "Forbidden: user is deactivated"), "user is deactivated"),
