@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -74,9 +75,41 @@ class Stack:
     smtp: FakeSmtpServer
     env: dict[str, str]
     log_dir: str
+    database: str = ""
+    vhost: str = ""
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    args: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def delivered(self) -> int:
         return len(self.bot.messages()) + len(self.smtp.messages())
+
+    def start(self, name: str, args: tuple[str, ...]) -> subprocess.Popen:
+        """Start ``vestnik <args>`` as process ``name`` (its own process group, so kill -9 takes its children)."""
+        self.args[name] = args
+        out = open(f"{self.log_dir}/{name}.log", "a")  # noqa: SIM115 - the child owns it
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "shared.cli", *args], env=self.env, cwd=ROOT,
+                                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        return self.procs[name]
+
+    def kill9(self, name: str) -> None:
+        """kill -9 the process and its children, then start it again."""
+        try:
+            os.killpg(self.procs[name].pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.procs[name].wait(30)
+        self.start(name, self.args[name])
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)  # the main process only, like docker stop
+        for p in self.procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
 
 
 @contextmanager
@@ -84,7 +117,8 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
                      ) -> Iterator[Stack]:
     """Scratch PostgreSQL database with ``clients`` clients (Telegram and email each), a fresh RabbitMQ
     vhost, Redis db 14, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
-    ``("worker", "--processes", "1")``); everything torn down afterwards."""
+    ``("worker", "--processes", "1")``), named ``relay``, ``worker``, ... (``worker-2`` for a second one);
+    everything torn down afterwards."""
     vhost = f"bench_{uuid.uuid4().hex[:6]}"
     subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
@@ -108,18 +142,14 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
                         "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
                         "VESTNIK_LOG_LEVEL": "WARNING", **NO_LIMITS, **(env or {})}
             logs = stack.enter_context(tempfile.TemporaryDirectory())
-            procs = []
+            result = Stack(factory, bot, smtp, full_env, logs, database=url.rsplit("/", 1)[1], vhost=vhost)
             for args in processes:
-                out = stack.enter_context(open(f"{logs}/{args[0]}-{len(procs)}.log", "w"))  # noqa: SIM115
-                procs.append(subprocess.Popen([sys.executable, "-m", "shared.cli", *args], env=full_env, cwd=ROOT,
-                                              stdout=out, stderr=subprocess.STDOUT))
+                name = args[0] if args[0] not in result.procs else f"{args[0]}-{len(result.procs)}"
+                result.start(name, args)
             try:
                 time.sleep(3)  # let the processes connect before a benchmark starts its clock
-                yield Stack(factory, bot, smtp, full_env, logs)
+                yield result
             finally:
-                for p in procs:
-                    p.terminate()
-                for p in procs:
-                    p.wait(30)
+                result.stop_all()
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)

@@ -45,7 +45,7 @@ import dramatiq
 from sqlalchemy import Engine
 
 from outbox import queries
-from shared import faults
+from shared import faults, heartbeat
 from shared.config import Settings
 from shared.db import is_postgres, safe_url
 from workers.broker import EVENTS_QUEUE, event_message  # the worker's side of the contract
@@ -407,6 +407,7 @@ class Relay:
             "listen": self.listener is not None})
         try:
             while not self.stop_event.is_set():
+                heartbeat.beat("relay")  # the loop turns: `vestnik health relay`
                 if self.listener is not None:
                     # LISTEN before the claim: a commit after it is notified,
                     # one before it is seen by the claim.

@@ -10,6 +10,7 @@ import argparse
 import getpass
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -198,9 +199,24 @@ def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     return relay_main(settings)
 
 
+def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    from shared import heartbeat
+
+    ok, message = heartbeat.check(args.process, args.max_age)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Dramatiq's own CLI runs the processes and threads and handles SIGTERM
     # (finish in-flight work, take no new work); we only point it at setup().
+    if settings.worker_metrics_port:
+        from workers.broker import prometheus_environment
+
+        # Dramatiq reads these when its CLI starts, before our code runs; a previous run's
+        # multiprocess files would add up into this one's counters.
+        os.environ.update(prometheus_environment(settings.worker_metrics_port))
+        shutil.rmtree(os.environ["dramatiq_prom_db"], ignore_errors=True)
     argv = [sys.executable, "-m", "dramatiq", "workers.app:setup",
             "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:
@@ -213,6 +229,12 @@ def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from workers.scheduler import main as scheduler_main
 
     return scheduler_main(settings)
+
+
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    from workers.poller import main as bot_main
+
+    return bot_main(settings, poll_timeout_s=args.poll_timeout, delete_webhook=args.delete_webhook)
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
@@ -284,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
 
+    p = sub.add_parser("health", help="exit 0 if a relay, worker or scheduler on this host is alive (heartbeat)")
+    p.add_argument("process", choices=("relay", "worker", "scheduler"))
+    p.add_argument("--max-age", type=float, default=60.0, help="seconds since the last heartbeat")
+    p.set_defaults(func=cmd_health)
+
     p = sub.add_parser("worker", help="run Dramatiq workers")
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--threads", type=int, default=8)
@@ -293,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="release due notifications, reap stuck ones, housekeeping").set_defaults(
         func=cmd_scheduler
     )
+
+    p = sub.add_parser("bot", help="Telegram bot updates by long polling (instead of the webhook)")
+    p.add_argument("--poll-timeout", type=int, default=25, help="getUpdates long-poll timeout, seconds")
+    p.add_argument("--delete-webhook", action="store_true", help="remove a webhook set for the bot first")
+    p.set_defaults(func=cmd_bot)
 
     p = sub.add_parser("web", help="the admin, profile and webhook web app")
     p.add_argument("--host", default="127.0.0.1")

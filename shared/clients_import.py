@@ -3,6 +3,9 @@
 Required columns: ``id,name,email,telegram_chat_id,locale,timezone``.
 Optional preference columns: ``telegram_enabled,email_enabled,allow_service,
 allow_marketing`` (default true, except marketing: false — consent is opt-in).
+Optional broadcast targeting columns: ``groups`` and ``tags`` (names separated
+by ``;``; when the column is present, a client's groups or tags become exactly
+these) and ``last_active_at`` (ISO 8601).
 A bad row is reported with its line number and skipped; the good rows are
 imported in one transaction.
 """
@@ -13,13 +16,14 @@ import csv
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TextIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from shared.models import Client, utcnow
+from shared.models import Client, ClientGroup, ClientTag, utcnow
 
 REQUIRED = ("id", "name", "email", "telegram_chat_id", "locale", "timezone")
 PREFERENCES = {
@@ -82,6 +86,19 @@ def parse_row(row: dict[str, str]) -> dict[str, Any]:
             out[attr] = _parse_bool(row.get(column) or "", default)
         except ValueError as exc:
             raise ValueError(f"{column}: {exc}") from None
+    for column, maxlen in (("groups", 200), ("tags", 100)):
+        if column in row:  # absent column: leave the client's memberships alone
+            names = list(dict.fromkeys(n.strip() for n in (row.get(column) or "").split(";") if n.strip()))
+            if any(len(n) > maxlen for n in names):
+                raise ValueError(f"{column}: a name longer than {maxlen} characters")
+            out[f"_{column}"] = names
+    active = (row.get("last_active_at") or "").strip()
+    if active:
+        try:
+            parsed = datetime.fromisoformat(active)
+        except ValueError:
+            raise ValueError(f"last_active_at: not an ISO 8601 time: {active[:40]!r}") from None
+        out["last_active_at"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return out
 
 
@@ -114,6 +131,7 @@ def _upsert(session: Session, rows: Iterable[dict[str, Any]], report: ImportRepo
         existing = {
             c.id: c for c in session.scalars(select(Client).where(Client.id.in_([r["id"] for r in chunk])))
         }
+        labels = {kind: {v["id"]: v.pop(f"_{kind}") for v in chunk if f"_{kind}" in v} for kind in ("groups", "tags")}
         for values in chunk:
             client = existing.get(values["id"])
             if client is None:
@@ -128,4 +146,10 @@ def _upsert(session: Session, rows: Iterable[dict[str, Any]], report: ImportRepo
                 setattr(client, attr, value)
             client.updated_at = utcnow()
             report.updated += 1
+        session.flush()
+        for kind, model, column in (("groups", ClientGroup, ClientGroup.name), ("tags", ClientTag, ClientTag.tag)):
+            if labels[kind]:
+                session.execute(delete(model).where(model.client_id.in_(list(labels[kind]))))
+                session.add_all([model(client_id=cid, **{column.key: name})
+                                 for cid, names in labels[kind].items() for name in names])
         session.flush()

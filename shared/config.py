@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -46,6 +47,13 @@ class Settings:
     public_url: str = "http://127.0.0.1:8000"
     metrics_token: str = field(default="", repr=False)  # empty: /metrics open (restrict it at the proxy)
 
+    # Client profile (/me): passwordless sign-in and Telegram connection
+    telegram_bot_username: str = ""  # without "@"; the deep link is https://t.me/<it>?start=<token>
+    client_token_ttl_s: float = 900.0  # sign-in links, codes and Telegram connect links
+    client_session_ttl_s: float = 30 * 86400.0
+    client_sign_in_per_address: int = 5  # sign-in requests per address per hour
+    client_sign_in_per_ip: int = 30  # sign-in requests and wrong codes per IP per hour
+
     # Limits (see docs/configuration.md for where the defaults come from)
     telegram_rate_per_s: float = 30.0
     telegram_chat_rate_per_s: float = 1.0
@@ -74,6 +82,7 @@ class Settings:
 
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
+    worker_metrics_port: int = 0  # >0: Dramatiq's Prometheus exposition on this port (worker processes)
 
     @property
     def smtp(self) -> SmtpParams | None:
@@ -166,9 +175,15 @@ def _validate(settings: Settings) -> None:
     for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "email_rate_per_min",
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
-                 "outbox_retention_days"):
+                 "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",
+                 "client_sign_in_per_address", "client_sign_in_per_ip"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+    check(
+        "telegram_bot_username",
+        not settings.telegram_bot_username or re.fullmatch(r"\w{5,32}", settings.telegram_bot_username) is not None,
+        "must be the bot's username without '@' (5-32 letters, digits or underscores)",
+    )
 
 
 _SECRET_FIELDS = ("metrics_token", "telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",

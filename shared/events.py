@@ -73,7 +73,31 @@ def _check_dict(value: Any) -> str | None:
     return None if isinstance(value, dict) else "must be an object"
 
 
+def _check_targeting(value: Any) -> str | None:
+    from shared.targeting import Targeting
+
+    try:
+        Targeting.parse(value if isinstance(value, dict) else None)
+    except ValueError as exc:
+        return str(exc)
+    return None if isinstance(value, dict) else "must be an object"
+
+
+def _check_channels(value: Any) -> str | None:
+    from shared.targeting import check_channels
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return "must be a list of channel names"
+    try:
+        check_channels(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "targeting": _check_targeting,
+    "channels": _check_channels,
     "str": _check_str,
     "datetime": _check_datetime,
     "date": _check_date,
@@ -111,6 +135,8 @@ class EventType:
     open_data: bool = False
     #: variables every template of this event can use besides ``fields``
     extra_variables: tuple[Field, ...] = field(default=())
+    #: a data field that may name the recipients instead of the recipient list (a broadcast's targeting)
+    targets_field: str | None = None
 
     def example_data(self) -> dict[str, Any]:
         return {f.name: f.example for f in self.fields if f.example is not None}
@@ -183,8 +209,9 @@ def validate_event(
     problems += [f"{path}: contains a NUL character (not storable)" for path in _nul_paths(data, "data")]
     if recipients is not None:
         recipient_list = list(recipients)
-        if not recipient_list:
-            problems.append("recipients: at least one client id is required")
+        if not recipient_list and not (spec.targets_field and data.get(spec.targets_field)):
+            problems.append("recipients: at least one client id is required"
+                            + (f" (or data.{spec.targets_field})" if spec.targets_field else ""))
         bad = [r for r in recipient_list if isinstance(r, bool) or not isinstance(r, int) or r <= 0]
         if bad:
             problems.append(f"recipients: client ids must be positive integers, got {bad[:5]!r}")
@@ -259,9 +286,17 @@ register(
         (
             Field("template_code", example="ANNOUNCEMENT"),
             Field("category", choices=("service", "marketing"), example="service"),
+            Field("targeting", "targeting", required=False, example={"groups": ["Робототехника"]},
+                  description="instead of recipients: groups, tags, locales, has_telegram, has_email, active_since"),
+            Field("channels", "channels", required=False, example=["telegram", "email"],
+                  description="the channels to use (default: every channel the client allows)"),
+            Field("broadcast_name", required=False, example="Занятия 25 ноября отменены",
+                  description="the name shown in the admin's broadcasts"),
         ),
-        "A broadcast of one template to many clients (free template data allowed).",
+        "A broadcast of one template to many clients (free template data allowed); it runs as a broadcast "
+        "(paced, with progress, pause and cancel in the admin) with initiator system.",
         open_data=True,
+        targets_field="targeting",
     )
 )
 

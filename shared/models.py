@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -109,6 +110,8 @@ class Client(Base):
     email_unreachable_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The CRM's last activity of the client (a visit, a payment): broadcasts filter on it.
+    last_active_at: Mapped[datetime | None] = mapped_column(index=True)
 
     def unreachable_reason(self, channel: str) -> str | None:
         return getattr(self, f"{channel}_unreachable_reason", None)
@@ -196,11 +199,33 @@ class Notification(Base):
         Index("ix_notifications_created", "created_at"),
         Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
         Index("ix_notifications_status_created", "status", "created_at"),
-        Index("ix_notifications_broadcast", "broadcast_id"),
+        # A broadcast reaches one client, and one address, once per channel (resends take another step).
+        UniqueConstraint("broadcast_id", "recipient_id", "channel", "step", name="uq_notification_broadcast"),
+        UniqueConstraint("broadcast_id", "channel", "recipient_address", "step",
+                         name="uq_notification_broadcast_address"),
+        Index("ix_notifications_broadcast_status", "broadcast_id", "status", "channel"),
+        # Rows a broadcast made but has not handed to delivery yet (send_at NULL): its feeder's queue.
+        Index(
+            "ix_notifications_broadcast_held",
+            "broadcast_id",
+            "channel",
+            "id",
+            postgresql_where=text("status = 'pending' AND send_at IS NULL"),
+            sqlite_where=text("status = 'pending' AND send_at IS NULL"),
+        ),
+        # The admin history's filters, newest first (migration 0004).
+        Index("ix_notifications_event_created", "event_type", "created_at"),
+        Index(
+            "ix_notifications_by_admin",
+            "created_at",
+            postgresql_where=text("initiator <> 'system'"),
+            sqlite_where=text("initiator <> 'system'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    recipient_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    # NULL only for an admin's "send test to me" (recipient_address is the admin's own).
+    recipient_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(32))
     recipient_address: Mapped[str] = mapped_column(String(320))
     event_type: Mapped[str] = mapped_column(String(100))
@@ -217,6 +242,7 @@ class Notification(Base):
     # What delivery needs
     category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
     locale: Mapped[str] = mapped_column(String(10), default="ru")
+    # NULL only while a broadcast holds the row back (paced hand-over, see shared/broadcasts.py).
     send_at: Mapped[datetime | None] = mapped_column()
     key: Mapped[str | None] = mapped_column(String(200))
     step: Mapped[str] = mapped_column(String(100), default="notice")  # the rule step, e.g. "reminder@-86400"
@@ -232,7 +258,7 @@ class Notification(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
 
-    recipient: Mapped[Client] = relationship(lazy="joined")
+    recipient: Mapped[Client | None] = relationship(lazy="joined")
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification", order_by="DeliveryAttempt.id", lazy="select"
     )
@@ -271,6 +297,7 @@ class AdminUser(Base):
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    telegram_chat_id: Mapped[str | None] = mapped_column(String(64))  # "send test to me" on Telegram
 
     def __str__(self) -> str:
         return self.email
@@ -316,3 +343,139 @@ class AuditLog(Base):
     object_id: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClientTokenPurpose(str, enum.Enum):
+    sign_in_link = "sign_in_link"  # emailed link
+    sign_in_code = "sign_in_code"  # code sent by the bot; token_hash is the challenge's, code_hash the code's
+    telegram_connect = "telegram_connect"  # the deep link's start parameter
+    session = "session"  # a signed-in browser; used_at set at logout
+
+
+class ClientToken(Base):
+    """A one-time secret of a client, stored only as a keyed hash (never readable from the DB).
+
+    ``used_at`` makes it one-time: it is set by a conditional UPDATE, so two
+    concurrent uses cannot both succeed.
+    """
+
+    __tablename__ = "client_tokens"
+    __table_args__ = (
+        Index("ix_client_tokens_client", "client_id", "purpose"),
+        Index("ix_client_tokens_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(20))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+
+
+class ClientSignInAttempt(Base):
+    """One sign-in request (or wrong code) per row, counted per address and per IP for throttling.
+
+    Rows are written whether or not the address belongs to a client, so the
+    throttle behaves the same for both (no account enumeration through it).
+    """
+
+    __tablename__ = "client_sign_in_attempts"
+    __table_args__ = (Index("ix_client_sign_in_attempts_scope", "scope", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(100))  # "address:<keyed hash>" or "ip:<address>"
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# The bot finds a client by chat id on every update.
+Index("ix_clients_telegram_chat_id", Client.telegram_chat_id)
+
+
+# ------------------------------------------------------------------ broadcasts
+
+
+class BroadcastStatus(str, enum.Enum):
+    draft = "draft"  # being prepared: count and preview, nothing created yet
+    testing = "testing"  # the test stage (a test group or the first N clients) is being sent or looked at
+    running = "running"  # sending to the whole selection
+    paused = "paused"  # by an admin or by itself (failure rate over the threshold)
+    completed = "completed"
+    canceled = "canceled"
+
+
+class ClientGroup(Base):
+    """A client's membership of a group or class (кружок), by the CRM's group name."""
+
+    __tablename__ = "client_groups"
+    __table_args__ = (Index("ix_client_groups_client", "client_id"),)
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+
+
+class ClientTag(Base):
+    __tablename__ = "client_tags"
+    __table_args__ = (Index("ix_client_tags_client", "client_id"),)
+
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+
+
+class Broadcast(Base):
+    """One template to a selection of clients, sent in stages, paced by the channel limits."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (Index("ix_broadcasts_status", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    template_code: Mapped[str] = mapped_column(String(100))
+    channels: Mapped[list[str]] = mapped_column(Json, default=list)
+    category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
+    targeting: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # see shared.broadcasts.Targeting
+    data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # template data
+    status: Mapped[str] = mapped_column(String(20), default=BroadcastStatus.draft.value)
+    initiator: Mapped[str] = mapped_column(String(100))  # "admin:<id>" or "system"
+    event_id: Mapped[int | None] = mapped_column(BigId, unique=True)  # a CRM's mass_broadcast event
+    # Stage settings
+    mode: Mapped[str] = mapped_column(String(10), default="manual")  # manual | auto
+    test_size: Mapped[int] = mapped_column(Integer, default=10)  # the first N clients of the selection
+    test_group: Mapped[str | None] = mapped_column(String(200))  # or the members of this group
+    stage_wait_s: Mapped[int] = mapped_column(Integer, default=60)  # auto: look this long after the test
+    max_failure_rate: Mapped[float] = mapped_column(Float, default=0.2)  # pause itself above this
+    # Where sending stands
+    stage: Mapped[str | None] = mapped_column(String(10))  # test | all
+    expand_cursor: Mapped[int] = mapped_column(BigId, default=0)  # last client id expanded in this stage
+    expanded_clients: Mapped[int] = mapped_column(Integer, default=0)  # clients expanded in this stage
+    expand_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    health: Mapped[dict[str, Any] | None] = mapped_column(Json)  # the failure-rate window's snapshot
+    # The counts the admin confirmed
+    planned_clients: Mapped[int | None] = mapped_column(Integer)
+    planned_messages: Mapped[int | None] = mapped_column(Integer)
+    planned_by_channel: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    test_done_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    fed_at: Mapped[datetime | None] = mapped_column()  # the feeder's last tick
+    expanded_at: Mapped[datetime | None] = mapped_column()  # the expansion's heartbeat (or when it was queued)
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.id})"
+
+
+class BroadcastClient(Base):
+    """An uploaded list of client ids a broadcast is limited to (or a CRM event's recipients)."""
+
+    __tablename__ = "broadcast_clients"
+
+    broadcast_id: Mapped[int] = mapped_column(BigId, ForeignKey("broadcasts.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    client_id: Mapped[int] = mapped_column(BigId, primary_key=True)  # no FK: an unknown id is reported

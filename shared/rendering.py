@@ -321,7 +321,9 @@ class _Env(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+", "//"})
 
     def __init__(self, *, html_mode: bool) -> None:
-        super().__init__(autoescape=html_mode, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+        # trim_blocks stays off: it ate the "\n" right after "{% if reason %}", and Telegram texts
+        # (which keep line breaks) lost every optional line's break.
+        super().__init__(autoescape=html_mode, undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=True)
         self.globals = {"range": _bounded_range}
         self.filters["date"] = _date_filter
         self.filters["money"] = _money_filter

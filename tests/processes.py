@@ -43,11 +43,14 @@ class Proc:
 
     def stop(self, timeout_s: float = 20) -> int:
         if self.popen.poll() is None:
-            self.signal(signal.SIGTERM)
+            # SIGTERM to the main process only, like `docker stop`: Dramatiq and gunicorn forward it
+            # to their children once; a second SIGTERM would tell a Dramatiq child to stop at once.
+            self.popen.send_signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self.signal(signal.SIGKILL)  # whatever the main process left behind in its group
         self._log.close()
         return self.popen.returncode
 

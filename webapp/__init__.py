@@ -104,13 +104,17 @@ def create_app(
     db.init_app(app, session_factory)
     csrf.init_app(app)
 
-    from webapp import admin, health, metrics, webhooks
+    from webapp import admin, health, metrics, profile, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(webhooks.bp)  # signed machine callers: CSRF-exempt view by view
+    from webapp import unsubscribe
+
+    app.register_blueprint(unsubscribe.bp)
+    csrf.exempt(unsubscribe.one_click)  # RFC 8058: mail clients POST without a token; the URL's token authenticates
     admin.init_app(app)  # Flask-Admin at /admin; every view behind one secure base class
-    # The client profile lands here.
+    profile.init_app(app)  # the client's own pages at /me
 
     app.register_error_handler(CSRFError, _csrf_error)
     app.after_request(_security_headers)

@@ -35,7 +35,7 @@ from shared.config import Settings
 from shared.db import make_engine, make_session_factory, session_scope
 from shared.errors import VestnikError
 from shared.migrate import upgrade
-from shared.models import utcnow
+from shared.models import AdminUser, utcnow
 from shared.seeds import install_default_templates
 
 log = logging.getLogger("vestnik.demo")
@@ -63,6 +63,7 @@ class Demo:
     server: BaseWSGIServer
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopped: bool = False
+    admin_password: str = ""  # the demo admin's, new at every start (shown in the banner)
 
     def stop(self) -> None:
         """Stop accepting requests, then the workers, then the sinks; safe to call twice."""
@@ -190,6 +191,7 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
             install_default_templates(session)
             seed_clients(session)
             seed_crm(session, now=utcnow(), school_tz=settings.default_timezone)
+            admin_password = _demo_admin(session)
 
         stack = EmbeddedStack(settings, worker_threads=worker_threads).start()
         cleanup.append(stack.stop)
@@ -212,7 +214,28 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
                 log.exception("cleanup after a failed start failed")
         raise
     return Demo(settings=settings, url=url, db_path=db_path, app=app, engine=engine, bot_api=bot_api,
-                smtp=smtp, stack=stack, server=server, _threads=[thread])
+                smtp=smtp, stack=stack, server=server, _threads=[thread], admin_password=admin_password)
+
+
+DEMO_ADMIN_EMAIL = "admin@vestnik.demo"
+DEMO_ADMIN_CHAT_ID = "9000001"  # "send test to me" lands in the fake Telegram, on the sent page
+
+
+def _demo_admin(session: Any) -> str:
+    """The demo's admin, with a fresh password each start (never a fixed one), returned for the banner."""
+    from sqlalchemy import select
+    from werkzeug.security import generate_password_hash
+
+    password = secrets.token_urlsafe(9)
+    user = session.scalar(select(AdminUser).where(AdminUser.email == DEMO_ADMIN_EMAIL))
+    if user is None:
+        user = AdminUser(email=DEMO_ADMIN_EMAIL, role="admin")
+        session.add(user)
+    user.password_hash = generate_password_hash(password)
+    user.session_token = secrets.token_hex(16)
+    user.failed_logins, user.locked_until = 0, None
+    user.telegram_chat_id = user.telegram_chat_id or DEMO_ADMIN_CHAT_ID
+    return password
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -270,6 +293,7 @@ def _banner(demo: Demo, open_seconds: float | None) -> str:
         "",
         f"  Demo CRM        {demo.url}/        press \"Cancel lesson\"",
         f"  What was sent   {demo.url}/sent    Telegram messages, emails, notifications, outbox",
+        f"  Admin           {demo.url}/admin/   {DEMO_ADMIN_EMAIL} / {demo.admin_password}",
         f"  Health          {demo.url}/readyz",
         "",
         f"  Database        {demo.db_path}  (SQLite: sqlite3 {demo.db_path})",

@@ -4,7 +4,12 @@
 - ``/readyz``: I can do my job: the database answers and its schema is the one
   this code expects.  A web process that cannot reach its database, or runs
   ahead of ``vestnik db upgrade`` during a deploy, is taken out of rotation
-  (503) instead of answering 500s.
+  (503) instead of answering 500s.  The broker and Redis are checked and
+  reported too, but do not make the web unready: nothing the web serves
+  needs them (webhooks and the admin write to the database; the relay and
+  workers use the broker and the limiter), and taking the admin offline
+  during a RabbitMQ outage would only hide the outage from the people who
+  must see it.  Alert on ``vestnik_broker_up`` instead.
 
 Answers name the part that failed and the exception's class, never its text:
 driver errors can carry host names, users, even URLs.  The full error goes to
@@ -20,6 +25,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from shared.migrate import MIGRATIONS_DIR
+from webapp import get_settings
 from webapp.db import session_factory
 
 log = logging.getLogger("vestnik.web.health")
@@ -56,7 +62,37 @@ def readyz() -> tuple[Response, int]:
         checks.setdefault("database", f"unreachable ({type(exc).__name__})")
         checks.setdefault("schema", "unknown" if checks["database"] != "ok" else f"error ({type(exc).__name__})")
     ready = all(value == "ok" for value in checks.values())
+    settings = get_settings()
+    if not settings.embedded:
+        checks["broker"] = _broker_check(settings.broker_url)
+    if settings.redis_url:
+        checks["redis"] = _redis_check(settings.redis_url)
     return jsonify(status="ready" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+def _broker_check(url: str) -> str:
+    import pika
+
+    try:
+        params = pika.URLParameters(url)
+        params.socket_timeout = params.blocked_connection_timeout = 2
+        params.connection_attempts = 1
+        pika.BlockingConnection(params).close()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"unreachable ({type(exc).__name__})"
+
+
+def _redis_check(url: str) -> str:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        client.ping()
+        client.close()
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"unreachable ({type(exc).__name__})"
 
 
 def _schema_check(session) -> str:

@@ -43,6 +43,7 @@ def gunicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]
         "max_requests": 2000,
         "max_requests_jitter": 200,
         "accesslog": "-",
+        "logger_class": "webapp.access_log.RedactingLogger",  # no sign-in tokens in access logs
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "vestnik-web",

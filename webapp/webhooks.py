@@ -166,7 +166,7 @@ def telegram():
     if not isinstance(update, dict) or "update_id" not in update:
         return _problem(422, "not a Telegram update")
     session = get_session()
-    reply = handle_update(session, update)
+    reply = handle_update(session, update, settings=settings)
     session.commit()
     if reply is not None:
         # Answering inside the webhook response is allowed by the Bot API and needs no extra call.

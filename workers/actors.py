@@ -18,8 +18,17 @@ from dramatiq.middleware import CurrentMessage
 
 from shared import faults
 from shared.models import utcnow
-from workers import scheduling
-from workers.broker import DELIVER, EVENTS_QUEUE, HANDLE_EVENT, MAINTENANCE_QUEUE, delivery_queue, enqueue_delivery
+from workers import broadcasting, scheduling
+from workers.broker import (
+    BROADCASTS_QUEUE,
+    DELIVER,
+    EVENTS_QUEUE,
+    EXPAND_BROADCAST,
+    HANDLE_EVENT,
+    MAINTENANCE_QUEUE,
+    delivery_queue,
+    enqueue_delivery,
+)
 from workers.handling import PredecessorPending
 from workers.handling import handle_event as handle
 
@@ -38,6 +47,8 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
         except PredecessorPending as exc:
             raise dramatiq.Retry(str(exc), delay=1000) from None  # not an error: wait for the earlier event
         faults.hit("worker.after_handle_commit")
+        if result.broadcast_id is not None:  # a CRM's mass_broadcast: the broadcast machinery takes it
+            broadcasting.enqueue_expansion(rt.broker, result.broadcast_id)
         now = utcnow()
         for notification_id, channel, address, send_at in result.created:
             if send_at is None or send_at <= now:
@@ -71,6 +82,12 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
         rt = get_runtime()
         scheduling.clean_outbox(rt.factory, utcnow(), keep_days=rt.settings.outbox_retention_days)
 
+    def expand_broadcast(broadcast_id: int) -> None:
+        broadcasting.run_expansion(get_runtime(), broadcast_id)
+
+    def drive_broadcasts() -> None:
+        broadcasting.drive(get_runtime())
+
     actors = {
         HANDLE_EVENT: dramatiq.actor(handle_event, broker=broker, actor_name=HANDLE_EVENT,
                                      queue_name=EVENTS_QUEUE, max_retries=20, min_backoff=1000,
@@ -78,7 +95,11 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
         DELIVER: dramatiq.actor(deliver_notification, broker=broker, actor_name=DELIVER,
                                 queue_name=delivery_queue("default"), max_retries=0, time_limit=TIME_LIMIT_MS),
     }
-    for fn in (release_due_notifications, reap_stuck_notifications, clean_outbox):
+    # Expansion has its own queue: a long one never delays the maintenance ticks.
+    actors[EXPAND_BROADCAST] = dramatiq.actor(expand_broadcast, broker=broker, actor_name=EXPAND_BROADCAST,
+                                              queue_name=BROADCASTS_QUEUE, max_retries=20, min_backoff=1000,
+                                              max_backoff=30_000, time_limit=TIME_LIMIT_MS)
+    for fn in (release_due_notifications, reap_stuck_notifications, clean_outbox, drive_broadcasts):
         actors[fn.__name__] = dramatiq.actor(fn, broker=broker, actor_name=fn.__name__,
                                              queue_name=MAINTENANCE_QUEUE, max_retries=0,
                                              time_limit=TIME_LIMIT_MS)

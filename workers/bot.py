@@ -1,10 +1,24 @@
 """Telegram bot updates: what a client's button press or command means.
 
 The same function serves the webhook (``POST /webhooks/telegram``) and long
-polling (``vestnik bot``), so both behave alike.  It only writes to the
-session it is given (emitting events through the outbox); the reply to
-Telegram (``answerCallbackQuery``) is returned for the caller to send after
-the commit, never inside the transaction.
+polling (``vestnik bot``, ``workers/poller.py``), so both behave alike.  It
+only writes to the session it is given (emitting events through the outbox,
+changing the client's Telegram fields, auditing as ``client:<id>``); the
+reply to Telegram (``answerCallbackQuery``, ``sendMessage``) is returned for
+the caller to send after the commit, never inside the transaction.
+
+What it understands:
+
+- ``callback_query`` ``rate:<booking>:<1-5>``: a feedback answer;
+- ``/start <token>`` in a private chat: binds the chat to the client whose
+  one-time connect token it is (``shared.client_auth``), switches Telegram
+  on and clears "unreachable".  A chat belongs to one client: binding it
+  takes it from whoever had it;
+- ``/start`` alone from a known chat: the client is back (reachable, on);
+- ``/stop``: Telegram notifications off for the client of this chat;
+- ``my_chat_member`` with new status ``kicked`` (the user blocked the bot):
+  the address is marked unreachable, so rules stop planning Telegram for it;
+  ``member`` again clears that.
 """
 
 from __future__ import annotations
@@ -17,7 +31,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbox import emit
-from shared.models import Client
+from shared import client_auth
+from shared.audit import client_action
+from shared.config import Settings
+from shared.models import Client, ClientTokenPurpose, utcnow
 
 _RATE = re.compile(r"^rate:([\w.:-]{1,40}):([1-5])$")
 
@@ -32,12 +49,150 @@ def client_for_chat(session: Session, chat_id: Any) -> Client | None:
     return session.scalars(select(Client).where(Client.telegram_chat_id == str(chat_id))).first()
 
 
-def handle_update(session: Session, update: dict[str, Any]) -> BotReply | None:
-    """Apply one Bot API update; return the reply to send after commit, if any."""
+def handle_update(session: Session, update: dict[str, Any], *, settings: Settings | None = None) -> BotReply | None:
+    """Apply one Bot API update; return the reply to send after commit, if any.
+
+    ``settings`` is needed for ``/start <token>`` (the secret key checks the
+    token, ``public_url`` goes into replies); without it connect tokens are refused.
+    """
     update_id = update.get("update_id")
     callback = update.get("callback_query")
     if isinstance(callback, dict):
         return _callback(session, update_id, callback)
+    member = update.get("my_chat_member")
+    if isinstance(member, dict):
+        return _membership(session, member)
+    message = update.get("message")
+    if isinstance(message, dict) and isinstance(message.get("text"), str):
+        return _command(session, message, settings)
+    return None
+
+
+_WORDS = {
+    "connected": {"ru": "Готово: Telegram подключён, {name}. Уведомления будут приходить сюда. /stop — выключить.",
+                  "en": "Done: Telegram is connected, {name}. Notifications will come here. /stop turns them off."},
+    "bad_token": {"ru": "Ссылка устарела или уже использована. Откройте личный кабинет и нажмите "
+                        "«Подключить Telegram» ещё раз: {url}",
+                  "en": "This link has expired or was used. Open your profile and press \"Connect Telegram\" "
+                        "again: {url}"},
+    "welcome_back": {"ru": "С возвращением! Уведомления в Telegram включены. /stop — выключить.",
+                     "en": "Welcome back! Telegram notifications are on. /stop turns them off."},
+    "unknown": {"ru": "Чтобы получать уведомления здесь, откройте личный кабинет и нажмите «Подключить Telegram»: "
+                      "{url}",
+                "en": "To get notifications here, open your profile and press \"Connect Telegram\": {url}"},
+    "stopped": {"ru": "Уведомления в Telegram выключены. /start — включить снова.",
+                "en": "Telegram notifications are off. /start turns them back on."},
+    "private_only": {"ru": "Подключить можно только личный чат с ботом.",
+                     "en": "Only a private chat with the bot can be connected."},
+}
+
+
+def _say(key: str, lang: str, **values: Any) -> str:
+    import html
+
+    words = _WORDS[key]
+    return (words.get(lang) or words["en"]).format(**{k: html.escape(str(v)) for k, v in values.items()})
+
+
+def _lang(client: Client | None, user: dict[str, Any]) -> str:
+    if client is not None and client.locale in ("ru", "en"):
+        return client.locale
+    return "ru" if str(user.get("language_code") or "ru").lower().startswith(("ru", "uk", "be", "kk")) else "en"
+
+
+def _send(chat_id: Any, text: str) -> BotReply:
+    return BotReply("sendMessage", {"chat_id": chat_id, "text": text, "parse_mode": "HTML",
+                                    "link_preview_options": {"is_disabled": True}})
+
+
+def _audit(session: Session, client: Client, action: str, details: dict[str, Any] | None = None) -> None:
+    client_action(session, client.id, action, details)
+
+
+def _command(session: Session, message: dict[str, Any], settings: Settings | None) -> BotReply | None:
+    chat = message.get("chat") or {}
+    chat_id = chat.get("id")
+    if chat_id is None:
+        return None
+    text = message["text"].strip()
+    command, _, argument = text.partition(" ")
+    command = command.split("@", 1)[0].lower()  # "/start@vestnik_bot" in groups
+    user = message.get("from") or {}
+    client = client_for_chat(session, chat_id)
+    profile_url = (settings.public_url.rstrip("/") if settings else "") + "/me"
+    if command == "/start":
+        if chat.get("type") != "private":
+            return _send(chat_id, _say("private_only", _lang(client, user)))
+        token = argument.strip()
+        if token:
+            return _connect(session, chat_id, token, user, settings, profile_url)
+        if client is None:
+            return _send(chat_id, _say("unknown", _lang(None, user), url=profile_url))
+        changed = {}
+        if client.telegram_unreachable_reason:
+            changed["telegram_unreachable_reason"] = [client.telegram_unreachable_reason, None]
+            client.telegram_unreachable_reason = None
+        if not client.notifications_telegram_enabled:
+            changed["notifications_telegram_enabled"] = [False, True]
+            client.notifications_telegram_enabled = True
+        if changed:
+            _audit(session, client, "client.telegram_restarted", {"changes": changed})
+        return _send(chat_id, _say("welcome_back", _lang(client, user)))
+    if command == "/stop":
+        if client is None:
+            return _send(chat_id, _say("unknown", _lang(None, user), url=profile_url))
+        if client.notifications_telegram_enabled:
+            client.notifications_telegram_enabled = False
+            _audit(session, client, "client.preferences",
+                   {"changes": {"notifications_telegram_enabled": [True, False]}, "via": "bot /stop"})
+        return _send(chat_id, _say("stopped", _lang(client, user)))
+    return None
+
+
+def _connect(session: Session, chat_id: Any, token: str, user: dict[str, Any], settings: Settings | None,
+             profile_url: str) -> BotReply:
+    secret_key = settings.secret_key if settings else ""
+    nonce = client_auth.connect_nonce(secret_key, token) if secret_key else None
+    row = None
+    if nonce is not None:
+        row = client_auth.consume(session, secret_key, ClientTokenPurpose.telegram_connect, nonce, utcnow())
+        if row is None:
+            # A redelivered update (webhook retry): the token was used by this very chat; say "done" again.
+            used = client_auth.find(session, secret_key, ClientTokenPurpose.telegram_connect, nonce)
+            owner = session.get(Client, used.client_id) if used is not None and used.used_at else None
+            if owner is not None and owner.telegram_chat_id == str(chat_id):
+                return _send(chat_id, _say("connected", _lang(owner, user), name=owner.name))
+    client = session.get(Client, row.client_id) if row is not None else None
+    if client is None:
+        return _send(chat_id, _say("bad_token", _lang(client_for_chat(session, chat_id), user), url=profile_url))
+    chat = str(chat_id)
+    for previous in session.scalars(select(Client).where(Client.telegram_chat_id == chat, Client.id != client.id)):
+        previous.telegram_chat_id = None  # one chat, one client: the newest binding wins
+        _audit(session, previous, "client.telegram_disconnected", {"chat_id": chat, "taken_by": client.id})
+    old = client.telegram_chat_id
+    client.telegram_chat_id = chat
+    client.notifications_telegram_enabled = True
+    client.telegram_unreachable_reason = None
+    _audit(session, client, "client.telegram_connected", {"chat_id": chat, "previous_chat_id": old})
+    return _send(chat_id, _say("connected", _lang(client, user), name=client.name or ""))
+
+
+def _membership(session: Session, member: dict[str, Any]) -> None:
+    chat = member.get("chat") or {}
+    if chat.get("type") != "private" or chat.get("id") is None:
+        return None
+    status = str((member.get("new_chat_member") or {}).get("status") or "")
+    client = client_for_chat(session, chat["id"])
+    if client is None:
+        return None
+    if status == "kicked":
+        reason = "the user blocked the bot (my_chat_member: kicked)"
+        if client.telegram_unreachable_reason != reason:
+            client.telegram_unreachable_reason = reason
+            _audit(session, client, "client.telegram_unreachable", {"reason": reason})
+    elif status == "member" and client.telegram_unreachable_reason:
+        _audit(session, client, "client.telegram_reachable", {"was": client.telegram_unreachable_reason})
+        client.telegram_unreachable_reason = None
     return None
 
 

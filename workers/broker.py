@@ -13,6 +13,8 @@ EVENTS_QUEUE = "events"
 HANDLE_EVENT = "handle_event"
 DELIVER = "deliver_notification"
 MAINTENANCE_QUEUE = "maintenance"
+BROADCASTS_QUEUE = "broadcasts"
+EXPAND_BROADCAST = "expand_broadcast"
 
 
 def delivery_queue(channel: str) -> str:
@@ -29,6 +31,11 @@ def build_broker(settings: Settings, middleware: list[Middleware] | None = None)
         # confirm_delivery: a publish is known to be stored before we go on.
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     broker.add_middleware(CurrentMessage())  # delivery reads the limiter's verdict from the message
+    from workers.middleware.heartbeat import Heartbeat
+
+    broker.add_middleware(Heartbeat())  # `vestnik health worker`
+    if settings.worker_metrics_port and not settings.embedded:
+        add_prometheus(broker, settings.worker_metrics_port)
     for m in middleware or []:
         broker.add_middleware(m)
     return broker
@@ -58,3 +65,31 @@ def event_message(event_id: int, key: str | None = None, queue_name: str = EVENT
     return dramatiq.Message(
         queue_name=queue_name, actor_name=HANDLE_EVENT, args=(event_id,), kwargs={}, options={"key": key}
     )
+
+
+def prometheus_environment(port: int) -> dict[str, str]:
+    """What Dramatiq's Prometheus middleware reads from the environment, at import time."""
+    import os
+    import tempfile
+
+    return {
+        "dramatiq_prom_host": os.environ.get("dramatiq_prom_host", "0.0.0.0"),  # noqa: S104 - for the scraper
+        "dramatiq_prom_port": str(port),
+        # per port: two worker groups on one host do not mix their counts
+        "dramatiq_prom_db": os.path.join(tempfile.gettempdir(), f"vestnik-prometheus-{port}"),
+    }
+
+
+def add_prometheus(broker: dramatiq.Broker, port: int) -> None:
+    """Dramatiq's Prometheus middleware (with Vestnik's counters, ``workers/metrics.py``) on ``port``.
+
+    ``vestnik worker`` sets the environment before Dramatiq's CLI starts
+    (``prometheus_environment``); this sets it again for other embedders.
+    """
+    import os
+
+    for key, value in prometheus_environment(port).items():
+        os.environ.setdefault(key, value)
+    from dramatiq.middleware.prometheus import Prometheus
+
+    broker.add_middleware(Prometheus())

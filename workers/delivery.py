@@ -19,11 +19,13 @@ attempt; the reaper then marks it uncertain instead of resending.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import faults
@@ -31,6 +33,8 @@ from shared.composer import compose, find_template
 from shared.config import Settings
 from shared.errors import TemplateError
 from shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from shared.unsubscribe import marketing_extras
+from workers import metrics
 from workers.attachments import fetch_attachment
 from workers.channels.base import Channel, DeliveryError, Outcome
 from workers.retry import decide
@@ -43,6 +47,8 @@ log = logging.getLogger("vestnik.delivery")
 #: delayed message unacked in worker memory, and RabbitMQ's consumer_timeout
 #: (30 min) would requeue it (dramatiq #827).
 MAX_BROKER_DELAY_S = 60.0
+#: tries to record a provider's answer when the database connection drops (0.5 s, 1 s, 1.5 s apart)
+RECORD_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -126,18 +132,22 @@ class Delivery:
                 )
                 data = n.payload_json or {}
                 step = step_of(n.event_type, n.step)
+                buttons = buttons_for(step, data, n.locale) if n.channel == "telegram" else ()
+                headers, more = marketing_extras(self.settings, n.category, n.channel, n.recipient_id, n.locale)
                 message = compose(
                     template,
                     event_type=n.event_type,
                     data=data,
                     client=client,
                     notification_id=n.id,
-                    buttons=buttons_for(step, data, n.locale) if n.channel == "telegram" else (),
+                    buttons=buttons + more,
+                    headers=headers,
                 )
             except TemplateError as exc:
                 self._finish(n, NotificationStatus.failed, error=f"render failed: {exc}", now=now)
                 log.warning("render failed", extra={"action": "delivery.render_failed",
                                                     "notification_id": n.id, "reason": str(exc)})
+                metrics.delivery(n.channel, "render_failed", "render failed")
                 return Result(n.id, "render_failed")
             n.subject = message.subject
             n.body = message.html if message.html is not None else message.text
@@ -162,7 +172,20 @@ class Delivery:
         except DeliveryError as exc:
             external_id, error = None, exc
         faults.hit("worker.after_send")
-        return self._record(notification_id, attempt_id, channel_name, address, external_id, error)
+        # The provider's answer is known now; losing it to a dropped database connection would turn a
+        # message we know was sent into "delivery uncertain".  Recording is safe to repeat: it checks
+        # the row is still ours.  The pool replaces dead connections (pool_pre_ping).
+        for retry in range(RECORD_RETRIES + 1):
+            try:
+                return self._record(notification_id, attempt_id, channel_name, address, external_id, error)
+            except DBAPIError as exc:
+                if retry == RECORD_RETRIES or not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                log.warning("recording the outcome failed; retrying", extra={
+                    "action": "delivery.record_retry", "notification_id": notification_id,
+                    "error": type(exc.orig).__name__})
+                time.sleep(0.5 * (retry + 1))  # backoff while the database comes back
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------ recording
 
@@ -229,6 +252,10 @@ class Delivery:
                     self._finish(n, NotificationStatus.failed, error=reason, now=now)
                     if error.address_unreachable:
                         self._mark_unreachable(session, n.recipient_id, channel_name, address, error.reason)
+        if error is not None and error.local:
+            metrics.limiter_wait(channel_name, error.retry_after_s or 0.0)
+        else:
+            metrics.delivery(channel_name, outcome.value, error.reason if error else None)
         log.info(
             "delivery attempt",
             extra={"action": f"delivery.{outcome.value}", "notification_id": notification_id,

@@ -15,7 +15,7 @@ import dramatiq
 
 from shared.config import Settings
 from shared.models import utcnow
-from workers import app, scheduling
+from workers import app, broadcasting, scheduling
 from workers.broker import enqueue_delivery
 from workers.channels.base import Channel
 
@@ -65,6 +65,7 @@ class EmbeddedStack:
                 for r in scheduling.release_due(rt.factory, now, redrive_after_s=self.settings.redrive_after_s):
                     ch = rt.channels.get(r.channel)
                     enqueue_delivery(self.broker, r.id, r.channel, ch.limit_key(r.address) if ch else None)
+                broadcasting.drive(rt)
                 if now.timestamp() - last_reap > 30:
                     scheduling.reap_stuck(rt.factory, now)
                     last_reap = now.timestamp()

@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import broadcasts
 from shared.errors import EventValidationError, VestnikError
 from shared.events import validate_event
 from shared.models import (
@@ -66,6 +67,7 @@ class HandleResult:
     created: list[tuple[int, str, str | None, datetime | None]] = field(default_factory=list)
     canceled: int = 0
     error: str | None = None
+    broadcast_id: int | None = None  # a mass_broadcast became this broadcast: expand it
 
 
 def _lock_event(session: Session, event_id: int) -> OutboxEvent | None:
@@ -114,6 +116,15 @@ def handle_event(
                 return HandleResult(event_id, "superseded", error=event.error)
             if _earlier_pending(session, event) and now - event.created_at < timedelta(seconds=PREDECESSOR_WAIT_S):
                 raise PredecessorPending(f"event {event.id} waits for an earlier event with key {event.key!r}")
+
+        if event.event_type == broadcasts.EVENT_TYPE:  # the broadcast machinery: paced, staged, cancelable
+            try:
+                b = broadcasts.start_from_event(session, event, now)
+            except broadcasts.BroadcastError as exc:
+                return _fail(event, f"broadcast could not start: {exc}", now)
+            event.status = OutboxStatus.processed.value
+            event.processed_at = now
+            return HandleResult(event_id, "processed", broadcast_id=b.id)
 
         override = load_override(session, event.event_type)
         rule = effective_rule(event.event_type, override)

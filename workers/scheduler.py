@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from shared import heartbeat
 from shared.config import Settings
 from shared.db import is_postgres, normalise_url
 
@@ -65,6 +66,7 @@ def single_scheduler_lock(
                     conn.close()
                 return
             conn.close()
+            heartbeat.beat("scheduler")  # a hot standby is healthy too
             log.info("another scheduler is active; standing by", extra={"action": "scheduler.standby"})
             stop.wait(retry_s)
         return
@@ -100,24 +102,36 @@ def main(settings: Settings) -> int:
 
     tick_s = max(1, int(settings.scheduler_tick_s))
     interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
-    interval(seconds=30)(broker.get_actor("reap_stuck_notifications"))
+    interval(seconds=tick_s)(broker.get_actor("drive_broadcasts"))  # paced hand-over of broadcasts
+    # Reap at least twice per lease, so a dead worker's row waits at most ~1.5 leases.
+    reap_s = max(1, min(30, int(settings.processing_lease_s // 2)))
+    interval(seconds=reap_s)(broker.get_actor("reap_stuck_notifications"))
     cron("17 * * * *")(broker.get_actor("clean_outbox"))
 
-    lost = threading.Event()
-    with single_scheduler_lock(settings, stop) as still_held:
-        if stop.is_set():
-            return 0
+    def supervise() -> None:
+        """Tick only while holding the lock.  Losing it (its connection dropped: a database restart)
+        pauses the ticks and makes this process a standby again, not a dead one."""
+        from apscheduler.schedulers.base import STATE_STOPPED
 
-        def watch() -> None:
-            while not stop.wait(5):
-                if not still_held():
-                    log.error("scheduler lock lost; stopping", extra={"action": "scheduler.lock_lost"})
-                    lost.set()
+        while scheduler.state == STATE_STOPPED and not stop.is_set():
+            stop.wait(0.05)  # the main thread is starting the scheduler (paused)
+        while not stop.is_set():
+            with single_scheduler_lock(settings, stop) as still_held:
+                if stop.is_set():
                     break
-            scheduler.shutdown(wait=False)
+                scheduler.resume()
+                log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s,
+                                                     "pid": os.getpid()})
+                heartbeat.beat("scheduler")
+                while not stop.wait(5):
+                    heartbeat.beat("scheduler")
+                    if not still_held():
+                        log.error("scheduler lock lost; standing by", extra={"action": "scheduler.lock_lost"})
+                        break
+                scheduler.pause()
+        scheduler.shutdown(wait=False)
 
-        threading.Thread(target=watch, name="vestnik-scheduler-lock", daemon=True).start()
-        log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s, "pid": os.getpid()})
-        scheduler.start()  # blocks until shutdown
+    threading.Thread(target=supervise, name="vestnik-scheduler-lock", daemon=True).start()
+    scheduler.start(paused=True)  # blocks until supervise() shuts it down
     broker.close()
-    return 1 if lost.is_set() else 0  # a supervisor restarts us; we then stand by
+    return 0

@@ -110,6 +110,8 @@ class FakeBotApi:
         self._sends = 0
         self.webhook_url: str | None = None
         self.connections = 0
+        #: seconds each send takes before it answers (a slow provider, for in-flight work at shutdown)
+        self.latency_s = 0.0
         self._stopping = threading.Event()
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
@@ -207,14 +209,55 @@ class FakeBotApi:
             self.cond.notify_all()
         return update
 
-    def push_message(self, chat_id: int | str, text: str, *, first_name: str = "Client") -> dict[str, Any]:
-        """Queue a real-shaped ``message`` update (a client wrote to the bot)."""
+    def push_message(self, chat_id: int | str, text: str, *, first_name: str = "Client",
+                     language_code: str | None = None) -> dict[str, Any]:
+        """Queue a real-shaped ``message`` update (a client wrote to the bot).
+
+        A leading ``/command`` gets its ``bot_command`` entity, as Telegram sends it.
+        """
         chat = int(chat_id)
-        return self.push_update({"message": {
-            "message_id": next(self._message_ids), "date": int(time.time()), "text": text,
-            "from": {"id": chat, "is_bot": False, "first_name": first_name},
+        user: dict[str, Any] = {"id": chat, "is_bot": False, "first_name": first_name}
+        if language_code:
+            user["language_code"] = language_code
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids), "date": int(time.time()), "text": text, "from": user,
             "chat": {"id": chat, "type": "private", "first_name": first_name},
+        }
+        command = re.match(r"/\w+(@\w+)?", text)
+        if command:
+            length = len(command.group(0).encode("utf-16-le")) // 2
+            message["entities"] = [{"offset": 0, "length": length, "type": "bot_command"}]
+        return self.push_update({"message": message})
+
+    def push_start(self, chat_id: int | str, payload: str = "", **kwargs: Any) -> dict[str, Any]:
+        """The user pressed Start (from a ``t.me/<bot>?start=<payload>`` deep link when ``payload`` is given)."""
+        return self.push_message(chat_id, f"/start {payload}".strip(), **kwargs)
+
+    def push_my_chat_member(self, chat_id: int | str, new_status: str, *, old_status: str | None = None,
+                            first_name: str = "Client") -> dict[str, Any]:
+        """Queue a real-shaped ``my_chat_member`` update: ``kicked`` when the user blocks the bot,
+        ``member`` when they unblock it."""
+        chat = int(chat_id)
+        user = {"id": chat, "is_bot": False, "first_name": first_name}
+        bot = {"id": int(self.token.split(":")[0]) if self.token.split(":")[0].isdigit() else 1, "is_bot": True,
+               "first_name": "Vestnik", "username": "vestnik_fake_bot"}
+        old = old_status or ("member" if new_status == "kicked" else "kicked")
+
+        def member(status: str) -> dict[str, Any]:
+            found: dict[str, Any] = {"user": bot, "status": status}
+            if status == "kicked":
+                found["until_date"] = 0
+            return found
+
+        return self.push_update({"my_chat_member": {
+            "chat": {"id": chat, "type": "private", "first_name": first_name}, "from": user,
+            "date": int(time.time()), "old_chat_member": member(old), "new_chat_member": member(new_status),
         }})
+
+    def pending_updates(self) -> int:
+        """Updates not yet confirmed by a getUpdates offset."""
+        with self.cond:
+            return len(self._updates)
 
     def push_callback(self, chat_id: int | str, data: str, *, message_id: int | None = None,
                       first_name: str = "Client") -> dict[str, Any]:
@@ -327,6 +370,8 @@ class FakeBotApi:
               document: tuple[str, bytes, str] | None) -> tuple[int, Any]:
         if not chat:
             return _error(400, "Bad Request: chat_id is empty")
+        if self.latency_s:
+            self._stopping.wait(self.latency_s)
         fault = self._next_fault()
         if fault is not None and fault.kind != "stall":
             if fault.kind == "429":

@@ -84,3 +84,6 @@ def stack(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_server,
         import_clients(s, io.StringIO(CLIENTS))
         s.commit()
     return Stack(env, factory, tmp_path)
+
+
+from tests.e2e.runs import chaos  # noqa: E402, F401 - the fixture, for every e2e module

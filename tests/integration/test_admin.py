@@ -16,8 +16,8 @@ from webapp import create_app
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def app(session_factory):
+def make_admin_app(session_factory):
+    """The app with the admin, an admin and a support user, a client and four notifications."""
     app = create_app(Settings(secret_key="k" * 32), session_factory=session_factory, config={"TESTING": True})
     if "auth" not in app.blueprints:
         from webapp import admin
@@ -38,6 +38,11 @@ def app(session_factory):
                                last_error="Forbidden: bot was blocked by the user" if status == "failed" else None))
         s.commit()
     return app
+
+
+@pytest.fixture
+def app(session_factory):
+    return make_admin_app(session_factory)
 
 
 def token(html: str) -> str:
@@ -121,8 +126,9 @@ def test_every_mutating_endpoint_requires_csrf(app):
     login(c)
     checked = 0
     for rule in app.url_map.iter_rules():
-        if not (rule.methods & {"POST", "PUT", "PATCH", "DELETE"}) or rule.endpoint.startswith("webhooks."):
-            continue  # webhooks authenticate by signature (their own tests)
+        if not (rule.methods & {"POST", "PUT", "PATCH", "DELETE"}) or rule.endpoint.startswith(
+                ("webhooks.", "unsubscribe.")):
+            continue  # webhooks authenticate by signature, one-click unsubscribe by its token (their own tests)
         path = re.sub(r"<[^>]+>", "1", rule.rule)
         resp = c.post(path, data={"x": "1"})
         assert resp.status_code == 400 and ("CSRF" in resp.text or "expired" in resp.text), rule.rule
@@ -176,7 +182,10 @@ def test_template_save_validates_and_keeps_versions(app, session_factory):
         saved = s.get(NotificationTemplate, t.id)
         versions = s.scalars(select(TemplateVersion).where(TemplateVersion.template_id == t.id)).all()
     assert saved.body == "Отмена: {{ lesson_title }}" and saved.updated_by.startswith("admin:")
-    assert [v.body for v in versions] == ["Отмена: {{ lesson_title }}"]
+    # The shipped text is kept as version 1, so it can be restored.
+    assert [v.body for v in versions] == [t.body, "Отмена: {{ lesson_title }}"]
+    assert versions[0].updated_by == "shipped default"
+
 
 
 def test_rules_page_switches_an_event_off_and_changes_offsets_audited(app, session_factory):
@@ -216,3 +225,20 @@ def test_support_sees_rules_but_cannot_change_them(app):
     page = c.get("/admin/rules/")
     assert page.status_code == 200 and "Save" not in page.text
     assert c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text)}).status_code == 403
+
+
+def test_client_card_shows_reachability_and_the_latest_notifications(app):
+    c = app.test_client()
+    login(c)
+    card = c.get("/admin/client/details/?id=1").text
+    assert "Telegram reachability" in card and "reachable" in card
+    assert card.count("text failed") == 1 and "Forbidden: bot was blocked" in card  # the status cell's error marker
+    assert "flt0_client_id_equals=1" in card
+
+
+def test_dashboard_counts_a_pending_row_without_send_at_as_due(app):
+    c = app.test_client()
+    login(c)
+    html = c.get("/admin/").text
+    due = re.search(r"Due now, waiting</h6><h3><a [^>]+>(\d+)</a>", html)
+    assert due and due.group(1) == "1"  # the fixture's one pending row (send_at NULL: delivery claims it now)

@@ -74,3 +74,23 @@ def test_metrics_token_is_required_when_configured(sqlite_url):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     scrape(client, Authorization="Bearer s3cret-metrics")
+
+
+def test_readyz_reports_broker_and_redis_without_failing_on_them(sqlite_url, amqp_url, redis_url):
+    app = create_app(Settings(database_url=sqlite_url, secret_key=SECRET, broker_url=amqp_url, redis_url=redis_url))
+    body = app.test_client().get("/readyz").get_json()
+    assert body["checks"] == {"database": "ok", "schema": "ok", "broker": "ok", "redis": "ok"}
+    down = create_app(Settings(database_url=sqlite_url, secret_key=SECRET, broker_url="amqp://guest:guest@127.0.0.1:1/",
+                               redis_url="redis://127.0.0.1:1/0"))
+    response = down.test_client().get("/readyz")
+    assert response.status_code == 200  # the web still serves the admin and the webhooks
+    assert response.get_json()["checks"]["broker"].startswith("unreachable")
+    assert response.get_json()["checks"]["redis"].startswith("unreachable")
+
+
+def test_failure_reasons_are_reduced_to_their_class():
+    from workers.metrics import reason_class
+
+    assert reason_class("550 5.1.1 <anna@example.com>: no such user") == "### #.#.# : no such user"
+    assert reason_class("sendMessage: 403 Forbidden: bot was blocked by the user") == (
+        "sendMessage: ### Forbidden: bot was blocked by the user")

@@ -19,3 +19,13 @@ def test_every_registered_event_is_documented():
 
     text = (DOCS / "events.md").read_text()
     assert all(f"## `{e.name}`" in text for e in all_event_types())
+
+
+def test_every_setting_is_documented():
+    from dataclasses import fields
+
+    from shared.config import PREFIX, Settings
+
+    text = (DOCS / "configuration.md").read_text()
+    missing = [f"{PREFIX}{f.name.upper()}" for f in fields(Settings) if f"`{PREFIX}{f.name.upper()}`" not in text]
+    assert missing == [], f"add these to docs/configuration.md: {missing}"

@@ -15,6 +15,8 @@ from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
 from webapp.admin import auth
+from webapp.admin.account import AccountView
+from webapp.admin.broadcasts import BroadcastView
 from webapp.admin.dashboard import DashboardView
 from webapp.admin.extra import AuditView, OutboxEventView
 from webapp.admin.rules import RulesView
@@ -47,8 +49,10 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(NotificationView())
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
+    admin.add_view(BroadcastView())
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
     admin.add_view(AuditView())
+    admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
     app.after_request(_admin_csp)
     return admin

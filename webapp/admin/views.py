@@ -6,7 +6,8 @@ import re
 from datetime import UTC
 from typing import Any
 
-from flask import flash, url_for
+from flask import abort, flash, jsonify, redirect, request, url_for
+from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
@@ -15,6 +16,7 @@ from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
 from shared.models import (
+    AdminUser,
     Client,
     DeliveryAttempt,
     Notification,
@@ -24,7 +26,8 @@ from shared.models import (
     utcnow,
 )
 from shared.template_checks import check_template
-from webapp.admin.base import SecureModelView, audit
+from webapp.admin.base import SecureModelView, audit, can_write
+from webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
 from webapp.db import get_session
 from workers.channels import CHANNELS
 
@@ -63,7 +66,8 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
     def apply(self, query, value, alias=None):
         column = self.get_column(alias)
         if value == "admin":
-            return query.filter(column.like("admin:%"))
+            # "<> 'system'" lets PostgreSQL use the partial index ix_notifications_by_admin.
+            return query.filter(column != "system", column.like("admin:%"))
         return query.filter(column == value)
 
     def operation(self) -> str:
@@ -80,6 +84,8 @@ def _short(text: str | None, limit: int = 90) -> str:
 
 
 def _client_link(view, context, model, name) -> Markup:
+    if model.recipient_id is None:  # an admin's test send
+        return Markup('<span class="text-muted" title="test send">{}</span>').format(model.recipient_address)
     client = model.recipient
     label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
@@ -145,9 +151,12 @@ class NotificationView(SecureModelView):
 
     column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "initiator")
     column_labels = {"recipient_id": "Client", "body": "Text", "created_at": "Created (UTC)",
-                     "sent_at": "Sent (UTC)"}
-    column_default_sort = ("id", True)
-    column_sortable_list = ("created_at", "sent_at", "status", "channel")
+                     "sent_at": "Sent (UTC)", "send_at": "Send at (UTC)", "updated_at": "Updated (UTC)",
+                     "attempts_log": "Delivery attempts", "attempts": "Attempts made"}
+    # created_at, not id: every filter's index ends in created_at (ids are not commit order anyway)
+    column_default_sort = ("created_at", True)
+    # Only orders an index serves: sorting 2,000,000 rows by sent_at or channel takes seconds (filter instead).
+    column_sortable_list = ("created_at", "status")
     column_formatters = {"recipient_id": _client_link, "body": _text_cell, "status": _status_cell}
     column_details_list = (
         "id", "status", "delivery_uncertain", "channel", "recipient_id", "recipient_address", "event_type",
@@ -158,7 +167,6 @@ class NotificationView(SecureModelView):
         "recipient_id": _client_link, "subject": _full_text, "body": _full_text, "last_error": _full_text,
         "attempts_log": _attempts, "origin": _origin,
     }
-    column_labels_detail = {"attempts_log": "Attempts"}
 
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [
@@ -183,7 +191,8 @@ class NotificationView(SecureModelView):
         db = get_session()
         now = utcnow()
         made = 0
-        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]))):
+        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]),
+                                                              Notification.recipient_id.is_not(None))):
             db.add(Notification(
                 recipient_id=original.recipient_id, channel=original.channel,
                 recipient_address=original.recipient_address, event_type=original.event_type,
@@ -229,6 +238,10 @@ class NotificationView(SecureModelView):
 # ------------------------------------------------------------------ templates
 
 
+def _versions_link(view, context, model, name) -> Markup:
+    return Markup('<a href="{}">previous versions →</a>').format(url_for("template.versions_view", id=model.id))
+
+
 def _channel_choices() -> list[tuple[str, str]]:
     return _choices(sorted(CHANNELS))
 
@@ -248,37 +261,171 @@ class TemplateView(SecureModelView):
         "category": {"choices": [("service", "service"), ("marketing", "marketing")]},
     }
     column_details_list = ("code", "channel", "locale", "category", "name", "description", "subject", "body",
-                           "variables_schema", "is_active", "created_at", "updated_at", "updated_by")
-    column_formatters_detail = {"body": _full_text, "subject": _full_text}
+                           "variables_schema", "is_active", "created_at", "updated_at", "updated_by", "versions")
+    column_formatters_detail = {"body": _full_text, "subject": _full_text, "versions": _versions_link}
+
+    create_template = "admin/template_create.html"
+    edit_template = "admin/template_edit.html"
+    form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"}}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NotificationTemplate, name="Templates", endpoint="template", **kwargs)
+
+    # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
+
+    def catalogue(self) -> dict[str, Any]:
+        return variables_catalogue()
+
+    @expose("/preview/", methods=["POST"])
+    def preview_view(self):
+        if not can_write():
+            abort(403)
+        return jsonify(preview(get_session(), Draft.from_form(request.form)).as_json())
+
+    @expose("/send-test/", methods=["POST"])
+    def send_test_view(self):
+        from flask_login import current_user
+
+        from webapp import get_settings
+
+        if not can_write():
+            abort(403)
+        db = get_session()
+        admin = db.get(AdminUser, current_user.user_id)
+        draft = Draft.from_form(request.form)
+        try:
+            n = send_test(db, get_settings(), draft, admin)
+        except TestSendRefused as exc:
+            return jsonify({"ok": False, "error": str(exc)}), 422
+        audit("template.send_test", "notification", n.id, {"code": draft.code, "channel": draft.channel,
+                                                             "status": n.status})
+        db.commit()
+        return jsonify({"ok": n.status == "sent", "status": n.status, "error": n.last_error,
+                        "address": n.recipient_address,
+                        "url": url_for("notification.details_view", id=n.id)})
 
     def validate_form(self, form) -> bool:
         ok = super().validate_form(form)
         if not ok or not hasattr(form, "body"):
             return ok
         problems = check_template(form.code.data or "", form.channel.data or "", form.subject.data or "",
-                                  form.body.data or "")
+                                  form.body.data or "", form.locale.data or "ru")
+        # One template per code x channel x locale: say so at the field, not as a database error.
+        raw_id = request.args.get("id", "")
+        taken = get_session().scalar(select(NotificationTemplate.id).where(
+            NotificationTemplate.code == (form.code.data or "").strip(),
+            NotificationTemplate.channel == form.channel.data, NotificationTemplate.locale == form.locale.data,
+            NotificationTemplate.id != (int(raw_id) if raw_id.isdigit() else -1)))
+        if taken is not None:
+            problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
+                                     f"exists already (#{taken}): edit that one"))
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems
 
     def on_model_change(self, form, model: NotificationTemplate, is_created: bool) -> None:
         from flask_login import current_user
+        from sqlalchemy import inspect
 
+        if not is_created:
+            # The content before this save, kept as version 1 when the template has no versions yet
+            # (a shipped default): so the original can be restored.  Read before any query autoflushes.
+            state = inspect(model)
+            before = {key: (state.attrs[key].history.deleted or state.attrs[key].history.unchanged or [None])[0]
+                      for key in ("name", "subject", "body", "is_active", "updated_by", "updated_at")}
+            db = get_session()
+            with db.no_autoflush:
+                known = db.scalar(select(TemplateVersion.id).where(TemplateVersion.template_id == model.id).limit(1))
+            if known is None:
+                db.add(TemplateVersion(template_id=model.id, version=1, name=before["name"] or "",
+                                       subject=before["subject"], body=before["body"] or "",
+                                       is_active=bool(before["is_active"]),
+                                       updated_by=before["updated_by"] or "shipped default",
+                                       created_at=before["updated_at"] or utcnow()))
         model.updated_by = current_user.actor
         model.updated_at = utcnow()
 
     def after_model_change(self, form, model: NotificationTemplate, is_created: bool) -> None:
+        version = self._new_version(model)
+        audit("template.create" if is_created else "template.update", "template", model.id,
+              {"code": model.code, "channel": model.channel, "locale": model.locale, "version": version})
+        get_session().commit()
+
+    @staticmethod
+    def _new_version(model: NotificationTemplate) -> int:
         db = get_session()
+        db.flush()
         last = db.scalar(select(TemplateVersion.version).where(TemplateVersion.template_id == model.id)
                          .order_by(TemplateVersion.version.desc()).limit(1)) or 0
         db.add(TemplateVersion(template_id=model.id, version=last + 1, name=model.name, subject=model.subject,
                                body=model.body, is_active=model.is_active, updated_by=model.updated_by))
-        audit("template.create" if is_created else "template.update", "template", model.id,
-              {"code": model.code, "channel": model.channel, "locale": model.locale, "version": last + 1})
+        return last + 1
+
+    # ------------------------------------------------------------ versions: list, view, restore
+
+    def _template_or_404(self, raw_id: str | None) -> NotificationTemplate:
+        template = get_session().get(NotificationTemplate, int(raw_id)) if (raw_id or "").isdigit() else None
+        if template is None:
+            abort(404)
+        return template
+
+    @expose("/versions/")
+    def versions_view(self):
+        template = self._template_or_404(request.args.get("id"))
+        versions = get_session().scalars(select(TemplateVersion).where(TemplateVersion.template_id == template.id)
+                                         .order_by(TemplateVersion.version.desc())).all()
+        return self.render("admin/template_versions.html", tpl=template, versions=versions, shown=None)
+
+    @expose("/versions/view/")
+    def version_view(self):
+        import difflib
+
+        template = self._template_or_404(request.args.get("id"))
+        raw = request.args.get("version", "")
+        shown = get_session().scalar(select(TemplateVersion).where(
+            TemplateVersion.template_id == template.id,
+            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+        if shown is None:
+            abort(404)
+        diff = "\n".join(difflib.unified_diff(
+            (template.body or "").splitlines(), (shown.body or "").splitlines(),
+            fromfile="current", tofile=f"version {shown.version}", lineterm=""))
+        return self.render("admin/template_versions.html", tpl=template, versions=None, shown=shown,
+                           diff=diff)
+
+    @expose("/versions/restore/", methods=["POST"])
+    def restore_view(self):
+        from flask_login import current_user
+
+        if not can_write():
+            abort(403)
+        template = self._template_or_404(request.form.get("id"))
+        raw = request.form.get("version", "")
+        db = get_session()
+        shown = db.scalar(select(TemplateVersion).where(
+            TemplateVersion.template_id == template.id,
+            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+        if shown is None:
+            abort(404)
+        # The event schemas may have changed since: a restored version passes the same checks as a save.
+        problems = check_template(template.code, template.channel, shown.subject or "", shown.body,
+                                  template.locale)
+        if problems:
+            flash("Version {} cannot be restored: {}".format(shown.version, "; ".join(m for _f, m in problems)),
+                  "error")
+            return redirect(url_for(".version_view", id=template.id, version=shown.version))
+        template.name, template.subject, template.body = shown.name, shown.subject, shown.body
+        template.is_active = shown.is_active
+        template.updated_by = current_user.actor
+        template.updated_at = utcnow()
+        version = self._new_version(template)
+        audit("template.restore", "template", template.id, {"code": template.code, "channel": template.channel,
+                                                             "locale": template.locale,
+                                                             "restored_version": shown.version,
+                                                             "version": version})
         db.commit()
+        flash(f"Version {shown.version} restored as version {version}.", "success")
+        return redirect(url_for(".edit_view", id=template.id))
 
     def delete_model(self, model: NotificationTemplate) -> bool:
         raise ValidationError("templates are deactivated, not deleted (history refers to them)")
@@ -288,8 +435,21 @@ class TemplateView(SecureModelView):
 
 
 def _client_notifications(view, context, model, name) -> Markup:
-    return Markup('<a href="{}">all notifications of this client →</a>').format(
+    """The client's latest notifications (index on recipient_id, created_at), then the filterable history."""
+    latest = get_session().scalars(
+        select(Notification).where(Notification.recipient_id == model.id)
+        .order_by(Notification.created_at.desc()).limit(20)).all()
+    rows = Markup("").join(
+        Markup('<tr><td class="text-nowrap">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>').format(
+            n.created_at.strftime("%Y-%m-%d %H:%M"), n.channel, _status_cell(view, context, n, "status"),
+            n.event_type, _text_cell(view, context, n, "body"))
+        for n in latest)
+    link = Markup('<a href="{}">all notifications of this client, with filters →</a>').format(
         url_for("notification.index_view", flt0_client_id_equals=model.id))
+    if not latest:
+        return Markup("None yet. ") + link
+    return Markup('<table class="table table-sm mb-1"><tr><th>created (UTC)</th><th>channel</th><th>status</th>'
+                  "<th>event</th><th>text</th></tr>{}</table>{}").format(rows, link)
 
 
 def _reachability(view, context, model, name) -> Markup:
@@ -317,7 +477,8 @@ class ClientView(SecureModelView):
                            "allow_marketing_notifications", "created_at", "updated_at", "history")
     column_formatters_detail = {"history": _client_notifications, "email_unreachable_reason": _reachability,
                                 "telegram_unreachable_reason": _reachability}
-    column_labels_detail = {"email_unreachable_reason": "Email address", "telegram_unreachable_reason": "Telegram"}
+    column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
+                     "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications"}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name="Clients", endpoint="client", **kwargs)

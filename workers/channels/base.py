@@ -129,6 +129,10 @@ class Channel(ABC):
     preference_field: ClassVar[str]
     #: longest text the provider accepts, in characters (None: no limit)
     body_maxlen: ClassVar[int | None] = None
+    #: the client column holding the address, for set-based queries (broadcast targeting)
+    address_field: ClassVar[str | None] = None
+    #: addresses compare case-insensitively (email): a broadcast sends once per address
+    address_casefold: ClassVar[bool] = False
 
     @abstractmethod
     def address_of(self, client: Addressable) -> str | None:

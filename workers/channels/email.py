@@ -67,6 +67,8 @@ class EmailChannel(Channel):
 
     name: ClassVar[str] = "email"
     preference_field: ClassVar[str] = "notifications_email_enabled"
+    address_field: ClassVar[str | None] = "email"
+    address_casefold: ClassVar[bool] = True
     body_maxlen: ClassVar[int | None] = None
 
     def __init__(self, *, smtp: SmtpParams | None, email_from: str, timeout_s: float = 30,

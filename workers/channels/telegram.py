@@ -69,6 +69,7 @@ class TelegramChannel(Channel):
 
     name: ClassVar[str] = "telegram"
     preference_field: ClassVar[str] = "notifications_telegram_enabled"
+    address_field: ClassVar[str | None] = "telegram_chat_id"
     body_maxlen: ClassVar[int] = 4096
     caption_maxlen: ClassVar[int] = 1024
     callback_data_maxlen: ClassVar[int] = 64  # bytes

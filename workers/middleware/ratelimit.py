@@ -27,6 +27,7 @@ import random
 import dramatiq
 from dramatiq.middleware import Middleware, SkipMessage
 
+from workers import metrics
 from workers.limits import Limiter
 
 log = logging.getLogger("vestnik.limits")
@@ -56,6 +57,7 @@ class ChannelRateLimit(Middleware):
         if wait_s <= 0:
             message.options.pop("defer_s", None)
             return
+        metrics.limiter_wait(channel, wait_s)
         if wait_s > MAX_BROKER_DELAY_S:
             message.options["defer_s"] = wait_s  # delivery parks the row in the database
             return

@@ -1,0 +1,298 @@
+"""Broadcasts: what an admin (or the CRM) may do to one, as plain functions.
+
+Life of a broadcast::
+
+    draft --send test--> testing --send to everyone--> running --> completed
+      |                     |  (auto mode: by itself,      |
+      |                     |   when the test went well)   |
+      +--start (auto)-------+                              |
+    testing / running <--pause / resume--> paused          |
+    any state but completed --cancel--> canceled <---------+
+
+These functions only change rows (the caller commits, with its audit entry
+in the same transaction).  The workers act on the state: the scheduler's
+tick (``workers/broadcasting.py``) expands the selection into notification
+rows in batches and hands them to delivery at the channels' pace.  Nothing
+here talks to the broker, so the web app needs none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from shared.errors import VestnikError
+from shared.models import (
+    AuditLog,
+    Broadcast,
+    BroadcastClient,
+    BroadcastStatus,
+    Category,
+    Client,
+    Notification,
+    NotificationStatus,
+    NotificationTemplate,
+    utcnow,
+)
+from shared.targeting import Count, Selection, Targeting, check_channels, client_conditions, count
+
+ACTIVE = (BroadcastStatus.testing.value, BroadcastStatus.running.value)
+FINAL = (BroadcastStatus.completed.value, BroadcastStatus.canceled.value)
+#: notifications made by broadcasts carry this step (resends take another, so the unique keys allow them)
+STEP = "broadcast"
+EVENT_TYPE = "mass_broadcast"
+
+
+class BroadcastError(VestnikError):
+    """A broadcast action that is not possible now; the message says why."""
+
+
+def selection(b: Broadcast, *, stage: str | None = None) -> Selection:
+    """The selection of a broadcast, or of its test stage when it goes to a test group."""
+    targeting = Targeting.parse(b.targeting)
+    if (stage or b.stage) == "test" and b.test_group:
+        targeting = Targeting(groups=(b.test_group,))
+    return Selection(targeting, tuple(b.channels), Category(b.category), b.id)
+
+
+def create(
+    session: Session,
+    *,
+    name: str,
+    template_code: str,
+    channels: list[str],
+    category: str,
+    targeting: dict[str, Any],
+    initiator: str,
+    data: dict[str, Any] | None = None,
+    client_ids: list[int] | None = None,
+    mode: str = "manual",
+    test_size: int = 10,
+    test_group: str | None = None,
+    stage_wait_s: int = 60,
+    max_failure_rate: float = 0.2,
+    event_id: int | None = None,
+) -> Broadcast:
+    """A draft; raises BroadcastError naming the bad field."""
+    try:
+        chosen = check_channels(channels)
+        parsed = Targeting.parse(targeting)
+        cat = Category(category)
+    except ValueError as exc:
+        raise BroadcastError(str(exc)) from None
+    if mode not in ("manual", "auto"):
+        raise BroadcastError("mode: manual or auto")
+    if not 0 < max_failure_rate <= 1:
+        raise BroadcastError("max_failure_rate: between 0 and 1")
+    if test_size < 1 or stage_wait_s < 0:
+        raise BroadcastError("test_size must be at least 1 and stage_wait_s not negative")
+    have = set(session.scalars(select(NotificationTemplate.channel).where(
+        NotificationTemplate.code == template_code, NotificationTemplate.is_active.is_(True))))
+    missing = [c for c in chosen if c not in have]
+    if missing:
+        raise BroadcastError(f"template {template_code!r} has no active version for: {', '.join(missing)}")
+    if client_ids is not None:
+        parsed = dataclasses.replace(parsed, client_list=True)
+    b = Broadcast(
+        name=(name or template_code).strip()[:200], template_code=template_code, channels=list(chosen),
+        category=cat.value, targeting=parsed.to_json(), data=dict(data or {}), initiator=initiator,
+        status=BroadcastStatus.draft.value, mode=mode, test_size=test_size, test_group=test_group or None,
+        stage_wait_s=stage_wait_s, max_failure_rate=max_failure_rate, event_id=event_id,
+    )
+    session.add(b)
+    session.flush()
+    if client_ids:
+        for start in range(0, len(client_ids), 5000):
+            session.execute(insert(BroadcastClient), [{"broadcast_id": b.id, "client_id": cid}
+                                                      for cid in client_ids[start:start + 5000]])
+    return b
+
+
+def unknown_listed(session: Session, b: Broadcast) -> int:
+    """How many uploaded ids name no client (reported on the confirmation page)."""
+    return session.scalar(select(func.count()).select_from(BroadcastClient).where(
+        BroadcastClient.broadcast_id == b.id, BroadcastClient.client_id.not_in(select(Client.id)))) or 0
+
+
+def counts(session: Session, b: Broadcast) -> tuple[Count, Count]:
+    """(the whole selection, the test stage) as expansion would create them now."""
+    whole = count(session, selection(b, stage="all"))
+    if b.test_group:
+        test = count(session, selection(b, stage="test"))
+    else:
+        sel = selection(b, stage="all")
+        test = count(session, sel, Client.id.in_(first_clients(sel, b.test_size)))
+    return whole, test
+
+
+def first_clients(sel: Selection, n: int):
+    """The test stage's "first N clients": the N lowest ids the rule admits (expansion takes the same)."""
+    ids = select(Client.id).where(*client_conditions(sel)).order_by(Client.id).limit(n).subquery()
+    return select(ids.c.id)
+
+
+def _audit(session: Session, actor: str, action: str, b: Broadcast, **details: Any) -> None:
+    session.add(AuditLog(actor=actor, action=action, object_type="broadcast", object_id=str(b.id),
+                         details={"status": b.status, **details}))
+
+
+def _begin_stage(b: Broadcast, stage: str, now: datetime) -> None:
+    b.stage = stage
+    b.expand_cursor = 0
+    b.expanded_clients = 0
+    b.expand_done = False
+    b.expanded_at = None
+    b.started_at = b.started_at or now
+
+
+def send_test(session: Session, b: Broadcast, actor: str, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    if b.status != BroadcastStatus.draft.value:
+        raise BroadcastError(f"a test is sent from a draft; this broadcast is {b.status}")
+    if b.mode == "auto":
+        # An automatic broadcast goes on by itself after its test: it starts with the confirmed count only.
+        raise BroadcastError("an automatic broadcast starts with Start (its test stage comes first)")
+    _begin_stage(b, "test", now)
+    b.status = BroadcastStatus.testing.value
+    _audit(session, actor, "broadcast.test", b, test_group=b.test_group, test_size=b.test_size)
+
+
+def send_all(session: Session, b: Broadcast, actor: str, typed: str, now: datetime | None = None) -> Count:
+    """Start the full send (auto mode: the test stage first); ``typed`` must be today's message count."""
+    now = now or utcnow()
+    if b.status not in (BroadcastStatus.draft.value, BroadcastStatus.testing.value):
+        raise BroadcastError(f"only a draft or a tested broadcast can start; this one is {b.status}")
+    if b.status == BroadcastStatus.testing.value and b.test_done_at is None:
+        raise BroadcastError("the test is still being sent; wait until it is done")
+    whole, _ = counts(session, b)
+    if typed.replace(",", "").replace(" ", "").strip() != str(whole.messages):
+        raise BroadcastError(f"type the number of messages, {whole.messages}, to confirm "
+                             f"(the selection may have changed since the page was shown)")
+    if whole.messages == 0:
+        raise BroadcastError("the selection has no messages to send")
+    b.planned_clients, b.planned_messages, b.planned_by_channel = whole.clients, whole.messages, whole.by_channel
+    if b.mode == "auto" and b.status == BroadcastStatus.draft.value:
+        _begin_stage(b, "test", now)
+        b.status = BroadcastStatus.testing.value
+    else:
+        _begin_stage(b, "all", now)
+        b.status = BroadcastStatus.running.value
+    _audit(session, actor, "broadcast.start", b, mode=b.mode, **whole.to_json())
+    return whole
+
+
+def pause(session: Session, b: Broadcast, actor: str, reason: str = "paused by an admin") -> None:
+    if b.status not in ACTIVE:
+        raise BroadcastError(f"only a sending broadcast can be paused; this one is {b.status}")
+    b.status = BroadcastStatus.paused.value
+    b.paused_reason = reason
+    _audit(session, actor, "broadcast.pause" if actor != "system" else "broadcast.auto_pause", b, reason=reason)
+
+
+def resume(session: Session, b: Broadcast, actor: str) -> None:
+    if b.status != BroadcastStatus.paused.value:
+        raise BroadcastError(f"only a paused broadcast can resume; this one is {b.status}")
+    if b.stage == "test" and b.test_done_at is not None and b.mode == "auto":
+        # Paused at the gate after the test stage: resuming is the admin's "go on anyway".
+        _begin_stage(b, "all", utcnow())
+        b.status = BroadcastStatus.running.value
+    else:
+        b.status = BroadcastStatus.testing.value if b.stage == "test" else BroadcastStatus.running.value
+    b.paused_reason = None
+    b.health = None  # a fresh failure-rate window: the admin looked at the failures
+    b.fed_at = None
+    b.expanded_at = None  # an expansion stopped by the pause continues at the next tick
+    _audit(session, actor, "broadcast.resume", b)
+
+
+def cancel(session: Session, b: Broadcast, actor: str, now: datetime | None = None) -> int:
+    """Cancel the broadcast and every notification of it not sent yet; return how many."""
+    now = now or utcnow()
+    if b.status in FINAL:
+        raise BroadcastError(f"this broadcast is {b.status} already")
+    b.status = BroadcastStatus.canceled.value
+    b.finished_at = now
+    canceled = session.execute(
+        update(Notification)
+        .where(Notification.broadcast_id == b.id, Notification.status == NotificationStatus.pending.value)
+        .values(status=NotificationStatus.canceled.value, updated_at=now,
+                last_error=f"broadcast canceled by {actor}")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    _audit(session, actor, "broadcast.cancel", b, canceled=canceled)
+    return canceled
+
+
+def lock(session: Session, broadcast_id: int, *, skip_locked: bool = False) -> Broadcast | None:
+    """The broadcast row, locked for this transaction on PostgreSQL (SQLite has one writer)."""
+    stmt = select(Broadcast).where(Broadcast.id == broadcast_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=skip_locked)
+    return session.scalars(stmt).first()
+
+
+@dataclass(frozen=True)
+class Progress:
+    status: str
+    stage: str | None
+    sent: int
+    failed: int
+    pending: int
+    canceled: int
+    by_channel: dict[str, dict[str, int]]
+    planned_messages: int | None
+    paused_reason: str | None
+    test_done: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def progress(session: Session, b: Broadcast) -> Progress:
+    """Live numbers from the notification rows (an index-only count on PostgreSQL)."""
+    rows = session.execute(
+        select(Notification.channel, Notification.status, func.count())
+        .where(Notification.broadcast_id == b.id)
+        .group_by(Notification.channel, Notification.status)
+    ).all()
+    by_channel: dict[str, dict[str, int]] = {}
+    totals = {"sent": 0, "failed": 0, "pending": 0, "canceled": 0}
+    for channel, status, n in rows:
+        bucket = "pending" if status in (NotificationStatus.pending.value,
+                                         NotificationStatus.processing.value) else status
+        by_channel.setdefault(channel, {"sent": 0, "failed": 0, "pending": 0, "canceled": 0})[bucket] += n
+        totals[bucket] += n
+    return Progress(b.status, b.stage, totals["sent"], totals["failed"], totals["pending"], totals["canceled"],
+                    by_channel, b.planned_messages, b.paused_reason, b.test_done_at is not None)
+
+
+def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:
+    """A CRM's ``mass_broadcast`` event becomes a running broadcast (no test stage: the CRM decided).
+
+    Its recipients (or ``data.targeting``) are the selection; ``data`` is the
+    template data.  Raises BroadcastError for what the event cannot mean (a
+    template without a version for a channel): the event then fails, visibly.
+    """
+    from workers.channels import CHANNELS
+
+    data = dict(event.data or {})
+    recipients = list(event.recipients or [])
+    channels = data.get("channels") or [name for name, cls in CHANNELS.items() if cls.address_field]
+    b = create(
+        session, name=str(data.get("broadcast_name") or f"{data['template_code']} (event {event.id})"),
+        template_code=str(data["template_code"]), channels=channels,
+        category=str(data.get("category", Category.service.value)), targeting=data.get("targeting") or {},
+        initiator=event.initiator or "system", data=data, client_ids=recipients or None, event_id=event.id,
+    )
+    whole = count(session, selection(b, stage="all"))
+    b.planned_clients, b.planned_messages, b.planned_by_channel = whole.clients, whole.messages, whole.by_channel
+    _begin_stage(b, "all", now)
+    b.status = BroadcastStatus.running.value
+    b.expanded_at = now  # the handler's actor queues the expansion right after commit
+    _audit(session, b.initiator, "broadcast.start", b, event_id=event.id, **whole.to_json())
+    return b

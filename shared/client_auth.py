@@ -1,0 +1,194 @@
+"""Clients' one-time secrets: sign-in links and codes, Telegram connect tokens, sessions.
+
+Every secret is random and stored only as ``HMAC(secret_key, purpose:secret)``:
+a copy of the database signs no one in, and a secret made for one purpose
+(a connect token) is worthless for another (a session).  One-time use is a
+conditional UPDATE (``used_at IS NULL AND expires_at > now``), so two
+concurrent uses cannot both succeed on either backend.
+
+The throttle counts rows of ``client_sign_in_attempts`` per scope (an address
+or an IP) over the last hour.  It is written for unknown addresses exactly as
+for known ones, so its answers say nothing about who is a client.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from shared.models import ClientSignInAttempt, ClientToken, ClientTokenPurpose
+
+THROTTLE_WINDOW_S = 3600.0
+#: wrong codes accepted for one challenge before it dies
+MAX_CODE_ATTEMPTS = 5
+CODE_DIGITS = 6
+_NONCE_CHARS = 22  # token_urlsafe(16)
+_SIG_BYTES = 15  # 20 base64url characters: a 42-character start parameter (Telegram allows 64)
+
+
+def digest(secret_key: str, purpose: str | ClientTokenPurpose, raw: str) -> str:
+    """The stored form of a secret: a keyed hash bound to its purpose."""
+    purpose = getattr(purpose, "value", purpose)
+    return hmac.new(secret_key.encode(), f"{purpose}:{raw}".encode(), hashlib.sha256).hexdigest()
+
+
+def forget_expired(session: Session, client_id: int, now: datetime) -> None:
+    """Delete dead secrets as new ones are made, so the table does not grow forever.
+
+    The client's own at once; everyone's a day after expiry (an index range on
+    ``expires_at``), which also covers clients who never come back.
+    """
+    session.execute(delete(ClientToken).where(ClientToken.client_id == client_id, ClientToken.expires_at < now))
+    session.execute(delete(ClientToken).where(ClientToken.expires_at < now - timedelta(days=1)))
+
+
+def issue(session: Session, secret_key: str, client_id: int, purpose: ClientTokenPurpose, ttl_s: float,
+          now: datetime, *, ip: str | None = None) -> str:
+    """Store a new one-time secret for ``client_id``; return it (the only time it exists in clear)."""
+    forget_expired(session, client_id, now)
+    raw = secrets.token_urlsafe(32)
+    session.add(ClientToken(client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, raw),
+                            created_at=now, expires_at=now + timedelta(seconds=ttl_s), ip=ip))
+    return raw
+
+
+def consume(session: Session, secret_key: str, purpose: ClientTokenPurpose, raw: str,
+            now: datetime) -> ClientToken | None:
+    """Use a secret once: the token row if it was valid and unused, else None."""
+    if not raw or len(raw) > 200:
+        return None
+    token_hash = digest(secret_key, purpose, raw)
+    used = session.execute(
+        update(ClientToken)
+        .where(ClientToken.token_hash == token_hash, ClientToken.purpose == purpose.value,
+               ClientToken.used_at.is_(None), ClientToken.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if used != 1:
+        return None
+    return session.scalars(select(ClientToken).where(ClientToken.token_hash == token_hash)).one()
+
+
+def find(session: Session, secret_key: str, purpose: ClientTokenPurpose, raw: str) -> ClientToken | None:
+    """The row of a secret whatever its state (to tell "already used by you" from "unknown")."""
+    if not raw or len(raw) > 200:
+        return None
+    return session.scalars(
+        select(ClientToken).where(ClientToken.token_hash == digest(secret_key, purpose, raw),
+                                  ClientToken.purpose == purpose.value)
+    ).first()
+
+
+# ------------------------------------------------------------------ codes by the bot
+
+
+def issue_code(session: Session, secret_key: str, client_id: int | None, ttl_s: float, now: datetime,
+               *, ip: str | None = None) -> tuple[str, str]:
+    """A (challenge, code) pair.  The challenge stays in the browser, the code goes to the bot.
+
+    With ``client_id`` None nothing is stored (an unknown address gets a
+    challenge that no code will ever satisfy: the same page either way).
+    """
+    challenge = secrets.token_urlsafe(24)
+    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    if client_id is not None:
+        forget_expired(session, client_id, now)
+        purpose = ClientTokenPurpose.sign_in_code
+        session.add(ClientToken(
+            client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, challenge),
+            code_hash=digest(secret_key, purpose, f"{challenge}:{code}"), created_at=now,
+            expires_at=now + timedelta(seconds=ttl_s), ip=ip,
+        ))
+    return challenge, code
+
+
+def consume_code(session: Session, secret_key: str, challenge: str, code: str, now: datetime) -> int | None:
+    """The client id if ``code`` answers ``challenge`` (once); None otherwise.
+
+    A wrong code counts against the challenge; after MAX_CODE_ATTEMPTS it is
+    dead even for the right code, so six digits cannot be guessed.
+    """
+    purpose = ClientTokenPurpose.sign_in_code
+    row = find(session, secret_key, purpose, challenge)
+    if row is None or row.used_at is not None or row.expires_at <= now:
+        return None
+    if row.failed_attempts >= MAX_CODE_ATTEMPTS:
+        return None
+    given = digest(secret_key, purpose, f"{challenge}:{code.strip()}")
+    if not hmac.compare_digest(given, row.code_hash or ""):
+        row.failed_attempts += 1
+        return None
+    used = session.execute(
+        update(ClientToken)
+        .where(ClientToken.id == row.id, ClientToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    return row.client_id if used == 1 else None
+
+
+# ------------------------------------------------------------------ Telegram deep links
+
+
+def _signature(secret_key: str, nonce: str) -> str:
+    mac = hmac.new(secret_key.encode(), f"telegram-connect:{nonce}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:_SIG_BYTES]).decode().rstrip("=")
+
+
+def issue_connect_token(session: Session, secret_key: str, client_id: int, ttl_s: float, now: datetime) -> str:
+    """A signed one-time start parameter: ``nonce + signature`` (42 characters of [A-Za-z0-9_-])."""
+    forget_expired(session, client_id, now)
+    nonce = secrets.token_urlsafe(16)
+    purpose = ClientTokenPurpose.telegram_connect
+    session.add(ClientToken(client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, nonce),
+                            created_at=now, expires_at=now + timedelta(seconds=ttl_s)))
+    return nonce + _signature(secret_key, nonce)
+
+
+def connect_nonce(secret_key: str, token: str) -> str | None:
+    """The nonce of a well-signed connect token, else None (a forgery costs no database query)."""
+    nonce, signature = token[:_NONCE_CHARS], token[_NONCE_CHARS:]
+    if len(nonce) != _NONCE_CHARS or not signature:
+        return None
+    if not hmac.compare_digest(signature, _signature(secret_key, nonce)):
+        return None
+    return nonce
+
+
+# ------------------------------------------------------------------ throttling
+
+
+def address_scope(secret_key: str, address: str) -> str:
+    # Keyed hash: the attempts table does not become a list of addresses people typed.
+    return "address:" + digest(secret_key, "throttle", address.strip().lower())[:40]
+
+
+def ip_scope(ip: str | None) -> str:
+    return f"ip:{(ip or 'unknown')[:64]}"
+
+
+def throttled(session: Session, limits: list[tuple[str, int]], now: datetime,
+              window_s: float = THROTTLE_WINDOW_S) -> bool:
+    """True when any scope already has its limit of attempts in the window."""
+    since = now - timedelta(seconds=window_s)
+    for scope, limit in limits:
+        count = session.scalar(select(func.count()).select_from(ClientSignInAttempt).where(
+            ClientSignInAttempt.scope == scope, ClientSignInAttempt.created_at > since))
+        if (count or 0) >= limit:
+            return True
+    return False
+
+
+def record_attempt(session: Session, scopes: list[str], now: datetime, window_s: float = THROTTLE_WINDOW_S) -> None:
+    """Count one attempt in each scope, forgetting rows older than the window."""
+    since = now - timedelta(seconds=window_s)
+    # Every scope's old rows, not only these: the table holds about one hour of attempts.
+    session.execute(delete(ClientSignInAttempt).where(ClientSignInAttempt.created_at <= since))
+    session.add_all(ClientSignInAttempt(scope=scope, created_at=now) for scope in scopes)

@@ -1,0 +1,77 @@
+"""One-click unsubscribe from marketing (RFC 2369 ``List-Unsubscribe``, RFC 8058 one-click).
+
+Every marketing message carries a link with a per-client token:
+``<public_url>/unsubscribe/<client id>.<signature>``.  The signature is an
+HMAC-SHA256 of the client id under a key derived from ``VESTNIK_SECRET_KEY``,
+so a token cannot be guessed for another client and needs no table.  Tokens
+do not expire: a link in a year-old email must still work (RFC 8058 asks
+that the URL keep working).
+
+- Email: ``List-Unsubscribe: <https://.../unsubscribe/TOKEN>`` and
+  ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``; the mail client
+  POSTs ``List-Unsubscribe=One-Click`` to the URL, without cookies or a CSRF
+  token, so the POST endpoint authenticates by the token alone.
+- Telegram: an "Unsubscribe" URL button opening the same page, where one
+  button POSTs.  A GET never unsubscribes (link scanners fetch links).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from shared.config import Settings
+from shared.errors import TemplateError
+from workers.channels.base import Button
+
+_LABEL = {"ru": "Отписаться от рассылок", "en": "Unsubscribe"}
+
+
+def _key(secret_key: str) -> bytes:
+    return hmac.new(secret_key.encode(), b"vestnik-unsubscribe-v1", hashlib.sha256).digest()
+
+
+def make_token(secret_key: str, client_id: int) -> str:
+    digest = hmac.new(_key(secret_key), str(int(client_id)).encode(), hashlib.sha256).digest()
+    return f"{int(client_id)}.{base64.urlsafe_b64encode(digest[:20]).decode().rstrip('=')}"
+
+
+def read_token(secret_key: str, token: str) -> int | None:
+    """The client id of a valid token, else None (constant-time comparison)."""
+    head, _, _ = token.partition(".")
+    if not head.isdigit() or len(token) > 100 or not secret_key:
+        return None
+    expected = make_token(secret_key, int(head))
+    return int(head) if hmac.compare_digest(expected.encode(), token.encode()) else None
+
+
+def unsubscribe_url(settings: Settings, client_id: int) -> str:
+    if not settings.secret_key.strip():
+        # Without a key every token would be forgeable: refuse to send marketing instead.
+        raise TemplateError("marketing messages need VESTNIK_SECRET_KEY to sign their unsubscribe links")
+    return f"{settings.public_url.rstrip('/')}/unsubscribe/{make_token(settings.secret_key, client_id)}"
+
+
+def email_headers(settings: Settings, client_id: int) -> dict[str, str]:
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url(settings, client_id)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def telegram_buttons(settings: Settings, client_id: int, locale: str) -> tuple[tuple[Button, ...], ...]:
+    label = _LABEL.get(locale, _LABEL["en"])
+    return ((Button(label, url=unsubscribe_url(settings, client_id)),),)
+
+
+def marketing_extras(settings: Settings, category: str, channel: str, client_id: int, locale: str
+                     ) -> tuple[dict[str, str], tuple[tuple[Button, ...], ...]]:
+    """(email headers, Telegram buttons) a message of this category carries: marketing gets a way out."""
+    if category != "marketing":
+        return {}, ()
+    if channel == "email":
+        return email_headers(settings, client_id), ()
+    if channel == "telegram":
+        return {}, telegram_buttons(settings, client_id, locale)
+    return {}, ()

@@ -1,0 +1,40 @@
+"""The admin on the embedded demo: a demo admin with a fresh password, "send test to me" lands in the fake."""
+
+from __future__ import annotations
+
+import re
+
+import requests
+
+from webapp.demo import DEMO_ADMIN_CHAT_ID, DEMO_ADMIN_EMAIL, build_demo
+
+
+def _token(html: str) -> str:
+    return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)
+
+
+def test_the_demo_admin_signs_in_and_sends_a_test_to_the_fake_telegram(tmp_path):
+    demo = build_demo(tmp_path / "demo", port=0, worker_threads=1)
+    try:
+        first_password = demo.admin_password
+        s = requests.Session()
+        page = s.get(demo.url + "/admin/login", timeout=10)
+        resp = s.post(demo.url + "/admin/login", timeout=10, allow_redirects=False, data={
+            "email": DEMO_ADMIN_EMAIL, "password": demo.admin_password, "csrf_token": _token(page.text)})
+        assert resp.status_code == 302
+        editor = s.get(demo.url + "/admin/template/new/", timeout=10)
+        assert editor.status_code == 200
+        answer = s.post(demo.url + "/admin/template/send-test/", timeout=10,
+                        headers={"X-CSRFToken": _token(editor.text)},
+                        data={"code": "LESSON_CANCELLED", "channel": "telegram", "locale": "ru",
+                              "body": "Тест {{ lesson_title }}"}).json()
+        assert answer["ok"] is True and answer["address"] == DEMO_ADMIN_CHAT_ID
+        sent = demo.bot_api.wait_for(lambda msgs: any(str(m["chat_id"]) == DEMO_ADMIN_CHAT_ID for m in msgs))
+        assert any(m["text"] == "Тест Робототехника" for m in sent)
+    finally:
+        demo.stop()
+    again = build_demo(tmp_path / "demo", port=0, worker_threads=1)  # same data folder: a new password
+    try:
+        assert again.admin_password and again.admin_password != first_password
+    finally:
+        again.stop()

@@ -1,0 +1,230 @@
+"""What the template editor needs besides the form: variables, preview, test sends.
+
+- :func:`variables_catalogue` lists, for every template code, the events that
+  use it and the variables each offers (from the event schema in
+  ``shared/events.py``, with examples), so the editor shows them beside the
+  form and inserts them on click.
+- :func:`preview` renders the *unsaved* form content through the same
+  ``compose`` that delivery uses (what the admin sees is what a client gets),
+  with the event's example data and either the example client or a real one,
+  and runs the save-time checks so problems show at their field while typing.
+- :func:`send_test` sends that rendering to the signed-in admin's own address
+  through the real channel and records it as a notification (initiator
+  ``admin:<id>``, no client), with its delivery attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from shared.composer import compose
+from shared.config import Settings
+from shared.errors import TemplateError
+from shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
+from shared.models import AdminUser, Client, DeliveryAttempt, Notification, NotificationStatus, NotificationTemplate
+from shared.models import utcnow as _utcnow
+from shared.template_checks import TELEGRAM_MAX_CHARS, check_template, event_types_using, example_client
+from workers.channels import CHANNELS
+from workers.channels.base import DeliveryError, RenderedMessage
+
+#: Filters every template may use, shown under the variables.
+FILTER_HINTS = (
+    ("{{ starts_at|date('d MMMM yyyy') }}", "a time in another format (Babel pattern)"),
+    ("{{ amount|money(currency) }}", "money in the client's language"),
+    ("{% if reason %}…{% endif %}", "only when an optional field is given"),
+)
+
+#: Telegram's HTML parse mode, shown beside its plain editor.
+TELEGRAM_HINTS = ("<b>bold</b>", "<i>italic</i>", "<u>underline</u>", "<s>strike</s>", '<a href="…">link</a>',
+                  "<code>code</code>", "<pre>block</pre>", "<blockquote>quote</blockquote>",
+                  '<span class="tg-spoiler">spoiler</span>')
+
+
+def _field(f: Field) -> dict[str, Any]:
+    return {"name": f.name, "type": f.type, "required": f.required, "example": f.example,
+            "description": f.description, "choices": list(f.choices)}
+
+
+def variables_catalogue() -> dict[str, Any]:
+    """Codes -> events, events -> fields: the data behind the editor's variable list."""
+    from workers.rules import DEFAULT_RULES
+
+    codes: dict[str, list[str]] = {}
+    for rule in DEFAULT_RULES.values():
+        for step in rule.steps:
+            if step.template_code:
+                codes.setdefault(step.template_code, [])
+                if rule.event_type not in codes[step.template_code]:
+                    codes[step.template_code].append(rule.event_type)
+    return {
+        "client": [_field(f) for f in CLIENT_VARIABLES],
+        "events": {e.name: {"description": e.description, "fields": [_field(f) for f in e.fields],
+                            "open_data": e.open_data} for e in all_event_types()},
+        "codes": {code: sorted(events) for code, events in sorted(codes.items())},
+        "filters": [list(h) for h in FILTER_HINTS],
+        "telegram_tags": list(TELEGRAM_HINTS),
+        "telegram_max_chars": TELEGRAM_MAX_CHARS,
+    }
+
+
+@dataclass
+class Draft:
+    """The editor's unsaved content."""
+
+    code: str
+    channel: str
+    locale: str
+    subject: str
+    body: str
+    event: str = ""
+    client_id: int | None = None
+
+    @classmethod
+    def from_form(cls, form: Any) -> Draft:
+        def text(name: str, limit: int = 200_000) -> str:
+            return str(form.get(name) or "")[:limit]
+
+        raw_client = text("client_id", 20).strip()
+        return cls(code=text("code", 100).strip(), channel=text("channel", 32), locale=text("locale", 10) or "ru",
+                   subject=text("subject"), body=text("body"), event=text("event", 100),
+                   client_id=int(raw_client) if raw_client.isdigit() else None)
+
+    def template(self) -> NotificationTemplate:
+        # Transient: never added to a session, so nothing is saved by a preview.
+        return NotificationTemplate(code=self.code, channel=self.channel, locale=self.locale,
+                                    subject=self.subject, body=self.body)
+
+    def event_type(self) -> EventType | None:
+        """The event chosen for the example data: the one asked for if known, else the first using the code."""
+        known = {e.name for e in all_event_types()}
+        if self.event in known:
+            return get_event_type(self.event)
+        using = event_types_using(self.code)  # an unknown name falls back to the code's events
+        return using[0] if using else None
+
+
+@dataclass
+class Preview:
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    subject: str | None = None
+    html: str | None = None
+    text: str | None = None
+    length: int | None = None
+    event: str | None = None
+    client: str | None = None
+    message: RenderedMessage | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"problems": self.problems, "subject": self.subject, "html": self.html, "text": self.text,
+                "length": self.length, "limit": TELEGRAM_MAX_CHARS if self.length is not None else None,
+                "event": self.event, "client": self.client}
+
+
+def preview(db: Session, draft: Draft, *, client: Client | None = None) -> Preview:
+    """Render the draft; problems by field (the save-time checks, then the render itself)."""
+    out = Preview()
+    if draft.channel not in CHANNELS:
+        out.problems["channel"] = [f"unknown channel {draft.channel!r}"]
+        return out
+    for name, message in check_template(draft.code, draft.channel, draft.subject, draft.body, draft.locale):
+        out.problems.setdefault(name, []).append(message)
+    event = draft.event_type()
+    if client is None and draft.client_id is not None:
+        client = db.get(Client, draft.client_id)
+        if client is None:
+            out.problems.setdefault("client_id", []).append(f"no client #{draft.client_id}")
+    client = client or example_client(draft.locale)
+    out.event = event.name if event else None
+    out.client = f"{client.name} (#{client.id})"
+    try:
+        message = compose(draft.template(), event_type=event.name if event else "", client=client,
+                          data=event.example_data() if event else {})
+    except TemplateError as exc:
+        if not out.problems:
+            out.problems.setdefault("body", []).append(str(exc))
+        return out
+    out.message = message
+    out.subject = message.subject
+    if draft.channel == "email":
+        out.html, out.text = message.html, message.text
+    else:
+        out.text = message.text
+        if draft.channel == "telegram":
+            out.length = len(message.text)
+    return out
+
+
+# ------------------------------------------------------------------ test sends
+
+
+class TestSendRefused(Exception):
+    """The test cannot be sent (no address on that channel, or the draft does not render)."""
+
+
+def admin_address(admin: AdminUser, channel: str) -> str | None:
+    return {"email": admin.email, "telegram": getattr(admin, "telegram_chat_id", None)}.get(channel)
+
+
+def send_test(db: Session, settings: Settings, draft: Draft, admin: AdminUser) -> Notification:
+    """Send the draft, rendered with example data, to the admin; return the recorded notification.
+
+    Goes through the real channel (the same ``Channel.send`` the workers use) but
+    not through the queue: the admin is waiting for the answer, and one message
+    on an admin's own address does not need the per-channel limiter.
+    """
+    address = admin_address(admin, draft.channel)
+    if not address:
+        what = "Telegram chat id" if draft.channel == "telegram" else f"{draft.channel} address"
+        raise TestSendRefused(f"your account has no {what}; set it under My account")
+    me = Client(id=0, name=admin.email.split("@")[0], locale=draft.locale, timezone="Europe/Moscow",
+                email=admin.email, telegram_chat_id=getattr(admin, "telegram_chat_id", None))
+    rendered = preview(db, draft, client=me)
+    if rendered.message is None:
+        problems = "; ".join(m for ms in rendered.problems.values() for m in ms)
+        raise TestSendRefused(f"the template does not render: {problems}")
+    now = _utcnow()
+    message = rendered.message
+    n = Notification(
+        recipient_id=None, channel=draft.channel, recipient_address=address, event_type=rendered.event or "",
+        template_code=draft.code or "(draft)", payload_json={"test": True}, status=NotificationStatus.processing.value,
+        attempts=1, initiator=f"admin:{admin.id}", locale=draft.locale, step=f"test-{uuid.uuid4().hex[:12]}",
+        subject=message.subject, body=message.html if message.html is not None else message.text,
+        created_at=now, updated_at=now, send_at=now,
+        # A lease like a worker's: if this process dies during the call, the scheduler's reaper
+        # finds the open attempt and marks the row "delivery uncertain" (never resent).
+        locked_until=now + timedelta(seconds=settings.processing_lease_s),
+    )
+    db.add(n)
+    db.flush()
+    attempt = DeliveryAttempt(notification_id=n.id, attempt_no=1, started_at=now)
+    db.add(attempt)
+    db.commit()  # the attempt is on record before the provider is called
+    channel = CHANNELS[draft.channel].from_settings(settings)  # type: ignore[attr-defined]
+    try:
+        external_id: str | None = channel.send(address, message)
+        error: DeliveryError | None = None
+    except DeliveryError as exc:
+        external_id, error = None, exc
+    except Exception as exc:  # noqa: BLE001 - a bug mid-call: the provider may have the message
+        external_id, error = None, DeliveryError.uncertain(f"unexpected error: {type(exc).__name__}")
+    finally:
+        channel.close()
+    done = _utcnow()
+    attempt.finished_at = done
+    attempt.outcome = "sent" if error is None else error.outcome.value
+    attempt.external_id = external_id
+    attempt.error = error.reason if error else None
+    n.status = NotificationStatus.sent.value if error is None else NotificationStatus.failed.value
+    n.sent_at = done if error is None else None
+    n.external_id = external_id
+    n.last_error = error.reason if error else None
+    n.delivery_uncertain = error is not None and error.outcome.value == "uncertain"
+    n.locked_until = None
+    n.updated_at = done
+    db.commit()
+    return n

@@ -1,0 +1,63 @@
+"""``/unsubscribe/<token>``: the marketing opt-out every marketing message links to.
+
+- ``GET`` shows what the link does and one button; it never changes anything
+  (mail scanners and link previews fetch URLs).
+- ``POST`` turns off the client's marketing preference, cancels the marketing
+  notifications still waiting for them, and records it in the audit log as
+  ``client:<id>``.  It is what RFC 8058 one-click mail clients send
+  (``List-Unsubscribe=One-Click``), without cookies or a CSRF token, so it is
+  exempt from CSRF and authenticated by the signed token alone.  Repeating it
+  is harmless.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+from sqlalchemy import update
+
+from shared.models import AuditLog, Category, Client, Notification, NotificationStatus, utcnow
+from shared.unsubscribe import read_token
+from webapp.db import get_session
+
+bp = Blueprint("unsubscribe", __name__)
+
+
+def _client(token: str) -> Client:
+    from webapp import get_settings
+
+    client_id = read_token(get_settings().secret_key, token)
+    client = get_session().get(Client, client_id) if client_id else None
+    if client is None:
+        abort(404)
+    return client
+
+
+@bp.get("/unsubscribe/<token>")
+def page(token: str):
+    client = _client(token)
+    return render_template("unsubscribe.html", token=token, done=not client.allow_marketing_notifications)
+
+
+@bp.post("/unsubscribe/<token>")
+def one_click(token: str):
+    db = get_session()
+    client = _client(token)
+    now = utcnow()
+    was = client.allow_marketing_notifications
+    client.allow_marketing_notifications = False
+    client.updated_at = now
+    canceled = db.execute(
+        update(Notification)
+        .where(Notification.recipient_id == client.id, Notification.category == Category.marketing.value,
+               Notification.status == NotificationStatus.pending.value)
+        .values(status=NotificationStatus.canceled.value, updated_at=now,
+                last_error="the client unsubscribed from marketing")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    db.add(AuditLog(actor=f"client:{client.id}", action="client.unsubscribe", object_type="client",
+                    object_id=str(client.id), details={"category": "marketing", "was_allowed": was,
+                                                       "canceled_pending": canceled,
+                                                       "via": "one-click" if one_click else "form"}))
+    db.commit()
+    return render_template("unsubscribe.html", token=token, done=True)

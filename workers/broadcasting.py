@@ -1,0 +1,323 @@
+"""Sending a broadcast: expansion into rows, paced hand-over to delivery, stages, health.
+
+- **Expansion** (:func:`expand_batch`, the ``expand_broadcast`` actor) walks
+  the selection in keyset order over ``clients.id``: each batch is one
+  ``INSERT ... SELECT ... ON CONFLICT DO NOTHING`` per channel plus the moved
+  cursor, in one transaction with the broadcast row locked.  Memory stays
+  flat (no client is loaded into Python), a restart continues from the
+  cursor, and the unique keys make a repeated batch create nothing twice.
+  The rows are *held*: pending with ``send_at`` NULL, so neither delivery nor
+  the scheduler's release picks them up.
+- **Hand-over** (:func:`feed`, every scheduler tick and right after the first
+  batch) moves held rows to delivery, per channel, only as many as the
+  channel's limit can take in ``LOOKAHEAD_S`` seconds, minus those already in
+  flight.  The limiter (``workers/limits.py``) still spaces the sends; the
+  feeder only keeps the queues short, so pause takes effect within seconds
+  and a 100,000-message broadcast never floods RabbitMQ.
+- **Stages and health**: when a test stage has finished, a manual broadcast
+  waits for the admin; an automatic one waits ``stage_wait_s`` and continues
+  only if its failure rate is under the threshold.  While sending, the failure
+  rate of a sliding window of finished messages is checked on every tick; a
+  broadcast above its threshold pauses itself (audited as ``system``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import dramatiq
+from sqlalchemy import BigInteger, Boolean, Integer, cast, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import broadcasts
+from shared.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
+from shared.config import Settings
+from shared.models import AuditLog, Broadcast, BroadcastStatus, Client, Notification, NotificationStatus, utcnow
+from shared.targeting import address, client_conditions, reachable
+from workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
+from workers.limits import rules_for
+
+if TYPE_CHECKING:
+    from workers.app import Runtime
+
+log = logging.getLogger("vestnik.broadcasts")
+
+BATCH_SIZE = 1000
+#: keep this many seconds of a channel's limit queued for delivery, no more
+LOOKAHEAD_S = 2.0
+#: the failure rate is judged on at least this many finished messages ...
+MIN_SAMPLE = 20
+#: ... and on windows of up to this many
+WINDOW = 200
+#: an expansion silent for this long is started again (it continues from its cursor)
+EXPAND_STALE_S = 30.0
+
+_NOTIFICATIONS = Notification.__table__
+
+
+def pace_per_s(settings: Settings) -> dict[str, float]:
+    """Each channel's burst rate (its shortest window's limit), from the limiter's own rules."""
+    return {name: max(r.limit / r.window_s for r in rules.overall) for name, rules in rules_for(settings).items()
+            if rules.overall}
+
+
+# ------------------------------------------------------------------ expansion
+
+
+@dataclass(frozen=True)
+class Expanded:
+    inserted: int
+    done: bool
+
+
+def _value(value: Any, column: str, dialect: str):
+    """A typed constant for an INSERT ... SELECT (PostgreSQL needs the type; SQLite must not cast JSON)."""
+    col = _NOTIFICATIONS.c[column]
+    if dialect == "sqlite":
+        return literal(value, type_=col.type)
+    return cast(literal(value, type_=col.type), col.type)
+
+
+def _insert_rows(session: Session, b: Broadcast, channel: str, conds: list, lo: int, hi: int, now: datetime) -> int:
+    dialect = session.get_bind().dialect.name
+    v = lambda value, column: _value(value, column, dialect)  # noqa: E731
+    rows = (
+        select(
+            Client.id, v(channel, "channel"), address(channel), v(EVENT_TYPE, "event_type"),
+            v(b.template_code, "template_code"), v(b.data or {}, "payload_json"),
+            v(NotificationStatus.pending.value, "status"), cast(literal(0), Integer), v(now, "created_at"),
+            v(now, "updated_at"), v(b.initiator, "initiator"), v(b.category, "category"), Client.locale,
+            v(f"broadcast:{b.id}", "key"), v(STEP, "step"), cast(literal(b.event_id), BigInteger),
+            cast(literal(b.id), BigInteger), cast(literal(False), Boolean),
+        )
+        .where(*conds, reachable(channel), Client.id > lo, Client.id <= hi)
+        .order_by(Client.id)  # lowest id first: it keeps a shared address (same rule as the count)
+    )
+    columns = ["recipient_id", "channel", "recipient_address", "event_type", "template_code", "payload_json",
+               "status", "attempts", "created_at", "updated_at", "initiator", "category", "locale", "key", "step",
+               "event_id", "broadcast_id", "delivery_uncertain"]
+    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = make(_NOTIFICATIONS).from_select(columns, rows).on_conflict_do_nothing()
+    return session.execute(stmt).rowcount or 0
+
+
+def expand_batch(factory: sessionmaker[Session], broadcast_id: int, *, batch_size: int = BATCH_SIZE,
+                 now: datetime | None = None) -> Expanded:
+    """Create the rows of the next ``batch_size`` clients of the current stage; idempotent."""
+    now = now or utcnow()
+    with factory() as session, session.begin():
+        b = lock(session, broadcast_id)
+        if b is None or b.status not in ACTIVE or b.expand_done or b.stage is None:
+            return Expanded(0, True)
+        sel = selection(b)
+        conds = client_conditions(sel)
+        limit = batch_size
+        if b.stage == "test" and not b.test_group:
+            limit = min(limit, b.test_size - b.expanded_clients)
+        upper, n = None, 0
+        if limit > 0:
+            ids = (select(Client.id).where(*conds, Client.id > b.expand_cursor)
+                   .order_by(Client.id).limit(limit).subquery())
+            upper, n = session.execute(select(func.max(ids.c.id), func.count())).one()
+        if upper is None:
+            b.expand_done = True
+            b.expanded_at = now
+            log.info("broadcast expanded", extra={"action": "broadcast.expanded", "broadcast_id": b.id,
+                                                  "stage": b.stage})
+            return Expanded(0, True)
+        inserted = sum(_insert_rows(session, b, ch, conds, b.expand_cursor, upper, now) for ch in sel.channels)
+        b.expand_cursor = upper
+        b.expanded_clients += n
+        b.expanded_at = now
+        return Expanded(inserted, False)
+
+
+# ------------------------------------------------------------------ hand-over, stages, health
+
+
+@dataclass
+class Fed:
+    #: (notification id, channel, address) handed to delivery: enqueue each
+    handed: list[tuple[int, str, str]] = field(default_factory=list)
+    #: the expansion must be (re)started
+    expand: bool = False
+
+
+def _counts(session: Session, broadcast_id: int) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    by = {(ch, st): n for ch, st, n in session.execute(
+        select(Notification.channel, Notification.status, func.count())
+        .where(Notification.broadcast_id == broadcast_id)
+        .group_by(Notification.channel, Notification.status))}
+    held = dict(session.execute(
+        select(Notification.channel, func.count())
+        .where(Notification.broadcast_id == broadcast_id, Notification.status == NotificationStatus.pending.value,
+               Notification.send_at.is_(None))
+        .group_by(Notification.channel)).all())
+    return by, held
+
+
+def _unhealthy(b: Broadcast, sent: int, failed: int) -> str | None:
+    """Judge the failure rate of the messages finished since the last window; roll the window."""
+    base = b.health or {"sent": 0, "failed": 0}
+    d_sent, d_failed = sent - int(base["sent"]), failed - int(base["failed"])
+    window = d_sent + d_failed
+    if window >= MIN_SAMPLE and d_failed / window > b.max_failure_rate:
+        return (f"paused itself: {d_failed} of the last {window} messages failed "
+                f"({d_failed / window:.0%} > {b.max_failure_rate:.0%})")
+    if window >= WINDOW:
+        b.health = {"sent": sent, "failed": failed}
+    return None
+
+
+def _hand_over(session: Session, broadcast_id: int, channel: str, room: int, now: datetime
+               ) -> list[tuple[int, str, str]]:
+    pick = (select(Notification.id)
+            .where(Notification.broadcast_id == broadcast_id, Notification.channel == channel,
+                   Notification.status == NotificationStatus.pending.value, Notification.send_at.is_(None))
+            .order_by(Notification.id).limit(room))
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    return [tuple(r) for r in session.execute(
+        update(Notification)
+        .where(Notification.id.in_(pick.scalar_subquery()))
+        .values(send_at=now, queued_at=now, updated_at=now)
+        .returning(Notification.id, Notification.channel, Notification.recipient_address)
+        .execution_options(synchronize_session=False)
+    ).all()]
+
+
+def _system_audit(session: Session, action: str, b: Broadcast, **details: Any) -> None:
+    session.add(AuditLog(actor="system", action=action, object_type="broadcast", object_id=str(b.id),
+                         details={"status": b.status, **details}))
+
+
+def _stage_finished(session: Session, b: Broadcast, sent: int, failed: int, now: datetime) -> Fed:
+    if b.stage == "all":
+        b.status = BroadcastStatus.completed.value
+        b.finished_at = now
+        _system_audit(session, "broadcast.completed", b, sent=sent, failed=failed)
+        log.info("broadcast completed", extra={"action": "broadcast.completed", "broadcast_id": b.id,
+                                               "sent": sent, "failed": failed})
+        return Fed()
+    if b.test_done_at is None:
+        b.test_done_at = now
+        _system_audit(session, "broadcast.test_done", b, sent=sent, failed=failed)
+    if b.mode != "auto" or b.planned_messages is None:
+        return Fed()  # the admin looks at the test and decides (auto goes on only after a confirmed start)
+    finished = sent + failed
+    if finished and failed / finished > b.max_failure_rate:
+        broadcasts.pause(session, b, "system", f"paused itself after the test stage: {failed} of {finished} "
+                                               f"failed ({failed / finished:.0%} > {b.max_failure_rate:.0%})")
+        return Fed()
+    if now - b.test_done_at < timedelta(seconds=b.stage_wait_s):
+        return Fed()
+    broadcasts._begin_stage(b, "all", now)
+    b.status = BroadcastStatus.running.value
+    b.expanded_at = now
+    _system_audit(session, "broadcast.continue", b, test_sent=sent, test_failed=failed)
+    return Fed(expand=True)
+
+
+def feed(factory: sessionmaker[Session], broadcast_id: int, pace: Mapping[str, float], *,
+         now: datetime | None = None, lookahead_s: float = LOOKAHEAD_S) -> Fed:
+    """One tick of a sending broadcast: health, stage end, and the paced hand-over."""
+    now = now or utcnow()
+    with factory() as session, session.begin():
+        b = lock(session, broadcast_id, skip_locked=True)  # another tick has it: it does the work
+        if b is None or b.status not in ACTIVE:
+            return Fed()
+        by, held = _counts(session, b.id)
+        sent = sum(n for (_, st), n in by.items() if st == NotificationStatus.sent.value)
+        failed = sum(n for (_, st), n in by.items() if st == NotificationStatus.failed.value)
+        reason = _unhealthy(b, sent, failed)
+        if reason:
+            broadcasts.pause(session, b, "system", reason)
+            log.warning("broadcast paused itself", extra={"action": "broadcast.auto_pause", "broadcast_id": b.id,
+                                                          "reason": reason})
+            return Fed()
+        live = {ch: by.get((ch, NotificationStatus.pending.value), 0) + by.get((ch, NotificationStatus.processing
+                                                                                  .value), 0)
+                for ch in b.channels}
+        if b.expand_done and not any(live.values()):
+            return _stage_finished(session, b, sent, failed, now)
+        out = Fed()
+        # Hand over at the channel's pace for the time since the last tick (so few messages wait
+        # in the limiter and bounce), never more than ``lookahead_s`` of it in flight.
+        since_s = (now - b.fed_at).total_seconds() if b.fed_at else lookahead_s
+        since_s = min(max(since_s, 0.5), lookahead_s)
+        for ch in b.channels:
+            rate = pace.get(ch, 1.0)
+            in_flight = live[ch] - held.get(ch, 0)
+            room = min(math.ceil(rate * since_s * 1.2), max(1, math.ceil(rate * lookahead_s)) - in_flight)
+            if room > 0 and held.get(ch, 0):
+                out.handed += _hand_over(session, b.id, ch, room, now)
+        b.fed_at = now
+        stale = b.expanded_at is None or now - b.expanded_at > timedelta(seconds=EXPAND_STALE_S)
+        if not b.expand_done and stale:
+            b.expanded_at = now  # claimed: the next ticks do not start another one
+            out.expand = True
+        return out
+
+
+def active_ids(factory: sessionmaker[Session]) -> list[int]:
+    with factory() as session:
+        return list(session.scalars(select(Broadcast.id).where(Broadcast.status.in_(ACTIVE)).order_by(Broadcast.id)))
+
+
+# ------------------------------------------------------------------ what the actors run
+
+
+def hand_to_delivery(rt: Runtime, handed: list[tuple[int, str, str]], pace: Mapping[str, float]) -> None:
+    """Enqueue the handed rows spaced at each channel's rate (k-th message after k / rate seconds).
+
+    Spacing matters: messages that all reach the limiter at once would mostly be
+    told to wait, and wake together at the next free slot (a thundering herd
+    that costs a claim and a render per loser).  Spaced, most find their slot.
+    """
+    position: dict[str, int] = {}
+    for notification_id, channel, addr in handed:
+        ch = rt.channels.get(channel)
+        k = position[channel] = position.get(channel, -1) + 1
+        delay_s = k / pace[channel] if pace.get(channel) else None
+        enqueue_delivery(rt.broker, notification_id, channel, ch.limit_key(addr) if ch else None,
+                         delay_s=delay_s or None)
+
+
+def enqueue_expansion(broker: dramatiq.Broker, broadcast_id: int) -> None:
+    broker.enqueue(dramatiq.Message(queue_name=BROADCASTS_QUEUE, actor_name=EXPAND_BROADCAST,
+                                    args=(broadcast_id,), kwargs={}, options={}))
+
+
+def run_expansion(rt: Runtime, broadcast_id: int, *, budget_s: float = 60.0, batch_size: int = BATCH_SIZE) -> None:
+    """Expand batch after batch; the first batch goes to delivery at once.  After ``budget_s``
+    the actor hands over to a fresh message (well inside the actor's time limit)."""
+    deadline = time.monotonic() + budget_s
+    pace = pace_per_s(rt.settings)
+    first = True
+    while True:
+        step = expand_batch(rt.factory, broadcast_id, batch_size=batch_size)
+        if (first and step.inserted) or step.done:
+            hand_to_delivery(rt, feed(rt.factory, broadcast_id, pace).handed, pace)
+            first = False
+        if step.done:
+            return
+        if time.monotonic() > deadline:
+            enqueue_expansion(rt.broker, broadcast_id)
+            return
+
+
+def drive(rt: Runtime) -> None:
+    """The scheduler's tick: feed every sending broadcast, restart stalled expansions."""
+    pace = pace_per_s(rt.settings)
+    for broadcast_id in active_ids(rt.factory):
+        fed = feed(rt.factory, broadcast_id, pace)
+        hand_to_delivery(rt, fed.handed, pace)
+        if fed.expand:
+            enqueue_expansion(rt.broker, broadcast_id)
