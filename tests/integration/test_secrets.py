@@ -170,10 +170,14 @@ def test_canaries_never_leak_from_failing_processes(canary_db, amqp_vhost_url, r
     unreachable_db = with_password(db_url, "canary", CANARIES["database password"], port=closed_port())
     for log_format in ("text", "json"):
         env = _env(unreachable_db, good_broker, redis_url, log_format)
+        web_port = closed_port()
         procs = [vestnik(f"relay-nodb-{log_format}", "relay", env=env, log_dir=tmp_path),
                  vestnik(f"worker-nodb-{log_format}", "worker", "--processes", "1", "--threads", "1", env=env,
-                         log_dir=tmp_path)]
+                         log_dir=tmp_path),
+                 vestnik(f"web-nodb-{log_format}", "web", "--port", str(web_port), env=env, log_dir=tmp_path)]
         with running(procs):
+            wait_until(lambda: _get(web_port, "/healthz") == 200, 60, message="the web app up")
+            assert _get(web_port, "/readyz") == 503  # the database is unreachable: it says so, in its log too
             for proc in procs:
                 wait_until(lambda p=proc: p.popen.poll() is not None or "Connection refused" in logged(p), 60,
                            message=f"{proc.name} to report the unreachable database")
@@ -181,6 +185,30 @@ def test_canaries_never_leak_from_failing_processes(canary_db, amqp_vhost_url, r
             assert "Connection refused" in logged(proc), proc.name
             found += leaks(f"{proc.name} log", logged(proc))
     queued_retried = _queued_bodies(good_broker)  # the failed handling waits for its retry, with its traceback
+
+    # 3b. The web app up with the canaries: sign-in refused, a forged webhook, readiness; its log (access too).
+    web_port = closed_port()
+    web = vestnik("web", "web", "--port", str(web_port), env=_env(db_url, good_broker, redis_url, "json"),
+                  log_dir=tmp_path)
+    with running([web]):
+        wait_until(lambda: _get(web_port, "/healthz") == 200, 60, message="the web app up")
+        import requests
+
+        base = f"http://127.0.0.1:{web_port}"
+        with requests.Session() as http:
+            page = http.get(f"{base}/admin/login", timeout=10)
+            csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+            resp = http.post(f"{base}/admin/login", data={"email": "nobody@school.test", "password": "x",
+                                                          "csrf_token": csrf}, timeout=10)
+            assert resp.status_code == 401
+            found += leaks("the sign-in page", resp.text) + leaks("web cookies", str(http.cookies.get_dict()))
+            resp = http.post(f"{base}/webhooks/payments", data=b'{"event_id": "e"}', timeout=10,
+                             headers={"X-Vestnik-Timestamp": "1", "X-Vestnik-Signature": "sha256=00"})
+            assert resp.status_code == 401
+            found += leaks("a webhook answer", resp.text)
+            assert http.get(f"{base}/readyz", timeout=10).status_code == 200
+        wait_until(lambda: "/webhooks/payments" in logged(web), 30, message="the access log line")
+    found += leaks("web log", logged(web))
 
     # 4. A worker whose channels both fail (Bot API down, wrong SMTP host), and a bad event.
     with factory() as s:  # bad input too: it must be visible, and still hold no secret
@@ -245,6 +273,15 @@ def test_canaries_never_leak_from_failing_processes(canary_db, amqp_vhost_url, r
     for error in errors:
         found += leaks("a stored error", error)
     assert found == [], found
+
+
+def _get(port: int, path: str) -> int | None:
+    import requests
+
+    try:
+        return requests.get(f"http://127.0.0.1:{port}{path}", timeout=5).status_code
+    except requests.RequestException:
+        return None
 
 
 def _count(factory, model, *where) -> int:
