@@ -392,13 +392,20 @@ def check_syntax(source: str) -> set[str]:
     return names - set(_HTML_ENV.globals)
 
 
+@functools.lru_cache(maxsize=512)
+def _compile(source: str, html_mode: bool) -> Any:
+    """Compiling is most of a render's cost and templates change rarely: keep the last 512.
+    A compiled template is immutable and safe to share between threads; a source that does
+    not compile raises and is not cached."""
+    return (_HTML_ENV if html_mode else _TEXT_ENV).from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any], *, html_mode: bool, locale: str = "ru") -> str:
     """Render one template string; any failure becomes a TemplateError with a reason."""
-    env = _HTML_ENV if html_mode else _TEXT_ENV
     budget = _Budget()
     token = _BUDGET.set(budget)
     try:
-        template = env.from_string(source)
+        template = _compile(source, html_mode)
         parts: list[str] = []
         size = 0
         # Streamed, so a template that would print gigabytes stops at the limit instead.
