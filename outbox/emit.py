@@ -70,10 +70,13 @@ def emit(
     data = dict(data or {})
     recipient_list = [int(r) if isinstance(r, str) and r.isdigit() else r for r in recipients or []]
     validate_event(event_type, data, recipients=recipient_list)
-    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200):
-        raise EventValidationError(event_type, ["key: must be a non-empty string of at most 200 characters"])
-    if idempotency_key is not None and (not isinstance(idempotency_key, str) or len(idempotency_key) > 200):
-        raise EventValidationError(event_type, ["idempotency_key: must be a string of at most 200 characters"])
+    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200 or "\x00" in key):
+        raise EventValidationError(event_type, ["key: must be a non-empty string of at most 200 characters, "
+                                                 "without NUL"])
+    if idempotency_key is not None and (not isinstance(idempotency_key, str) or len(idempotency_key) > 200
+                                        or "\x00" in idempotency_key):
+        raise EventValidationError(event_type, ["idempotency_key: must be a string of at most 200 characters, "
+                                                 "without NUL"])
     values = {
         "event_type": event_type,
         "recipients": recipient_list,

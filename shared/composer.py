@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from shared.errors import TemplateError, TemplateNotFound
 from shared.events import get_event_type
 from shared.models import Client, NotificationTemplate
-from shared.rendering import build_context, html_to_text, render, telegram_html
+from shared.rendering import build_context, html_to_text, refuse_unsafe_links, render, telegram_html
 from workers.channels.base import Attachment, Button, RenderedMessage
 
 
@@ -79,9 +79,10 @@ def compose(
     )
     if template.channel == "email":
         subject = render(template.subject or "", ctx, html_mode=False, locale=locale).strip()
-        if "\r" in subject or "\n" in subject:
+        if len(subject.splitlines()) > 1:  # CR, LF and every other line end Python's email package knows
             raise TemplateError("the subject renders to more than one line")
-        html_body = render(template.body, ctx, html_mode=True, locale=locale)
+        # A javascript: or data: link, from the template or from a variable in an href, fails this notification.
+        html_body = refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale))
         return RenderedMessage(
             notification_id=notification_id,
             subject=subject,
@@ -90,7 +91,7 @@ def compose(
             headers=dict(headers or {}),
             attachment=attachment,
         )
-    text = render(template.body, ctx, html_mode=True, locale=locale)
+    text = refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale))
     if template.channel == "telegram":
         text = telegram_html(text)
     if not text.strip():

@@ -171,6 +171,17 @@ def all_event_types() -> list[EventType]:
     return sorted(_REGISTRY.values(), key=lambda e: e.name)
 
 
+def _nul_paths(value: Any, path: str) -> list[str]:
+    if isinstance(value, str):
+        return [path] if "\x00" in value else []
+    if isinstance(value, Mapping):
+        found = [f"{path} (a key)" for key in value if isinstance(key, str) and "\x00" in key]
+        return found + [p for key, item in value.items() for p in _nul_paths(item, f"{path}.{key}")]
+    if isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in _nul_paths(item, f"{path}[{i}]")]
+    return []
+
+
 def validate_event(
     event_type: str,
     data: Mapping[str, Any] | None,
@@ -194,6 +205,8 @@ def validate_event(
         known = {f.name for f in spec.fields}
         for name in sorted(set(data) - known):
             problems.append(f"data.{name}: unknown field (declared: {', '.join(sorted(known)) or 'none'})")
+    # PostgreSQL's text and jsonb cannot hold NUL: refused here, by name, not by the CRM's commit failing.
+    problems += [f"{path}: contains a NUL character (not storable)" for path in _nul_paths(data, "data")]
     if recipients is not None:
         recipient_list = list(recipients)
         if not recipient_list and not (spec.targets_field and data.get(spec.targets_field)):

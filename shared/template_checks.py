@@ -11,7 +11,7 @@ from __future__ import annotations
 from shared.errors import TemplateError
 from shared.events import CLIENT_VARIABLES, EventType, get_event_type
 from shared.models import Client
-from shared.rendering import build_context, check_syntax, render, telegram_html, unknown_telegram_tags
+from shared.rendering import build_context, check_syntax, render, telegram_html, unknown_telegram_tags, unsafe_links
 
 TELEGRAM_MAX_CHARS = 4096
 
@@ -72,6 +72,10 @@ def check_template(code: str, channel: str, subject: str, body: str, locale: str
                     continue  # a broadcast template: its data is given per broadcast
                 problems.append((field, str(exc)))
                 continue
+            bad_links = unsafe_links(out) if field == "body" else []
+            if bad_links:
+                problems.append(("body", f"link {bad_links[0][:60]!r} is refused: links may only be http, https, "
+                                         "mailto, tel or tg"))
             if field == "body" and channel == "telegram" and len(telegram_html(out)) > TELEGRAM_MAX_CHARS:
                 problems.append(("body", f"renders to {len(telegram_html(out))} characters with the example "
                                          f"data; Telegram's limit is {TELEGRAM_MAX_CHARS}"))

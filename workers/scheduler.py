@@ -108,23 +108,30 @@ def main(settings: Settings) -> int:
     interval(seconds=reap_s)(broker.get_actor("reap_stuck_notifications"))
     cron("17 * * * *")(broker.get_actor("clean_outbox"))
 
-    lost = threading.Event()
-    with single_scheduler_lock(settings, stop) as still_held:
-        if stop.is_set():
-            return 0
+    def supervise() -> None:
+        """Tick only while holding the lock.  Losing it (its connection dropped: a database restart)
+        pauses the ticks and makes this process a standby again, not a dead one."""
+        from apscheduler.schedulers.base import STATE_STOPPED
 
-        def watch() -> None:
-            heartbeat.beat("scheduler")
-            while not stop.wait(5):
-                heartbeat.beat("scheduler")
-                if not still_held():
-                    log.error("scheduler lock lost; stopping", extra={"action": "scheduler.lock_lost"})
-                    lost.set()
+        while scheduler.state == STATE_STOPPED and not stop.is_set():
+            stop.wait(0.05)  # the main thread is starting the scheduler (paused)
+        while not stop.is_set():
+            with single_scheduler_lock(settings, stop) as still_held:
+                if stop.is_set():
                     break
-            scheduler.shutdown(wait=False)
+                scheduler.resume()
+                log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s,
+                                                     "pid": os.getpid()})
+                heartbeat.beat("scheduler")
+                while not stop.wait(5):
+                    heartbeat.beat("scheduler")
+                    if not still_held():
+                        log.error("scheduler lock lost; standing by", extra={"action": "scheduler.lock_lost"})
+                        break
+                scheduler.pause()
+        scheduler.shutdown(wait=False)
 
-        threading.Thread(target=watch, name="vestnik-scheduler-lock", daemon=True).start()
-        log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s, "pid": os.getpid()})
-        scheduler.start()  # blocks until shutdown
+    threading.Thread(target=supervise, name="vestnik-scheduler-lock", daemon=True).start()
+    scheduler.start(paused=True)  # blocks until supervise() shuts it down
     broker.close()
-    return 1 if lost.is_set() else 0  # a supervisor restarts us; we then stand by
+    return 0

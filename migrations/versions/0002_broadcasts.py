@@ -1,7 +1,7 @@
 """broadcasts: broadcasts, their uploaded client lists, client groups and tags
 
 Revision ID: 0002
-Revises: 0004
+Revises: 0001
 Create Date: 2026-11-24 06:30:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0002"
-down_revision = "0004"  # re-chained after main's 0003 (profile) and 0004 (admin)
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 

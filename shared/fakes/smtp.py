@@ -9,7 +9,8 @@ blocks on a condition variable, so tests never sleep to synchronise.
 Scripted answers per SMTP step (:meth:`~FakeSmtpServer.fail_next`): any reply
 such as ``451 4.7.1 Try again later``, ``550 5.1.1 Mailbox unavailable`` or
 ``554 5.7.1 Message rejected as spam``; ``"DROP"`` closes the connection right
-after the final "." of DATA without a reply, and ``"STALL"`` answers only
+after the final "." of DATA without a reply (or at MAIL / RCPT, before the
+message), and ``"STALL"`` answers only
 after the client's timeout: the window RFC 1047 warns about (the message is
 in the ledger, marked ``dropped``, because a real server may have queued it).
 :meth:`~FakeSmtpServer.drop_connections` closes every open connection, as a
@@ -57,6 +58,8 @@ class _Handler:
     async def handle_MAIL(self, server: SMTP, session: Any, envelope: Any, address: str,  # noqa: N802
                           mail_options: list[str]) -> str:
         reply = self.sink._next_reply("MAIL")
+        if reply == "DROP":
+            return _drop(server)
         if reply:
             return reply
         envelope.mail_from = address
@@ -66,6 +69,8 @@ class _Handler:
     async def handle_RCPT(self, server: SMTP, session: Any, envelope: Any, address: str,  # noqa: N802
                           rcpt_options: list[str]) -> str:
         reply = self.sink._next_reply("RCPT")
+        if reply == "DROP":
+            return _drop(server)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -87,6 +92,13 @@ class _Handler:
             return reply
         message_id = self.sink._record(envelope)
         return f"250 2.0.0 Ok: queued as {message_id}"
+
+
+def _drop(server: SMTP) -> str:
+    """Close the connection without answering (a server crash before the message was taken)."""
+    if server.transport is not None:
+        server.transport.abort()
+    return "421 4.3.0 closed (never seen by the client)"
 
 
 class _SMTP(SMTP):
@@ -195,13 +207,14 @@ class FakeSmtpServer:
     def fail_next(self, n: int = 1, reply: str = "451 4.7.1 Try again later", at: str = "DATA") -> None:
         """Answer the next ``n`` MAIL, RCPT or DATA steps with ``reply``.
 
-        ``reply`` is an SMTP reply line, or for DATA ``"DROP"`` (close the
-        connection after the final "." without answering) or ``"STALL"``
-        (answer after ``stall_s``).
+        ``reply`` is an SMTP reply line, or ``"DROP"`` (close the connection
+        without answering: after the final "." for DATA, when the message may
+        have been queued; before anything was taken for MAIL and RCPT), or for
+        DATA ``"STALL"`` (answer after ``stall_s``).
         """
         if at not in STAGES:
             raise ValueError(f"at must be one of {STAGES}")
-        if reply in ("DROP", "STALL") and at != "DATA":
+        if reply == "STALL" and at != "DATA":
             raise ValueError(f"{reply} only makes sense after DATA")
         with self.cond:
             self._script[at].extend([reply] * n)

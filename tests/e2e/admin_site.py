@@ -66,6 +66,7 @@ def seed(session_factory: Any) -> None:
                 subject="Уведомление" if channel == "email" else None, key=f"lesson:{i % 17}",
                 initiator="admin:1" if i % 23 == 0 else "system", created_at=created, updated_at=created,
                 sent_at=created + timedelta(seconds=2) if status == "sent" else None,
+                send_at=now + timedelta(hours=i % 48) if status == "pending" else created,
                 last_error="Forbidden: bot was blocked by the user" if status == "failed" else None,
             )
             s.add(n)

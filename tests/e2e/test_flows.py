@@ -134,23 +134,28 @@ def test_a_cancel_right_after_a_reschedule_stays_cancelled_with_two_workers(stac
     assert stack.count(Notification.status == "pending") == 0
 
 
-def test_a_reminder_too_late_to_make_sense_is_cancelled_not_sent(stack, bot_api):
-    """The scheduler was down past the lesson's start: the reminder is dropped with a reason."""
-    crm(stack, "lesson_scheduled", [3], {"lesson_title": "Робототехника", "starts_at": at(timedelta(days=3))},
-        "lesson:7")
+def test_after_scheduler_downtime_due_reminders_go_once_and_too_late_ones_are_cancelled(stack, bot_api):
+    """The scheduler was down for a while: what fell due meanwhile and still makes sense goes out
+    once; a reminder whose lesson already started is dropped with a reason."""
+    for key, title in (("lesson:7", "Робототехника"), ("lesson:8", "Шахматы")):
+        crm(stack, "lesson_scheduled", [3], {"lesson_title": title, "starts_at": at(timedelta(days=3))}, key)
     with stack.run("relay", "worker"):
-        wait_until(lambda: all_events_handled(stack), 60, message="event handled")
+        wait_until(lambda: all_events_handled(stack), 60, message="events handled")
     past = datetime.now(UTC) - timedelta(minutes=5)
     with stack.factory() as s, s.begin():
-        n = s.scalars(select(Notification).where(Notification.key == "lesson:7",
-                                                 Notification.channel == "telegram")).one()
-        n.send_at, n.expires_at = past - timedelta(hours=1), past  # due an hour ago; the lesson began 5 min ago
+        late, due = (s.scalars(select(Notification).where(Notification.key == key,
+                                                          Notification.channel == "telegram")).one()
+                     for key in ("lesson:7", "lesson:8"))
+        late.send_at, late.expires_at = past - timedelta(hours=1), past  # due an hour ago; the lesson began
+        due.send_at = past - timedelta(hours=1)  # due an hour ago; the lesson is still ahead
     with stack.run("scheduler", "worker"):  # the scheduler's ticks run as maintenance jobs on the workers
         wait_until(lambda: stack.count(Notification.key == "lesson:7", Notification.status == "canceled") == 1, 30,
                    message="the late reminder cancelled")
+        wait_until(lambda: stack.count(Notification.key == "lesson:8", Notification.status == "sent") == 1, 30,
+                   message="the due reminder sent")
     [n] = stack.rows(Notification.key == "lesson:7", Notification.channel == "telegram")
     assert "too late" in n.last_error
-    assert bot_api.messages() == []
+    assert [m["text"] for m in bot_api.messages()] == [with_text(bot_api, "Шахматы")[0]["text"]]  # once
 
 
 def test_invoice_notice_now_reminders_later_all_cancelled_by_the_payment(stack, bot_api, smtp_server, web):

@@ -55,3 +55,29 @@ def test_two_schedulers_release_each_row_once_and_the_standby_takes_over(stack, 
             p.stop()
     sent = Counter(m["text"].split("\n")[1].split(",")[0] for m in bot_api.messages("1003"))
     assert sent == Counter({f"Группа {n}": 1 for n in range(30)})  # each once, none lost
+
+
+def test_a_scheduler_that_loses_its_lock_stands_by_and_takes_it_again(stack, bot_api):
+    """A database restart drops the lock's connection: the scheduler stops ticking, then resumes."""
+    from sqlalchemy import create_engine, text
+
+    env = {**stack.env, "VESTNIK_TELEGRAM_CHAT_RATE_PER_S": "1000", "VESTNIK_LOG_LEVEL": "INFO"}
+    database = env["VESTNIK_DATABASE_URL"].rsplit("/", 1)[1]
+    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
+    scheduler = vestnik("scheduler", "scheduler", env=env, log_dir=stack.log_dir)
+    others = [vestnik("relay", "relay", env=env, log_dir=stack.log_dir),
+              vestnik("worker", "worker", "--processes", "1", "--threads", "4", env=env, log_dir=stack.log_dir)]
+    try:
+        wait_until(lambda: scheduler.output().count("scheduler running") == 1, 60, message="the scheduler")
+        with admin.connect() as conn:  # drop the advisory lock's connection
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = :db AND query LIKE '%pg_try_advisory_lock%'"), {"db": database})
+        wait_until(lambda: "scheduler lock lost" in scheduler.output(), 30, message="the loss noticed")
+        wait_until(lambda: scheduler.output().count("scheduler running") == 2, 60, message="the lock taken again")
+        assert scheduler.popen.poll() is None  # the same process, never exited
+        emit_due_soon(stack, 0, 5, after_s=1)
+        wait_until(lambda: len(bot_api.messages("1003")) == 5, 60, message="scheduled messages after the takeover")
+    finally:
+        for p in [scheduler, *others]:
+            p.stop()
+        admin.dispose()

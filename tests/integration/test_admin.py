@@ -234,3 +234,11 @@ def test_client_card_shows_reachability_and_the_latest_notifications(app):
     assert "Telegram reachability" in card and "reachable" in card
     assert card.count("text failed") == 1 and "Forbidden: bot was blocked" in card  # the status cell's error marker
     assert "flt0_client_id_equals=1" in card
+
+
+def test_dashboard_counts_a_pending_row_without_send_at_as_due(app):
+    c = app.test_client()
+    login(c)
+    html = c.get("/admin/").text
+    due = re.search(r"Due now, waiting</h6><h3><a [^>]+>(\d+)</a>", html)
+    assert due and due.group(1) == "1"  # the fixture's one pending row (send_at NULL: delivery claims it now)

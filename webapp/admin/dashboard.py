@@ -33,8 +33,9 @@ def dashboard_data() -> dict[str, Any]:
         per_day[channel][str(d)][status] = n
     days = [str((since + timedelta(days=i)).date()) for i in range(DAYS)]
     peak = max([sum(v.values()) for ch in per_day.values() for v in ch.values()] or [1])
-    due = db.scalar(select(func.count()).select_from(Notification).where(
-        Notification.status == NotificationStatus.pending.value, Notification.send_at <= now))
+    due = db.scalar(select(func.count()).select_from(Notification).where(  # NULL send_at: due (as delivery claims)
+        Notification.status == NotificationStatus.pending.value,
+        (Notification.send_at <= now) | Notification.send_at.is_(None)))
     scheduled = db.scalar(select(func.count()).select_from(Notification).where(
         Notification.status == NotificationStatus.pending.value, Notification.send_at > now))
     processing = db.scalar(select(func.count()).select_from(Notification).where(

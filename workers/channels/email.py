@@ -374,8 +374,13 @@ def _ascii_domain(domain: str) -> str:
         return ""
 
 
+#: Every character Python's email package treats as a line end (str.splitlines): CR and LF
+#: would inject a header; the others make it refuse the message with a ValueError.
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
 def _header_value(name: str, value: str) -> str:
-    if "\r" in value or "\n" in value:
+    if _LINE_BREAKS.search(value):
         raise DeliveryError.permanent(f"{name} contains a line break (refused: header injection)")
     return value
 
