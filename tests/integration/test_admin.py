@@ -1,4 +1,7 @@
-"""Admin: sign-in, roles, CSRF everywhere, sessions dying at logout, history filters."""
+"""Admin: sign-in, roles, sessions dying at logout, history, templates, rules.
+
+CSRF and odd input on every endpoint: test_admin_security.py and test_hostile_input.py.
+"""
 
 from __future__ import annotations
 
@@ -121,21 +124,6 @@ def test_support_role_reads_but_cannot_change(app, session_factory):
         assert s.scalar(select(Notification.status).where(Notification.id == 2)) == "failed"
 
 
-def test_every_mutating_endpoint_requires_csrf(app):
-    c = app.test_client()
-    login(c)
-    checked = 0
-    for rule in app.url_map.iter_rules():
-        if not (rule.methods & {"POST", "PUT", "PATCH", "DELETE"}) or rule.endpoint.startswith(
-                ("webhooks.", "unsubscribe.")):
-            continue  # webhooks authenticate by signature, one-click unsubscribe by its token (their own tests)
-        path = re.sub(r"<[^>]+>", "1", rule.rule)
-        resp = c.post(path, data={"x": "1"})
-        assert resp.status_code == 400 and ("CSRF" in resp.text or "expired" in resp.text), rule.rule
-        checked += 1
-    assert checked >= 8
-
-
 def test_retry_action_moves_failed_back_to_pending_and_is_audited(app, session_factory):
     c = app.test_client()
     login(c)
@@ -147,20 +135,6 @@ def test_retry_action_moves_failed_back_to_pending_and_is_audited(app, session_f
         assert s.scalar(select(Notification.status).where(Notification.id == 2)) == "pending"
         assert s.scalar(select(Notification.status).where(Notification.id == 1)) == "sent"  # not failed: unchanged
         assert s.scalars(select(AuditLog.action)).all() == ["notification.retry"]
-
-
-@pytest.mark.parametrize("query", [
-    "flt0_status_equals=%27%20OR%201%3D1--", "flt0_created_utc_between=notadate", "flt0_client_id_equals=abc",
-    "flt0_channel_equals=%25%25%25", "sort=99", "page=-5", "page_size=100000", "search=%25_%25_%5C",
-    "flt0_created_utc_between=2026-01-01+00%3A00%3A00+to+2026-12-31+00%3A00%3A00",
-    "flt0_initiator_is=admin", "flt9_nonsense=1",
-])
-def test_odd_filter_input_never_gives_a_500(app, query):
-    c = app.test_client()
-    login(c)
-    resp = c.get(f"/admin/notification/?{query}")
-    assert resp.status_code in (200, 302, 400), query
-    assert "SELECT" not in resp.text and "sqlalchemy" not in resp.text.lower()
 
 
 def test_template_save_validates_and_keeps_versions(app, session_factory):
