@@ -14,6 +14,9 @@ BENCHMARKS: list[list[str]] = [
     ["bench.relay_latency", "--events", "1000", "--rate", "200"],
     ["bench.throughput", "--events", "1000", "--processes", "1", "2"],
     ["bench.scheduler_lateness", "--events", "200", "--spread", "30"],
+    ["bench.admin_history"],
+    ["bench.broadcast_expand", "--clients", "100000", "--send", "2000", "--rate", "30"],
+    ["bench.soak", "--minutes", "10", "--rate", "5", "--seed", "2"],  # the full soak: python -m bench.soak
 ]
 
 
