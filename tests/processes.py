@@ -73,13 +73,18 @@ def vestnik(name: str, *args: str, env: Mapping[str, str], log_dir: Path) -> Pro
 
 
 def wait_until(predicate: Callable[[], object], timeout_s: float = 30, interval_s: float = 0.05,
-               message: str = "condition") -> object:
-    """Poll a condition with a deadline (never a fixed sleep as synchronisation)."""
+               message: str | Callable[[], str] = "condition") -> object:
+    """Poll a condition with a deadline (never a fixed sleep as synchronisation).
+
+    ``message`` may be a function, called only on timeout: a process's log read then says what
+    happened during the wait, not before it.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {message}")
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(interval_s)

@@ -27,7 +27,7 @@ def test_vestnik_web_serves_health_and_the_admin_login(sqlite_url, tmp_path):
             return False
 
     with running([vestnik("web", "web", "--port", str(port), env=env, log_dir=tmp_path)]) as [web]:
-        wait_until(up, 60, message=f"vestnik web on {port}\n{web.output()}")
+        wait_until(up, 60, message=lambda: f"vestnik web on {port}\n{web.output()}")
         login = requests.get(f"{base}/admin/login", timeout=5)
         assert login.status_code == 200 and 'name="csrf_token"' in login.text
     assert web.popen.returncode == 0  # SIGTERM: a graceful stop
