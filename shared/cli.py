@@ -129,23 +129,19 @@ def _audit(session, actor: str, action: str, object_type: str, object_id: str | 
 def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
     """A copy of a notification goes out again (the original keeps its history)."""
     from shared.db import session_scope
-    from shared.models import Notification, utcnow
+    from shared.models import Notification
+    from shared.resend import resend_copy
 
     with session_scope(_session_factory(settings)) as session:
         original = session.get(Notification, args.id)
         if original is None:
             print(f"error: notification {args.id} does not exist", file=sys.stderr)
             return 1
-        now = utcnow()
-        copy = Notification(
-            recipient_id=original.recipient_id, channel=original.channel,
-            recipient_address=original.recipient_address, event_type=original.event_type,
-            template_code=original.template_code, payload_json=original.payload_json, category=original.category,
-            locale=original.locale, key=original.key, event_id=None, broadcast_id=original.broadcast_id,
-            step=f"resend-of-{original.id}", initiator="cli", status="pending", send_at=now, created_at=now,
-            updated_at=now,
-        )
-        session.add(copy)
+        try:
+            copy = resend_copy(session, original, initiator="cli")
+        except ValueError as exc:
+            print(f"error: notification {args.id}: {exc}", file=sys.stderr)
+            return 1
         session.flush()
         _audit(session, "cli", "notification.resend", "notification", str(original.id), {"copy": copy.id})
         new_id = copy.id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from shared.cli import main
 from shared.models import AuditLog, Client, Notification, OutboxEvent, utcnow
@@ -76,8 +76,20 @@ def test_cancel_by_key_and_resend(cli_db, session_factory, capsys):
         statuses = sorted(s.scalars(select(Notification.status)).all())
         copy = s.get(Notification, copy_id)
         actions = sorted(s.scalars(select(AuditLog.action)).all())
-    assert statuses == ["canceled", "pending", "sent"] and copy.step == f"resend-of-{sent_id}"
+    assert statuses == ["canceled", "pending", "sent"] and copy.step.startswith(f"resend-of-{sent_id}-")
     assert actions == ["notification.cancel_by_key", "notification.resend"]
+
+
+def test_a_sign_in_message_is_not_resent(cli_db, session_factory, capsys):
+    with session_factory() as s:
+        s.add(Notification(recipient_id=1, channel="email", recipient_address="anna@example.com",
+                           event_type="client_sign_in", template_code="client_sign_in", status="sent"))
+        s.commit()
+        sign_in_id = s.scalar(select(Notification.id))
+    assert main(["resend", str(sign_in_id)]) == 1
+    assert "single-use" in capsys.readouterr().err
+    with session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(Notification)) == 1
 
 
 def test_send_one_template_to_one_client(cli_db, session_factory, capsys):

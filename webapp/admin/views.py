@@ -25,6 +25,7 @@ from shared.models import (
     TemplateVersion,
     utcnow,
 )
+from shared.resend import resend_copy
 from shared.template_checks import check_template
 from webapp.admin.base import SecureModelView, audit, can_write
 from webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
@@ -191,20 +192,19 @@ class NotificationView(SecureModelView):
     def action_resend(self, ids: list[str]) -> None:
         db = get_session()
         now = utcnow()
-        made = 0
-        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]),
-                                                              Notification.recipient_id.is_not(None))):
-            db.add(Notification(
-                recipient_id=original.recipient_id, channel=original.channel,
-                recipient_address=original.recipient_address, event_type=original.event_type,
-                template_code=original.template_code, payload_json=original.payload_json,
-                category=original.category, locale=original.locale, key=original.key,
-                broadcast_id=original.broadcast_id, step=f"resend-of-{original.id}-{int(now.timestamp())}",
-                initiator=self._actor(), status="pending", send_at=now, created_at=now, updated_at=now))
+        made, refused = 0, []
+        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]))):
+            try:
+                resend_copy(db, original, initiator=self._actor(), now=now)
+            except ValueError as exc:
+                refused.append(f"#{original.id}: {exc}")
+                continue
             audit("notification.resend", "notification", original.id)
             made += 1
         db.commit()
         flash(f"{made} notification(s) queued again.", "success")
+        if refused:
+            flash("Not re-sent: " + "; ".join(refused), "warning")
 
     @action("cancel", "Cancel", "Cancel the selected pending notifications?")
     def action_cancel(self, ids: list[str]) -> None:
