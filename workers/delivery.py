@@ -32,13 +32,13 @@ from shared import faults
 from shared.composer import compose, find_template
 from shared.config import Settings
 from shared.errors import TemplateError
-from shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from shared.models import Category, Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
 from shared.unsubscribe import marketing_extras
 from workers import metrics
 from workers.attachments import fetch_attachment
 from workers.channels.base import Channel, DeliveryError, Outcome
 from workers.retry import decide
-from workers.rules import buttons_for, step_of
+from workers.rules import allows_category, buttons_for, channel_refusal, step_of
 
 log = logging.getLogger("vestnik.delivery")
 
@@ -122,8 +122,16 @@ class Delivery:
         with self.factory() as session, session.begin():
             n = session.get(Notification, notification_id)
             assert n is not None
-            client = session.get(Client, n.recipient_id)
+            client = session.get(Client, n.recipient_id) if n.recipient_id is not None else None
             channel = self.channels.get(n.channel)
+            refusal = self._refusal_now(client, n, channel)
+            if refusal is not None:
+                # The client changed their mind after this was planned (a reminder, a queued broadcast):
+                # their current choice wins.
+                self._finish(n, NotificationStatus.canceled, error=f"not sent: {refusal}", now=now)
+                log.info("canceled at send time", extra={"action": "delivery.canceled", "notification_id": n.id,
+                                                         "reason": refusal})
+                return Result(n.id, "canceled")
             try:
                 if channel is None:
                     raise TemplateError(f"channel {n.channel!r} is not registered in this worker")
@@ -186,6 +194,14 @@ class Delivery:
                     "error": type(exc.orig).__name__})
                 time.sleep(0.5 * (retry + 1))  # backoff while the database comes back
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _refusal_now(client: Client | None, n: Notification, channel: Channel | None) -> str | None:
+        if client is None or channel is None:
+            return None  # an admin's test to themselves; an unknown channel fails below with its reason
+        if not allows_category(client, Category(n.category)):
+            return f"the client no longer accepts {n.category} notifications"
+        return channel_refusal(client, n.channel, channel)
 
     # ------------------------------------------------------------ recording
 

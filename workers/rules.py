@@ -254,7 +254,7 @@ def plan_event(
             skipped.append(Skipped(rid, None, f"client does not accept {category.value} notifications"))
             continue
         for name, channel in channels.items():
-            reason = _channel_refusal(client, name, channel)
+            reason = channel_refusal(client, name, channel)
             if reason:
                 skipped.append(Skipped(rid, name, reason))
                 continue
@@ -267,7 +267,9 @@ def plan_event(
     return planned, skipped
 
 
-def _channel_refusal(client: Client, name: str, channel: Channel) -> str | None:
+def channel_refusal(client: Client, name: str, channel: Channel) -> str | None:
+    """Why this client must not be reached on this channel now, or None.  Asked when a
+    notification is planned and again right before it is sent (preferences change meanwhile)."""
     if not getattr(client, channel.preference_field, False):
         return "channel switched off by the client"
     if not channel.address_of(client):

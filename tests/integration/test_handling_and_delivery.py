@@ -283,3 +283,26 @@ def test_clean_outbox_removes_only_old_processed_events(setup_db, channels):
     with setup_db() as s:
         assert sorted(s.scalars(select(OutboxEvent.id))) == sorted([recent, pending])
         assert s.scalar(select(func.count()).select_from(Notification)) == 4  # the history stays
+
+
+def test_a_preference_changed_after_planning_wins_at_send_time(setup_db, channels):
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))  # Анна: Telegram and email planned
+    with setup_db() as s, s.begin():
+        s.get(Client, 1).notifications_telegram_enabled = False  # she switches Telegram off meanwhile
+    _, results = deliver_all(setup_db, channels)
+    assert sorted(r.outcome for r in results) == ["canceled", "sent"]
+    assert channels["telegram"].sent == [] and len(channels["email"].sent) == 1
+    with setup_db() as s:
+        canceled = s.scalars(select(Notification).where(Notification.status == "canceled")).one()
+    assert canceled.channel == "telegram" and canceled.last_error == "not sent: channel switched off by the client"
+
+
+def test_service_notifications_switched_off_cancels_what_was_planned(setup_db, channels):
+    handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
+    with setup_db() as s, s.begin():
+        s.get(Client, 1).allow_service_notifications = False
+    _, results = deliver_all(setup_db, channels)
+    assert [r.outcome for r in results] == ["canceled", "canceled"]
+    with setup_db() as s:
+        assert {n.last_error for n in s.scalars(select(Notification))} == {
+            "not sent: the client no longer accepts service notifications"}
