@@ -3,7 +3,6 @@ real ``vestnik`` processes; Telegram and email go to the local fakes."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,10 +12,10 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.clients_import import import_clients
 from shared.db import make_engine, make_session_factory
 from shared.models import Notification, NotificationStatus, utcnow
 from shared.seeds import install_default_templates
+from tests.e2e.runs import add_clients
 from tests.processes import Proc, running, vestnik
 
 CLIENTS = """id,name,email,telegram_chat_id,locale,timezone,telegram_enabled,email_enabled
@@ -65,7 +64,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_server, tmp_path) -> Stack:
+def bare_stack(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_server, tmp_path) -> Stack:
+    """The stack's wiring and the default templates, no clients: for tests that bring their own."""
     env = {
         "VESTNIK_DATABASE_URL": pg_url,
         "VESTNIK_BROKER_URL": amqp_vhost_url,
@@ -81,9 +81,15 @@ def stack(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_server,
     factory = make_session_factory(make_engine(pg_url))
     with factory() as s:
         install_default_templates(s)
-        import_clients(s, io.StringIO(CLIENTS))
         s.commit()
     return Stack(env, factory, tmp_path)
+
+
+@pytest.fixture
+def stack(bare_stack) -> Stack:
+    """The stack with four clients (see CLIENTS)."""
+    add_clients(bare_stack.factory, CLIENTS)
+    return bare_stack
 
 
 from tests.e2e.runs import chaos  # noqa: E402, F401 - the fixture, for every e2e module

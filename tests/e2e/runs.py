@@ -28,13 +28,18 @@ CHAOS_ENV = {
 }
 
 
+def add_clients(factory, csv: str) -> None:
+    """Import clients from CSV text (the `vestnik clients import` path) in one transaction."""
+    with factory() as s:
+        import_clients(s, io.StringIO(csv))
+        s.commit()
+
+
 @pytest.fixture
 def chaos(stack):
     csv = "id,name,email,telegram_chat_id,locale,timezone\n" + "".join(
         f"{100 + i},C{i},c{i}@example.com,{7000 + i},ru,Europe/Moscow\n" for i in range(N))
-    with stack.factory() as s:
-        import_clients(s, io.StringIO(csv))
-        s.commit()
+    add_clients(stack.factory, csv)
     stack.env.update(CHAOS_ENV)
     return stack
 

@@ -16,9 +16,7 @@ from sqlalchemy import func, select
 
 from outbox import emit
 from shared import broadcasts
-from shared.db import make_engine, make_session_factory
 from shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification
-from shared.seeds import install_default_templates
 from tests.processes import running, vestnik, wait_until
 
 pytestmark = pytest.mark.slow
@@ -28,25 +26,17 @@ N = 40  # clients 1..40; group "Шахматы" = 1..30
 
 
 @pytest.fixture
-def stack(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_server, tmp_path):
+def stack(bare_stack, tmp_path):
     env = {
-        "VESTNIK_DATABASE_URL": pg_url,
-        "VESTNIK_BROKER_URL": amqp_vhost_url,
-        "VESTNIK_REDIS_URL": redis_url,
-        "VESTNIK_TELEGRAM_TOKEN": bot_api.token,
-        "VESTNIK_TELEGRAM_API_BASE": bot_api.url,
-        "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp_server.port}",
-        "VESTNIK_EMAIL_FROM": "School <robot@school.test>",
+        **bare_stack.env,
         "VESTNIK_EMAIL_RATE_PER_MIN": "1000", "VESTNIK_EMAIL_RATE_PER_HOUR": "10000",
         "VESTNIK_EMAIL_RATE_PER_DAY": "100000",
-        "VESTNIK_RETRY_BASE_DELAY_S": "0.2",
         "VESTNIK_SECRET_KEY": "s" * 32,
         "VESTNIK_PUBLIC_URL": "https://vestnik.school.test",
         "VESTNIK_SCHEDULER_TICK_S": "1",
     }
-    factory = make_session_factory(make_engine(pg_url))
+    factory = bare_stack.factory
     with factory() as s:
-        install_default_templates(s)
         for i in range(1, N + 1):
             s.add(Client(
                 id=i, name=f"Ученик {i}", email=f"p{i}@example.com", telegram_chat_id=str(7000 + i),

@@ -6,16 +6,12 @@ the event is published again, and the worker absorbs the duplicate."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from sqlalchemy import func, select
 
 from outbox import emit
-from shared.clients_import import import_clients
-from shared.db import make_engine, make_session_factory
 from shared.models import Notification, OutboxEvent
-from shared.seeds import install_default_templates
+from tests.e2e.runs import add_clients
 from tests.processes import running, vestnik, wait_until
 
 pytestmark = pytest.mark.slow
@@ -25,19 +21,12 @@ LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25
 
 
 @pytest.fixture
-def env(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api):
-    factory = make_session_factory(make_engine(pg_url))
+def env(bare_stack):
     csv = "id,name,email,telegram_chat_id,locale,timezone,email_enabled\n" + "".join(
         f"{i},C{i},c{i}@example.com,{5000 + i},ru,Europe/Moscow,false\n" for i in range(1, N + 1))
-    with factory() as s:
-        install_default_templates(s)
-        import_clients(s, io.StringIO(csv))
-        s.commit()
-    return factory, {
-        "VESTNIK_DATABASE_URL": pg_url, "VESTNIK_BROKER_URL": amqp_vhost_url, "VESTNIK_REDIS_URL": redis_url,
-        "VESTNIK_TELEGRAM_TOKEN": bot_api.token, "VESTNIK_TELEGRAM_API_BASE": bot_api.url,
-        "VESTNIK_TELEGRAM_CHAT_RATE_PER_S": "100", "VESTNIK_RELAY_BATCH_SIZE": "50",
-    }
+    add_clients(bare_stack.factory, csv)
+    bare_stack.env.update({"VESTNIK_TELEGRAM_CHAT_RATE_PER_S": "100", "VESTNIK_RELAY_BATCH_SIZE": "50"})
+    return bare_stack.factory, bare_stack.env
 
 
 def test_relay_killed_after_publish_loses_nothing_and_duplicates_nothing_visible(env, bot_api, tmp_path):

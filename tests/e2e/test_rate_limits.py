@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from outbox import emit
-from shared.clients_import import import_clients
-from shared.db import make_engine, make_session_factory
 from shared.models import DeliveryAttempt, Notification
-from shared.seeds import install_default_templates
+from tests.e2e.runs import add_clients
 from tests.processes import running, vestnik, wait_until
 
 pytestmark = pytest.mark.slow
@@ -21,18 +18,11 @@ LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25
 
 
 @pytest.fixture
-def env(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api):
-    factory = make_session_factory(make_engine(pg_url))
+def env(bare_stack):
     csv = "id,name,email,telegram_chat_id,locale,timezone,email_enabled\n" + "".join(
         f"{i},C{i},c{i}@example.com,{7000 + i},ru,Europe/Moscow,false\n" for i in range(1, N + 1))
-    with factory() as s:
-        install_default_templates(s)
-        import_clients(s, io.StringIO(csv))
-        s.commit()
-    return factory, {
-        "VESTNIK_DATABASE_URL": pg_url, "VESTNIK_BROKER_URL": amqp_vhost_url, "VESTNIK_REDIS_URL": redis_url,
-        "VESTNIK_TELEGRAM_TOKEN": bot_api.token, "VESTNIK_TELEGRAM_API_BASE": bot_api.url,
-    }
+    add_clients(bare_stack.factory, csv)
+    return bare_stack.factory, bare_stack.env
 
 
 def test_a_429_pauses_telegram_for_retry_after_in_every_worker_process(env, bot_api, tmp_path):
