@@ -24,8 +24,17 @@ def directory() -> Path:
     return Path(os.environ.get("VESTNIK_HEARTBEAT_DIR") or DEFAULT_DIR)
 
 
+#: a busy relay turns its loop many times a second; a beat a second is plenty for a check in minutes
+MIN_INTERVAL_S = 1.0
+_last: dict[str, float] = {}
+
+
 def beat(name: str) -> None:
     """Record that ``name`` is alive now; never raises (a full disk must not stop the work)."""
+    now = time.monotonic()
+    if now - _last.get(name, -MIN_INTERVAL_S) < MIN_INTERVAL_S:
+        return
+    _last[name] = now
     try:
         path = directory()
         path.mkdir(parents=True, exist_ok=True)
