@@ -24,10 +24,10 @@ from sqlalchemy import create_engine, event, text
 from werkzeug.security import generate_password_hash
 
 from bench.common import PG_ADMIN_URL, pct
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.migrate import upgrade
-from shared.models import AdminUser
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.migrate import upgrade
+from vestnik.shared.models import AdminUser
 
 PASSWORD = "bench-password"
 
@@ -185,7 +185,7 @@ def main() -> None:
     args = parser.parse_args()
 
     url = prepare(args.db, args.rows, args.clients, args.reuse)
-    from webapp import create_app
+    from vestnik.webapp import create_app
 
     engine = make_engine(url)
     factory = make_session_factory(engine)

@@ -32,14 +32,14 @@ from types import SimpleNamespace
 from sqlalchemy import func, select, text
 
 from bench.common import scratch_database
-from shared import broadcasts
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.fakes.botapi import FakeBotApi
-from shared.models import Notification
-from shared.seeds import install_default_templates
-from workers.broadcasting import run_expansion
-from workers.channels import build_channels
+from vestnik.shared import broadcasts
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.fakes.botapi import FakeBotApi
+from vestnik.shared.models import Notification
+from vestnik.shared.seeds import install_default_templates
+from vestnik.workers.broadcasting import run_expansion
+from vestnik.workers.channels import build_channels
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = {"title": "Новости школы", "text": "С 1 декабря открыта запись на зимний лагерь."}
@@ -134,7 +134,7 @@ def send_time(recipients: int, rate: float) -> None:
                    "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_TELEGRAM_RATE_PER_S": str(rate),
                    "VESTNIK_SCHEDULER_TICK_S": "1", "VESTNIK_LOG_LEVEL": "WARNING", "VESTNIK_SECRET_KEY": "bench"}
             logs = tempfile.mkdtemp(prefix="vestnik-bench-")
-            cli = [sys.executable, "-m", "shared.cli"]
+            cli = [sys.executable, "-m", "vestnik"]
             for name, args in (("worker", ["worker", "--processes", "1", "--threads", "8"]),
                                ("scheduler", ["scheduler"])):
                 procs.append(subprocess.Popen([*cli, *args], env=env, cwd=ROOT,

@@ -19,12 +19,12 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.clients_import import import_clients
-from shared.db import make_engine, make_session_factory
-from shared.fakes.botapi import FakeBotApi
-from shared.fakes.smtp import FakeSmtpServer
-from shared.migrate import upgrade
-from shared.seeds import install_default_templates
+from vestnik.shared.clients_import import import_clients
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.fakes.botapi import FakeBotApi
+from vestnik.shared.fakes.smtp import FakeSmtpServer
+from vestnik.shared.migrate import upgrade
+from vestnik.shared.seeds import install_default_templates
 
 ROOT = Path(__file__).resolve().parent.parent
 #: channel limits lifted: a benchmark measures Vestnik, not the providers' quotas
@@ -87,7 +87,7 @@ class Stack:
         """Start ``vestnik <args>`` as process ``name`` (its own process group, so kill -9 takes its children)."""
         self.args[name] = args
         out = open(f"{self.log_dir}/{name}.log", "a")  # noqa: SIM115 - the child owns it
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "shared.cli", *args], env=self.env, cwd=ROOT,
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "vestnik", *args], env=self.env, cwd=ROOT,
                                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
         return self.procs[name]

@@ -13,8 +13,8 @@ import time
 from sqlalchemy import text
 
 from bench.common import scratch_database, summary_ms
-from outbox import emit
-from shared.db import make_engine, make_session_factory
+from vestnik.outbox import emit
+from vestnik.shared.db import make_engine, make_session_factory
 
 DATA = {"lesson_title": "Робототехника", "old_starts_at": "2026-11-25T16:00:00+03:00",
         "starts_at": "2026-11-26T16:00:00+03:00"}

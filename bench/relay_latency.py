@@ -17,11 +17,11 @@ import uuid
 from sqlalchemy import select
 
 from bench.common import pct, scratch_database
-from outbox import emit
-from outbox.relay import Relay, build_publisher
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.models import OutboxEvent
+from vestnik.outbox import emit
+from vestnik.outbox.relay import Relay, build_publisher
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.models import OutboxEvent
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DATA = {"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"}

@@ -19,8 +19,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from bench.common import pct, production_stack
-from outbox import emit
-from shared.models import Notification, utcnow
+from vestnik.outbox import emit
+from vestnik.shared.models import Notification, utcnow
 
 DATA = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 

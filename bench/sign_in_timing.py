@@ -15,11 +15,11 @@ import re
 import time
 
 from bench.common import pct, scratch_database
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.fakes.smtp import FakeSmtpServer
-from shared.models import Client
-from webapp import create_app
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.fakes.smtp import FakeSmtpServer
+from vestnik.shared.models import Client
+from vestnik.webapp import create_app
 
 
 def main() -> None:

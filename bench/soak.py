@@ -7,7 +7,7 @@ Bot API, email to the SMTP sink; the real default channel limits).  Every
 ``--fault-every`` seconds (on average) one fault from the list below hits;
 at the end emitting stops, the run settles, and the report prints:
 
-- lost / duplicated / unexpected messages (``shared.fakes.ledger``), and how
+- lost / duplicated / unexpected messages (``vestnik.shared.fakes.ledger``), and how
   many were flagged "delivery uncertain";
 - peak RSS of each process (with its children) and its growth from the
   first minute to the end;
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import create_engine, func, select, text
 
 from bench.common import PG_ADMIN_URL, production_stack
-from outbox import emit
-from shared.fakes.ledger import Expected, check, received
-from shared.models import Notification, OutboxEvent, utcnow
+from vestnik.outbox import emit
+from vestnik.shared.fakes.ledger import Expected, check, received
+from vestnik.shared.models import Notification, OutboxEvent, utcnow
 
 CLIENTS = 300
 #: the shipped defaults, but a per-chat limit that 300 clients at 5 events/s never hits

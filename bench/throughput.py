@@ -13,7 +13,7 @@ import argparse
 import time
 
 from bench.common import production_stack
-from outbox import emit
+from vestnik.outbox import emit
 
 DATA = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 

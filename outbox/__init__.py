@@ -1,5 +1,5 @@
 """The transactional outbox: ``emit`` for CRM code, the relay that publishes it."""
 
-from outbox.emit import emit
+from vestnik.outbox.emit import emit
 
 __all__ = ["emit"]

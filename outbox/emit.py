@@ -21,9 +21,9 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from shared.errors import EventValidationError
-from shared.events import validate_event
-from shared.models import OutboxEvent
+from vestnik.shared.errors import EventValidationError
+from vestnik.shared.events import validate_event
+from vestnik.shared.models import OutboxEvent
 
 _TABLE = OutboxEvent.__table__
 # Built once: constructing an INSERT per call cost ~0.1 ms, a fifth of a tiny

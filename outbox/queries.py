@@ -25,7 +25,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, delete, func, select, update
 
-from shared.models import OutboxEvent, OutboxStatus, utcnow
+from vestnik.shared.models import OutboxEvent, OutboxStatus, utcnow
 
 _T = OutboxEvent.__table__
 _PENDING = OutboxStatus.pending.value

@@ -44,11 +44,11 @@ from typing import Any
 import dramatiq
 from sqlalchemy import Engine
 
-from outbox import queries
-from shared import faults, heartbeat
-from shared.config import Settings
-from shared.db import is_postgres, safe_url
-from workers.broker import EVENTS_QUEUE, event_message  # the worker's side of the contract
+from vestnik.outbox import queries
+from vestnik.shared import faults, heartbeat
+from vestnik.shared.config import Settings
+from vestnik.shared.db import is_postgres, safe_url
+from vestnik.workers.broker import EVENTS_QUEUE, event_message  # the worker's side of the contract
 
 log = logging.getLogger("vestnik.relay")
 
@@ -466,8 +466,8 @@ class Relay:
 
 def main(settings: Settings) -> int:
     """``vestnik relay``: run until SIGTERM or SIGINT; the batch in flight finishes first."""
-    from shared.db import make_engine
-    from shared.logs import configure_logging
+    from vestnik.shared.db import make_engine
+    from vestnik.shared.logs import configure_logging
 
     configure_logging(settings)
     stop = threading.Event()

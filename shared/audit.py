@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.models import AuditLog
+from vestnik.shared.models import AuditLog
 
 
 def record(session: Session, actor: str, action: str, object_type: str, object_id: Any,

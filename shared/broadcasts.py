@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from shared.errors import VestnikError
-from shared.models import (
+from vestnik.shared.errors import VestnikError
+from vestnik.shared.models import (
     AuditLog,
     Broadcast,
     BroadcastClient,
@@ -39,7 +39,7 @@ from shared.models import (
     NotificationTemplate,
     utcnow,
 )
-from shared.targeting import Count, Selection, Targeting, check_channels, client_conditions, count
+from vestnik.shared.targeting import Count, Selection, Targeting, check_channels, client_conditions, count
 
 ACTIVE = (BroadcastStatus.testing.value, BroadcastStatus.running.value)
 FINAL = (BroadcastStatus.completed.value, BroadcastStatus.canceled.value)
@@ -278,7 +278,7 @@ def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:
     template data.  Raises BroadcastError for what the event cannot mean (a
     template without a version for a channel): the event then fails, visibly.
     """
-    from workers.channels import CHANNELS
+    from vestnik.workers.channels import CHANNELS
 
     data = dict(event.data or {})
     recipients = list(event.recipients or [])

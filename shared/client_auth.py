@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from shared.models import ClientSignInAttempt, ClientToken, ClientTokenPurpose
+from vestnik.shared.models import ClientSignInAttempt, ClientToken, ClientTokenPurpose
 
 THROTTLE_WINDOW_S = 3600.0
 #: wrong codes accepted for one challenge before it dies

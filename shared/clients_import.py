@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from shared.models import Client, ClientGroup, ClientTag, utcnow
+from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
 
 REQUIRED = ("id", "name", "email", "telegram_chat_id", "locale", "timezone")
 PREFERENCES = {

@@ -12,11 +12,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.errors import TemplateError, TemplateNotFound
-from shared.events import get_event_type
-from shared.models import Client, NotificationTemplate
-from shared.rendering import build_context, html_to_text, refuse_unsafe_links, render, telegram_html
-from workers.channels.base import Attachment, Button, RenderedMessage
+from vestnik.shared.errors import TemplateError, TemplateNotFound
+from vestnik.shared.events import get_event_type
+from vestnik.shared.models import Client, NotificationTemplate
+from vestnik.shared.rendering import build_context, html_to_text, refuse_unsafe_links, render, telegram_html
+from vestnik.workers.channels.base import Attachment, Button, RenderedMessage
 
 
 def find_template(

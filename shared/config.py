@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from shared.errors import ConfigError
+from vestnik.shared.errors import ConfigError
 
 PREFIX = "VESTNIK_"
 

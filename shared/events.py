@@ -16,8 +16,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from shared.errors import EventValidationError, UnknownEventType
-from shared.models import Category
+from vestnik.shared.errors import EventValidationError, UnknownEventType
+from vestnik.shared.models import Category
 
 _URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
 
@@ -74,7 +74,7 @@ def _check_dict(value: Any) -> str | None:
 
 
 def _check_targeting(value: Any) -> str | None:
-    from shared.targeting import Targeting
+    from vestnik.shared.targeting import Targeting
 
     try:
         Targeting.parse(value if isinstance(value, dict) else None)
@@ -84,7 +84,7 @@ def _check_targeting(value: Any) -> str | None:
 
 
 def _check_channels(value: Any) -> str | None:
-    from shared.targeting import check_channels
+    from vestnik.shared.targeting import check_channels
 
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         return "must be a list of channel names"

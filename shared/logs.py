@@ -13,7 +13,7 @@ import logging
 import sys
 from typing import Any
 
-from shared.config import Settings, secrets_of
+from vestnik.shared.config import Settings, secrets_of
 
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
 

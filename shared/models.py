@@ -437,7 +437,7 @@ class Broadcast(Base):
     template_code: Mapped[str] = mapped_column(String(100))
     channels: Mapped[list[str]] = mapped_column(Json, default=list)
     category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
-    targeting: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # see shared.broadcasts.Targeting
+    targeting: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # see vestnik.shared.broadcasts.Targeting
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # template data
     status: Mapped[str] = mapped_column(String(20), default=BroadcastStatus.draft.value)
     initiator: Mapped[str] = mapped_column(String(100))  # "admin:<id>" or "system"

@@ -50,7 +50,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, 
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from shared.errors import TemplateError
+from vestnik.shared.errors import TemplateError
 
 MAX_OUTPUT_CHARS = 100_000
 #: the longest string or list a template may build

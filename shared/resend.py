@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from shared.models import Notification, utcnow
+from vestnik.shared.models import Notification, utcnow
 
 #: rows made outside the event pipeline, whose text cannot be rebuilt
 NOT_RESENDABLE_EVENTS = frozenset({"client_sign_in"})

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.events import get_event_type
-from shared.models import NotificationTemplate, utcnow
+from vestnik.shared.events import get_event_type
+from vestnik.shared.models import NotificationTemplate, utcnow
 
 
 @dataclass(frozen=True)

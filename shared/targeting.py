@@ -31,8 +31,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, and_, cast, distinct, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from shared.models import BroadcastClient, Category, Client, ClientGroup, ClientTag
-from workers.channels import CHANNELS
+from vestnik.shared.models import BroadcastClient, Category, Client, ClientGroup, ClientTag
+from vestnik.workers.channels import CHANNELS
 
 MAX_LIST = 200
 

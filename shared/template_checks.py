@@ -8,16 +8,23 @@ characters and its short list of HTML tags, and an email subject on one line.
 
 from __future__ import annotations
 
-from shared.errors import TemplateError
-from shared.events import CLIENT_VARIABLES, EventType, get_event_type
-from shared.models import Client
-from shared.rendering import build_context, check_syntax, render, telegram_html, unknown_telegram_tags, unsafe_links
+from vestnik.shared.errors import TemplateError
+from vestnik.shared.events import CLIENT_VARIABLES, EventType, get_event_type
+from vestnik.shared.models import Client
+from vestnik.shared.rendering import (
+    build_context,
+    check_syntax,
+    render,
+    telegram_html,
+    unknown_telegram_tags,
+    unsafe_links,
+)
 
 TELEGRAM_MAX_CHARS = 4096
 
 
 def event_types_using(code: str) -> list[EventType]:
-    from workers.rules import DEFAULT_RULES
+    from vestnik.workers.rules import DEFAULT_RULES
 
     names = {r.event_type for r in DEFAULT_RULES.values() for s in r.steps if s.template_code == code}
     return [get_event_type(n) for n in sorted(names)]

@@ -21,9 +21,9 @@ import base64
 import hashlib
 import hmac
 
-from shared.config import Settings
-from shared.errors import TemplateError
-from workers.channels.base import Button
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import TemplateError
+from vestnik.workers.channels.base import Button
 
 _LABEL = {"ru": "Отписаться от рассылок", "en": "Unsubscribe"}
 

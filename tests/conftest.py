@@ -81,8 +81,8 @@ def pg_template():
     require_service("PostgreSQL", "127.0.0.1", 5432)
     from sqlalchemy import text
 
-    from shared.db import make_engine
-    from shared.migrate import upgrade
+    from vestnik.shared.db import make_engine
+    from vestnik.shared.migrate import upgrade
 
     admin = _admin_engine()
     with admin.connect() as conn:
@@ -119,8 +119,8 @@ def pg_url(pg_template) -> str:
 
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
-    from shared.db import make_engine
-    from shared.migrate import upgrade
+    from vestnik.shared.db import make_engine
+    from vestnik.shared.migrate import upgrade
 
     url = f"sqlite:///{tmp_path / 'vestnik.db'}"
     engine = make_engine(url)
@@ -139,7 +139,7 @@ def db_url(request) -> str:
 
 @pytest.fixture
 def engine(db_url):
-    from shared.db import make_engine
+    from vestnik.shared.db import make_engine
 
     eng = make_engine(db_url)
     yield eng
@@ -148,7 +148,7 @@ def engine(db_url):
 
 @pytest.fixture
 def session_factory(engine):
-    from shared.db import make_session_factory
+    from vestnik.shared.db import make_session_factory
 
     return make_session_factory(engine)
 

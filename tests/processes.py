@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-VESTNIK = [sys.executable, "-m", "shared.cli"]
+VESTNIK = [sys.executable, "-m", "vestnik"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

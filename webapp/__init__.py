@@ -1,13 +1,13 @@
 """The Vestnik web app: ``create_app(settings)`` builds it, ``serve`` runs it.
 
-Layered config: Flask defaults, then what :class:`~shared.config.Settings`
+Layered config: Flask defaults, then what :class:`~vestnik.shared.config.Settings`
 says, then ``config`` overrides from the caller (tests, the demo).  Nothing is
 read from the environment here: ``vestnik web`` loads Settings once and passes
 them in, so the web app and the workers always agree.
 
 What every request gets:
 
-- a database session per request: ``webapp.db.get_session()`` (opened on first
+- a database session per request: ``vestnik.webapp.db.get_session()`` (opened on first
   use, closed and rolled back unless committed at teardown);
 - CSRF protection on every unsafe method (Flask-WTF ``CSRFProtect``), so
   Flask-Admin's delete and bulk actions are covered as well as its forms; a
@@ -32,9 +32,9 @@ from flask import Flask, current_app, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.config import Settings
-from shared.errors import ConfigError
-from webapp import db
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import ConfigError
+from vestnik.webapp import db
 
 csrf = CSRFProtect()
 
@@ -98,18 +98,18 @@ def create_app(
     app.extensions["vestnik_settings"] = settings
 
     if session_factory is None:
-        from shared.db import make_engine, make_session_factory
+        from vestnik.shared.db import make_engine, make_session_factory
 
         session_factory = make_session_factory(make_engine(settings.database_url))
     db.init_app(app, session_factory)
     csrf.init_app(app)
 
-    from webapp import admin, health, metrics, profile, webhooks
+    from vestnik.webapp import admin, health, metrics, profile, webhooks
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(webhooks.bp)  # signed machine callers: CSRF-exempt view by view
-    from webapp import unsubscribe
+    from vestnik.webapp import unsubscribe
 
     app.register_blueprint(unsubscribe.bp)
     csrf.exempt(unsubscribe.one_click)  # RFC 8058: mail clients POST without a token; the URL's token authenticates
@@ -144,6 +144,6 @@ def _security_headers(response):
 
 def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8000) -> int:
     """Run the app for production (``vestnik web``) under gunicorn; return the exit code."""
-    from webapp.server import serve as _serve
+    from vestnik.webapp.server import serve as _serve
 
     return _serve(settings, host=host, port=port)

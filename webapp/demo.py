@@ -4,7 +4,7 @@ Real code paths end to end; only the far ends are local:
 
 - SQLite in ``data_dir`` (migrated by the same Alembic scripts as production);
 - Dramatiq's in-process broker with real worker threads, the real relay and
-  the scheduler's ticks as threads (``workers.embedded.EmbeddedStack``);
+  the scheduler's ticks as threads (``vestnik.workers.embedded.EmbeddedStack``);
 - a fake Telegram Bot API and an SMTP server on free local ports, which
   capture what would have been sent;
 - a demo CRM (``webapp/democrm.py``) whose buttons run real CRM transactions
@@ -31,12 +31,12 @@ from flask import Flask
 from sqlalchemy import Engine
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory, session_scope
-from shared.errors import VestnikError
-from shared.migrate import upgrade
-from shared.models import AdminUser, utcnow
-from shared.seeds import install_default_templates
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory, session_scope
+from vestnik.shared.errors import VestnikError
+from vestnik.shared.migrate import upgrade
+from vestnik.shared.models import AdminUser, utcnow
+from vestnik.shared.seeds import install_default_templates
 
 log = logging.getLogger("vestnik.demo")
 
@@ -156,12 +156,12 @@ def build_demo(
 
 
 def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_threads: int, log_level: str) -> Demo:
-    from shared.fakes.botapi import FakeBotApi
-    from shared.fakes.smtp import FakeSmtpServer
-    from webapp import create_app, demo_sent, democrm
-    from webapp.demo_seed import seed_clients, seed_crm
-    from webapp.democrm_models import DemoBase
-    from workers.embedded import EmbeddedStack
+    from vestnik.shared.fakes.botapi import FakeBotApi
+    from vestnik.shared.fakes.smtp import FakeSmtpServer
+    from vestnik.webapp import create_app, demo_sent, democrm
+    from vestnik.webapp.demo_seed import seed_clients, seed_crm
+    from vestnik.webapp.democrm_models import DemoBase
+    from vestnik.workers.embedded import EmbeddedStack
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)

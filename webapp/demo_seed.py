@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.models import Client, ClientGroup
-from webapp.democrm_models import Group, GroupMember, Invoice, Lesson
+from vestnik.shared.models import Client, ClientGroup
+from vestnik.webapp.democrm_models import Group, GroupMember, Invoice, Lesson
 
 
 def demo_clients() -> list[Client]:

@@ -6,7 +6,7 @@ attempts, last error) and the ``outbox_events`` rows (status, error), so a
 newcomer watches one CRM click become an outbox row, notifications, a
 Telegram message and an email within seconds.
 
-Telegram texts are shown through ``shared.rendering.telegram_html``: only
+Telegram texts are shown through ``vestnik.shared.rendering.telegram_html``: only
 the handful of tags Telegram itself accepts survive, every text node is
 escaped, and links keep only http(s) targets, so a template cannot inject
 markup into this page.  Email texts are shown as plain text.
@@ -22,9 +22,9 @@ from flask import Blueprint, Flask, current_app, render_template
 from markupsafe import Markup
 from sqlalchemy import select
 
-from shared.models import Notification, OutboxEvent
-from shared.rendering import telegram_html
-from webapp.db import get_session
+from vestnik.shared.models import Notification, OutboxEvent
+from vestnik.shared.rendering import telegram_html
+from vestnik.webapp.db import get_session
 
 bp = Blueprint("demosent", __name__)
 

@@ -25,12 +25,12 @@ from werkzeug.wrappers import Response
 from wtforms import StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from outbox import emit
-from shared.models import Client
-from webapp import get_settings
-from webapp.db import get_session
-from webapp.demo_seed import invoice_number
-from webapp.democrm_models import Group, Invoice, Lesson
+from vestnik.outbox import emit
+from vestnik.shared.models import Client
+from vestnik.webapp import get_settings
+from vestnik.webapp.db import get_session
+from vestnik.webapp.demo_seed import invoice_number
+from vestnik.webapp.democrm_models import Group, Invoice, Lesson
 
 bp = Blueprint("democrm", __name__)
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from sqlalchemy import Date, ForeignKey, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from shared.models import UTCDateTime, utcnow
+from vestnik.shared.models import UTCDateTime, utcnow
 
 
 class DemoBase(DeclarativeBase):

@@ -24,9 +24,9 @@ import logging
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from shared.migrate import MIGRATIONS_DIR
-from webapp import get_settings
-from webapp.db import session_factory
+from vestnik.shared.migrate import MIGRATIONS_DIR
+from vestnik.webapp import get_settings
+from vestnik.webapp.db import session_factory
 
 log = logging.getLogger("vestnik.web.health")
 

@@ -26,10 +26,10 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.config import Settings
-from shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
-from workers.broker import BROADCASTS_QUEUE, EVENTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
-from workers.channels import CHANNELS
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
+from vestnik.workers.broker import BROADCASTS_QUEUE, EVENTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
+from vestnik.workers.channels import CHANNELS
 
 log = logging.getLogger("vestnik.web.metrics")
 
@@ -133,8 +133,8 @@ class _Collector:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    from webapp import get_settings
-    from webapp.db import get_session
+    from vestnik.webapp import get_settings
+    from vestnik.webapp.db import get_session
 
     settings = get_settings()
     if settings.metrics_token:

@@ -16,9 +16,9 @@ from typing import Any
 
 from flask import Flask
 
-from shared.config import Settings
-from shared.errors import VestnikError
-from shared.logs import configure_logging
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import VestnikError
+from vestnik.shared.logs import configure_logging
 
 
 def worker_count(cpus: int | None = None) -> int:
@@ -43,7 +43,7 @@ def gunicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]
         "max_requests": 2000,
         "max_requests_jitter": 200,
         "accesslog": "-",
-        "logger_class": "webapp.access_log.RedactingLogger",  # no sign-in tokens in access logs
+        "logger_class": "vestnik.webapp.access_log.RedactingLogger",  # no sign-in tokens in access logs
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
         "proc_name": "vestnik-web",
@@ -52,7 +52,7 @@ def gunicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]
 
 def serve(settings: Settings, *, host: str, port: int) -> int:
     """Run until SIGTERM/SIGINT; return the exit code gunicorn stopped with."""
-    from webapp import require_secret_key
+    from vestnik.webapp import require_secret_key
 
     # Fail in the foreground, naming the variable, not later in every worker.
     require_secret_key(settings)
@@ -72,7 +72,7 @@ def serve(settings: Settings, *, host: str, port: int) -> int:
                 self.cfg.set(key, value)
 
         def load(self) -> Flask:
-            from webapp import create_app
+            from vestnik.webapp import create_app
 
             configure_logging(settings)
             return create_app(settings)

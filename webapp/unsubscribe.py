@@ -15,15 +15,15 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 from sqlalchemy import update
 
-from shared.models import AuditLog, Category, Client, Notification, NotificationStatus, utcnow
-from shared.unsubscribe import read_token
-from webapp.db import get_session
+from vestnik.shared.models import AuditLog, Category, Client, Notification, NotificationStatus, utcnow
+from vestnik.shared.unsubscribe import read_token
+from vestnik.webapp.db import get_session
 
 bp = Blueprint("unsubscribe", __name__)
 
 
 def _client(token: str) -> Client:
-    from webapp import get_settings
+    from vestnik.webapp import get_settings
 
     client_id = read_token(get_settings().secret_key, token)
     client = get_session().get(Client, client_id) if client_id else None

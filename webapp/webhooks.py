@@ -19,12 +19,12 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
 
-from outbox import emit
-from shared.errors import EventValidationError
-from shared.models import Notification
-from webapp import csrf, get_settings
-from webapp.db import get_session
-from webapp.signatures import SignatureError, verify
+from vestnik.outbox import emit
+from vestnik.shared.errors import EventValidationError
+from vestnik.shared.models import Notification
+from vestnik.webapp import csrf, get_settings
+from vestnik.webapp.db import get_session
+from vestnik.webapp.signatures import SignatureError, verify
 
 log = logging.getLogger("vestnik.webhooks")
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
@@ -154,7 +154,7 @@ def bookings():
 @csrf.exempt
 def telegram():
     """Bot API updates (setWebhook with secret_token): button answers, commands."""
-    from workers.bot import handle_update
+    from vestnik.workers.bot import handle_update
 
     settings = get_settings()
     given = request.headers.get(TELEGRAM_SECRET_HEADER, "")

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from shared import faults
-from shared.models import utcnow
-from workers import broadcasting, scheduling
-from workers.broker import (
+from vestnik.shared import faults
+from vestnik.shared.models import utcnow
+from vestnik.workers import broadcasting, scheduling
+from vestnik.workers.broker import (
     BROADCASTS_QUEUE,
     DELIVER,
     EVENTS_QUEUE,
@@ -29,11 +29,11 @@ from workers.broker import (
     delivery_queue,
     enqueue_delivery,
 )
-from workers.handling import PredecessorPending
-from workers.handling import handle_event as handle
+from vestnik.workers.handling import PredecessorPending
+from vestnik.workers.handling import handle_event as handle
 
 if TYPE_CHECKING:
-    from workers.app import Runtime
+    from vestnik.workers.app import Runtime
 
 #: below RabbitMQ's consumer_timeout (30 min) with a wide margin
 TIME_LIMIT_MS = 5 * 60 * 1000

@@ -1,6 +1,6 @@
 """Worker runtime: ``setup`` builds everything a worker process needs.
 
-``dramatiq workers.app:setup`` (what ``vestnik worker`` runs) calls it with
+``dramatiq vestnik.workers.app:setup`` (what ``vestnik worker`` runs) calls it with
 no arguments: settings come from the environment.  The embedded demo and the
 tests call it with their own settings and broker.
 """
@@ -14,15 +14,15 @@ import dramatiq
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.config import Settings, load_settings
-from shared.db import make_engine, make_session_factory
-from shared.logs import configure_logging
-from workers.broker import build_broker
-from workers.channels import build_channels
-from workers.channels.base import Channel
-from workers.delivery import Delivery
-from workers.limits import Limiter, build_limiter
-from workers.middleware.ratelimit import ChannelRateLimit
+from vestnik.shared.config import Settings, load_settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.logs import configure_logging
+from vestnik.workers.broker import build_broker
+from vestnik.workers.channels import build_channels
+from vestnik.workers.channels.base import Channel
+from vestnik.workers.delivery import Delivery
+from vestnik.workers.limits import Limiter, build_limiter
+from vestnik.workers.middleware.ratelimit import ChannelRateLimit
 
 log = logging.getLogger("vestnik.workers")
 
@@ -48,7 +48,7 @@ _runtime: Runtime | None = None
 
 def runtime() -> Runtime:
     if _runtime is None:
-        raise RuntimeError("workers.app.setup() has not run in this process")
+        raise RuntimeError("vestnik.workers.app.setup() has not run in this process")
     return _runtime
 
 
@@ -66,7 +66,7 @@ def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | No
     _runtime = Runtime(settings, engine, factory, channels, limiter, broker, delivery)
     dramatiq.set_broker(broker)
 
-    from workers import actors
+    from vestnik.workers import actors
 
     actors.declare(broker, runtime)
     return broker

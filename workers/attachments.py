@@ -7,7 +7,7 @@ import urllib.parse
 
 import requests
 
-from workers.channels.base import Attachment, DeliveryError
+from vestnik.workers.channels.base import Attachment, DeliveryError
 
 #: Telegram bots may upload documents up to 50 MB.
 MAX_BYTES = 50 * 1024 * 1024

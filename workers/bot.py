@@ -11,7 +11,7 @@ What it understands:
 
 - ``callback_query`` ``rate:<booking>:<1-5>``: a feedback answer;
 - ``/start <token>`` in a private chat: binds the chat to the client whose
-  one-time connect token it is (``shared.client_auth``), switches Telegram
+  one-time connect token it is (``vestnik.shared.client_auth``), switches Telegram
   on and clears "unreachable".  A chat belongs to one client: binding it
   takes it from whoever had it;
 - ``/start`` alone from a known chat: the client is back (reachable, on);
@@ -30,11 +30,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from outbox import emit
-from shared import client_auth
-from shared.audit import client_action
-from shared.config import Settings
-from shared.models import Client, ClientTokenPurpose, utcnow
+from vestnik.outbox import emit
+from vestnik.shared import client_auth
+from vestnik.shared.audit import client_action
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Client, ClientTokenPurpose, utcnow
 
 _RATE = re.compile(r"^rate:([\w.:-]{1,40}):([1-5])$")
 

@@ -37,16 +37,16 @@ from sqlalchemy import BigInteger, Boolean, Integer, cast, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import broadcasts
-from shared.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
-from shared.config import Settings
-from shared.models import AuditLog, Broadcast, BroadcastStatus, Client, Notification, NotificationStatus, utcnow
-from shared.targeting import address, client_conditions, reachable
-from workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
-from workers.limits import rules_for
+from vestnik.shared import broadcasts
+from vestnik.shared.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
+from vestnik.shared.config import Settings
+from vestnik.shared.models import AuditLog, Broadcast, BroadcastStatus, Client, Notification, NotificationStatus, utcnow
+from vestnik.shared.targeting import address, client_conditions, reachable
+from vestnik.workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
+from vestnik.workers.limits import rules_for
 
 if TYPE_CHECKING:
-    from workers.app import Runtime
+    from vestnik.workers.app import Runtime
 
 log = logging.getLogger("vestnik.broadcasts")
 

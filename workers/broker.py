@@ -7,7 +7,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from shared.config import Settings
+from vestnik.shared.config import Settings
 
 EVENTS_QUEUE = "events"
 HANDLE_EVENT = "handle_event"
@@ -31,7 +31,7 @@ def build_broker(settings: Settings, middleware: list[Middleware] | None = None)
         # confirm_delivery: a publish is known to be stored before we go on.
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     broker.add_middleware(CurrentMessage())  # delivery reads the limiter's verdict from the message
-    from workers.middleware.heartbeat import Heartbeat
+    from vestnik.workers.middleware.heartbeat import Heartbeat
 
     broker.add_middleware(Heartbeat())  # `vestnik health worker`
     if settings.worker_metrics_port and not settings.embedded:

@@ -28,17 +28,17 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import faults
-from shared.composer import compose, find_template
-from shared.config import Settings
-from shared.errors import TemplateError
-from shared.models import Category, Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
-from shared.unsubscribe import marketing_extras
-from workers import metrics
-from workers.attachments import fetch_attachment
-from workers.channels.base import Channel, DeliveryError, Outcome
-from workers.retry import decide
-from workers.rules import allows_category, buttons_for, channel_refusal, step_of
+from vestnik.shared import faults
+from vestnik.shared.composer import compose, find_template
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import TemplateError
+from vestnik.shared.models import Category, Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from vestnik.shared.unsubscribe import marketing_extras
+from vestnik.workers import metrics
+from vestnik.workers.attachments import fetch_attachment
+from vestnik.workers.channels.base import Channel, DeliveryError, Outcome
+from vestnik.workers.retry import decide
+from vestnik.workers.rules import allows_category, buttons_for, channel_refusal, step_of
 
 log = logging.getLogger("vestnik.delivery")
 

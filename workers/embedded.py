@@ -13,11 +13,11 @@ import threading
 
 import dramatiq
 
-from shared.config import Settings
-from shared.models import utcnow
-from workers import app, broadcasting, scheduling
-from workers.broker import enqueue_delivery
-from workers.channels.base import Channel
+from vestnik.shared.config import Settings
+from vestnik.shared.models import utcnow
+from vestnik.workers import app, broadcasting, scheduling
+from vestnik.workers.broker import enqueue_delivery
+from vestnik.workers.channels.base import Channel
 
 log = logging.getLogger("vestnik.embedded")
 
@@ -36,7 +36,7 @@ class EmbeddedStack:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> EmbeddedStack:
-        from outbox.relay import Relay, build_publisher
+        from vestnik.outbox.relay import Relay, build_publisher
 
         publisher = build_publisher(self.settings, broker=self.broker)
         relay = Relay(

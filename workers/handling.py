@@ -34,10 +34,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import broadcasts
-from shared.errors import EventValidationError, VestnikError
-from shared.events import validate_event
-from shared.models import (
+from vestnik.shared import broadcasts
+from vestnik.shared.errors import EventValidationError, VestnikError
+from vestnik.shared.events import validate_event
+from vestnik.shared.models import (
     Client,
     Notification,
     NotificationStatus,
@@ -46,8 +46,8 @@ from shared.models import (
     RuleOverride,
     utcnow,
 )
-from workers.channels.base import Channel
-from workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
+from vestnik.workers.channels.base import Channel
+from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
 log = logging.getLogger("vestnik.events")
 

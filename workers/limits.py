@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.config import Settings
+from vestnik.shared.config import Settings
 
 log = logging.getLogger("vestnik.limits")
 

@@ -1,6 +1,6 @@
 """``vestnik bot``: Telegram updates by long polling, for setups without public HTTPS.
 
-Each update goes through ``workers.bot.handle_update`` (the webhook's code
+Each update goes through ``vestnik.workers.bot.handle_update`` (the webhook's code
 path) in its own transaction; its reply is sent after the commit.  The offset
 moves past an update only once it is handled, so updates fetched but not
 handled when the process stops come again on the next start (Telegram keeps
@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory, session_scope
-from shared.logs import configure_logging
-from workers.bot import handle_update
-from workers.channels.base import DeliveryError
-from workers.channels.telegram import TelegramChannel
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory, session_scope
+from vestnik.shared.logs import configure_logging
+from vestnik.workers.bot import handle_update
+from vestnik.workers.channels.base import DeliveryError
+from vestnik.workers.channels.telegram import TelegramChannel
 
 log = logging.getLogger("vestnik.bot")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from workers.channels.base import Outcome
+from vestnik.workers.channels.base import Outcome
 
 
 @dataclass(frozen=True)

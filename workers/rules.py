@@ -26,9 +26,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from shared.events import category_of
-from shared.models import Category, Client
-from workers.channels.base import Button, Channel
+from vestnik.shared.events import category_of
+from vestnik.shared.models import Category, Client
+from vestnik.workers.channels.base import Button, Channel
 
 HOUR = 3600.0
 DAY = 24 * HOUR

@@ -20,9 +20,9 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from shared import heartbeat
-from shared.config import Settings
-from shared.db import is_postgres, normalise_url
+from vestnik.shared import heartbeat
+from vestnik.shared.config import Settings
+from vestnik.shared.db import is_postgres, normalise_url
 
 log = logging.getLogger("vestnik.scheduler")
 
@@ -90,7 +90,7 @@ def _configure_django() -> None:
 
 
 def main(settings: Settings) -> int:
-    from workers import app
+    from vestnik.workers import app
 
     broker = app.setup(settings)
     stop = threading.Event()

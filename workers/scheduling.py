@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.models import DeliveryAttempt, Notification, NotificationStatus, OutboxEvent, OutboxStatus
+from vestnik.shared.models import DeliveryAttempt, Notification, NotificationStatus, OutboxEvent, OutboxStatus
 
 
 @dataclass(frozen=True)

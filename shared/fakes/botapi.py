@@ -24,7 +24,7 @@ Served by ``ThreadingHTTPServer`` with HTTP/1.1 keep-alive and Nagle off
 (``disable_nagle_algorithm``): without that, Nagle plus delayed ACKs cap a
 connection at about 23 requests a second and a benchmark measures the fake.
 
-Run alone: ``python -m shared.fakes.botapi --port 8081 --token 123:abc``.
+Run alone: ``python -m vestnik.shared.fakes.botapi --port 8081 --token 123:abc``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ in the ledger, marked ``dropped``, because a real server may have queued it).
 server does with idle clients.  Optional AUTH (PLAIN/LOGIN) with one user,
 allowed without TLS (tests only).
 
-Run alone: ``python -m shared.fakes.smtp --port 8025``.
+Run alone: ``python -m vestnik.shared.fakes.smtp --port 8025``.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def main() -> None:
             with site.session_factory() as s:
                 from sqlalchemy import select
 
-                from shared.models import NotificationTemplate
+                from vestnik.shared.models import NotificationTemplate
 
                 def template_id(channel: str) -> int:
                     return s.scalar(select(NotificationTemplate.id).where(

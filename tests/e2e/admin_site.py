@@ -35,8 +35,8 @@ class AdminSite:
 
 
 def seed(session_factory: Any) -> None:
-    from shared.models import AdminUser, AuditLog, Client, DeliveryAttempt, Notification, utcnow
-    from shared.seeds import install_default_templates
+    from vestnik.shared.models import AdminUser, AuditLog, Client, DeliveryAttempt, Notification, utcnow
+    from vestnik.shared.seeds import install_default_templates
 
     now = utcnow()
     with session_factory() as s:
@@ -84,10 +84,10 @@ def seed(session_factory: Any) -> None:
 
 
 def start(folder: Path, *, settings_overrides: dict[str, Any] | None = None) -> AdminSite:
-    from shared.config import Settings
-    from shared.db import make_engine, make_session_factory
-    from shared.migrate import upgrade
-    from webapp import create_app
+    from vestnik.shared.config import Settings
+    from vestnik.shared.db import make_engine, make_session_factory
+    from vestnik.shared.migrate import upgrade
+    from vestnik.webapp import create_app
 
     folder.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{folder / 'admin.db'}"

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import make_engine, make_session_factory
-from shared.models import Notification, NotificationStatus, utcnow
-from shared.seeds import install_default_templates
 from tests.e2e.runs import add_clients
 from tests.processes import Proc, running, vestnik
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.models import Notification, NotificationStatus, utcnow
+from vestnik.shared.seeds import install_default_templates
 
 CLIENTS = """id,name,email,telegram_chat_id,locale,timezone,telegram_enabled,email_enabled
 1,Анна,anna@example.com,1001,ru,Europe/Moscow,true,true

@@ -13,11 +13,11 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared.clients_import import import_clients
-from shared.fakes.ledger import Expected, check, received
-from shared.models import Notification, OutboxEvent
 from tests.processes import vestnik
+from vestnik.outbox import emit
+from vestnik.shared.clients_import import import_clients
+from vestnik.shared.fakes.ledger import Expected, check, received
+from vestnik.shared.models import Notification, OutboxEvent
 
 N = 60  # clients, each with Telegram and email: 2 messages per event
 CHAOS_ENV = {

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def site(tmp_path, bot_api):
-    from shared.models import NotificationTemplate
+    from vestnik.shared.models import NotificationTemplate
 
     running = start(tmp_path / "admin", settings_overrides={"telegram_token": bot_api.token,
                                                             "telegram_api_base": bot_api.url})
@@ -49,7 +49,7 @@ def page(chromium, site):
 
 
 def _template(site, code, channel, locale="ru"):
-    from shared.models import NotificationTemplate
+    from vestnik.shared.models import NotificationTemplate
 
     with site.session_factory() as s:
         return s.scalars(select(NotificationTemplate).where(NotificationTemplate.code == code,
@@ -168,7 +168,7 @@ def test_write_an_email_template_in_the_visual_editor(page, site):
 def test_filter_the_history_open_a_notification_and_retry_it(page, site):
     from playwright.sync_api import expect
 
-    from shared.models import Notification
+    from vestnik.shared.models import Notification
 
     page.get_by_role("link", name="History").click()
     expect(page.locator("table.model-list tbody tr")).to_have_count(50)

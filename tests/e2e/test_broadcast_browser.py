@@ -19,12 +19,12 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
-from shared.config import load_settings
-from shared.db import make_engine, make_session_factory
-from shared.models import AdminUser, AuditLog, Broadcast, Client, ClientGroup, Notification
-from shared.seeds import install_default_templates
 from tests.processes import running, vestnik, wait_until
-from webapp import create_app
+from vestnik.shared.config import load_settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.models import AdminUser, AuditLog, Broadcast, Client, ClientGroup, Notification
+from vestnik.shared.seeds import install_default_templates
+from vestnik.webapp import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

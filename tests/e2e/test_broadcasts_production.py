@@ -14,10 +14,10 @@ import re
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared import broadcasts
-from shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification
 from tests.processes import running, vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared import broadcasts
+from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 "Committed means delivered, once": every test emits a run of events (one per
 client, a marker unique to each in the text), breaks something, repairs it,
 and then compares what the fake Bot API and SMTP server received with what
-was committed (``shared.fakes.ledger``): nothing lost, nothing twice, nothing
+was committed (``vestnik.shared.fakes.ledger``): nothing lost, nothing twice, nothing
 unexpected.  A message whose fate a crash made unknowable is not resent; it
 is flagged "delivery uncertain" and may be missing, never doubled.
 """
@@ -16,10 +16,10 @@ import signal
 import pytest
 from sqlalchemy import func, select
 
-from shared.fakes.ledger import Expected, received
-from shared.models import Notification
 from tests.e2e.runs import assert_ledger, emit_run, settled, uncertain_rows, worker
 from tests.processes import running, vestnik, wait_until
+from vestnik.shared.fakes.ledger import Expected, received
+from vestnik.shared.models import Notification
 
 pytestmark = pytest.mark.slow
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared.models import Notification, OutboxEvent
 from tests.e2e.runs import add_clients
 from tests.processes import running, vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared.models import Notification, OutboxEvent
 
 pytestmark = pytest.mark.slow
 

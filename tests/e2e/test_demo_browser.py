@@ -20,7 +20,7 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "dem
 
 @pytest.fixture
 def demo(tmp_path):
-    from webapp.demo import build_demo
+    from vestnik.webapp.demo import build_demo
 
     running = build_demo(tmp_path / "demo", port=0, worker_threads=2)
     yield running

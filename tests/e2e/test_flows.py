@@ -18,12 +18,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
-from outbox import emit
-from shared.config import Settings
-from shared.models import Notification, NotificationStatus, OutboxEvent
 from tests.processes import wait_until
-from webapp import create_app
-from webapp.signatures import sign
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent
+from vestnik.webapp import create_app
+from vestnik.webapp.signatures import sign
 
 pytestmark = pytest.mark.slow
 

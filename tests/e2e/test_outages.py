@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import create_engine, func, select, text
 
-from outbox import emit
-from shared.models import OutboxEvent
 from tests.e2e.runs import assert_ledger, emit_run, settled, worker
 from tests.processes import running, vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared.models import OutboxEvent
 
 pytestmark = pytest.mark.slow
 

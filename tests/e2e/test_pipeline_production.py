@@ -11,9 +11,9 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared.models import Notification, OutboxEvent
 from tests.processes import ROOT, VESTNIK, running, vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared.models import Notification, OutboxEvent
 
 pytestmark = pytest.mark.slow
 

@@ -21,10 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.models import AuditLog, Client, Notification
 from tests.processes import vestnik
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.models import AuditLog, Client, Notification
 
 pytestmark = pytest.mark.browser
 
@@ -37,7 +37,7 @@ def site(pg_url, bot_api, smtp_server, tmp_path):
     """The web app on a free port, and `vestnik bot` polling the fake Bot API; both on one PostgreSQL db."""
     from werkzeug.serving import make_server
 
-    from webapp import create_app
+    from vestnik.webapp import create_app
 
     engine = make_engine(pg_url)
     factory = make_session_factory(engine)

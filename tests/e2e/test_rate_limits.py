@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared.models import DeliveryAttempt, Notification
 from tests.e2e.runs import add_clients
 from tests.processes import running, vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared.models import DeliveryAttempt, Notification
 
 pytestmark = pytest.mark.slow
 N = 12

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from outbox import emit
-from shared.models import Notification
 from tests.processes import vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared.models import Notification
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Fixtures for the far ends: the fake Telegram Bot API and the SMTP sink.
 
-Both are the same in-process servers the embedded demo uses (``shared.fakes``),
+Both are the same in-process servers the embedded demo uses (``vestnik.shared.fakes``),
 started fresh for each test on a free port of 127.0.0.1 and stopped after it.
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.fakes.botapi import FakeBotApi
-from shared.fakes.smtp import FakeSmtpServer
+from vestnik.shared.fakes.botapi import FakeBotApi
+from vestnik.shared.fakes.smtp import FakeSmtpServer
 
 
 @pytest.fixture

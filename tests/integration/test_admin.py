@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from shared.config import Settings
-from shared.models import AdminUser, AuditLog, Client, Notification, NotificationTemplate, TemplateVersion
-from shared.seeds import install_default_templates
-from webapp import create_app
+from vestnik.shared.config import Settings
+from vestnik.shared.models import AdminUser, AuditLog, Client, Notification, NotificationTemplate, TemplateVersion
+from vestnik.shared.seeds import install_default_templates
+from vestnik.webapp import create_app
 
 PASSWORD = "correct horse battery"
 
@@ -23,7 +23,7 @@ def make_admin_app(session_factory):
     """The app with the admin, an admin and a support user, a client and four notifications."""
     app = create_app(Settings(secret_key="k" * 32), session_factory=session_factory, config={"TESTING": True})
     if "auth" not in app.blueprints:
-        from webapp import admin
+        from vestnik.webapp import admin
 
         admin.init_app(app)
     with session_factory() as s:
@@ -163,8 +163,8 @@ def test_template_save_validates_and_keeps_versions(app, session_factory):
 
 
 def test_rules_page_switches_an_event_off_and_changes_offsets_audited(app, session_factory):
-    from workers.handling import load_override
-    from workers.rules import effective_rule
+    from vestnik.workers.handling import load_override
+    from vestnik.workers.rules import effective_rule
 
     c = app.test_client()
     login(c)

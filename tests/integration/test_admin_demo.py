@@ -6,7 +6,7 @@ import re
 
 import requests
 
-from webapp.demo import DEMO_ADMIN_CHAT_ID, DEMO_ADMIN_EMAIL, build_demo
+from vestnik.webapp.demo import DEMO_ADMIN_CHAT_ID, DEMO_ADMIN_EMAIL, build_demo
 
 
 def _token(html: str) -> str:

@@ -7,8 +7,8 @@ import re
 import pytest
 from sqlalchemy import select
 
-from shared.models import AuditLog, Notification, NotificationTemplate
 from tests.integration.test_admin import login, make_admin_app, token
+from vestnik.shared.models import AuditLog, Notification, NotificationTemplate
 
 
 @pytest.fixture

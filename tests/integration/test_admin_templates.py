@@ -8,9 +8,16 @@ import re
 import pytest
 from sqlalchemy import select
 
-from shared.config import Settings
-from shared.models import AdminUser, AuditLog, DeliveryAttempt, Notification, NotificationTemplate, TemplateVersion
 from tests.integration.test_admin import login, make_admin_app, token
+from vestnik.shared.config import Settings
+from vestnik.shared.models import (
+    AdminUser,
+    AuditLog,
+    DeliveryAttempt,
+    Notification,
+    NotificationTemplate,
+    TemplateVersion,
+)
 
 
 @pytest.fixture
@@ -343,9 +350,9 @@ def test_a_second_template_for_the_same_code_channel_and_locale_is_refused_at_th
 def test_a_test_send_cut_short_is_left_for_the_reaper_as_uncertain(channels_app, session_factory, monkeypatch):
     from datetime import timedelta
 
-    from shared.models import utcnow
-    from workers.channels.telegram import TelegramChannel
-    from workers.scheduling import reap_stuck
+    from vestnik.shared.models import utcnow
+    from vestnik.workers.channels.telegram import TelegramChannel
+    from vestnik.workers.scheduling import reap_stuck
 
     c = channels_app.test_client()
     login(c)

@@ -15,13 +15,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from shared import client_auth
-from shared.db import make_engine, make_session_factory
-from shared.models import AuditLog, Client, ClientToken, OutboxEvent, utcnow
 from tests.integration.test_profile import csrf, make_settings, sign_in
 from tests.processes import vestnik, wait_until
-from webapp import create_app
-from webapp.webhooks import TELEGRAM_SECRET_HEADER
+from vestnik.shared import client_auth
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.models import AuditLog, Client, ClientToken, OutboxEvent, utcnow
+from vestnik.webapp import create_app
+from vestnik.webapp.webhooks import TELEGRAM_SECRET_HEADER
 
 CHAT = 5005
 

@@ -8,11 +8,11 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from shared.config import Settings
-from shared.models import AdminUser, AuditLog, Broadcast, Client, ClientGroup, Notification
-from shared.seeds import install_default_templates
-from shared.unsubscribe import email_headers, make_token, marketing_extras
-from webapp import create_app
+from vestnik.shared.config import Settings
+from vestnik.shared.models import AdminUser, AuditLog, Broadcast, Client, ClientGroup, Notification
+from vestnik.shared.seeds import install_default_templates
+from vestnik.shared.unsubscribe import email_headers, make_token, marketing_extras
+from vestnik.webapp import create_app
 
 PASSWORD = "correct horse battery"
 SECRET = "k" * 32
@@ -197,7 +197,7 @@ def test_history_links_to_the_broadcast_and_back(app, session_factory):
 
 
 def test_client_details_show_groups_and_tags(app, session_factory):
-    from shared.models import ClientTag
+    from vestnik.shared.models import ClientTag
 
     with session_factory() as s:
         s.add(ClientTag(tag="vip", client_id=3))

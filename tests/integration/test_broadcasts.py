@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from shared import broadcasts
-from shared.models import AuditLog, Broadcast, Client, ClientGroup, ClientTag, Notification
-from shared.seeds import install_default_templates
-from shared.targeting import Selection, Targeting, count, parse_client_ids, sample
-from workers.broadcasting import expand_batch, feed
+from vestnik.shared import broadcasts
+from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, ClientTag, Notification
+from vestnik.shared.seeds import install_default_templates
+from vestnik.shared.targeting import Selection, Targeting, count, parse_client_ids, sample
+from vestnik.workers.broadcasting import expand_batch, feed
 
 PACE = {"telegram": 30.0, "email": 1.0}
 DATA = {"title": "Новости", "text": "Кружок переезжает"}
@@ -223,7 +223,7 @@ def test_parse_client_ids():
 def test_clients_import_sets_groups_tags_and_activity(session_factory):
     import io
 
-    from shared.clients_import import import_clients
+    from vestnik.shared.clients_import import import_clients
 
     csv_text = ("id,name,email,telegram_chat_id,locale,timezone,groups,tags,last_active_at\n"
                 "1,Анна,anna@example.com,1001,ru,Europe/Moscow,Робототехника;Шахматы,vip,2026-11-01\n"
@@ -272,9 +272,9 @@ def test_pause_stops_the_expansion_and_resume_restarts_it(school):
 
 def test_an_admin_broadcast_runs_in_the_embedded_demo(tmp_path):
     """SQLite, the in-process broker and worker threads: the demo's groups, the same machinery."""
-    from shared.db import make_session_factory
     from tests.processes import wait_until
-    from webapp.demo import build_demo
+    from vestnik.shared.db import make_session_factory
+    from vestnik.webapp.demo import build_demo
 
     demo = build_demo(tmp_path / "demo", port=0, worker_threads=2)
     try:

@@ -3,7 +3,7 @@
 Real pieces end to end: events emitted and handled by the rules, the
 ``Delivery`` claim -> render -> send -> record path, the real Telegram and
 email channels over real sockets, the real limiter (memory backend), on
-PostgreSQL.  The far ends are the fakes (``shared.fakes``), scripted to fail.
+PostgreSQL.  The far ends are the fakes (``vestnik.shared.fakes``), scripted to fail.
 
 Time is a test clock shared by delivery (``send_at``) and the limiter, so a
 backoff of 80 s or a ``retry_after`` of 7 s is checked without waiting for it:
@@ -24,14 +24,14 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared.config import Settings
-from shared.models import Client, DeliveryAttempt, Notification, utcnow
-from shared.seeds import install_default_templates
-from workers.channels import build_channels
-from workers.delivery import Delivery
-from workers.handling import handle_event
-from workers.limits import Limiter, MemoryLimiterBackend, rules_for
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Client, DeliveryAttempt, Notification, utcnow
+from vestnik.shared.seeds import install_default_templates
+from vestnik.workers.channels import build_channels
+from vestnik.workers.delivery import Delivery
+from vestnik.workers.handling import handle_event
+from vestnik.workers.limits import Limiter, MemoryLimiterBackend, rules_for
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
@@ -55,7 +55,7 @@ class Clock:
 
 
 class Rig:
-    """Delivery wired like ``workers.app.setup`` wires it, on the test clock."""
+    """Delivery wired like ``vestnik.workers.app.setup`` wires it, on the test clock."""
 
     def __init__(self, factory, settings: Settings) -> None:
         self.factory = factory
@@ -188,7 +188,7 @@ def test_telegram_429_pauses_the_whole_channel_for_retry_after_and_is_not_an_att
 
 
 def test_telegram_429_seen_by_one_worker_pauses_another_through_redis(templates, bot_api, redis_url, redis_client):
-    from workers.limits import RedisLimiterBackend
+    from vestnik.workers.limits import RedisLimiterBackend
 
     settings = Settings(telegram_token=bot_api.token, telegram_api_base=bot_api.url, redis_url=redis_url)
     first, second = Rig(templates, settings), Rig(templates, settings)

@@ -7,8 +7,8 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from shared.cli import main
-from shared.models import AuditLog, Client, Notification, OutboxEvent, utcnow
+from vestnik.cli import main
+from vestnik.shared.models import AuditLog, Client, Notification, OutboxEvent, utcnow
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def cli_db(db_url, monkeypatch, tmp_path):
 
 
 def test_db_upgrade_installs_templates_and_keeps_edited_ones(cli_db, session_factory, capsys):
-    from shared.models import NotificationTemplate
+    from vestnik.shared.models import NotificationTemplate
 
     with session_factory() as s:
         t = s.scalars(select(NotificationTemplate).where(NotificationTemplate.code == "PAYMENT_SUCCESS")).first()

@@ -17,10 +17,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from shared.cli import main as vestnik
-from shared.models import Client, Notification, OutboxEvent
-from webapp.demo import build_demo
-from webapp.democrm_models import Lesson
+from vestnik.cli import main as vestnik
+from vestnik.shared.models import Client, Notification, OutboxEvent
+from vestnik.webapp.demo import build_demo
+from vestnik.webapp.democrm_models import Lesson
 
 T = TypeVar("T")
 FINAL = ("sent", "failed", "canceled")

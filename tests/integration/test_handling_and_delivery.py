@@ -13,14 +13,14 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from outbox import emit
-from shared.config import Settings
-from shared.models import Client, DeliveryAttempt, Notification, NotificationTemplate, OutboxEvent, utcnow
-from shared.seeds import install_default_templates
-from workers import scheduling
-from workers.channels.base import Channel, DeliveryError
-from workers.delivery import Delivery
-from workers.handling import handle_event
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationTemplate, OutboxEvent, utcnow
+from vestnik.shared.seeds import install_default_templates
+from vestnik.workers import scheduling
+from vestnik.workers.channels.base import Channel, DeliveryError
+from vestnik.workers.delivery import Delivery
+from vestnik.workers.handling import handle_event
 
 LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 

@@ -16,20 +16,20 @@ import pytest
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
-from outbox import emit
-from shared.config import Settings
-from shared.errors import EventValidationError, TemplateError
-from shared.models import AdminUser, AuditLog, Client, Notification, NotificationTemplate, OutboxEvent
-from shared.rendering import MAX_OUTPUT_CHARS, render
-from shared.seeds import install_default_templates
-from shared.template_checks import check_template
-from webapp import create_app
-from webapp.signatures import sign
-from workers.channels import build_channels
-from workers.channels.base import DeliveryError, RenderedMessage
-from workers.channels.email import EmailChannel
-from workers.delivery import Delivery
-from workers.handling import handle_event
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import EventValidationError, TemplateError
+from vestnik.shared.models import AdminUser, AuditLog, Client, Notification, NotificationTemplate, OutboxEvent
+from vestnik.shared.rendering import MAX_OUTPUT_CHARS, render
+from vestnik.shared.seeds import install_default_templates
+from vestnik.shared.template_checks import check_template
+from vestnik.webapp import create_app
+from vestnik.webapp.signatures import sign
+from vestnik.workers.channels import build_channels
+from vestnik.workers.channels.base import DeliveryError, RenderedMessage
+from vestnik.workers.channels.email import EmailChannel
+from vestnik.workers.delivery import Delivery
+from vestnik.workers.handling import handle_event
 
 LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 
@@ -288,7 +288,7 @@ def test_crlf_and_lists_in_the_recipient_address_add_no_recipient(rig, smtp_serv
     ("from", "School <school@example.com>\r\nBcc: evil@evil.test"),
 ])
 def test_crlf_in_headers_is_refused_before_anything_is_sent(smtp_server, field, value):
-    from shared.config import parse_smtp_url
+    from vestnik.shared.config import parse_smtp_url
 
     channel = EmailChannel(smtp=parse_smtp_url(smtp_server.url),
                            email_from=value if field == "from" else "School <school@example.com>")
@@ -370,7 +370,7 @@ def test_every_mutating_endpoint_refuses_a_request_without_a_valid_csrf_token(ap
 
 
 def test_only_signed_machine_endpoints_are_csrf_exempt(app):
-    from webapp import csrf
+    from vestnik.webapp import csrf
 
     exempt = set(csrf._exempt_views) | {f"{bp}." for bp in csrf._exempt_blueprints}
     assert exempt and all(SIGNED_MACHINE_ENDPOINTS.search(view) for view in exempt), exempt

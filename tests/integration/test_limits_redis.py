@@ -5,8 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 
-from shared.config import Settings
-from workers.limits import Limiter, RedisLimiterBackend, rules_for
+from vestnik.shared.config import Settings
+from vestnik.workers.limits import Limiter, RedisLimiterBackend, rules_for
 
 
 def _hammer(url: str, seconds: float, out) -> None:

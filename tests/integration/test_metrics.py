@@ -7,12 +7,12 @@ from datetime import timedelta
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from prometheus_client.parser import text_string_to_metric_families
 
-from outbox import emit
-from shared.config import Settings
-from shared.db import make_engine, make_session_factory
-from shared.models import Client, Notification, NotificationStatus, utcnow
-from webapp import create_app
-from workers.broker import event_message
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.models import Client, Notification, NotificationStatus, utcnow
+from vestnik.webapp import create_app
+from vestnik.workers.broker import event_message
 
 SECRET = "test-secret-key-0123456789"
 
@@ -89,7 +89,7 @@ def test_readyz_reports_broker_and_redis_without_failing_on_them(sqlite_url, amq
 
 
 def test_failure_reasons_are_reduced_to_their_class():
-    from workers.metrics import reason_class
+    from vestnik.workers.metrics import reason_class
 
     assert reason_class("550 5.1.1 <anna@example.com>: no such user") == "### #.#.# : no such user"
     assert reason_class("sendMessage: 403 Forbidden: bot was blocked by the user") == (

@@ -8,9 +8,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from shared.db import make_engine
-from shared.migrate import alembic_config, upgrade
-from shared.models import Base
+from vestnik.shared.db import make_engine
+from vestnik.shared.migrate import alembic_config, upgrade
+from vestnik.shared.models import Base
 
 
 def schema_diff(engine) -> list:

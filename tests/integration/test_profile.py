@@ -13,9 +13,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from outbox import emit
-from shared.config import Settings
-from shared.models import (
+from tests.processes import wait_until
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings
+from vestnik.shared.models import (
     AuditLog,
     Client,
     ClientToken,
@@ -24,11 +25,10 @@ from shared.models import (
     OutboxEvent,
     utcnow,
 )
-from shared.seeds import install_default_templates
-from tests.processes import wait_until
-from webapp import create_app
-from workers.channels import build_channels
-from workers.handling import handle_event
+from vestnik.shared.seeds import install_default_templates
+from vestnik.webapp import create_app
+from vestnik.workers.channels import build_channels
+from vestnik.workers.handling import handle_event
 
 PUBLIC = "http://profile.test"
 
@@ -351,7 +351,7 @@ def test_a_bad_address_is_explained(app):
 
 
 def test_old_attempts_and_long_expired_secrets_are_cleaned_up(app, smtp_server, session_factory):
-    from shared.models import ClientSignInAttempt
+    from vestnik.shared.models import ClientSignInAttempt
 
     long_ago = utcnow() - timedelta(days=3)
     with session_factory() as s:

@@ -25,12 +25,12 @@ import pytest
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import Engine, create_engine, select, text, update
 
-from outbox import emit, queries
-from outbox.relay import Publisher, RabbitmqPublisher, Relay, build_publisher
-from shared.config import Settings
-from shared.db import make_engine
-from shared.models import OutboxEvent, OutboxStatus, utcnow
 from tests.processes import vestnik, wait_until
+from vestnik.outbox import emit, queries
+from vestnik.outbox.relay import Publisher, RabbitmqPublisher, Relay, build_publisher
+from vestnik.shared.config import Settings
+from vestnik.shared.db import make_engine
+from vestnik.shared.models import OutboxEvent, OutboxStatus, utcnow
 
 LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 T = OutboxEvent.__table__

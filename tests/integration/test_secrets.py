@@ -26,15 +26,15 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from werkzeug.security import generate_password_hash
 
-from outbox import emit
-from shared.config import Settings, load_settings, secrets_of
-from shared.db import make_engine, make_session_factory
-from shared.fakes.botapi import FakeBotApi
-from shared.fakes.smtp import FakeSmtpServer
-from shared.logs import JsonFormatter, KeyValueFormatter, RedactSecrets
-from shared.models import AdminUser, Client, DeliveryAttempt, Notification, OutboxEvent
-from shared.seeds import install_default_templates
 from tests.processes import running, vestnik, wait_until
+from vestnik.outbox import emit
+from vestnik.shared.config import Settings, load_settings, secrets_of
+from vestnik.shared.db import make_engine, make_session_factory
+from vestnik.shared.fakes.botapi import FakeBotApi
+from vestnik.shared.fakes.smtp import FakeSmtpServer
+from vestnik.shared.logs import JsonFormatter, KeyValueFormatter, RedactSecrets
+from vestnik.shared.models import AdminUser, Client, DeliveryAttempt, Notification, OutboxEvent
+from vestnik.shared.seeds import install_default_templates
 
 TAG = secrets.token_hex(4)
 CANARIES = {
@@ -308,8 +308,8 @@ def _capture_logs(settings: Settings) -> tuple[io.StringIO, io.StringIO, list[lo
 
 
 def test_canaries_never_appear_in_admin_pages_or_web_logs(canary_db, redis_url, tmp_path):
-    from webapp import create_app
-    from webapp.signatures import sign
+    from vestnik.webapp import create_app
+    from vestnik.webapp.signatures import sign
 
     db_url, _ = canary_db
     env = _env(db_url, with_password("amqp://guest:x@127.0.0.1:5672/", "guest", CANARIES["broker password"]),

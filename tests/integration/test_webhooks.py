@@ -8,10 +8,10 @@ import time
 import pytest
 from sqlalchemy import select
 
-from shared.config import Settings
-from shared.models import Client, Notification, OutboxEvent
-from webapp import create_app
-from webapp.signatures import sign
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Client, Notification, OutboxEvent
+from vestnik.webapp import create_app
+from vestnik.webapp.signatures import sign
 
 SECRET, OLD_SECRET = "whsec-current-0123456789", "whsec-previous-0123456789"
 
@@ -21,7 +21,7 @@ def app(session_factory):
     settings = Settings(secret_key="k" * 32, webhook_secrets=f"{SECRET},{OLD_SECRET}")
     app = create_app(settings, session_factory=session_factory, config={"TESTING": True})
     if "webhooks" not in app.blueprints:
-        from webapp import webhooks
+        from vestnik.webapp import webhooks
 
         app.register_blueprint(webhooks.bp)
     with session_factory() as s:

@@ -6,14 +6,14 @@ from typing import ClassVar
 
 import pytest
 
-import workers.channels as registry
-from shared.config import Settings
-from shared.models import Client, utcnow
-from workers.channels import CHANNELS, build_channels, register
-from workers.channels.base import Addressable, Channel, DeliveryError, Outcome, RenderedMessage
-from workers.channels.email import EmailChannel
-from workers.channels.telegram import TelegramChannel
-from workers.rules import plan_event
+import vestnik.workers.channels as registry
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Client, utcnow
+from vestnik.workers.channels import CHANNELS, build_channels, register
+from vestnik.workers.channels.base import Addressable, Channel, DeliveryError, Outcome, RenderedMessage
+from vestnik.workers.channels.email import EmailChannel
+from vestnik.workers.channels.telegram import TelegramChannel
+from vestnik.workers.rules import plan_event
 
 
 class SmsChannel(Channel):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from shared import client_auth
-from shared.models import ClientTokenPurpose
+from vestnik.shared import client_auth
+from vestnik.shared.models import ClientTokenPurpose
 
 
 def test_connect_token_fits_a_telegram_start_parameter_and_its_signature_is_checked():
@@ -33,11 +33,12 @@ def test_throttle_scopes_do_not_store_the_address_in_clear():
 
 
 def test_access_logs_mask_sign_in_tokens():
-    from shared.config import Settings
-    from webapp.access_log import redact
-    from webapp.server import gunicorn_options
+    from vestnik.shared.config import Settings
+    from vestnik.webapp.access_log import redact
+    from vestnik.webapp.server import gunicorn_options
 
     line = 'GET /me/login/t/AbC-12_xyz?x=1 HTTP/1.1 "http://site/me/login/t/AbC-12_xyz"'
     assert redact(line) == 'GET /me/login/t/••••?x=1 HTTP/1.1 "http://site/me/login/t/••••"'
     assert redact("GET /me/notifications/12 HTTP/1.1") == "GET /me/notifications/12 HTTP/1.1"
-    assert gunicorn_options(Settings(), "127.0.0.1", 8000)["logger_class"] == "webapp.access_log.RedactingLogger"
+    options = gunicorn_options(Settings(), "127.0.0.1", 8000)
+    assert options["logger_class"] == "vestnik.webapp.access_log.RedactingLogger"

@@ -6,8 +6,8 @@ import io
 
 from sqlalchemy import select
 
-from shared.clients_import import import_clients
-from shared.models import Client
+from vestnik.shared.clients_import import import_clients
+from vestnik.shared.models import Client
 
 CSV = """id,name,email,telegram_chat_id,locale,timezone,telegram_enabled,allow_marketing
 1,Анна,anna@example.com,1001,ru,Europe/Moscow,,yes

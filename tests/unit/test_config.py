@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import load_settings, parse_smtp_url, secrets_of
-from shared.errors import ConfigError
+from vestnik.shared.config import load_settings, parse_smtp_url, secrets_of
+from vestnik.shared.errors import ConfigError
 
 
 def test_defaults_are_the_embedded_mode():

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workers.reference import events_markdown
+from vestnik.workers.reference import events_markdown
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_events_reference_matches_the_registry_and_rules():
     assert (DOCS / "events.md").read_text() == events_markdown(), (
-        "docs/events.md is stale: run .venv/bin/python -m workers.reference > docs/events.md")
+        "docs/events.md is stale: run .venv/bin/python -m vestnik.workers.reference > docs/events.md")
 
 
 def test_every_registered_event_is_documented():
-    from shared.events import all_event_types
+    from vestnik.shared.events import all_event_types
 
     text = (DOCS / "events.md").read_text()
     assert all(f"## `{e.name}`" in text for e in all_event_types())
@@ -24,7 +24,7 @@ def test_every_registered_event_is_documented():
 def test_every_setting_is_documented():
     from dataclasses import fields
 
-    from shared.config import PREFIX, Settings
+    from vestnik.shared.config import PREFIX, Settings
 
     text = (DOCS / "configuration.md").read_text()
     missing = [f"{PREFIX}{f.name.upper()}" for f in fields(Settings) if f"`{PREFIX}{f.name.upper()}`" not in text]

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.config import Settings, SmtpParams, parse_smtp_url
-from shared.fakes.smtp import FakeSmtpServer
-from workers.channels.base import Attachment, DeliveryError, Outcome, RenderedMessage
-from workers.channels.email import EmailChannel, classify_reply
+from vestnik.shared.config import Settings, SmtpParams, parse_smtp_url
+from vestnik.shared.fakes.smtp import FakeSmtpServer
+from vestnik.workers.channels.base import Attachment, DeliveryError, Outcome, RenderedMessage
+from vestnik.workers.channels.email import EmailChannel, classify_reply
 
 TO = "anna@example.com"
 PASSWORD = "s3cret-Pa55word"  # noqa: S105 - a test password

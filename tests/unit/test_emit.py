@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, func, select
 
-from outbox import emit
-from shared.errors import EventValidationError
-from shared.models import OutboxEvent
+from vestnik.outbox import emit
+from vestnik.shared.errors import EventValidationError
+from vestnik.shared.models import OutboxEvent
 
 LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from shared.config import Settings
-from workers.limits import Limiter, MemoryLimiterBackend, Rule, rules_for
+from vestnik.shared.config import Settings
+from vestnik.workers.limits import Limiter, MemoryLimiterBackend, Rule, rules_for
 
 
 class Clock:
@@ -89,7 +89,7 @@ def test_fractional_rates():
 
 
 def test_unreachable_redis_fails_closed():
-    from workers.limits import RedisLimiterBackend
+    from vestnik.workers.limits import RedisLimiterBackend
 
     lim = Limiter(rules_for(Settings()), RedisLimiterBackend("redis://127.0.0.1:6390/0"))
     assert lim.acquire("telegram", "1") > 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import TemplateError
-from shared.rendering import build_context, html_to_text, render, telegram_html, unknown_telegram_tags
+from vestnik.shared.errors import TemplateError
+from vestnik.shared.rendering import build_context, html_to_text, render, telegram_html, unknown_telegram_tags
 
 
 def ctx(data, locale="ru", tz="Europe/Moscow"):

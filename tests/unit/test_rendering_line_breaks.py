@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.rendering import render
-from shared.seeds import DEFAULTS
+from vestnik.shared.rendering import render
+from vestnik.shared.seeds import DEFAULTS
 
 
 def test_a_line_break_inside_an_if_block_is_kept():

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from workers.channels.base import Outcome
-from workers.retry import decide
+from vestnik.workers.channels.base import Outcome
+from vestnik.workers.retry import decide
 
 POLICY = dict(max_attempts=4, base_delay_s=10, max_delay_s=60, jitter=random.Random(1))
 

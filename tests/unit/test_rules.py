@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from shared.models import Client
-from workers.channels.base import Channel
-from workers.rules import Override, effective_rule, plan_event, schedule
+from vestnik.shared.models import Client
+from vestnik.workers.channels.base import Channel
+from vestnik.workers.rules import Override, effective_rule, plan_event, schedule
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from shared.config import Settings
-from shared.fakes.botapi import FakeBotApi
-from workers.channels.base import Attachment, Button, DeliveryError, Outcome, RenderedMessage
-from workers.channels.telegram import TelegramChannel, split_html, tg_len
+from vestnik.shared.config import Settings
+from vestnik.shared.fakes.botapi import FakeBotApi
+from vestnik.workers.channels.base import Attachment, Button, DeliveryError, Outcome, RenderedMessage
+from vestnik.workers.channels.telegram import TelegramChannel, split_html, tg_len
 
 CHAT = "1001"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.seeds import DEFAULTS
-from shared.template_checks import check_template
+from vestnik.shared.seeds import DEFAULTS
+from vestnik.shared.template_checks import check_template
 
 
 def test_every_shipped_template_passes():

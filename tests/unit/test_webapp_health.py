@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import Settings
-from shared.errors import ConfigError
-from webapp import create_app
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import ConfigError
+from vestnik.webapp import create_app
 
 SECRET = "test-secret-key-0123456789"
 
@@ -83,7 +83,7 @@ def test_responses_carry_security_headers(sqlite_url):
 
 @pytest.mark.parametrize(("cpus", "workers"), [(1, 3), (2, 4), (16, 4)])
 def test_gunicorn_runs_two_workers_per_core_plus_one_capped_at_four(cpus, workers):
-    from webapp.server import gunicorn_options, worker_count
+    from vestnik.webapp.server import gunicorn_options, worker_count
 
     assert worker_count(cpus) == workers
     options = gunicorn_options(Settings(), "::1", 8000)
@@ -91,7 +91,7 @@ def test_gunicorn_runs_two_workers_per_core_plus_one_capped_at_four(cpus, worker
 
 
 def test_vestnik_web_refuses_to_start_without_a_secret_key(capsys, monkeypatch):
-    from shared.cli import main
+    from vestnik.cli import main
 
     monkeypatch.delenv("VESTNIK_SECRET_KEY", raising=False)
     assert main(["web", "--port", "0"]) == 2  # before gunicorn starts anything

@@ -14,13 +14,13 @@ from flask import Flask, g, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
-from webapp.admin import auth
-from webapp.admin.account import AccountView
-from webapp.admin.broadcasts import BroadcastView
-from webapp.admin.dashboard import DashboardView
-from webapp.admin.extra import AuditView, OutboxEventView
-from webapp.admin.rules import RulesView
-from webapp.admin.views import ClientView, NotificationView, TemplateView
+from vestnik.webapp.admin import auth
+from vestnik.webapp.admin.account import AccountView
+from vestnik.webapp.admin.broadcasts import BroadcastView
+from vestnik.webapp.admin.dashboard import DashboardView
+from vestnik.webapp.admin.extra import AuditView, OutboxEventView
+from vestnik.webapp.admin.rules import RulesView
+from vestnik.webapp.admin.views import ClientView, NotificationView, TemplateView
 
 
 def _nonce() -> str:

@@ -9,9 +9,9 @@ from flask_wtf import FlaskForm
 from wtforms import StringField
 from wtforms.validators import Optional, Regexp
 
-from shared.models import AdminUser
-from webapp.admin.base import SecureView, audit
-from webapp.db import get_session
+from vestnik.shared.models import AdminUser
+from vestnik.webapp.admin.base import SecureView, audit
+from vestnik.webapp.db import get_session
 
 
 class AccountForm(FlaskForm):

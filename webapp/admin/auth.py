@@ -23,8 +23,8 @@ from werkzeug.security import check_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from shared.models import AdminRole, AdminUser, AuditLog, utcnow
-from webapp.db import get_session
+from vestnik.shared.models import AdminRole, AdminUser, AuditLog, utcnow
+from vestnik.webapp.db import get_session
 
 MAX_FAILED_LOGINS = 5
 LOCKOUT = timedelta(minutes=15)

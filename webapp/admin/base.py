@@ -23,14 +23,14 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import StatementError
 
-from shared.models import AuditLog
-from webapp.db import get_session
+from vestnik.shared.models import AuditLog
+from vestnik.webapp.db import get_session
 
 MAX_BIGINT = 2**63 - 1
 
 
 class RequestSession:
-    """Flask-Admin keeps one session object; ours is per request (webapp.db).
+    """Flask-Admin keeps one session object; ours is per request (vestnik.webapp.db).
 
     ``session`` exists only so Flask-Admin does not take this for a bare
     session it would warn about; every other attribute is the request's session.

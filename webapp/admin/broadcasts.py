@@ -33,14 +33,14 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from shared import broadcasts
-from shared.composer import compose, find_template
-from shared.errors import TemplateError
-from shared.models import AuditLog, Broadcast, Client, ClientGroup, NotificationTemplate
-from shared.targeting import channels_for, parse_client_ids, sample
-from webapp.admin.base import SecureView, can_write
-from webapp.db import get_session
-from workers.channels import CHANNELS
+from vestnik.shared import broadcasts
+from vestnik.shared.composer import compose, find_template
+from vestnik.shared.errors import TemplateError
+from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, NotificationTemplate
+from vestnik.shared.targeting import channels_for, parse_client_ids, sample
+from vestnik.webapp.admin.base import SecureView, can_write
+from vestnik.webapp.db import get_session
+from vestnik.workers.channels import CHANNELS
 
 
 class _Checkboxes(SelectMultipleField):
@@ -200,7 +200,7 @@ class BroadcastView(SecureView):
 
     def _preview(self, b: Broadcast, client_id: int) -> tuple[list[dict[str, Any]], str | None]:
         """The message each channel would carry for this client, rendered exactly as delivery renders it."""
-        from webapp import get_settings
+        from vestnik.webapp import get_settings
 
         db = get_session()
         client = db.get(Client, client_id)
@@ -214,7 +214,7 @@ class BroadcastView(SecureView):
         for ch in channels:
             try:
                 template = find_template(db, b.template_code, ch, client.locale, settings.default_locale)
-                from shared.unsubscribe import marketing_extras
+                from vestnik.shared.unsubscribe import marketing_extras
 
                 headers, buttons = marketing_extras(settings, b.category, ch, client.id, client.locale)
                 msg = compose(template, event_type=broadcasts.EVENT_TYPE, data=b.data or {}, client=client,

@@ -10,9 +10,9 @@ from typing import Any
 from flask_admin import expose
 from sqlalchemy import func, select
 
-from shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
-from webapp.admin.base import SecureIndexView
-from webapp.db import get_session
+from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
+from vestnik.webapp.admin.base import SecureIndexView
+from vestnik.webapp.db import get_session
 
 DAYS = 14
 

@@ -7,9 +7,9 @@ from typing import Any
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
 
-from shared.models import AuditLog, OutboxEvent, OutboxStatus
-from webapp.admin.base import SecureModelView
-from webapp.admin.views import AwareAfter, AwareBefore, AwareBetween, _choices, _full_text
+from vestnik.shared.models import AuditLog, OutboxEvent, OutboxStatus
+from vestnik.webapp.admin.base import SecureModelView
+from vestnik.webapp.admin.views import AwareAfter, AwareBefore, AwareBetween, _choices, _full_text
 
 
 def _event_status(view, context, model, name) -> Markup:

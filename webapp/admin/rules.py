@@ -13,12 +13,12 @@ from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_login import current_user
 
-from shared.events import all_event_types
-from shared.models import RuleOverride
-from webapp.admin.base import SecureView, audit, can_write
-from webapp.db import get_session
-from workers.handling import load_override  # the worker's own reading of an override
-from workers.rules import DEFAULT_RULES, effective_rule
+from vestnik.shared.events import all_event_types
+from vestnik.shared.models import RuleOverride
+from vestnik.webapp.admin.base import SecureView, audit, can_write
+from vestnik.webapp.db import get_session
+from vestnik.workers.handling import load_override  # the worker's own reading of an override
+from vestnik.workers.rules import DEFAULT_RULES, effective_rule
 
 #: "24h", "-24h", "2d", "90m", "30s" or bare hours; negative = before the anchor
 _OFFSET = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(d|h|m|min|s)?\s*$")

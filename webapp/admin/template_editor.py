@@ -22,15 +22,22 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.composer import compose
-from shared.config import Settings
-from shared.errors import TemplateError
-from shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
-from shared.models import AdminUser, Client, DeliveryAttempt, Notification, NotificationStatus, NotificationTemplate
-from shared.models import utcnow as _utcnow
-from shared.template_checks import TELEGRAM_MAX_CHARS, check_template, event_types_using, example_client
-from workers.channels import CHANNELS
-from workers.channels.base import DeliveryError, RenderedMessage
+from vestnik.shared.composer import compose
+from vestnik.shared.config import Settings
+from vestnik.shared.errors import TemplateError
+from vestnik.shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
+from vestnik.shared.models import (
+    AdminUser,
+    Client,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+    NotificationTemplate,
+)
+from vestnik.shared.models import utcnow as _utcnow
+from vestnik.shared.template_checks import TELEGRAM_MAX_CHARS, check_template, event_types_using, example_client
+from vestnik.workers.channels import CHANNELS
+from vestnik.workers.channels.base import DeliveryError, RenderedMessage
 
 #: Filters every template may use, shown under the variables.
 FILTER_HINTS = (
@@ -52,7 +59,7 @@ def _field(f: Field) -> dict[str, Any]:
 
 def variables_catalogue() -> dict[str, Any]:
     """Codes -> events, events -> fields: the data behind the editor's variable list."""
-    from workers.rules import DEFAULT_RULES
+    from vestnik.workers.rules import DEFAULT_RULES
 
     codes: dict[str, list[str]] = {}
     for rule in DEFAULT_RULES.values():

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
-from shared.models import (
+from vestnik.shared.models import (
     AdminUser,
     Client,
     DeliveryAttempt,
@@ -25,12 +25,12 @@ from shared.models import (
     TemplateVersion,
     utcnow,
 )
-from shared.resend import resend_copy
-from shared.template_checks import check_template
-from webapp.admin.base import SecureModelView, audit, can_write
-from webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
-from webapp.db import get_session
-from workers.channels import CHANNELS
+from vestnik.shared.resend import resend_copy
+from vestnik.shared.template_checks import check_template
+from vestnik.webapp.admin.base import SecureModelView, audit, can_write
+from vestnik.webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
+from vestnik.webapp.db import get_session
+from vestnik.workers.channels import CHANNELS
 
 # ------------------------------------------------------------------ filters
 
@@ -287,7 +287,7 @@ class TemplateView(SecureModelView):
     def send_test_view(self):
         from flask_login import current_user
 
-        from webapp import get_settings
+        from vestnik.webapp import get_settings
 
         if not can_write():
             abort(403)
@@ -461,7 +461,7 @@ def _reachability(view, context, model, name) -> Markup:
 
 
 def _groups_and_tags(view, context, model, name) -> Markup:
-    from shared.models import ClientGroup, ClientTag
+    from vestnik.shared.models import ClientGroup, ClientTag
 
     db = get_session()
     groups = db.scalars(select(ClientGroup.name).where(ClientGroup.client_id == model.id).order_by(ClientGroup.name))

@@ -2,7 +2,7 @@
 
 Isolation is structural: no /me URL or form carries a client id.  Who the
 client is comes only from the session (a one-time-issued, hashed ``session``
-token, see ``shared.client_auth``), and every query for their data goes
+token, see ``vestnik.shared.client_auth``), and every query for their data goes
 through :func:`own_notifications`, which filters by that client.  A URL with
 another client's notification id therefore finds nothing and answers 404
 (``tests/integration/test_profile.py`` walks the URL map to prove it).
@@ -32,13 +32,13 @@ from flask import url_for as flask_url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared import client_auth
-from shared.audit import client_action as audit
-from shared.config import Settings
-from shared.models import Client, ClientToken, ClientTokenPurpose, Notification, utcnow
-from webapp.db import get_session, session_factory
-from webapp.profile.i18n import LANGUAGES, pick_language, translate
-from webapp.profile.messenger import SignInMessenger, code_telegram, link_email
+from vestnik.shared import client_auth
+from vestnik.shared.audit import client_action as audit
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Client, ClientToken, ClientTokenPurpose, Notification, utcnow
+from vestnik.webapp.db import get_session, session_factory
+from vestnik.webapp.profile.i18n import LANGUAGES, pick_language, translate
+from vestnik.webapp.profile.messenger import SignInMessenger, code_telegram, link_email
 
 bp = Blueprint("profile", __name__, url_prefix="/me")
 

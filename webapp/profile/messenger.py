@@ -30,12 +30,12 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.config import Settings
-from shared.models import Category, Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
-from workers.channels import build_channels
-from workers.channels.base import Channel, DeliveryError, RenderedMessage
-from workers.delivery import Delivery
-from workers.limits import Limiter, build_limiter
+from vestnik.shared.config import Settings
+from vestnik.shared.models import Category, Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from vestnik.workers.channels import build_channels
+from vestnik.workers.channels.base import Channel, DeliveryError, RenderedMessage
+from vestnik.workers.delivery import Delivery
+from vestnik.workers.limits import Limiter, build_limiter
 
 log = logging.getLogger("vestnik.profile")
 

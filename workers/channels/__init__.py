@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
-from workers.channels.email import EmailChannel
-from workers.channels.telegram import TelegramChannel
+from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
+from vestnik.workers.channels.email import EmailChannel
+from vestnik.workers.channels.telegram import TelegramChannel
 
 if TYPE_CHECKING:
-    from shared.config import Settings
+    from vestnik.shared.config import Settings
 
 __all__ = ["CHANNELS", "Channel", "DeliveryError", "EmailChannel", "Outcome", "RenderedMessage",
            "TelegramChannel", "build_channels", "register"]

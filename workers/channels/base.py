@@ -113,7 +113,7 @@ class RenderedMessage:
 
 
 class Addressable(Protocol):
-    """The client fields channels read (``shared.models.Client`` has them)."""
+    """The client fields channels read (``vestnik.shared.models.Client`` has them)."""
 
     id: int
     email: str | None

@@ -44,8 +44,8 @@ from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, parseaddr
 from typing import Any, ClassVar
 
-from shared.config import Settings, SmtpParams
-from workers.channels.base import Addressable, Channel, DeliveryError, RenderedMessage
+from vestnik.shared.config import Settings, SmtpParams
+from vestnik.workers.channels.base import Addressable, Channel, DeliveryError, RenderedMessage
 
 #: CRLF line ends and base64/quoted-printable for anything non-ASCII.
 POLICY = SMTP_POLICY.clone(cte_type="7bit")

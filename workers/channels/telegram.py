@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import requests
 
-from shared.config import Settings
-from workers.channels.base import Addressable, Button, Channel, DeliveryError, Outcome, RenderedMessage
+from vestnik.shared.config import Settings
+from vestnik.workers.channels.base import Addressable, Button, Channel, DeliveryError, Outcome, RenderedMessage
 
 DEFAULT_API_BASE = "https://api.telegram.org"
 

@@ -1,5 +1,5 @@
 """Dramatiq middleware of Vestnik."""
 
-from workers.middleware.ratelimit import ChannelRateLimit, requeue_later
+from vestnik.workers.middleware.ratelimit import ChannelRateLimit, requeue_later
 
 __all__ = ["ChannelRateLimit", "requeue_later"]

@@ -1,4 +1,4 @@
-"""Worker liveness: beat ``shared.heartbeat`` while the worker's threads live.
+"""Worker liveness: beat ``vestnik.shared.heartbeat`` while the worker's threads live.
 
 A worker process whose consumer (broker connection) or worker threads died
 stops beating, so ``vestnik health worker`` fails and the supervisor
@@ -12,7 +12,7 @@ from typing import Any
 
 from dramatiq.middleware import Middleware
 
-from shared import heartbeat
+from vestnik.shared import heartbeat
 
 INTERVAL_S = 10.0
 

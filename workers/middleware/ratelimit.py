@@ -27,8 +27,8 @@ import random
 import dramatiq
 from dramatiq.middleware import Middleware, SkipMessage
 
-from workers import metrics
-from workers.limits import Limiter
+from vestnik.workers import metrics
+from vestnik.workers.limits import Limiter
 
 log = logging.getLogger("vestnik.limits")
 

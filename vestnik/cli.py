@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.config import Settings, load_settings
-from shared.errors import ConfigError, VestnikError
+from vestnik.shared.config import Settings, load_settings
+from vestnik.shared.errors import ConfigError, VestnikError
 
 
 def _session_factory(settings: Settings):
-    from shared.db import make_engine, make_session_factory
+    from vestnik.shared.db import make_engine, make_session_factory
 
     return make_session_factory(make_engine(settings.database_url))
 
@@ -29,9 +29,9 @@ def _session_factory(settings: Settings):
 
 
 def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.db import make_engine, make_session_factory, safe_url, session_scope
-    from shared.migrate import upgrade
-    from shared.seeds import install_default_templates
+    from vestnik.shared.db import make_engine, make_session_factory, safe_url, session_scope
+    from vestnik.shared.migrate import upgrade
+    from vestnik.shared.seeds import install_default_templates
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -44,8 +44,8 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
-    from outbox import emit
-    from shared.db import session_scope
+    from vestnik.outbox import emit
+    from vestnik.shared.db import session_scope
 
     try:
         data = json.loads(args.data)
@@ -76,8 +76,8 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_clients_import(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.clients_import import import_clients
-    from shared.db import session_scope
+    from vestnik.shared.clients_import import import_clients
+    from vestnik.shared.db import session_scope
 
     with open(args.file, encoding="utf-8-sig", newline="") as stream, session_scope(
         _session_factory(settings)
@@ -93,8 +93,8 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
     from werkzeug.security import generate_password_hash
 
-    from shared.db import session_scope
-    from shared.models import AdminUser
+    from vestnik.shared.db import session_scope
+    from vestnik.shared.models import AdminUser
 
     password = os.environ.get("VESTNIK_ADMIN_PASSWORD") if args.password_env else None
     if password is None:
@@ -120,7 +120,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _audit(session, actor: str, action: str, object_type: str, object_id: str | None, details: dict) -> None:
-    from shared.models import AuditLog
+    from vestnik.shared.models import AuditLog
 
     session.add(AuditLog(actor=actor, action=action, object_type=object_type, object_id=object_id,
                          details=details))
@@ -128,9 +128,9 @@ def _audit(session, actor: str, action: str, object_type: str, object_id: str | 
 
 def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
     """A copy of a notification goes out again (the original keeps its history)."""
-    from shared.db import session_scope
-    from shared.models import Notification
-    from shared.resend import resend_copy
+    from vestnik.shared.db import session_scope
+    from vestnik.shared.models import Notification
+    from vestnik.shared.resend import resend_copy
 
     with session_scope(_session_factory(settings)) as session:
         original = session.get(Notification, args.id)
@@ -153,9 +153,9 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     """One configured template to one client, now, through the normal pipeline."""
     from sqlalchemy import select
 
-    from outbox import emit
-    from shared.db import session_scope
-    from shared.models import NotificationTemplate
+    from vestnik.outbox import emit
+    from vestnik.shared.db import session_scope
+    from vestnik.shared.models import NotificationTemplate
 
     try:
         data = json.loads(args.data)
@@ -178,9 +178,9 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.db import session_scope
-    from shared.models import utcnow
-    from workers.handling import cancel_by_key
+    from vestnik.shared.db import session_scope
+    from vestnik.shared.models import utcnow
+    from vestnik.workers.handling import cancel_by_key
 
     with session_scope(_session_factory(settings)) as session:
         count = cancel_by_key(session, args.key, "canceled from the command line", utcnow())
@@ -190,13 +190,13 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
-    from outbox.relay import main as relay_main
+    from vestnik.outbox.relay import main as relay_main
 
     return relay_main(settings)
 
 
 def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
-    from shared import heartbeat
+    from vestnik.shared import heartbeat
 
     ok, message = heartbeat.check(args.process, args.max_age)
     print(message, file=sys.stdout if ok else sys.stderr)
@@ -207,7 +207,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Dramatiq's own CLI runs the processes and threads and handles SIGTERM
     # (finish in-flight work, take no new work); we only point it at setup().
     if settings.worker_metrics_port:
-        from workers.broker import prometheus_environment
+        from vestnik.workers.broker import prometheus_environment
 
         # Dramatiq reads these when its CLI starts, before our code runs; a previous run's
         # multiprocess files would add up into this one's counters.
@@ -217,7 +217,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # wakes up, every worker timeout (default 1 s): at 10/s that halved the rate a channel limit
     # allows (bench/broadcast_expand.py).  100 ms keeps a wait close to what the limiter asked.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
-    argv = [sys.executable, "-m", "dramatiq", "workers.app:setup",
+    argv = [sys.executable, "-m", "dramatiq", "vestnik.workers.app:setup",
             "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:
         argv += ["--queues", *args.queues]
@@ -226,25 +226,25 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.scheduler import main as scheduler_main
+    from vestnik.workers.scheduler import main as scheduler_main
 
     return scheduler_main(settings)
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
-    from workers.poller import main as bot_main
+    from vestnik.workers.poller import main as bot_main
 
     return bot_main(settings, poll_timeout_s=args.poll_timeout, delete_webhook=args.delete_webhook)
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
-    from webapp import serve
+    from vestnik.webapp import serve
 
     return serve(settings, host=args.host, port=args.port)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from webapp.demo import run_demo
+    from vestnik.webapp.demo import run_demo
 
     return run_demo(host=args.host, port=args.port, data_dir=args.data_dir, open_seconds=args.seconds)
 
