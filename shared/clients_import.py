@@ -1,20 +1,34 @@
-"""``vestnik clients import FILE.csv``: upsert clients by id; report bad rows by line.
+"""``vestnik clients import FILE.csv``: merge clients by id; report every bad field by line.
 
-Required columns: ``id,name,email,telegram_chat_id,locale,timezone``.
-Optional preference columns: ``telegram_enabled,email_enabled,allow_service,
-allow_marketing`` (default true, except marketing: false — consent is opt-in).
-Optional broadcast targeting columns: ``groups`` and ``tags`` (names separated
-by ``;``; when the column is present, a client's groups or tags become exactly
-these) and ``last_active_at`` (ISO 8601).
-A bad row is reported with its line number and skipped; the good rows are
-imported in one transaction.
+Only ``id`` is required.  The other columns are ``name, email,
+telegram_chat_id, locale, timezone``, the preferences ``telegram_enabled,
+email_enabled, allow_service, allow_marketing``, the broadcast targeting
+columns ``groups`` and ``tags`` (names separated by ``;``) and
+``last_active_at`` (ISO 8601).  An unknown column is refused by name, so a
+typo (``emial``) cannot pass for an import.
+
+**The import merges.**  For a client Vestnik already knows, a value changes
+only when the file names it: an absent column or an empty cell leaves the
+stored value alone.  That is what keeps the choices clients make themselves
+(preferences switched off in the profile, a marketing consent withdrawn, a
+Telegram chat connected through the bot, a language) from being reset by the
+CRM's next export.  A new client gets the defaults for what the file leaves out
+(every channel on, service messages on, marketing off: consent is opt-in).
+``groups`` and ``tags``, when their column is present, become exactly the
+cell's names (an empty cell clears them).
+
+A bad row is reported with its line number and every bad field, and skipped;
+the good rows are imported in the caller's transaction.  Files may be
+comma- or semicolon-separated (as spreadsheets in Russian locales save them)
+and UTF-8 or Windows-1251 (:func:`decode_csv`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -25,14 +39,21 @@ from sqlalchemy.orm import Session
 
 from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
 
-REQUIRED = ("id", "name", "email", "telegram_chat_id", "locale", "timezone")
+REQUIRED = ("id",)
+CONTACT = ("name", "email", "telegram_chat_id", "locale", "timezone")
 PREFERENCES = {
-    "telegram_enabled": ("notifications_telegram_enabled", True),
-    "email_enabled": ("notifications_email_enabled", True),
-    "allow_service": ("allow_service_notifications", True),
-    "allow_marketing": ("allow_marketing_notifications", False),
+    "telegram_enabled": "notifications_telegram_enabled",
+    "email_enabled": "notifications_email_enabled",
+    "allow_service": "allow_service_notifications",
+    "allow_marketing": "allow_marketing_notifications",
 }
+LABELS = {"groups": 200, "tags": 100}  # column -> longest name
+KNOWN_COLUMNS = (*REQUIRED, *CONTACT, *PREFERENCES, *LABELS, "last_active_at")
+CHUNK = 1000
+
 _EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, within BIGINT
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # no text file has these
 _TRUE = {"1", "true", "yes", "y", "on", "да"}
 _FALSE = {"0", "false", "no", "n", "off", "нет"}
 
@@ -41,115 +62,201 @@ _FALSE = {"0", "false", "no", "n", "off", "нет"}
 class ImportReport:
     created: int = 0
     updated: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, reason)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (line number, "column: reason")
+
+    @property
+    def rejected_lines(self) -> int:
+        return len({line for line, _ in self.errors})
 
 
-def _parse_bool(value: str, default: bool) -> bool:
+class RowError(ValueError):
+    """A row with one or more bad fields; ``problems`` holds one "column: reason" each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def decode_csv(data: bytes) -> tuple[str, str | None]:
+    """The file's text and, when it was not UTF-8, a note saying how it was read.
+
+    A spreadsheet saved by Excel in a Russian locale is Windows-1251; its bytes
+    are rarely valid UTF-8, so a failed UTF-8 decode with a Cyrillic-looking
+    cp1251 reading is taken as cp1251.  Anything else, and any text with control
+    characters (a binary file), is refused naming the first bad byte's offset.
+    """
+    control = _CONTROL.search(data)
+    if control:
+        raise ValueError(f"not a text file: control byte 0x{data[control.start()]:02x} at offset {control.start()}")
+    try:
+        return data.decode("utf-8-sig"), None
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    text = data.decode("cp1251", errors="replace")
+    letters = [ch for ch in text if ch.isalpha()]
+    if "\ufffd" not in text and letters and sum("\u0400" <= ch <= "\u04ff" for ch in letters) >= len(letters) * 0.2:
+        return text, "the file is not UTF-8; read as Windows-1251 (cp1251)"
+    raise ValueError(f"the file is neither UTF-8 nor Windows-1251 text: byte 0x{data[utf8_error.start]:02x} "
+                     f"at offset {utf8_error.start} is not valid UTF-8; save it as 'CSV UTF-8'")
+
+
+def _parse_bool(value: str) -> bool:
     v = value.strip().lower()
-    if v == "":
-        return default
     if v in _TRUE:
         return True
     if v in _FALSE:
         return False
-    raise ValueError(f"expected true/false, got {value!r}")
+    raise ValueError(f"expected yes/no or true/false, got {value[:40]!r}")
 
 
-def parse_row(row: dict[str, str]) -> dict[str, Any]:
-    """Validate one CSV row; raise ValueError naming the column."""
+def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
+    """The values one CSV row names (non-empty cells), validated.
+
+    Raises :class:`RowError` listing every bad field.  A column that is absent
+    or empty is simply not in the result: the caller keeps what it has.
+    """
     out: dict[str, Any] = {}
-    raw_id = (row.get("id") or "").strip()
-    if not raw_id.isdigit() or int(raw_id) <= 0:
-        raise ValueError(f"id: must be a positive integer, got {raw_id!r}")
-    out["id"] = int(raw_id)
-    out["name"] = (row.get("name") or "").strip()[:200]
-    email = (row.get("email") or "").strip()
-    if email and not _EMAIL.match(email):
-        raise ValueError(f"email: not a single valid address: {email[:80]!r}")
-    out["email"] = email or None
-    chat = (row.get("telegram_chat_id") or "").strip()
-    if chat and not re.fullmatch(r"-?\d{1,20}", chat):
-        raise ValueError(f"telegram_chat_id: must be a number, got {chat[:40]!r}")
-    out["telegram_chat_id"] = chat or None
-    locale = (row.get("locale") or "ru").strip().lower() or "ru"
-    if not re.fullmatch(r"[a-z]{2}(_[a-z]{2})?", locale):
-        raise ValueError(f"locale: expected a language code like ru or en, got {locale!r}")
-    out["locale"] = locale
-    tz = (row.get("timezone") or "Europe/Moscow").strip() or "Europe/Moscow"
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"timezone: unknown time zone {tz!r}") from None
-    out["timezone"] = tz
-    for column, (attr, default) in PREFERENCES.items():
+    problems: list[str] = []
+
+    def cell(column: str) -> str:
+        return (row.get(column) or "").strip()
+
+    raw_id = cell("id")
+    if not _ID.fullmatch(raw_id) or int(raw_id) <= 0:
+        problems.append(f"id: must be a positive integer (up to 18 digits), got {raw_id[:40]!r}")
+    else:
+        out["id"] = int(raw_id)
+    if name := cell("name"):
+        if len(name) > 200:
+            problems.append(f"name: longer than 200 characters ({len(name)})")
+        else:
+            out["name"] = name
+    if email := cell("email"):
+        if len(email) > 320 or not _EMAIL.match(email):
+            problems.append(f"email: not a single valid address: {email[:80]!r}")
+        else:
+            out["email"] = email
+    if chat := cell("telegram_chat_id"):
+        if not re.fullmatch(r"-?[0-9]{1,20}", chat):
+            problems.append(f"telegram_chat_id: must be a number, got {chat[:40]!r}")
+        else:
+            out["telegram_chat_id"] = chat
+    if locale := cell("locale").lower():
+        if not re.fullmatch(r"[a-z]{2}([_-][a-z]{2,4})?", locale):
+            problems.append(f"locale: expected a language code like ru or en, got {locale[:20]!r}")
+        else:
+            out["locale"] = locale
+    if tz := cell("timezone"):
         try:
-            out[attr] = _parse_bool(row.get(column) or "", default)
-        except ValueError as exc:
-            raise ValueError(f"{column}: {exc}") from None
-    for column, maxlen in (("groups", 200), ("tags", 100)):
+            ZoneInfo(tz)
+            out["timezone"] = tz
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone: unknown time zone {tz[:64]!r} (expected e.g. Europe/Moscow)")
+    for column, attr in PREFERENCES.items():
+        if value := cell(column):
+            try:
+                out[attr] = _parse_bool(value)
+            except ValueError as exc:
+                problems.append(f"{column}: {exc}")
+    for column, maxlen in LABELS.items():
         if column in row:  # absent column: leave the client's memberships alone
-            names = list(dict.fromkeys(n.strip() for n in (row.get(column) or "").split(";") if n.strip()))
+            names = list(dict.fromkeys(n.strip() for n in cell(column).split(";") if n.strip()))
             if any(len(n) > maxlen for n in names):
-                raise ValueError(f"{column}: a name longer than {maxlen} characters")
-            out[f"_{column}"] = names
-    active = (row.get("last_active_at") or "").strip()
-    if active:
+                problems.append(f"{column}: a name longer than {maxlen} characters")
+            else:
+                out[f"_{column}"] = names
+    if active := cell("last_active_at"):
         try:
             parsed = datetime.fromisoformat(active)
+            out["last_active_at"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         except ValueError:
-            raise ValueError(f"last_active_at: not an ISO 8601 time: {active[:40]!r}") from None
-        out["last_active_at"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            problems.append(f"last_active_at: not an ISO 8601 time: {active[:40]!r}")
+    if problems:
+        raise RowError(problems)
     return out
 
 
-def import_clients(session: Session, stream: TextIO) -> ImportReport:
+def _reader(stream: TextIO) -> csv.DictReader:
+    """A reader for comma- or semicolon-separated text: the header line decides."""
+    first = stream.readline()
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    rest = stream.read()
+    return csv.DictReader(io.StringIO(first + rest), delimiter=delimiter)
+
+
+def import_clients(session: Session, stream: TextIO, *, default_timezone: str = "Europe/Moscow",
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Merge the clients of a CSV text stream into the session (the caller commits).
+
+    ``progress`` is called with the number of rows read so far after each
+    chunk of rows is written, for a long file's progress line.
+    """
     report = ImportReport()
-    reader = csv.DictReader(stream)
-    header = [h.strip() for h in reader.fieldnames or []]
+    reader = _reader(stream)
+    header = [(h or "").strip().lstrip("\ufeff").lower() for h in reader.fieldnames or []]
     missing = [c for c in REQUIRED if c not in header]
-    if missing:
-        report.errors.append((1, f"header: missing column(s) {', '.join(missing)}"))
+    unknown = [c for c in header if c not in KNOWN_COLUMNS]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(repr(c) for c in unknown)} "
+                         f"(known: {', '.join(KNOWN_COLUMNS)})")
+        report.errors.append((1, "header: " + "; ".join(parts)))
         return report
     reader.fieldnames = header
-    parsed: dict[int, tuple[int, dict[str, Any]]] = {}
+    parsed: dict[int, dict[str, Any]] = {}
+    rows_read = 0
     for row in reader:
+        rows_read += 1
         line = reader.line_num
+        if None in row:  # more cells than the header has columns
+            report.errors.append((line, f"row: {len(header) + len(row[None])} cells for {len(header)} columns"))
+            continue
         try:
             values = parse_row(row)
-        except ValueError as exc:
-            report.errors.append((line, str(exc)))
+        except RowError as exc:
+            report.errors.extend((line, problem) for problem in exc.problems)
             continue
-        parsed[values["id"]] = (line, values)  # a later row for the same id wins
-    _upsert(session, [v for _, v in parsed.values()], report)
+        parsed.pop(values["id"], None)
+        parsed[values["id"]] = values  # a later row for the same id wins
+        if len(parsed) >= CHUNK:
+            _merge(session, parsed.values(), report, default_timezone)
+            parsed.clear()
+            if progress:
+                progress(rows_read)
+    _merge(session, parsed.values(), report, default_timezone)
+    if progress:
+        progress(rows_read)
     return report
 
 
-def _upsert(session: Session, rows: Iterable[dict[str, Any]], report: ImportReport) -> None:
-    rows = list(rows)
-    for start in range(0, len(rows), 1000):
-        chunk = rows[start : start + 1000]
-        existing = {
-            c.id: c for c in session.scalars(select(Client).where(Client.id.in_([r["id"] for r in chunk])))
-        }
-        labels = {kind: {v["id"]: v.pop(f"_{kind}") for v in chunk if f"_{kind}" in v} for kind in ("groups", "tags")}
-        for values in chunk:
-            client = existing.get(values["id"])
-            if client is None:
-                session.add(Client(**values))
-                report.created += 1
-                continue
-            for attr, value in values.items():
-                if attr == "telegram_chat_id" and value != client.telegram_chat_id:
-                    client.telegram_unreachable_reason = None  # a new address gets a fresh chance
-                if attr == "email" and value != client.email:
-                    client.email_unreachable_reason = None
-                setattr(client, attr, value)
-            client.updated_at = utcnow()
-            report.updated += 1
-        session.flush()
-        for kind, model, column in (("groups", ClientGroup, ClientGroup.name), ("tags", ClientTag, ClientTag.tag)):
-            if labels[kind]:
-                session.execute(delete(model).where(model.client_id.in_(list(labels[kind]))))
-                session.add_all([model(client_id=cid, **{column.key: name})
-                                 for cid, names in labels[kind].items() for name in names])
-        session.flush()
+def _merge(session: Session, rows: Iterable[dict[str, Any]], report: ImportReport, default_timezone: str) -> None:
+    chunk = list(rows)
+    if not chunk:
+        return
+    existing = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_([r["id"] for r in chunk])))}
+    labels = {kind: {v["id"]: v.pop(f"_{kind}") for v in chunk if f"_{kind}" in v} for kind in LABELS}
+    for values in chunk:
+        client = existing.get(values["id"])
+        if client is None:
+            values.setdefault("timezone", default_timezone)
+            session.add(Client(**values))
+            report.created += 1
+            continue
+        for attr, value in values.items():
+            if attr == "telegram_chat_id" and value != client.telegram_chat_id:
+                client.telegram_unreachable_reason = None  # a new address gets a fresh chance
+            if attr == "email" and value != client.email:
+                client.email_unreachable_reason = None
+            setattr(client, attr, value)
+        client.updated_at = utcnow()
+        report.updated += 1
+    session.flush()
+    for kind, model, column in (("groups", ClientGroup, ClientGroup.name), ("tags", ClientTag, ClientTag.tag)):
+        if labels[kind]:
+            session.execute(delete(model).where(model.client_id.in_(list(labels[kind]))))
+            session.add_all([model(client_id=cid, **{column.key: name})
+                             for cid, names in labels[kind].items() for name in names])
+    session.flush()

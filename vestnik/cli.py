@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import io
 import json
 import os
 import shutil
@@ -76,16 +77,30 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_clients_import(settings: Settings, args: argparse.Namespace) -> int:
-    from vestnik.shared.clients_import import import_clients
+    from vestnik.shared.clients_import import decode_csv, import_clients
     from vestnik.shared.db import session_scope
 
-    with open(args.file, encoding="utf-8-sig", newline="") as stream, session_scope(
-        _session_factory(settings)
-    ) as session:
-        report = import_clients(session, stream)
+    try:
+        with open(args.file, "rb") as raw:
+            text, note = decode_csv(raw.read())
+    except (OSError, ValueError) as exc:
+        print(f"error: {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        print(f"{args.file}: {note}", file=sys.stderr)
+    total = max(text.count("\n") - 1, 1)
+
+    def progress(rows: int) -> None:
+        if total > 5000:  # a line per chunk for a file that takes a while
+            print(f"{args.file}: {rows}/~{total} rows ({min(100, rows * 100 // total)}%)", file=sys.stderr)
+
+    with session_scope(_session_factory(settings)) as session:
+        report = import_clients(session, io.StringIO(text, newline=""), default_timezone=settings.default_timezone,
+                                progress=progress)
     for line, reason in report.errors:
         print(f"{args.file}:{line}: {reason}", file=sys.stderr)
-    print(f"imported: {report.created} created, {report.updated} updated, {len(report.errors)} rejected")
+    print(f"imported: {report.created} created, {report.updated} updated, "
+          f"{report.rejected_lines} rows rejected ({len(report.errors)} problems)")
     return 1 if report.errors and not (report.created or report.updated) else 0
 
 

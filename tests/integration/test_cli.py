@@ -45,6 +45,25 @@ def test_clients_import_reports_bad_lines(cli_db, capsys, tmp_path):
     assert f"{csv}:2: id: must be a positive integer" in err
 
 
+def test_clients_import_reads_an_excel_cp1251_semicolon_file_and_refuses_binary(cli_db, session_factory, capsys,
+                                                                               tmp_path):
+    csv = tmp_path / "excel.csv"
+    csv.write_bytes("id;name;allow_marketing\n1;Анна Петрова;да\n5;Фёдор;нет\n".encode("cp1251"))
+    capsys.readouterr()
+    assert main(["clients", "import", str(csv)]) == 0
+    out = capsys.readouterr()
+    assert "read as Windows-1251" in out.err and "0 created, 1 updated" not in out.out
+    with session_factory() as s:
+        anna, fedor = s.get(Client, 1), s.get(Client, 5)
+        assert anna.name == "Анна Петрова" and anna.allow_marketing_notifications is True
+        assert anna.email == "anna@example.com"  # not named by this file: kept
+        assert fedor.name == "Фёдор"
+    blob = tmp_path / "photo.csv"
+    blob.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xd8")
+    assert main(["clients", "import", str(blob)]) == 2
+    assert "not a text file: control byte 0x1a at offset 6" in capsys.readouterr().err
+
+
 def test_emit_prints_the_event_id_and_rejects_bad_events(cli_db, session_factory, capsys):
     capsys.readouterr()
     assert main(["emit", "lesson_cancelled", "--recipients", "1", "--key", "lesson:1",

@@ -1,13 +1,14 @@
-"""clients import: upsert by id, bad rows reported by line number, good rows kept."""
+"""clients import: merge by id, every bad field reported by line, good rows kept, client choices never reset."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
 from sqlalchemy import select
 
-from vestnik.shared.clients_import import import_clients
-from vestnik.shared.models import Client
+from vestnik.shared.clients_import import decode_csv, import_clients
+from vestnik.shared.models import Client, ClientGroup
 
 CSV = """id,name,email,telegram_chat_id,locale,timezone,telegram_enabled,allow_marketing
 1,Анна,anna@example.com,1001,ru,Europe/Moscow,,yes
@@ -49,7 +50,127 @@ def test_import_upserts_by_id_and_a_new_address_clears_unreachable(session_facto
     assert (c.name, c.telegram_chat_id, c.locale, c.telegram_unreachable_reason) == ("B", "2", "en", None)
 
 
-def test_missing_header_columns_are_named(session_factory):
+def test_header_names_a_missing_id_and_unknown_columns(session_factory):
     with session_factory() as s:
-        report = import_clients(s, io.StringIO("id,name\n1,A\n"))
-    assert report.errors and "email" in report.errors[0][1] and report.errors[0][0] == 1
+        report = import_clients(s, io.StringIO("name,emial\nA,a@x.io\n"))
+    assert report.errors and report.errors[0][0] == 1
+    assert "missing column(s) id" in report.errors[0][1] and "'emial'" in report.errors[0][1]
+
+
+# What a client (or Vestnik on their behalf) may have set since the last import, with a value
+# that differs from every default and from what the file would otherwise carry.
+CHOSEN = {
+    "notifications_telegram_enabled": False,
+    "notifications_email_enabled": False,
+    "allow_service_notifications": False,
+    "allow_marketing_notifications": True,
+    "telegram_chat_id": "777",
+    "locale": "en",
+    "timezone": "Asia/Vladivostok",
+    "name": "Anna K.",
+    "email": "anna.k@example.com",
+}
+COLUMN_OF = {"notifications_telegram_enabled": "telegram_enabled", "notifications_email_enabled": "email_enabled",
+             "allow_service_notifications": "allow_service", "allow_marketing_notifications": "allow_marketing"}
+# A value the file may name for each column, different from CHOSEN.
+NAMED = {"telegram_enabled": ("yes", True), "email_enabled": ("да", True), "allow_service": ("1", True),
+         "allow_marketing": ("no", False), "telegram_chat_id": ("1001", "1001"), "locale": ("ru", "ru"),
+         "timezone": ("Europe/Kaliningrad", "Europe/Kaliningrad"), "name": ("Анна", "Анна"),
+         "email": ("anna@example.com", "anna@example.com")}
+
+
+def _client_with_choices(session_factory):
+    with session_factory() as s:
+        import_clients(s, io.StringIO("id,name\n1,Анна\n"))
+        client = s.get(Client, 1)
+        for attr, value in CHOSEN.items():
+            setattr(client, attr, value)
+        s.add(ClientGroup(client_id=1, name="Йога"))
+        s.commit()
+
+
+def _stored(session_factory) -> dict:
+    with session_factory() as s:
+        c = s.get(Client, 1)
+        groups = sorted(s.scalars(select(ClientGroup.name).where(ClientGroup.client_id == 1)))
+        return {**{attr: getattr(c, attr) for attr in CHOSEN}, "groups": groups}
+
+
+@pytest.mark.parametrize("column", [COLUMN_OF.get(a, a) for a in CHOSEN])
+@pytest.mark.parametrize("how", ["column absent", "cell empty"])
+def test_reimport_never_resets_what_the_file_does_not_name(session_factory, column, how):
+    """Every field a client can choose survives a re-import that does not name it."""
+    _client_with_choices(session_factory)
+    before = _stored(session_factory)
+    others = [c for c in NAMED if c != column]
+    header = ["id", *others] + ([column] if how == "cell empty" else [])
+    cells = ["1", *(NAMED[c][0] for c in others)] + ([""] if how == "cell empty" else [])
+    with session_factory() as s:
+        report = import_clients(s, io.StringIO(",".join(header) + "\n" + ",".join(cells) + "\n"))
+        s.commit()
+    assert report.errors == [] and report.updated == 1
+    after = _stored(session_factory)
+    attr = next((a for a, col in COLUMN_OF.items() if col == column), column)
+    assert after[attr] == before[attr], f"{column} ({how}) was reset"
+    assert after["groups"] == ["Йога"]  # no groups column: memberships untouched
+    for other in others:  # and what the file does name is applied
+        other_attr = next((a for a, col in COLUMN_OF.items() if col == other), other)
+        assert after[other_attr] == NAMED[other][1], other
+
+
+def test_reimport_applies_a_preference_the_file_names(session_factory):
+    _client_with_choices(session_factory)
+    with session_factory() as s:
+        import_clients(s, io.StringIO("id;allow_marketing;groups\n1;нет;\n"))  # ';'-separated, as Excel saves
+        s.commit()
+    after = _stored(session_factory)
+    assert after["allow_marketing_notifications"] is False and after["groups"] == []
+    assert after["notifications_telegram_enabled"] is False  # not named: still the client's choice
+
+
+def test_every_bad_field_of_a_bad_row_is_reported_with_its_line(session_factory):
+    text = ("id,email,telegram_chat_id,timezone,allow_marketing,last_active_at\n"
+            "1,ok@example.com,1,UTC,yes,2026-01-01T10:00:00+03:00\n"
+            "x,bad,abc,Mars/Olympus,maybe,yesterday\n"
+            "３,,,,,\n"  # full-width digit: not an id
+            "4,,,,,,extra\n")
+    with session_factory() as s:
+        report = import_clients(s, io.StringIO(text))
+        s.commit()
+    by_line: dict[int, list[str]] = {}
+    for line, problem in report.errors:
+        by_line.setdefault(line, []).append(problem.split(":")[0])
+    assert by_line == {3: ["id", "email", "telegram_chat_id", "timezone", "allow_marketing", "last_active_at"],
+                       4: ["id"], 5: ["row"]}
+    assert report.created == 1 and report.rejected_lines == 3
+
+
+def test_new_clients_get_the_configured_default_time_zone(session_factory):
+    with session_factory() as s:
+        import_clients(s, io.StringIO("id\n9\n"), default_timezone="Asia/Tashkent")
+        s.commit()
+        c = s.get(Client, 9)
+    assert c.timezone == "Asia/Tashkent" and c.allow_marketing_notifications is False
+    assert c.notifications_telegram_enabled and c.notifications_email_enabled and c.allow_service_notifications
+
+
+def test_decode_csv_reads_utf8_and_cp1251_and_names_anything_else():
+    text = "id,name\n1,Фёдор Иванов\n"
+    assert decode_csv(("\ufeff" + text).encode("utf-8")) == (text, None)
+    decoded, note = decode_csv(text.encode("cp1251"))
+    assert decoded == text and "Windows-1251" in note
+    with pytest.raises(ValueError, match=r"control byte 0x00 at offset 14"):
+        decode_csv(b"id,name\n1,\x89PNG\x00\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"neither UTF-8 nor Windows-1251 text: byte 0xe9 at offset 11"):
+        decode_csv("id,name\n1,Hélène Dupont, Zoë\n".encode("latin-1"))
+
+
+def test_progress_is_reported_per_chunk(session_factory, monkeypatch):
+    import vestnik.shared.clients_import as module
+
+    monkeypatch.setattr(module, "CHUNK", 10)
+    seen: list[int] = []
+    text = "id\n" + "".join(f"{i}\n" for i in range(1, 26))
+    with session_factory() as s:
+        report = import_clients(s, io.StringIO(text), progress=seen.append)
+    assert report.created == 25 and seen == [10, 20, 25]
