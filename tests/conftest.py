@@ -8,7 +8,9 @@ a missing service is a failure, never a skip.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from collections.abc import Iterator
 
 import pytest
 
@@ -16,9 +18,10 @@ pytest_plugins = ["tests.fakes.fixtures"]
 
 PG_URL = os.environ.get("VESTNIK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("VESTNIK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-# One Redis database per pytest-xdist worker (gw0 -> 15, gw1 -> 14, ...): tests flush theirs.
-_XDIST_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
-REDIS_URL = os.environ.get("VESTNIK_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{15 - _XDIST_INDEX}")
+# Redis: each test process starts a redis-server of its own on a free port (tests flush it), so
+# two suites on one machine, or two xdist workers, never share limiter state.  Without the
+# redis-server binary, VESTNIK_TEST_REDIS_URL or the machine's Redis (database 15) is used.
+REDIS_URL = os.environ.get("VESTNIK_TEST_REDIS_URL")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -39,9 +42,22 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> str:
-    require_service("Redis", "127.0.0.1", 6379)
-    return REDIS_URL
+def redis_url() -> Iterator[str]:
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    if shutil.which("redis-server") is None:
+        require_service("Redis", "127.0.0.1", 6379)
+        yield "redis://127.0.0.1:6379/15"
+        return
+    from tests.processes import PrivateRedis
+
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}/0"
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ runs as a private server that the test really stops and starts again.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from tests.e2e.runs import assert_ledger, emit_run, settled, worker
-from tests.processes import running, vestnik, wait_until
+from tests.processes import PrivateRedis, running, vestnik, wait_until
 from vestnik.outbox import emit
 from vestnik.shared.models import OutboxEvent
 
@@ -96,38 +95,6 @@ def test_postgresql_connections_dropped_under_load(chaos, bot_api, smtp_server):
         wait_until(lambda: settled(chaos, 80), 120, message="relay and workers to reconnect and finish")
     admin.dispose()
     assert_ledger(chaos, bot_api, smtp_server, expected)  # a lost connection while recording is retried
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-                                      "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_until(up, 20, message="private redis-server")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
 
 
 def test_redis_down_holds_sends_and_loses_nothing(chaos, bot_api, smtp_server):
