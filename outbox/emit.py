@@ -21,8 +21,8 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vestnik.shared.errors import EventValidationError
-from vestnik.shared.events import validate_event
+from vestnik.shared.errors import EventValidationError, UnknownEventType
+from vestnik.shared.events import key_problems, parse_send_at, validate_event
 from vestnik.shared.models import OutboxEvent
 
 _TABLE = OutboxEvent.__table__
@@ -35,24 +35,11 @@ _INSERT_IDEMPOTENT = {
 }
 
 
-def _as_aware(value: datetime | str | None, event_type: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise EventValidationError(event_type, [f"send_at: not an ISO 8601 time: {value[:40]!r}"]) from None
-    if value.tzinfo is None:
-        raise EventValidationError(event_type, ["send_at: needs a time zone (an aware datetime)"])
-    return value
-
-
 def emit(
     db: Session | Connection,
     event_type: str,
     *,
-    recipients: Iterable[int] | None = None,
+    recipients: Iterable[int | str] | None = None,
     data: Mapping[str, Any] | None = None,
     key: str | None = None,
     idempotency_key: str | None = None,
@@ -61,29 +48,35 @@ def emit(
 ) -> int | None:
     """Add an event to the caller's transaction and return its id.
 
-    ``recipients`` are client ids from the CRM.  ``key`` groups events about
+    ``recipients`` are client ids from the CRM (integers or strings of up to
+    64 characters).  ``key`` groups events about
     one thing (``lesson:42``) for cancel and reschedule.  ``idempotency_key``
     makes a retried CRM request harmless: a second event with the same key is
     dropped and ``emit`` returns None.  ``send_at`` delays the event's
-    notifications.  Raises :class:`EventValidationError` naming the bad field.
+    notifications (within a year).  Raises :class:`EventValidationError`
+    naming every bad field.  CRMs outside Vestnik's own code use
+    ``vestnik_client.emit`` (any driver, no dependencies) instead.
     """
     data = dict(data or {})
-    recipient_list = [int(r) if isinstance(r, str) and r.isdigit() else r for r in recipients or []]
-    validate_event(event_type, data, recipients=recipient_list)
-    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200 or "\x00" in key):
-        raise EventValidationError(event_type, ["key: must be a non-empty string of at most 200 characters, "
-                                                 "without NUL"])
-    if idempotency_key is not None and (not isinstance(idempotency_key, str) or len(idempotency_key) > 200
-                                        or "\x00" in idempotency_key):
-        raise EventValidationError(event_type, ["idempotency_key: must be a string of at most 200 characters, "
-                                                 "without NUL"])
+    recipient_list = recipients if isinstance(recipients, str | bytes) else list(recipients or [])
+    problems: list[str] = []
+    try:
+        validate_event(event_type, data, recipients=recipient_list)
+    except UnknownEventType:
+        raise
+    except EventValidationError as exc:
+        problems += exc.problems
+    when, why = parse_send_at(send_at)
+    problems += key_problems("key", key) + key_problems("idempotency_key", idempotency_key) + why
+    if problems:
+        raise EventValidationError(event_type, problems)
     values = {
         "event_type": event_type,
         "recipients": recipient_list,
         "data": data,
         "key": key,
         "idempotency_key": idempotency_key,
-        "send_at": _as_aware(send_at, event_type),
+        "send_at": when,
         "initiator": initiator,
         "status": "pending",
     }
