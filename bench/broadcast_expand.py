@@ -32,12 +32,12 @@ from types import SimpleNamespace
 from sqlalchemy import func, select, text
 
 from bench.common import scratch_database
-from vestnik.shared import broadcasts
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.fakes.botapi import FakeBotApi
 from vestnik.shared.models import Notification
 from vestnik.shared.seeds import install_default_templates
+from vestnik.workers import broadcasts
 from vestnik.workers.broadcasting import run_expansion
 from vestnik.workers.channels import build_channels
 
