@@ -113,8 +113,17 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import AdminUser
 
-    password = os.environ.get("VESTNIK_ADMIN_PASSWORD") if args.password_env else None
-    if password is None:
+    if args.password_env:
+        password = os.environ.get("VESTNIK_ADMIN_PASSWORD")
+        if password is None:
+            print("error: --password-env reads VESTNIK_ADMIN_PASSWORD, which is not set", file=sys.stderr)
+            return 2
+    elif not sys.stdin.isatty():
+        # getpass would fail with EOFError (e.g. under `docker compose run -T`): say what to do instead.
+        print("error: no terminal to ask for the password on; set VESTNIK_ADMIN_PASSWORD and add --password-env",
+              file=sys.stderr)
+        return 2
+    else:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Again: "):
             print("error: the passwords differ", file=sys.stderr)

@@ -99,6 +99,13 @@ def create_app(
     if config:
         app.config.update(config)
     app.extensions["vestnik_settings"] = settings
+    if settings.trusted_proxies > 0:
+        # Behind N proxies, the client's address is the Nth X-Forwarded-For entry from the right;
+        # without this every client would share the proxy's address (and its per-IP limits).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     if session_factory is None:
         from vestnik.shared.db import make_engine, make_session_factory

@@ -65,7 +65,7 @@ NEW_CHAT_BASE = 200_000
 def init_app(app: Flask, *, bot_api: Any, smtp: Any) -> None:
     """Register the page and the two sinks whose captures it shows."""
     app.extensions[_EXTENSION] = (bot_api, smtp)
-    app.config["VESTNIK_TELEGRAM_LINK_BASE"] = TELEGRAM_APP_PATH
+    app.config["TELEGRAM_LINK_BASE"] = TELEGRAM_APP_PATH
     app.register_blueprint(bp)
 
 

@@ -360,7 +360,7 @@ def telegram_connect():
     audit(db, g.client.id, "client.telegram_link_issued")
     db.commit()
     # The demo points the deep link at its stand-in for the Telegram app (there is no real Telegram).
-    base = current_app.config.get("VESTNIK_TELEGRAM_LINK_BASE", "https://t.me")
+    base = current_app.config.get("TELEGRAM_LINK_BASE", "https://t.me")
     session[TG_PENDING_KEY] = [row_id, f"{base}/{s.telegram_bot_username}?start={token}"]
     return redirect(flask_url_for("profile.index") + "#telegram")
 
