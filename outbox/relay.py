@@ -45,10 +45,10 @@ import dramatiq
 from sqlalchemy import Engine
 
 from vestnik.outbox import queries
+from vestnik.outbox.contract import EVENTS_QUEUE, event_message
 from vestnik.shared import faults, heartbeat
 from vestnik.shared.config import Settings
 from vestnik.shared.db import is_postgres, safe_url
-from vestnik.workers.broker import EVENTS_QUEUE, event_message  # the worker's side of the contract
 
 log = logging.getLogger("vestnik.relay")
 

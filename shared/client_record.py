@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic import Field as Declared
 
 from vestnik.shared import wire
-from vestnik.shared.events import Boolean, ClientId, Label, Locale, Timestamp, problems_of
+from vestnik.shared.events import Boolean, ClientId, Group, Locale, Tag, Timestamp, problems_of
 
 Name = wire.text(200).type
 Email = wire.EMAIL.type
@@ -51,8 +51,8 @@ class ClientFields(BaseModel):
     email_enabled: Boolean = Declared(None, description="the client's switch for email")
     allow_service: Boolean = Declared(None, description="service notifications (default on)")
     allow_marketing: Boolean = Declared(None, description="marketing consent (default off: opt-in)")
-    groups: list[Label] = Declared(None, max_length=200, description="exactly these groups (empty: none)")
-    tags: list[Label] = Declared(None, max_length=200, description="exactly these tags (empty: none)")
+    groups: list[Group] = Declared(None, max_length=200, description="exactly these groups (empty: none)")
+    tags: list[Tag] = Declared(None, max_length=200, description="exactly these tags (empty: none)")
     last_active_at: Timestamp | None = Declared(None, examples=["2026-11-20T18:00:00+03:00"],
                                                 description="the CRM's last activity of the client")
 

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from vestnik.shared.errors import TemplateError, TemplateNotFound
 from vestnik.shared.events import get_event_type
+from vestnik.shared.messages import Attachment, Button, RenderedMessage
 from vestnik.shared.models import Client, NotificationTemplate
 from vestnik.shared.rendering import build_context, html_to_text, refuse_unsafe_links, render, telegram_html
-from vestnik.workers.channels.base import Attachment, Button, RenderedMessage
 
 
 def find_template(

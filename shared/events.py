@@ -25,7 +25,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic import Field as Declared
 
-from vestnik.shared import wire
+from vestnik.shared import bounds, wire
 from vestnik.shared.errors import EventValidationError, UnknownEventType
 from vestnik.shared.models import Category
 
@@ -37,7 +37,8 @@ Url = wire.URL.type
 Integer = wire.INTEGER.type
 Boolean = wire.BOOLEAN.type
 Object = wire.OBJECT.type
-Label = wire.LABEL.type
+Group = wire.GROUP.type
+Tag = wire.TAG.type
 Locale = wire.LOCALE.type
 Channel = wire.CHANNEL.type
 ClientId = wire.CLIENT_ID.type
@@ -51,7 +52,6 @@ def Choice(*values: str) -> Any:  # noqa: N802 - used as a type
 LIMITS = {
     "recipients_max": 10_000,
     "data_max_bytes": 64 * 1024,
-    "key_max_length": 200,
     "send_at_max_ahead_days": 366,
     "send_at_max_past_days": 30,
 }
@@ -234,17 +234,6 @@ def problems_of(error: ValidationError, prefix: str, model: type[BaseModel] | No
     return problems
 
 
-def _nul_paths(value: Any, path: str) -> list[str]:
-    if isinstance(value, str):
-        return [path] if "\x00" in value else []
-    if isinstance(value, Mapping):
-        found = [f"{path} (a key)" for key in value if isinstance(key, str) and "\x00" in key]
-        return found + [p for key, item in value.items() for p in _nul_paths(item, f"{path}.{key}")]
-    if isinstance(value, list | tuple):
-        return [p for i, item in enumerate(value) for p in _nul_paths(item, f"{path}[{i}]")]
-    return []
-
-
 Recipients = Annotated[list[ClientId], Declared(max_length=LIMITS["recipients_max"])]
 _RECIPIENTS = TypeAdapter(Recipients)
 
@@ -278,8 +267,10 @@ def validate_event(
         spec.model.model_validate(dict(data))
     except ValidationError as exc:
         problems += problems_of(exc, "data", spec.model)
-    # PostgreSQL's text and jsonb cannot hold NUL: refused here, by name, not by the CRM's commit failing.
-    problems += [f"{path}: contains a NUL character (not storable)" for path in _nul_paths(data, "data")]
+    # PostgreSQL's text and jsonb cannot hold NUL (nor UTF-8 a lone surrogate): refused here, by name,
+    # not by the CRM's commit failing.
+    problems += [f"{path}: contains a NUL character or a lone surrogate (not storable)"
+                 for path in bounds.nul_paths(data, "data")]
     if not problems and len(json.dumps(data, ensure_ascii=False, default=str).encode()) > LIMITS["data_max_bytes"]:
         problems.append(f"data: larger than {LIMITS['data_max_bytes']} bytes as JSON")
     if recipients is not None:
@@ -291,13 +282,10 @@ def validate_event(
 
 
 def key_problems(name: str, value: Any) -> list[str]:
-    """``key`` and ``idempotency_key``: a non-empty string of at most 200 characters without NUL."""
-    if value is None:
+    """``key`` and ``idempotency_key``: one line of text (``shared/wire.py`` KEY), or None."""
+    if value is None or wire.KEY(value):
         return []
-    limit = LIMITS["key_max_length"]
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\x00" in value:
-        return [f"{name}: must be a non-empty string of at most {limit} characters, without NUL"]
-    return []
+    return [f"{name}: {wire.KEY.error}"]
 
 
 def send_at_problems(value: datetime | None, now: datetime | None = None) -> list[str]:
@@ -362,6 +350,7 @@ def registry_document() -> dict[str, Any]:
         "comment": "Generated from shared/events.py by `python -m vestnik.shared.events`; do not edit.",
         "limits": dict(LIMITS),
         "timestamp": wire.TIMESTAMP.json_schema(),
+        "key": wire.KEY.json_schema(),
         "client_id": wire.CLIENT_ID.json_schema(),
         "recipients": json_schema(Recipients),
         "client": json_schema(ClientFields),
@@ -424,8 +413,8 @@ class Targeting(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    groups: list[Label] | None = Declared(None, max_length=200, description="any of these groups")
-    tags: list[Label] | None = Declared(None, max_length=200, description="any of these tags (all, with all_tags)")
+    groups: list[Group] | None = Declared(None, max_length=200, description="any of these groups")
+    tags: list[Tag] | None = Declared(None, max_length=200, description="any of these tags (all, with all_tags)")
     all_tags: Boolean | None = Declared(None, description="every tag instead of any")
     locales: list[Locale] | None = Declared(None, max_length=50, description="these languages")
     has_telegram: Boolean | None = Declared(None, description="only clients with Telegram")

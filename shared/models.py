@@ -242,7 +242,7 @@ class Notification(Base):
     # What delivery needs
     category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
     locale: Mapped[str] = mapped_column(String(10), default="ru")
-    # NULL only while a broadcast holds the row back (paced hand-over, see shared/broadcasts.py).
+    # NULL only while a broadcast holds the row back (paced hand-over, see workers/broadcasts.py).
     send_at: Mapped[datetime | None] = mapped_column()
     key: Mapped[str | None] = mapped_column(String(200))
     step: Mapped[str] = mapped_column(String(100), default="notice")  # the rule step, e.g. "reminder@-86400"
@@ -452,7 +452,7 @@ class Broadcast(Base):
     template_code: Mapped[str] = mapped_column(String(100))
     channels: Mapped[list[str]] = mapped_column(Json, default=list)
     category: Mapped[str] = mapped_column(String(20), default=Category.service.value)
-    targeting: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # see vestnik.shared.broadcasts.Targeting
+    targeting: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # see vestnik.shared.targeting.Targeting
     data: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # template data
     status: Mapped[str] = mapped_column(String(20), default=BroadcastStatus.draft.value)
     initiator: Mapped[str] = mapped_column(String(100))  # "admin:<id>" or "system"

@@ -23,7 +23,7 @@ import hmac
 
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
-from vestnik.workers.channels.base import Button
+from vestnik.shared.messages import Button
 
 _LABEL = {"ru": "Отписаться от рассылок", "en": "Unsubscribe"}
 

@@ -16,6 +16,17 @@ import pytest
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # the test extra is not installed: the property tests will say so
+    pass
+else:
+    # No per-example deadline: on a loaded machine a slow example is not a failure.  Derandomized,
+    # so every run tries the same examples and a failure repeats.
+    _hypothesis_settings.register_profile("vestnik", deadline=None, max_examples=200, derandomize=True,
+                                          database=None)
+    _hypothesis_settings.load_profile("vestnik")
+
 PG_URL = os.environ.get("VESTNIK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("VESTNIK_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 # Redis: each test process starts a redis-server of its own on a free port (tests flush it), so

@@ -26,9 +26,10 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from vestnik.outbox.contract import EVENTS_QUEUE
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
-from vestnik.workers.broker import BROADCASTS_QUEUE, EVENTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
+from vestnik.workers.broker import BROADCASTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
 from vestnik.workers.channels import CHANNELS
 
 log = logging.getLogger("vestnik.web.metrics")

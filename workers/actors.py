@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
+from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT
 from vestnik.shared import faults
 from vestnik.shared.models import utcnow
 from vestnik.workers import broadcasting, scheduling
 from vestnik.workers.broker import (
     BROADCASTS_QUEUE,
     DELIVER,
-    EVENTS_QUEUE,
     EXPAND_BROADCAST,
-    HANDLE_EVENT,
     MAINTENANCE_QUEUE,
     delivery_queue,
     enqueue_delivery,

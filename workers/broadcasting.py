@@ -37,11 +37,11 @@ from sqlalchemy import BigInteger, Boolean, Integer, cast, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from vestnik.shared import broadcasts
-from vestnik.shared.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
 from vestnik.shared.config import Settings
 from vestnik.shared.models import AuditLog, Broadcast, BroadcastStatus, Client, Notification, NotificationStatus, utcnow
-from vestnik.shared.targeting import address, client_conditions, reachable
+from vestnik.workers import broadcasts
+from vestnik.workers.audience import address, client_conditions, reachable
+from vestnik.workers.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
 from vestnik.workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
 from vestnik.workers.limits import rules_for
 

@@ -9,8 +9,6 @@ from dramatiq.middleware import CurrentMessage, Middleware
 
 from vestnik.shared.config import Settings
 
-EVENTS_QUEUE = "events"
-HANDLE_EVENT = "handle_event"
 DELIVER = "deliver_notification"
 MAINTENANCE_QUEUE = "maintenance"
 BROADCASTS_QUEUE = "broadcasts"
@@ -58,13 +56,6 @@ def enqueue_delivery(
     )
     delay_ms = int(delay_s * 1000) if delay_s else None
     broker.enqueue(message, delay=delay_ms)
-
-
-def event_message(event_id: int, key: str | None = None, queue_name: str = EVENTS_QUEUE) -> dramatiq.Message:
-    """The message the relay publishes for one outbox event; the key rides in options."""
-    return dramatiq.Message(
-        queue_name=queue_name, actor_name=HANDLE_EVENT, args=(event_id,), kwargs={}, options={"key": key}
-    )
 
 
 def prometheus_environment(port: int) -> dict[str, str]:

@@ -34,7 +34,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from vestnik.shared import broadcasts
 from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import validate_event
@@ -47,6 +46,7 @@ from vestnik.shared.models import (
     RuleOverride,
     utcnow,
 )
+from vestnik.workers import broadcasts
 from vestnik.workers.channels.base import Channel
 from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 

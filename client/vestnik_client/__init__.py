@@ -60,12 +60,8 @@ def _close_matches(name: Any) -> list[str]:
     return difflib.get_close_matches(name, event_types(), n=3, cutoff=0.85) if isinstance(name, str) else []
 
 
-def _key_problems(name: str, value: Any, limit: int) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\x00" in value:
-        return [f"{name}: must be a non-empty string of at most {limit} characters, without NUL"]
-    return []
+def _key_problems(name: str, value: Any) -> list[str]:
+    return [] if value is None else problems(registry()["key"], value, name)
 
 
 def _send_at(value: Any, limits: Mapping[str, Any]) -> tuple[str | None, list[str]]:
@@ -125,9 +121,10 @@ def emit(
         raise InvalidEvent(event_type, [f"data: must be an object (a dict), got {type(data).__name__}"])
     stored = to_json(dict(data), "data", found)
     found += problems(spec["data"], stored, "data")
-    found += [f"{path}: contains a NUL character (not storable)" for path in nul_paths(stored, "data")]
+    unstorable = nul_paths(stored, "data")
+    found += [f"{path}: contains a NUL character or a lone surrogate (not storable)" for path in unstorable]
     data_json = json.dumps(stored, ensure_ascii=False)
-    if len(data_json.encode()) > limits["data_max_bytes"]:
+    if not unstorable and len(data_json.encode()) > limits["data_max_bytes"]:
         found.append(f"data: larger than {limits['data_max_bytes']} bytes as JSON")
     ids, why = recipients_list(recipients)
     found += why
@@ -137,8 +134,7 @@ def emit(
             found.append("recipients: at least one client id is required" + (f" (or data.{targets})" if targets
                                                                                else ""))
         found += problems(doc["recipients"], ids, "recipients")
-    found += _key_problems("key", key, limits["key_max_length"])
-    found += _key_problems("idempotency_key", idempotency_key, limits["key_max_length"])
+    found += _key_problems("key", key) + _key_problems("idempotency_key", idempotency_key)
     when, why = _send_at(send_at, limits)
     found += why
     if found:
@@ -180,7 +176,7 @@ def upsert_clients(conn: Any, clients: Iterable[Mapping[str, Any]]) -> dict[str,
         else:
             found += problems(doc["client_id"], record["id"], f"{path}.id")
         found += problems(doc["client"], {k: v for k, v in record.items() if k != "id"}, path)
-        found += [f"{p}: contains a NUL character (not storable)" for p in nul_paths(record, path)]
+        found += [f"{p}: contains a NUL character or a lone surrogate (not storable)" for p in nul_paths(record, path)]
         records.append(record)
     if found:
         raise InvalidClient(found)

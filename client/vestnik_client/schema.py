@@ -3,8 +3,9 @@
 ``registry.json`` is generated from Vestnik's own event definitions
 (``shared/events.py``); Vestnik's tests fail when it is stale.  It uses only
 these keywords: ``type enum anyOf properties required additionalProperties
-items minItems maxItems minLength maxLength pattern minimum maximum format``;
-``x-error`` is the message for a value that is not of its kind.  The same
+items minItems maxItems minLength maxLength pattern minimum maximum format``
+and ``x-max-decimals`` (digits after the point of a number); ``x-error`` is
+the message for a value that is not of its kind.  The same
 document is loaded into the ``vestnik_registry`` table for the SQL functions.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import calendar
 import json
 import re
+from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -99,7 +101,17 @@ def _leaf_ok(schema: dict[str, Any], value: Any) -> bool:
             return False
         if "maximum" in schema and value > schema["maximum"]:
             return False
+        if "x-max-decimals" in schema and _decimals(value) > schema["x-max-decimals"]:
+            return False
     return True
+
+
+def _decimals(value: int | float) -> int:
+    """Digits after the point of a JSON number as written (4500.5 -> 1; 1e-05 -> 5)."""
+    if isinstance(value, int):
+        return 0
+    exponent = Decimal(repr(value)).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def _first_real(branches: list[dict[str, Any]]) -> dict[str, Any]:

@@ -112,7 +112,8 @@ BEGIN
     ELSIF jsonb_typeof(val) = 'number' THEN
         num := (val #>> '{}')::numeric;
         ok := NOT ((node ? 'minimum' AND num < (node->>'minimum')::numeric)
-                   OR (node ? 'maximum' AND num > (node->>'maximum')::numeric));
+                   OR (node ? 'maximum' AND num > (node->>'maximum')::numeric)
+                   OR (node ? 'x-max-decimals' AND scale(trim_scale(num)) > (node->>'x-max-decimals')::int));
     END IF;
     IF NOT ok THEN
         RETURN ARRAY[path || ': ' || vestnik_json_message(node, val)];
@@ -249,14 +250,14 @@ BEGIN
         problems := problems || vestnik_json_problems(
             (SELECT r.document FROM vestnik_registry AS r WHERE r.name = 'recipients'), recipients, 'recipients');
     END IF;
-    IF key IS NOT NULL AND (key !~ '\\S' OR length(key) > (limits->>'key_max_length')::int) THEN
-        problems := problems || ('key: must be a non-empty string of at most ' || (limits->>'key_max_length')
-                                 || ' characters, without NUL');
+    IF key IS NOT NULL THEN
+        problems := problems || vestnik_json_problems(
+            (SELECT r.document FROM vestnik_registry AS r WHERE r.name = 'key'), to_jsonb(key), 'key');
     END IF;
-    IF idempotency_key IS NOT NULL AND (idempotency_key !~ '\\S'
-                                        OR length(idempotency_key) > (limits->>'key_max_length')::int) THEN
-        problems := problems || ('idempotency_key: must be a non-empty string of at most '
-                                 || (limits->>'key_max_length') || ' characters, without NUL');
+    IF idempotency_key IS NOT NULL THEN
+        problems := problems || vestnik_json_problems(
+            (SELECT r.document FROM vestnik_registry AS r WHERE r.name = 'key'), to_jsonb(idempotency_key),
+            'idempotency_key');
     END IF;
     IF send_at > now() + make_interval(days => (limits->>'send_at_max_ahead_days')::int) THEN
         problems := problems || format('send_at: more than %s days ahead (%s)', limits->>'send_at_max_ahead_days',

@@ -2,7 +2,7 @@
 ``vestnik relay``, ``vestnik worker`` and ``vestnik scheduler`` processes; Telegram goes to the
 fake Bot API and email to a real SMTP server, both in this process.
 
-The admin's actions are the same functions the admin's pages call (``shared/broadcasts.py``),
+The admin's actions are the same functions the admin's pages call (``workers/broadcasts.py``),
 committed to the database; the processes pick them up from there, as in production.
 """
 
@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from tests.processes import running, vestnik, wait_until
 from vestnik.outbox import emit
-from vestnik.shared import broadcasts
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification
+from vestnik.workers import broadcasts
 
 pytestmark = pytest.mark.slow
 

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from vestnik.shared import broadcasts
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, ClientTag, Notification
 from vestnik.shared.seeds import install_default_templates
-from vestnik.shared.targeting import Selection, Targeting, count, parse_client_ids, sample
+from vestnik.shared.targeting import Targeting, parse_client_ids
+from vestnik.workers import broadcasts
+from vestnik.workers.audience import Selection, count, sample
 from vestnik.workers.broadcasting import expand_batch, feed
 
 PACE = {"telegram": 30.0, "email": 1.0}

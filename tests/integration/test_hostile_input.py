@@ -22,7 +22,6 @@ from vestnik.shared.errors import EventValidationError, TemplateError
 from vestnik.shared.models import AdminUser, AuditLog, Client, Notification, NotificationTemplate, OutboxEvent
 from vestnik.shared.rendering import MAX_OUTPUT_CHARS, render
 from vestnik.shared.seeds import install_default_templates
-from vestnik.shared.template_checks import check_template
 from vestnik.webapp import create_app
 from vestnik.webapp.signatures import sign
 from vestnik.workers.channels import build_channels
@@ -30,6 +29,7 @@ from vestnik.workers.channels.base import DeliveryError, RenderedMessage
 from vestnik.workers.channels.email import EmailChannel
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.handling import handle_event
+from vestnik.workers.template_checks import check_template
 
 LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 

@@ -8,11 +8,11 @@ from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from prometheus_client.parser import text_string_to_metric_families
 
 from vestnik.outbox import emit
+from vestnik.outbox.contract import event_message
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.models import Client, Notification, NotificationStatus, utcnow
 from vestnik.webapp import create_app
-from vestnik.workers.broker import event_message
 
 SECRET = "test-secret-key-0123456789"
 

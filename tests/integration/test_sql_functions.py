@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tests.registry_corpus import client_cases, event_cases, recipient_cases
+from tests.registry_corpus import client_cases, event_cases, key_cases, recipient_cases
 from vestnik.shared.db import make_engine
 from vestnik.shared.migrate import upgrade
 from vestnik_client.schema import problems, registry
@@ -80,7 +80,7 @@ SELECT vestnik_emit('lesson_cancelled', '"1,2"', '{"lesson_title": "", "starts_a
                    "data.starts_at: must be an ISO 8601 time with a UTC offset",
                    "data.room: unknown field (declared: lesson_title, reason, starts_at)",
                    "recipients: must be a list of client ids, not one string ('1,2')",
-                   "key: must be a non-empty string", "send_at: more than 366 days ahead"):
+                   "key: must be a non-empty line", "send_at: more than 366 days ahead"):
         assert needle in err
     code, _out, err = psql("SELECT vestnik_emit('lesson_canceled', '[1]', '{}');")
     assert code != 0 and "unknown event type 'lesson_canceled' (did you mean 'lesson_cancelled'?)" in err
@@ -124,6 +124,7 @@ def test_the_sql_validator_agrees_with_the_client_on_every_case(engine):
     cases = [("event:" + et, "data", data) for et, data in event_cases()]
     cases += [("client", "", fields) for fields in client_cases()]
     cases += [("recipients", "recipients", r) for r in recipient_cases()]
+    cases += [("key", "key", k) for k in key_cases() if k is not None]
     payload = json.dumps([{"name": n, "path": p, "value": v} for n, p, v in cases])
     with engine.connect() as conn:
         found = conn.execute(text("""

@@ -184,7 +184,8 @@ def test_developer_mistakes_are_named_before_anything_is_written(crm, sa_engine)
             (dict(data={**LESSON, "starts_at": datetime(2026, 11, 25, 16)}), "data.starts_at: a naive datetime"),
             (dict(data={**LESSON, "reason": object()}), "data.reason: a object is not JSON"),
             (dict(recipients=[0]), r"recipients\[0\]: must be a client id"),
-            (dict(key=""), "key: must be a non-empty string"),
+            (dict(key=""), "key: must be a non-empty line"),
+            (dict(idempotency_key="a\nb"), "idempotency_key: must be a non-empty line"),
         ]
         for change, message in cases:
             kwargs = {"recipients": [1], "data": LESSON, **change}
@@ -233,8 +234,8 @@ def test_bad_client_records_are_named_field_by_field_and_nothing_is_written(crm,
             upsert_clients(conn, [{"id": 1, "name": "ok"}, {"id": "a b", "emial": "x", "timezone": "Mars/Olympus"},
                                   {"name": "no id"}, "17"])
         assert set(err.value.problems) >= {
-            "clients[1].id: must be a client id: a positive integer, or a string of 1 to 64 characters without "
-            "spaces, commas or semicolons (the CRM's own id, e.g. a UUID)",
+            "clients[1].id: must be a client id: a positive integer, or a string of 1 to 64 letters, digits and "
+            ". _ : @ / + = # - (the CRM's own id, e.g. a UUID)",
             "clients[1].timezone: must be a time zone name such as Europe/Moscow",
             "clients[2].id: required", "clients[3]: must be a mapping with an id, got str"}
         assert any(p.startswith("clients[1].emial: unknown field") for p in err.value.problems)

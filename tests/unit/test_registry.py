@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from tests.registry_corpus import client_cases, event_cases, recipient_cases
+from tests.registry_corpus import client_cases, event_cases, key_cases, recipient_cases
+from vestnik.shared import bounds
 from vestnik.shared.client_record import ClientFields
 from vestnik.shared.errors import EventValidationError
-from vestnik.shared.events import get_event_type, problems_of, recipients_problems, registry_json, validate_event
-from vestnik.shared.wire import FORMATS, SCHEMA_KEYWORDS
+from vestnik.shared.events import (
+    get_event_type,
+    key_problems,
+    problems_of,
+    recipients_problems,
+    registry_json,
+    validate_event,
+)
+from vestnik.shared.wire import FORMATS, SCHEMA_KEYWORDS, YEAR_PATTERN
 from vestnik_client.schema import problems, registry
 
 SHIPPED = Path(__file__).resolve().parents[2] / "client" / "vestnik_client" / "registry.json"
@@ -102,8 +111,21 @@ def test_service_and_client_find_the_same_problems_in_recipients():
     assert not differ, f"{len(differ)} cases differ, e.g. {differ[:3]}"
 
 
+def test_service_and_client_agree_on_keys():
+    differ = [(v, key_problems("key", v), problems(registry()["key"], v, "key"))
+              for v in key_cases() if v is not None]
+    assert not [d for d in differ if set(d[1]) != set(d[2])]
+
+
+def test_the_year_pattern_admits_exactly_the_years_shared_bounds_allows():
+    pattern = re.compile(f"^{YEAR_PATTERN}$")
+    admitted = [year for year in range(10_000) if pattern.match(f"{year:04d}")]
+    assert admitted == list(range(bounds.MIN_YEAR, bounds.MAX_YEAR + 1))
+
+
 @pytest.mark.parametrize("value", ["2026-02-29T10:00:00+03:00", "0026-11-25T16:00:00+03:00", "2026-11-25T16:00:00",
-                                   "2026-11-25T25:00:00Z", "20266-11-25T16:00:00Z"])
+                                   "2026-11-25T25:00:00Z", "20266-11-25T16:00:00Z",
+                                   "2201-01-01T00:00:00Z"])
 def test_impossible_or_absurd_times_are_refused_by_name(value):
     with pytest.raises(EventValidationError, match="data.starts_at: must be an ISO 8601 time"):
         validate_event("lesson_cancelled", {"lesson_title": "X", "starts_at": value})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vestnik.shared.seeds import DEFAULTS
-from vestnik.shared.template_checks import check_template
+from vestnik.workers.template_checks import check_template
 
 
 def test_every_shipped_template_passes():

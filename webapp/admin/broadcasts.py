@@ -6,7 +6,7 @@ starts, the full send needs the number of messages typed in, a preview is
 rendered for a real client of the selection, and the test stage comes first.
 The support role sees everything and can start nothing.
 
-The pages only change rows (``shared/broadcasts.py``); the scheduler's tick
+The pages only change rows (``workers/broadcasts.py``); the scheduler's tick
 picks a started broadcast up within a second and the workers send it.
 """
 
@@ -33,13 +33,14 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from vestnik.shared import broadcasts
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, NotificationTemplate
-from vestnik.shared.targeting import channels_for, parse_client_ids, sample
+from vestnik.shared.targeting import parse_client_ids
 from vestnik.webapp.admin.base import SecureView, can_write
 from vestnik.webapp.db import get_session
+from vestnik.workers import broadcasts
+from vestnik.workers.audience import channels_for, sample
 from vestnik.workers.channels import CHANNELS
 
 

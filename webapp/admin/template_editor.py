@@ -35,9 +35,9 @@ from vestnik.shared.models import (
     NotificationTemplate,
 )
 from vestnik.shared.models import utcnow as _utcnow
-from vestnik.shared.template_checks import TELEGRAM_MAX_CHARS, check_template, event_types_using, example_client
 from vestnik.workers.channels import CHANNELS
 from vestnik.workers.channels.base import DeliveryError, RenderedMessage
+from vestnik.workers.template_checks import TELEGRAM_MAX_CHARS, check_template, event_types_using, example_client
 
 #: Filters every template may use, shown under the variables.
 FILTER_HINTS = (

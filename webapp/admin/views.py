@@ -26,11 +26,11 @@ from vestnik.shared.models import (
     utcnow,
 )
 from vestnik.shared.resend import resend_copy
-from vestnik.shared.template_checks import check_template
 from vestnik.webapp.admin.base import SecureModelView, audit, can_write
 from vestnik.webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
 from vestnik.webapp.db import get_session
 from vestnik.workers.channels import CHANNELS
+from vestnik.workers.template_checks import check_template
 
 # ------------------------------------------------------------------ filters
 

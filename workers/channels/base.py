@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+from vestnik.shared.messages import Attachment, Button, RenderedMessage
+
+__all__ = ["Addressable", "Attachment", "Button", "Channel", "DeliveryError", "Outcome", "RenderedMessage"]
 
 
 class Outcome(str, enum.Enum):
@@ -77,39 +80,6 @@ class DeliveryError(Exception):
     @classmethod
     def uncertain(cls, reason: str) -> DeliveryError:
         return cls(reason, outcome=Outcome.uncertain)
-
-
-@dataclass(frozen=True)
-class Button:
-    """An inline URL or callback button (Telegram); ignored by channels without buttons."""
-
-    text: str
-    url: str | None = None
-    callback_data: str | None = None
-
-
-@dataclass(frozen=True)
-class Attachment:
-    filename: str
-    content: bytes
-    mime_type: str = "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class RenderedMessage:
-    """What a channel sends: already rendered, already escaped for its format.
-
-    ``text`` is Telegram HTML for Telegram and the plain-text part for email;
-    ``html`` is the HTML part of an email (None elsewhere).
-    """
-
-    notification_id: int
-    text: str
-    subject: str | None = None
-    html: str | None = None
-    buttons: tuple[tuple[Button, ...], ...] = ()
-    attachment: Attachment | None = None
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Addressable(Protocol):

@@ -19,13 +19,12 @@ from vestnik.shared.rendering import (
     unknown_telegram_tags,
     unsafe_links,
 )
+from vestnik.workers.rules import DEFAULT_RULES
 
 TELEGRAM_MAX_CHARS = 4096
 
 
 def event_types_using(code: str) -> list[EventType]:
-    from vestnik.workers.rules import DEFAULT_RULES
-
     names = {r.event_type for r in DEFAULT_RULES.values() for s in r.steps if s.template_code == code}
     return [get_event_type(n) for n in sorted(names)]
 

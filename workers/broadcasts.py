@@ -40,7 +40,9 @@ from vestnik.shared.models import (
     NotificationTemplate,
     utcnow,
 )
-from vestnik.shared.targeting import Count, Selection, Targeting, check_channels, client_conditions, count
+from vestnik.shared.targeting import Targeting
+from vestnik.workers.audience import Count, Selection, check_channels, client_conditions, count
+from vestnik.workers.channels import CHANNELS
 
 ACTIVE = (BroadcastStatus.testing.value, BroadcastStatus.running.value)
 FINAL = (BroadcastStatus.completed.value, BroadcastStatus.canceled.value)
@@ -279,8 +281,6 @@ def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:
     template data.  Raises BroadcastError for what the event cannot mean (a
     template without a version for a channel): the event then fails, visibly.
     """
-    from vestnik.workers.channels import CHANNELS
-
     data = dict(event.data or {})
     recipients, _unresolved = client_keys(event.recipients or [])  # an id naming no client reaches no one
     channels = data.get("channels") or [name for name, cls in CHANNELS.items() if cls.address_field]
