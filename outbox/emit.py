@@ -57,8 +57,14 @@ def emit(
     naming every bad field.  CRMs outside Vestnik's own code use
     ``vestnik_client.emit`` (any driver, no dependencies) instead.
     """
-    data = dict(data or {})
-    recipient_list = recipients if isinstance(recipients, str | bytes) else list(recipients or [])
+    # Shapes are not assumed: whatever arrives (JSON from the API, a CRM's Python) is named by validate_event.
+    data = dict(data) if isinstance(data, Mapping) else ({} if data is None else data)
+    if recipients is None:
+        recipient_list: Any = []
+    elif isinstance(recipients, Iterable) and not isinstance(recipients, str | bytes | Mapping):
+        recipient_list = list(recipients)
+    else:
+        recipient_list = recipients
     problems: list[str] = []
     try:
         validate_event(event_type, data, recipients=recipient_list)

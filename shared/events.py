@@ -260,22 +260,25 @@ def validate_event(
 ) -> EventType:
     """Check an event's data (and recipients, when given); raise EventValidationError naming every bad field."""
     spec = get_event_type(event_type)
-    if not isinstance(data, Mapping):
-        raise EventValidationError(event_type, ["data: must be an object"])
     problems: list[str] = []
-    try:
-        spec.model.model_validate(dict(data))
-    except ValidationError as exc:
-        problems += problems_of(exc, "data", spec.model)
-    # PostgreSQL's text and jsonb cannot hold NUL (nor UTF-8 a lone surrogate): refused here, by name,
-    # not by the CRM's commit failing.
-    problems += [f"{path}: contains a NUL character or a lone surrogate (not storable)"
-                 for path in bounds.nul_paths(data, "data")]
-    if not problems and len(json.dumps(data, ensure_ascii=False, default=str).encode()) > LIMITS["data_max_bytes"]:
-        problems.append(f"data: larger than {LIMITS['data_max_bytes']} bytes as JSON")
+    if not isinstance(data, Mapping):
+        problems.append("data: must be an object")
+        data = {}
+    else:
+        try:
+            spec.model.model_validate(dict(data))
+        except ValidationError as exc:
+            problems += problems_of(exc, "data", spec.model)
+        # PostgreSQL's text and jsonb cannot hold NUL (nor UTF-8 a lone surrogate): refused here, by name,
+        # not by the CRM's commit failing.
+        problems += [f"{path}: contains a NUL character or a lone surrogate (not storable)"
+                     for path in bounds.nul_paths(data, "data")]
+        if not problems and len(json.dumps(data, ensure_ascii=False, default=str).encode()) > LIMITS["data_max_bytes"]:
+            problems.append(f"data: larger than {LIMITS['data_max_bytes']} bytes as JSON")
     if recipients is not None:
         problems += recipients_problems(spec, recipients if isinstance(recipients, str | bytes | list | tuple)
-                                        else list(recipients), data)
+                                        else list(recipients) if isinstance(recipients, Iterable) else recipients,
+                                        data)
     if problems:
         raise EventValidationError(event_type, problems)
     return spec

@@ -209,7 +209,7 @@ TAG = _string("tag", pattern=r"\S", max_length=100, error="must be a non-empty t
 #: ``key`` and ``idempotency_key``: one line of text (no control characters), not only spaces
 KEY_PATTERN = r"^(?=.*\S)[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
 KEY = _string("key", pattern=KEY_PATTERN, max_length=200,
-              error="must be a non-empty line of at most 200 characters (no control characters)")
+              error="must be a non-empty line of at most 200 characters (no NUL or other control characters)")
 
 _MONEY_STRING = _search(MONEY_PATTERN)
 _MONEY_CHARS = bounds.MAX_AMOUNT_DIGITS + bounds.MAX_AMOUNT_SCALE + 1

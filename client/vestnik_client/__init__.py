@@ -117,10 +117,12 @@ def emit(
         raise UnknownEventType(event_type, _close_matches(event_type))
     limits = doc["limits"]
     found: list[str] = []
-    if not isinstance(data, Mapping):
-        raise InvalidEvent(event_type, [f"data: must be an object (a dict), got {type(data).__name__}"])
-    stored = to_json(dict(data), "data", found)
-    found += problems(spec["data"], stored, "data")
+    if isinstance(data, Mapping):
+        stored = to_json(dict(data), "data", found)
+        found += problems(spec["data"], stored, "data")
+    else:
+        found.append(f"data: must be an object (a dict), got {type(data).__name__}")
+        stored = {}
     unstorable = nul_paths(stored, "data")
     found += [f"{path}: contains a NUL character or a lone surrogate (not storable)" for path in unstorable]
     data_json = json.dumps(stored, ensure_ascii=False)
