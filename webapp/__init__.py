@@ -9,6 +9,9 @@ What every request gets:
 
 - a database session per request: ``vestnik.webapp.db.get_session()`` (opened on first
   use, closed and rolled back unless committed at teardown);
+- bounded input (``boundaries.py``): ``<int:...>`` in URLs takes ASCII digits within
+  BIGINT, every query and form field is storable text within a size limit, and a
+  :class:`~vestnik.shared.bounds.BoundsError` from a view is a 400 naming the field;
 - CSRF protection on every unsafe method (Flask-WTF ``CSRFProtect``), so
   Flask-Admin's delete and bulk actions are covered as well as its forms; a
   future webhook view that authenticates by signature opts out with
@@ -111,7 +114,9 @@ def create_app(
     db.init_app(app, session_factory)
     csrf.init_app(app)
 
-    from vestnik.webapp import admin, health, metrics, profile, webhooks
+    from vestnik.webapp import admin, boundaries, health, metrics, profile, webhooks
+
+    boundaries.init_app(app)  # bounded path numbers and fields (before the blueprints add their rules)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
