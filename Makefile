@@ -1,25 +1,39 @@
 # Two commands for a newcomer: `make demo` and `make test`.
-# Both create the virtual environment and install what they need.
+# Both create the virtual environment and install what they need: `make demo`
+# only Vestnik and its dependencies, `make test` the `test` extra as well.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
+# The demo's port: `make demo PORT=8001` when 8000 is taken.
+PORT   ?= 8000
 # Two test processes: most tests wait on PostgreSQL, RabbitMQ or a child process, so two
 # overlap well on two cores (7.9 min instead of 15.5 for the whole suite).
 TEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vestnik needs Python 3.11 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	@touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/vestnik demo
+# -qq: the editable install's notice ("be careful with folders named like the
+# package") is setuptools' information, not a problem; errors still show.
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -qq -e '.[test]'
+	@touch $(STAMP) $(DEMO_STAMP)
+
+# The demo needs no test tools: a fresh clone's `make demo` skips Playwright,
+# pytest and ruff.  A venv that `make test` made already has everything.
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -qq -e .
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(BIN)/vestnik demo --port $(PORT) --retry-hint 'make demo PORT={port}'
 
 test: $(STAMP)
 	$(BIN)/ruff check .

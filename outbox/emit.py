@@ -21,6 +21,8 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import EventValidationError
 from vestnik.shared.events import validate_event
 from vestnik.shared.models import OutboxEvent
@@ -38,14 +40,19 @@ _INSERT_IDEMPOTENT = {
 def _as_aware(value: datetime | str | None, event_type: str) -> datetime | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise EventValidationError(event_type, [f"send_at: not an ISO 8601 time: {value[:40]!r}"]) from None
-    if value.tzinfo is None:
-        raise EventValidationError(event_type, ["send_at: needs a time zone (an aware datetime)"])
-    return value
+    try:
+        return bounds.moment(value, "send_at")
+    except BoundsError as exc:
+        raise EventValidationError(event_type, [str(exc)]) from None
+
+
+def _bounded_key(value: str | None, field: str, event_type: str) -> None:
+    if value is None:
+        return
+    try:
+        bounds.text(value, field, min_chars=1, max_chars=200, strip=False)
+    except BoundsError as exc:
+        raise EventValidationError(event_type, [str(exc)]) from None
 
 
 def emit(
@@ -68,15 +75,10 @@ def emit(
     notifications.  Raises :class:`EventValidationError` naming the bad field.
     """
     data = dict(data or {})
-    recipient_list = [int(r) if isinstance(r, str) and r.isdigit() else r for r in recipients or []]
+    recipient_list = [_client_id(r) for r in recipients or []]
     validate_event(event_type, data, recipients=recipient_list)
-    if key is not None and (not isinstance(key, str) or not key.strip() or len(key) > 200 or "\x00" in key):
-        raise EventValidationError(event_type, ["key: must be a non-empty string of at most 200 characters, "
-                                                 "without NUL"])
-    if idempotency_key is not None and (not isinstance(idempotency_key, str) or len(idempotency_key) > 200
-                                        or "\x00" in idempotency_key):
-        raise EventValidationError(event_type, ["idempotency_key: must be a string of at most 200 characters, "
-                                                 "without NUL"])
+    _bounded_key(key, "key", event_type)
+    _bounded_key(idempotency_key, "idempotency_key", event_type)
     values = {
         "event_type": event_type,
         "recipients": recipient_list,
@@ -95,6 +97,16 @@ def emit(
     if event_id is None:  # a duplicate idempotency key: the first event stands
         return None
     return int(event_id)
+
+
+def _client_id(value: Any) -> Any:
+    """A client id given as digits is read as one; anything else is left for validate_event to name."""
+    if isinstance(value, str):
+        try:
+            return bounds.identifier(value, "recipients")
+        except BoundsError:
+            return value
+    return value
 
 
 def find_by_idempotency_key(db: Session | Connection, idempotency_key: str) -> int | None:

@@ -52,6 +52,7 @@ _AMOUNT = re.compile(r"[+-]?(?P<int>[0-9]+)(?:\.(?P<frac>[0-9]*))?|[+-]?\.(?P<fr
 _TIME = re.compile(r"[0-9T:.+\-Z ]+", re.ASCII)
 # NUL and C0/C1 controls except tab, LF, CR; lone surrogates (from JSON "\ud800" escapes).
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _BAD_CHARS_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 
 T = TypeVar("T")
@@ -203,15 +204,16 @@ def day(value: Any, field: str = "date", *, min_year: int = MIN_YEAR, max_year: 
 
 
 def text(value: Any, field: str = "", *, max_chars: int = MAX_LINE_CHARS, min_chars: int = 0,
-         multiline: bool = False, strip: bool = True) -> str:
-    """A string without NUL, control characters (tab/LF/CR only if ``multiline``) or lone surrogates,
-    of ``min_chars`` to ``max_chars`` characters (after stripping outer whitespace)."""
+         multiline: bool = False, strip: bool = True, controls: bool = False) -> str:
+    """A string without NUL, control characters (tab/LF/CR only if ``multiline``; any but NUL if
+    ``controls``) or lone surrogates, of ``min_chars`` to ``max_chars`` characters (after stripping
+    outer whitespace)."""
     if not isinstance(value, str):
         raise BoundsError(field, f"must be text, got {type(value).__name__}")
     if len(value) > max_chars * 2 + 100:  # do not even scan a megabyte to say it is too long
         raise BoundsError(field, f"at most {max_chars} characters, got {len(value)}")
     result = value.strip() if strip else value
-    bad = (_BAD_CHARS if multiline else _BAD_CHARS_LINE).search(result)
+    bad = (_UNSTORABLE if controls else _BAD_CHARS if multiline else _BAD_CHARS_LINE).search(result)
     if bad:
         what = "a NUL character" if bad.group() == "\x00" else f"the character U+{ord(bad.group()):04X}"
         raise BoundsError(field, f"contains {what}, which is not allowed here")
@@ -259,17 +261,14 @@ def nul_paths(value: Any, path: str = "data", *, depth: int = 0) -> list[str]:
     if depth > 32:
         return [f"{path}: nested deeper than 32 levels"]
     if isinstance(value, str):
-        return [path] if ("\x00" in value or _has_surrogate(value)) else []
+        return [path] if _unstorable(value) else []
     if isinstance(value, dict):
-        found = [f"{path} (a key)" for key in value if isinstance(key, str) and ("\x00" in key or _has_surrogate(key))]
+        found = [f"{path} (a key)" for key in value if isinstance(key, str) and _unstorable(key)]
         return found + [p for key, item in value.items() for p in nul_paths(item, f"{path}.{key}", depth=depth + 1)]
     if isinstance(value, list | tuple):
         return [p for i, item in enumerate(value) for p in nul_paths(item, f"{path}[{i}]", depth=depth + 1)]
     return []
 
 
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-def _has_surrogate(value: str) -> bool:
-    return _SURROGATE.search(value) is not None
+def _unstorable(value: str) -> bool:
+    return _UNSTORABLE.search(value) is not None

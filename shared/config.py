@@ -46,6 +46,8 @@ class Settings:
     webhook_secrets: str = field(default="", repr=False)  # comma separated: current,previous
     public_url: str = "http://127.0.0.1:8000"
     metrics_token: str = field(default="", repr=False)  # empty: /metrics open (restrict it at the proxy)
+    # Reverse proxies in front of `vestnik web` whose X-Forwarded-For/-Proto are believed (0: none).
+    trusted_proxies: int = 0
 
     # Client profile (/me): passwordless sign-in and Telegram connection
     telegram_bot_username: str = ""  # without "@"; the deep link is https://t.me/<it>?start=<token>
@@ -179,6 +181,7 @@ def _validate(settings: Settings) -> None:
                  "client_sign_in_per_address", "client_sign_in_per_ip"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+    check("trusted_proxies", 0 <= settings.trusted_proxies <= 10, "must be the number of proxies, 0 to 10")
     check(
         "telegram_bot_username",
         not settings.telegram_bot_username or re.fullmatch(r"\w{5,32}", settings.telegram_bot_username) is not None,

@@ -12,53 +12,48 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import EventValidationError, UnknownEventType
 from vestnik.shared.models import Category
 from vestnik.shared.targeting import Targeting
 
+#: the longest text field of an event (a title, a reason, a free template variable)
+MAX_TEXT_CHARS = 10_000
+
 _URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
 
 
+def _reason(parse: Callable[..., Any], value: Any, **kwargs: Any) -> str | None:
+    """What the bounded parser says is wrong with ``value`` (None when it is fine)."""
+    try:
+        parse(value, "", **kwargs)
+    except BoundsError as exc:
+        return exc.reason
+    return None
+
+
 def _check_str(value: Any) -> str | None:
-    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+    # Control characters are the CRM's data (channels keep them off the wire); NUL cannot be stored.
+    return _reason(bounds.text, value, min_chars=1, max_chars=MAX_TEXT_CHARS, controls=True)
 
 
 def _check_datetime(value: Any) -> str | None:
-    if not isinstance(value, str):
+    if not isinstance(value, str):  # the event is JSON: a time travels as ISO 8601 text
         return "must be an ISO 8601 time with offset, e.g. 2026-11-25T16:00:00+03:00"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return f"must be an ISO 8601 time with offset, got {value[:40]!r}"
-    if parsed.tzinfo is None:
-        return f"needs a UTC offset (e.g. +03:00), got {value[:40]!r}"
-    return None
+    return _reason(bounds.moment, value)
 
 
 def _check_date(value: Any) -> str | None:
-    if isinstance(value, str):
-        try:
-            datetime.fromisoformat(value)
-            return None
-        except ValueError:
-            pass
-    return "must be an ISO 8601 date, e.g. 2026-11-30"
+    if not isinstance(value, str):
+        return "must be an ISO 8601 date, e.g. 2026-11-30"
+    return _reason(bounds.day, value)
 
 
 def _check_money(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "must be a number"
-    try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return f"must be a number, got {str(value)[:40]!r}"
-    if not amount.is_finite() or amount < 0:
-        return "must be a non-negative number"
-    return None
+    return _reason(bounds.amount, value)
 
 
 def _check_url(value: Any) -> str | None:
@@ -67,7 +62,9 @@ def _check_url(value: Any) -> str | None:
 
 
 def _check_int(value: Any) -> str | None:
-    return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if not isinstance(value, int) or isinstance(value, bool):
+        return "must be an integer"
+    return _reason(bounds.integer, value)
 
 
 def _check_dict(value: Any) -> str | None:
@@ -116,7 +113,7 @@ class Field:
 
     def problem(self, value: Any) -> str | None:
         if self.choices:
-            return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
+            return _reason(bounds.choice, value, choices=self.choices)
         return CHECKS[self.type](value)
 
 
@@ -168,17 +165,6 @@ def all_event_types() -> list[EventType]:
     return sorted(_REGISTRY.values(), key=lambda e: e.name)
 
 
-def _nul_paths(value: Any, path: str) -> list[str]:
-    if isinstance(value, str):
-        return [path] if "\x00" in value else []
-    if isinstance(value, Mapping):
-        found = [f"{path} (a key)" for key in value if isinstance(key, str) and "\x00" in key]
-        return found + [p for key, item in value.items() for p in _nul_paths(item, f"{path}.{key}")]
-    if isinstance(value, list | tuple):
-        return [p for i, item in enumerate(value) for p in _nul_paths(item, f"{path}[{i}]")]
-    return []
-
-
 def validate_event(
     event_type: str,
     data: Mapping[str, Any] | None,
@@ -203,15 +189,17 @@ def validate_event(
         for name in sorted(set(data) - known):
             problems.append(f"data.{name}: unknown field (declared: {', '.join(sorted(known)) or 'none'})")
     # PostgreSQL's text and jsonb cannot hold NUL: refused here, by name, not by the CRM's commit failing.
-    problems += [f"{path}: contains a NUL character (not storable)" for path in _nul_paths(data, "data")]
+    problems += [f"{path}: contains a NUL character or a lone surrogate (not storable)"
+                 for path in bounds.nul_paths(data, "data")]
     if recipients is not None:
         recipient_list = list(recipients)
         if not recipient_list and not (spec.targets_field and data.get(spec.targets_field)):
             problems.append("recipients: at least one client id is required"
                             + (f" (or data.{spec.targets_field})" if spec.targets_field else ""))
-        bad = [r for r in recipient_list if isinstance(r, bool) or not isinstance(r, int) or r <= 0]
+        bad = [r for r in recipient_list if _reason(bounds.identifier, r) or not isinstance(r, int)]
         if bad:
-            problems.append(f"recipients: client ids must be positive integers, got {bad[:5]!r}")
+            problems.append(f"recipients: client ids must be positive whole numbers up to {bounds.MAX_BIGINT}, "
+                            f"got {bad[:5]!r}"[:300])
     if problems:
         raise EventValidationError(event_type, problems)
     return spec

@@ -19,6 +19,8 @@ from datetime import datetime
 from vestnik.shared.config import Settings, load_settings
 from vestnik.shared.errors import ConfigError, VestnikError
 
+DEMO_DATA_DIR = "var/demo"
+
 
 def _session_factory(settings: Settings):
     from vestnik.shared.db import make_engine, make_session_factory
@@ -111,8 +113,17 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import AdminUser
 
-    password = os.environ.get("VESTNIK_ADMIN_PASSWORD") if args.password_env else None
-    if password is None:
+    if args.password_env:
+        password = os.environ.get("VESTNIK_ADMIN_PASSWORD")
+        if password is None:
+            print("error: --password-env reads VESTNIK_ADMIN_PASSWORD, which is not set", file=sys.stderr)
+            return 2
+    elif not sys.stdin.isatty():
+        # getpass would fail with EOFError (e.g. under `docker compose run -T`): say what to do instead.
+        print("error: no terminal to ask for the password on; set VESTNIK_ADMIN_PASSWORD and add --password-env",
+              file=sys.stderr)
+        return 2
+    else:
         password = getpass.getpass("Password: ")
         if password != getpass.getpass("Again: "):
             print("error: the passwords differ", file=sys.stderr)
@@ -257,9 +268,34 @@ def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from vestnik.webapp.demo import run_demo
+    from vestnik.webapp.demo import PortInUse, run_demo
 
-    return run_demo(host=args.host, port=args.port, data_dir=args.data_dir, open_seconds=args.seconds)
+    try:
+        return run_demo(host=args.host, port=args.port, data_dir=args.data_dir, open_seconds=args.seconds)
+    except PortInUse as exc:
+        if not exc.port:
+            raise
+        hint = args.retry_hint or _demo_command(args) + " --port {port}"
+        raise VestnikError(f"{exc}; choose another port: {hint.format(port=exc.port + 1)}") from None
+
+
+def _demo_command(args: argparse.Namespace) -> str:
+    """``vestnik demo`` as this shell can run it again: the console script by name when it is on
+    PATH, else by its path, else ``python -m vestnik``."""
+    import shlex
+
+    script = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if os.path.basename(script) == "vestnik" and os.path.exists(script):
+        found = shutil.which("vestnik")
+        command = ["vestnik"] if found and os.path.samefile(found, script) else [script]
+    else:
+        command = [sys.executable, "-m", "vestnik"]
+    command.append("demo")
+    if args.host != "127.0.0.1":
+        command += ["--host", args.host]
+    if args.data_dir != DEMO_DATA_DIR:
+        command += ["--data-dir", args.data_dir]
+    return shlex.join(command)
 
 
 # ------------------------------------------------------------------ parser
@@ -347,8 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="everything in one process on SQLite, with local Telegram and SMTP sinks")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", default="var/demo")
+    p.add_argument("--data-dir", default=DEMO_DATA_DIR)
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds (for scripts)")
+    # How to run the demo on another port, as the caller knows it (the Makefile: "make demo PORT={port}").
+    p.add_argument("--retry-hint", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
     return parser
 

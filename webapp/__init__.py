@@ -9,6 +9,9 @@ What every request gets:
 
 - a database session per request: ``vestnik.webapp.db.get_session()`` (opened on first
   use, closed and rolled back unless committed at teardown);
+- bounded input (``boundaries.py``): ``<int:...>`` in URLs takes ASCII digits within
+  BIGINT, every query and form field is storable text within a size limit, and a
+  :class:`~vestnik.shared.bounds.BoundsError` from a view is a 400 naming the field;
 - CSRF protection on every unsafe method (Flask-WTF ``CSRFProtect``), so
   Flask-Admin's delete and bulk actions are covered as well as its forms; a
   future webhook view that authenticates by signature opts out with
@@ -100,6 +103,13 @@ def create_app(
     if config:
         app.config.update(config)
     app.extensions["vestnik_settings"] = settings
+    if settings.trusted_proxies > 0:
+        # Behind N proxies, the client's address is the Nth X-Forwarded-For entry from the right;
+        # without this every client would share the proxy's address (and its per-IP limits).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
     if session_factory is None:
         from vestnik.shared.db import make_engine, make_session_factory
@@ -108,7 +118,9 @@ def create_app(
     db.init_app(app, session_factory)
     csrf.init_app(app)
 
-    from vestnik.webapp import admin, health, metrics, profile, webhooks
+    from vestnik.webapp import admin, boundaries, health, metrics, profile, webhooks
+
+    boundaries.init_app(app)  # bounded path numbers and fields (before the blueprints add their rules)
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)

@@ -6,7 +6,11 @@ Real code paths end to end; only the far ends are local:
 - Dramatiq's in-process broker with real worker threads, the real relay and
   the scheduler's ticks as threads (``vestnik.workers.embedded.EmbeddedStack``);
 - a fake Telegram Bot API and an SMTP server on free local ports, which
-  capture what would have been sent;
+  capture what would have been sent; the bot's updates are read by the real
+  long-polling loop (``vestnik.workers.poller``), so "Connect Telegram" in the
+  profile works end to end: its deep link opens a stand-in for the Telegram
+  app (``webapp/demo_sent.py``) whose Start button queues ``/start <token>``
+  in the fake Bot API;
 - a demo CRM (``webapp/democrm.py``) whose buttons run real CRM transactions
   that ``emit`` events, and a "What was sent" page.
 
@@ -41,6 +45,17 @@ from vestnik.shared.seeds import install_default_templates
 log = logging.getLogger("vestnik.demo")
 
 DEMO_BOT_TOKEN = "1000001:vestnik-demo"  # noqa: S105 - the fake Bot API's token, nothing real
+DEMO_BOT_USERNAME = "vestnik_demo_bot"  # what the fake answers in getMe; the profile's deep links name it
+#: the long poll of the demo's bot loop: short, so stopping the demo never waits long
+BOT_POLL_TIMEOUT_S = 1
+
+
+class PortInUse(VestnikError):
+    """The demo's port is taken."""
+
+    def __init__(self, host: str, port: int, why: str) -> None:
+        self.host, self.port = host, port
+        super().__init__(f"cannot listen on {host}:{port}: {why}")
 
 # The embedded stack sets process-wide state (the worker runtime, Dramatiq's
 # global broker): two demos in one process would serve each other's work.
@@ -61,6 +76,7 @@ class Demo:
     smtp: Any
     stack: Any
     server: BaseWSGIServer
+    bot: Any = None  # the BotPoller reading the fake Bot API's updates
     _threads: list[threading.Thread] = field(default_factory=list)
     _stopped: bool = False
     admin_password: str = ""  # the demo admin's, new at every start (shown in the banner)
@@ -73,6 +89,7 @@ class Demo:
         self._stopped = True
         steps = (
             ("web server", self._stop_server),
+            ("bot poller", self._stop_bot),
             ("embedded stack", self.stack.stop),
             ("fake Bot API", self.bot_api.stop),
             ("SMTP sink", self.smtp.stop),
@@ -93,6 +110,13 @@ class Demo:
         for thread in self._threads:
             thread.join(timeout=5)
 
+    def _stop_bot(self) -> None:
+        if self.bot is not None:
+            self.bot.stop()
+            with self.bot.busy:  # the update in hand is finished; the long poll ends by itself
+                pass
+            self.bot.channel.close()
+
     def __enter__(self) -> Demo:
         return self
 
@@ -109,6 +133,7 @@ def demo_settings(*, database_url: str, telegram_api_base: str, smtp_port: int, 
         redis_url="",  # in-memory limiter: one process
         telegram_token=DEMO_BOT_TOKEN,
         telegram_api_base=telegram_api_base,
+        telegram_bot_username=DEMO_BOT_USERNAME,
         smtp_url=f"smtp://127.0.0.1:{smtp_port}",
         email_from="Vestnik Demo <demo@vestnik.local>",
         secret_key=secrets.token_urlsafe(32),  # fresh per run: nothing to configure, nothing to leak
@@ -161,7 +186,9 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
     from vestnik.webapp import create_app, demo_sent, democrm
     from vestnik.webapp.demo_seed import seed_clients, seed_crm
     from vestnik.webapp.democrm_models import DemoBase
+    from vestnik.workers.channels.telegram import TelegramChannel
     from vestnik.workers.embedded import EmbeddedStack
+    from vestnik.workers.poller import BotPoller
 
     data = Path(data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -175,7 +202,7 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
 
     cleanup: list[Any] = [listener.close]
     try:
-        bot_api = FakeBotApi(token=DEMO_BOT_TOKEN).start()
+        bot_api = FakeBotApi(token=DEMO_BOT_TOKEN, username=DEMO_BOT_USERNAME).start()
         cleanup.append(bot_api.stop)
         smtp = FakeSmtpServer().start()
         cleanup.append(smtp.stop)
@@ -195,6 +222,11 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
 
         stack = EmbeddedStack(settings, worker_threads=worker_threads).start()
         cleanup.append(stack.stop)
+        # The bot's side of "Connect Telegram": `vestnik bot`'s loop, reading the fake's getUpdates.
+        bot = BotPoller(settings, factory, TelegramChannel.from_settings(settings), poll_timeout_s=BOT_POLL_TIMEOUT_S)
+        bot_thread = threading.Thread(target=bot.run, name="vestnik-demo-bot", daemon=True)
+        bot_thread.start()
+        cleanup.append(bot.stop)
 
         # The page stays open for hours: let its CSRF token live as long as the session.
         app = create_app(settings, session_factory=factory, config={"WTF_CSRF_TIME_LIMIT": None})
@@ -214,10 +246,12 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
                 log.exception("cleanup after a failed start failed")
         raise
     return Demo(settings=settings, url=url, db_path=db_path, app=app, engine=engine, bot_api=bot_api,
-                smtp=smtp, stack=stack, server=server, _threads=[thread], admin_password=admin_password)
+                smtp=smtp, stack=stack, server=server, bot=bot, _threads=[thread, bot_thread],
+                admin_password=admin_password)
 
 
 DEMO_ADMIN_EMAIL = "admin@vestnik.demo"
+DEMO_CLIENT_EMAIL = "olga.petrova@example.ru"  # a seeded client without Telegram: the one to connect
 DEMO_ADMIN_CHAT_ID = "9000001"  # "send test to me" lands in the fake Telegram, on the sent page
 
 
@@ -246,8 +280,7 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        hint = f"; try another one: vestnik demo --port {port + 1}" if port else ""
-        raise VestnikError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+        raise PortInUse(host, port, exc.strerror or str(exc)) from None
     sock.listen(128)
     return sock
 
@@ -284,17 +317,30 @@ def run_demo(
     return 0
 
 
+def demo_pages(admin_password: str | None = None) -> list[tuple[str, str, str]]:
+    """(name, path, what to do there) of the demo's pages: the banner and the CRM page list the same."""
+    sign_in = f"{DEMO_ADMIN_EMAIL} / {admin_password}" if admin_password else (
+        f"sign in as {DEMO_ADMIN_EMAIL}, password in the terminal")
+    return [
+        ("Demo CRM", "/", 'press "Cancel lesson"'),
+        ("What was sent", "/sent", "Telegram messages, emails, notifications, outbox"),
+        ("Admin", "/admin/", sign_in),
+        ("Client profile", "/me", f"sign in as {DEMO_CLIENT_EMAIL} (the link arrives on What was sent), "
+                                  "then Connect Telegram"),
+    ]
+
+
 def _banner(demo: Demo, open_seconds: float | None) -> str:
     until = (f"It stops by itself after {open_seconds:g} s." if open_seconds is not None
              else "Press Ctrl-C to stop.")
+    lines = [(name, f"{demo.url}{path}", what) for name, path, what in demo_pages(demo.admin_password)]
+    width = max(len(url) for _, url, _ in lines)
     return "\n".join([
         "",
         "Vestnik demo is running (everything in this process; nothing leaves this computer).",
         "",
-        f"  Demo CRM        {demo.url}/        press \"Cancel lesson\"",
-        f"  What was sent   {demo.url}/sent    Telegram messages, emails, notifications, outbox",
-        f"  Admin           {demo.url}/admin/   {DEMO_ADMIN_EMAIL} / {demo.admin_password}",
-        f"  Health          {demo.url}/readyz",
+        *(f"  {name:<15} {url:<{width}}  {what}" for name, url, what in lines),
+        f"  {'Health':<15} {demo.url}/readyz",
         "",
         f"  Database        {demo.db_path}  (SQLite: sqlite3 {demo.db_path})",
         f"  Fake Telegram   {demo.bot_api.url}  (Bot API, token {DEMO_BOT_TOKEN})",

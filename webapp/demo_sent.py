@@ -10,6 +10,12 @@ Telegram texts are shown through ``vestnik.shared.rendering.telegram_html``: onl
 the handful of tags Telegram itself accepts survive, every text node is
 escaped, and links keep only http(s) targets, so a template cannot inject
 markup into this page.  Email texts are shown as plain text.
+
+The demo has no Telegram app, so the profile's "Connect Telegram" deep link
+(``t.me/<bot>?start=<token>``) opens :func:`telegram_app` here instead: its
+Start button queues the ``/start <token>`` update a real Telegram would send
+into the fake Bot API, where the demo's bot loop (the real
+``vestnik.workers.poller``) picks it up like any update.
 """
 
 from __future__ import annotations
@@ -18,12 +24,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
+from werkzeug.wrappers import Response
 
-from vestnik.shared.models import Notification, OutboxEvent
+from vestnik.shared import client_auth
+from vestnik.shared.models import Client, ClientTokenPurpose, Notification, OutboxEvent
 from vestnik.shared.rendering import telegram_html
+from vestnik.webapp import get_settings
 from vestnik.webapp.db import get_session
 
 bp = Blueprint("demosent", __name__)
@@ -47,9 +56,16 @@ class EmailShown:
     text: str
 
 
+#: where the demo's deep links go (the profile reads it instead of https://t.me)
+TELEGRAM_APP_PATH = "/demo/telegram"
+#: chat ids of demo clients that never had Telegram: this plus the client id
+NEW_CHAT_BASE = 200_000
+
+
 def init_app(app: Flask, *, bot_api: Any, smtp: Any) -> None:
     """Register the page and the two sinks whose captures it shows."""
     app.extensions[_EXTENSION] = (bot_api, smtp)
+    app.config["TELEGRAM_LINK_BASE"] = TELEGRAM_APP_PATH
     app.register_blueprint(bp)
 
 
@@ -62,6 +78,44 @@ def sent() -> str:
 def sent_live() -> str:
     """The page's body alone, fetched every 2 s by static/live.js."""
     return render_template("democrm/_sent_live.html", **_snapshot())
+
+
+@bp.get(f"{TELEGRAM_APP_PATH}/<bot>")
+def telegram_app(bot: str) -> str:
+    """A stand-in for the Telegram app opening ``t.me/<bot>?start=<token>``: the chat with a Start button."""
+    bot_api, _ = current_app.extensions[_EXTENSION]
+    if bot != bot_api.username:
+        abort(404)
+    token = request.args.get("start", "")[:200]
+    return render_template("democrm/telegram.html", bot=bot, token=token, chat_id=_chat_for(token))
+
+
+@bp.post(f"{TELEGRAM_APP_PATH}/<bot>")
+def telegram_start(bot: str) -> Response:
+    """The user pressed Start: the update Telegram would send, queued in the fake Bot API."""
+    bot_api, _ = current_app.extensions[_EXTENSION]
+    if bot != bot_api.username:
+        abort(404)
+    token = request.form.get("start", "")[:200]
+    chat_id = _chat_for(token)
+    bot_api.push_start(chat_id, token)
+    flash(f"Telegram sent /start to @{bot} from chat {chat_id}; the bot's answer appears below, "
+          "and the profile page shows Telegram connected.", "success")
+    return redirect(url_for("demosent.sent"))
+
+
+def _chat_for(token: str) -> int:
+    """The chat a demo client presses Start from: the one they have, or a new one of their own."""
+    settings = get_settings()
+    nonce = client_auth.connect_nonce(settings.secret_key, token) if token else None
+    row = client_auth.find(get_session(), settings.secret_key, ClientTokenPurpose.telegram_connect,
+                           nonce) if nonce else None
+    client = get_session().get(Client, row.client_id) if row is not None else None
+    if client is None:
+        return NEW_CHAT_BASE  # an unknown or broken link: the bot answers so in this chat
+    if client.telegram_chat_id and client.telegram_chat_id.isdigit():
+        return int(client.telegram_chat_id)
+    return NEW_CHAT_BASE + client.id
 
 
 def _snapshot() -> dict[str, Any]:

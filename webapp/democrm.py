@@ -29,6 +29,7 @@ from vestnik.outbox import emit
 from vestnik.shared.models import Client
 from vestnik.webapp import get_settings
 from vestnik.webapp.db import get_session
+from vestnik.webapp.demo import demo_pages
 from vestnik.webapp.demo_seed import invoice_number
 from vestnik.webapp.democrm_models import Group, Invoice, Lesson
 
@@ -62,6 +63,7 @@ def index() -> str:
         invoices=db.scalars(select(Invoice).order_by(Invoice.id.desc())).all(),
         clients={c.id: c for c in db.scalars(select(Client).order_by(Client.id))},
         now=datetime.now(UTC),
+        pages=demo_pages(),
         announce=AnnounceForm(title="Объявление", text="Занятия на следующей неделе пройдут по расписанию."),
     )
 

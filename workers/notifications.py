@@ -387,16 +387,23 @@ class Released:
     address: str
 
 
+def _releasable(now: datetime, redrive_after_s: float) -> Any:
+    """Pending rows not with the broker (or handed over so long ago that they are re-driven)."""
+    stale = now - timedelta(seconds=redrive_after_s)
+    return and_(_N.c.status == PENDING, or_(_N.c.queued_at.is_(None), _N.c.queued_at < stale))
+
+
+def next_due_query(now: datetime, *, redrive_after_s: float) -> Select:
+    """The earliest ``send_at`` that :func:`release_due` would take once it has come (one index scan)."""
+    return (select(_N.c.send_at).where(_releasable(now, redrive_after_s), _N.c.send_at.is_not(None))
+            .order_by(_N.c.send_at).limit(1))
+
+
 def release_due(session: Session, now: datetime, *, redrive_after_s: float, limit: int = 1000) -> list[Released]:
     """Due pending rows not handed to delivery yet (or handed long ago and never taken) are
     marked handed now; the caller enqueues them.  ``SKIP LOCKED``: two schedulers split the rows."""
-    stale = now - timedelta(seconds=redrive_after_s)
-    pick = (
-        select(_N.c.id)
-        .where(_N.c.status == PENDING, _N.c.send_at <= now, or_(_N.c.queued_at.is_(None), _N.c.queued_at < stale))
-        .order_by(_N.c.send_at)
-        .limit(limit)
-    )
+    pick = select(_N.c.id).where(_releasable(now, redrive_after_s), _N.c.send_at <= now).order_by(_N.c.send_at)
+    pick = pick.limit(limit)
     if _postgres(session):
         pick = pick.with_for_update(skip_locked=True)
     rows = session.execute(

@@ -8,6 +8,8 @@
   Each row is released once per window even when two schedulers run, because
   the UPDATE only takes rows it can lock (``SKIP LOCKED``) and moves
   ``queued_at`` forward.
+- ``next_due``: the earliest ``send_at`` that ``release_due`` would take (the
+  release loop's one query per wake, ``workers/release.py``).
 - ``reap_stuck``: rows left ``processing`` past their lease.  If the provider
   call may have happened (an attempt row is open), the row is failed as
   "delivery uncertain" instead of resent (invariant 4); otherwise it goes back
@@ -19,13 +21,28 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import Select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.outbox import queries as outbox_queries
 from vestnik.workers import notifications
 from vestnik.workers.notifications import Released
 
-__all__ = ["Released", "clean_outbox", "reap_stuck", "release_due"]
+__all__ = ["Released", "clean_outbox", "next_due", "next_due_query", "reap_stuck", "release_due"]
+
+
+def next_due(factory: sessionmaker[Session], now: datetime, *, redrive_after_s: float) -> datetime | None:
+    """The earliest ``send_at`` among the rows ``release_due`` would take once it has come, or None.
+
+    One index scan (``ix_notifications_due``, ``send_at`` of pending rows), stopping at the first row
+    that is not already with the broker.
+    """
+    with factory() as session:
+        return session.scalar(next_due_query(now, redrive_after_s))
+
+
+def next_due_query(now: datetime, redrive_after_s: float) -> Select:
+    return notifications.next_due_query(now, redrive_after_s=redrive_after_s)
 
 
 def release_due(

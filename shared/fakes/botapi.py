@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 DEFAULT_TOKEN = "123456:TEST-token-for-the-fake"  # noqa: S105 - a fake's fake token
+DEFAULT_USERNAME = "vestnik_fake_bot"
 
 #: Telegram HTML: the tags the Bot API accepts (Bots FAQ / formatting options).
 ALLOWED_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler",
@@ -93,8 +94,9 @@ class FakeBotApi:
     """``with FakeBotApi() as api:`` ... ``api.url`` is a Bot API base, ``api.token`` its token."""
 
     def __init__(self, token: str = DEFAULT_TOKEN, host: str = "127.0.0.1", port: int = 0, *,
-                 stall_s: float = 3.0) -> None:
+                 stall_s: float = 3.0, username: str = DEFAULT_USERNAME) -> None:
         self.token = token
+        self.username = username  # the bot's, as getMe answers it
         self.stall_s = stall_s
         self.cond = threading.Condition()
         self._messages: Ledger = []
@@ -240,7 +242,7 @@ class FakeBotApi:
         chat = int(chat_id)
         user = {"id": chat, "is_bot": False, "first_name": first_name}
         bot = {"id": int(self.token.split(":")[0]) if self.token.split(":")[0].isdigit() else 1, "is_bot": True,
-               "first_name": "Vestnik", "username": "vestnik_fake_bot"}
+               "first_name": "Vestnik", "username": self.username}
         old = old_status or ("member" if new_status == "kicked" else "kicked")
 
         def member(status: str) -> dict[str, Any]:
@@ -323,7 +325,7 @@ class FakeBotApi:
         if name == "getme":
             bot_id = int(self.token.split(":")[0]) if self.token.split(":")[0].isdigit() else 1
             return 200, {"ok": True, "result": {
-                "id": bot_id, "is_bot": True, "first_name": "Vestnik", "username": "vestnik_fake_bot",
+                "id": bot_id, "is_bot": True, "first_name": "Vestnik", "username": self.username,
                 "can_join_groups": True, "can_read_all_group_messages": False,
                 "supports_inline_queries": False,
             }}
@@ -420,7 +422,7 @@ class FakeBotApi:
             self._stopping.wait(fault.stall_s if fault.stall_s is not None else self.stall_s)
         result: dict[str, Any] = {
             "message_id": record["message_id"], "date": int(record["time"]),
-            "from": {"id": 1, "is_bot": True, "first_name": "Vestnik", "username": "vestnik_fake_bot"},
+            "from": {"id": 1, "is_bot": True, "first_name": "Vestnik", "username": self.username},
             "chat": {"id": int(chat) if chat.lstrip("-").isdigit() else chat, "type": "private"},
         }
         if is_document and document is not None:

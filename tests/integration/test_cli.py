@@ -126,3 +126,21 @@ def test_bad_configuration_names_the_variable(monkeypatch, capsys):
     monkeypatch.setenv("VESTNIK_MAX_ATTEMPTS", "many")
     assert main(["emit", "x", "--recipients", "1"]) == 2
     assert "VESTNIK_MAX_ATTEMPTS" in capsys.readouterr().err
+
+
+def test_create_admin_without_a_terminal_says_how_instead_of_crashing(cli_db, session_factory, capsys, monkeypatch):
+    import io
+
+    from vestnik.shared.models import AdminUser
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # as under `docker compose run -T`
+    monkeypatch.delenv("VESTNIK_ADMIN_PASSWORD", raising=False)
+    assert main(["create-admin", "ops@school.test"]) == 2
+    assert "set VESTNIK_ADMIN_PASSWORD and add --password-env" in capsys.readouterr().err
+    assert main(["create-admin", "ops@school.test", "--password-env"]) == 2
+    assert "VESTNIK_ADMIN_PASSWORD, which is not set" in capsys.readouterr().err
+    monkeypatch.setenv("VESTNIK_ADMIN_PASSWORD", "correct horse battery")
+    assert main(["create-admin", "ops@school.test", "--password-env"]) == 0
+    with session_factory() as s:
+        assert s.scalars(select(AdminUser.email)).all() == ["ops@school.test"]
+

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from vestnik.cli import main as vestnik
 from vestnik.shared.models import Client, Notification, OutboxEvent
-from vestnik.webapp.demo import build_demo
+from vestnik.webapp.demo import DEMO_ADMIN_EMAIL, DEMO_CLIENT_EMAIL, build_demo, demo_pages
 from vestnik.webapp.democrm_models import Lesson
 
 T = TypeVar("T")
@@ -132,8 +132,11 @@ def test_cancel_lesson_reaches_every_channel_each_client_allows(demo, browser_se
 
 
 def test_the_sent_page_shows_the_captured_messages(demo, browser_session):
-    http, _ = browser_session
-    wait_for(lambda: demo.bot_api.messages(), what="any Telegram message (the previous test sends them)")
+    http, html = browser_session
+    if not demo.bot_api.messages():  # alone, or on another xdist worker than the test that cancels a lesson
+        http.post(f"{demo.url}/lessons/{robotics_lesson_ids(html)[-1]}/cancel", data={"csrf_token": csrf_token(html)},
+                  timeout=10, allow_redirects=False)
+    wait_for(lambda: demo.bot_api.messages() and demo.smtp.messages(), what="a Telegram message and an email")
     page = http.get(f"{demo.url}/sent/live", timeout=10).text
     assert 'class="bubble"' in page and 'class="mail"' in page
     assert "<script" not in page
@@ -154,3 +157,56 @@ def test_post_without_csrf_token_is_rejected_and_changes_nothing(demo, browser_s
     with demo.app.extensions["vestnik_db"]() as s:
         assert s.get(Lesson, lesson_id).status == "scheduled"
         assert s.scalar(select(func.count()).select_from(OutboxEvent)) == events_before
+
+
+def test_the_crm_page_lists_every_demo_page(demo, browser_session):
+    _, html = browser_session
+    for name, path, _what in demo_pages():
+        assert f'<a href="{path}">{name}</a>' in html, name
+    assert DEMO_ADMIN_EMAIL in html
+    for path in ("/sent", "/me/login", "/admin/"):  # the admin answers with its sign-in page
+        assert requests.get(demo.url + path, timeout=10).status_code == 200, path
+
+
+def test_connecting_telegram_through_the_deep_link_works_against_the_fake_bot_api(demo):
+    """Profile → Connect Telegram → the deep link → Start → the bot loop binds the chat, as in production."""
+    # The bot the profile links to is the one the fake Bot API is (getMe), so the link and the bot agree.
+    me = requests.get(f"{demo.bot_api.url}/bot{demo.settings.telegram_token}/getMe", timeout=10).json()
+    assert me["result"]["username"] == demo.settings.telegram_bot_username
+    with demo.app.extensions["vestnik_db"]() as s:
+        olga = s.scalars(select(Client).where(Client.email == DEMO_CLIENT_EMAIL)).one()
+        assert olga.telegram_chat_id is None  # the seeded client to connect
+    with requests.Session() as http:
+        page = http.get(f"{demo.url}/me/login", timeout=10).text
+        mails_before = len(demo.smtp.messages())
+        http.post(f"{demo.url}/me/login", data={"email": DEMO_CLIENT_EMAIL, "method": "link",
+                                                "csrf_token": csrf_token(page)}, timeout=10)
+        mail = wait_for(lambda: [m for m in demo.smtp.messages()[mails_before:] if DEMO_CLIENT_EMAIL in str(m["to"])],
+                        what="the sign-in email")[0]
+        link = re.search(re.escape(demo.url) + r"(/me/login/t/[\w-]+)", mail["text"]).group(1)
+        confirm = http.get(demo.url + link, timeout=10).text
+        http.post(demo.url + link, data={"csrf_token": csrf_token(confirm)}, timeout=10)
+        profile = http.get(f"{demo.url}/me/", timeout=10).text
+        assert "Telegram не подключён" in profile and "не настроено" not in profile
+
+        http.post(f"{demo.url}/me/telegram/connect", data={"csrf_token": csrf_token(profile)}, timeout=10)
+        deep_link = re.search(r'href="(/demo/telegram/(\w+)\?start=[\w-]+)"',
+                              http.get(f"{demo.url}/me/", timeout=10).text)
+        assert deep_link is not None and deep_link.group(2) == me["result"]["username"]
+        app_page = http.get(demo.url + deep_link.group(1), timeout=10)
+        assert app_page.status_code == 200 and ">Start</button>" in app_page.text
+        token = re.search(r'name="start" value="([\w-]+)"', app_page.text).group(1)
+        pressed = http.post(demo.url + deep_link.group(1).split("?")[0],
+                            data={"start": token, "csrf_token": csrf_token(app_page.text)}, timeout=10,
+                            allow_redirects=False)
+        assert pressed.status_code == 302 and pressed.headers["Location"].endswith("/sent")
+
+        wait_for(lambda: http.get(f"{demo.url}/me/telegram/status", timeout=10).json()["connected"],
+                 what="the bot loop to handle /start <token>")
+        with demo.app.extensions["vestnik_db"]() as s:
+            chat = s.get(Client, olga.id).telegram_chat_id
+        assert chat is not None
+        reply = wait_for(lambda: demo.bot_api.messages(chat), what="the bot's answer in the chat")
+        assert "Telegram подключён" in reply[-1]["text"]
+        profile = http.get(f"{demo.url}/me/", timeout=10).text
+        assert "Telegram подключён" in profile and "не настроено" not in profile

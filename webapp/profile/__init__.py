@@ -359,7 +359,9 @@ def telegram_connect():
     row_id = row.id if row is not None else None
     audit(db, g.client.id, "client.telegram_link_issued")
     db.commit()
-    session[TG_PENDING_KEY] = [row_id, f"https://t.me/{s.telegram_bot_username}?start={token}"]
+    # The demo points the deep link at its stand-in for the Telegram app (there is no real Telegram).
+    base = current_app.config.get("TELEGRAM_LINK_BASE", "https://t.me")
+    session[TG_PENDING_KEY] = [row_id, f"{base}/{s.telegram_bot_username}?start={token}"]
     return redirect(flask_url_for("profile.index") + "#telegram")
 
 
