@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
@@ -294,7 +294,10 @@ def record(session: Session, settled: Sequence[Settled], *, now: datetime) -> se
                     external_id=bindparam("b_external"), sent_at=bindparam("b_sent_at"),
                     send_at=func.coalesce(bindparam("b_send_at", type_=_N.c.send_at.type), _N.c.send_at),
                     delivery_uncertain=bindparam("b_uncertain"), attempts=_N.c.attempts - bindparam("b_uncount"),
-                    queued_at=bindparam("b_queued", type_=_N.c.queued_at.type), locked_until=None,
+                    # a retry is with the broker (its delay) or not; a finished row keeps when it was handed over
+                    queued_at=case((bindparam("b_status") == PENDING, bindparam("b_queued", type_=_N.c.queued_at.type)),
+                                   else_=_N.c.queued_at),
+                    locked_until=None,
                     updated_at=now),
             [{"b_id": s.id, "b_status": s.status, "b_last_error": s.last_error, "b_external": s.external_id,
               "b_sent_at": now if s.status == SENT else None, "b_send_at": s.send_at, "b_uncertain": s.uncertain,
