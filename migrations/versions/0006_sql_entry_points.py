@@ -1,7 +1,7 @@
 """SQL entry points: vestnik_emit and vestnik_upsert_client, and the registry they check against
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-11-26 10:00:00
 
 - ``vestnik_registry``: the event registry as JSON Schema documents (one row
@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
