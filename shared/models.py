@@ -112,6 +112,9 @@ class Client(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The CRM's last activity of the client (a visit, a payment): broadcasts filter on it.
     last_active_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Set when the CRM asked Vestnik to forget the client (DELETE /api/v1/clients/{id}): contact data
+    # erased, every switch off, history kept without personal data; a later upsert brings it back.
+    forgotten_at: Mapped[datetime | None] = mapped_column()
 
     def unreachable_reason(self, channel: str) -> str | None:
         return getattr(self, f"{channel}_unreachable_reason", None)
@@ -330,6 +333,31 @@ class RuleOverride(Base):
     offsets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # step name -> [seconds, ...]
     updated_by: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A key a CRM calls the HTTP API with; only its SHA-256 is stored (the key is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    #: the key's first characters, to recognise it in lists ("vk_3fA9c…"); not enough to use it
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    last_used_at: Mapped[datetime | None] = mapped_column()  # updated at most once a minute
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and the outbox name what this key did."""
+        return f"api_key:{self.id}"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
 
 
 class AuditLog(Base):
