@@ -15,6 +15,8 @@ from sqlalchemy import select, update
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import (
     AdminUser,
     Client,
@@ -148,6 +150,17 @@ def _origin(view, context, model, name) -> Markup:
 # ------------------------------------------------------------------ history
 
 
+def _ids(raw: list[str]) -> list[int]:
+    """The row ids an action was given (Flask-Admin's ``rowid`` fields), each a bounded id."""
+    if len(raw) > MAX_ACTION_ROWS:
+        raise BoundsError("rowid", f"at most {MAX_ACTION_ROWS} rows at once")
+    return [bounds.identifier(i, "rowid") for i in raw]
+
+
+#: rows one action may change (a page holds 20-100; more is not a click)
+MAX_ACTION_ROWS = 1000
+
+
 class NotificationView(SecureModelView):
     """Notification history: fast on millions of rows (indexed filters, no COUNT)."""
 
@@ -193,7 +206,7 @@ class NotificationView(SecureModelView):
         db = get_session()
         now = utcnow()
         made, refused = 0, []
-        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]))):
+        for original in db.scalars(select(Notification).where(Notification.id.in_(_ids(ids)))):
             try:
                 resend_copy(db, original, initiator=self._actor(), now=now)
             except ValueError as exc:
@@ -218,7 +231,7 @@ class NotificationView(SecureModelView):
 
     def _transition(self, ids, source, target, what: str, **values: Any) -> None:
         db = get_session()
-        int_ids = [int(i) for i in ids]
+        int_ids = _ids(ids)
         changed = db.execute(
             update(Notification)
             .where(Notification.id.in_(int_ids), Notification.status == source.value)
@@ -316,7 +329,7 @@ class TemplateView(SecureModelView):
         taken = get_session().scalar(select(NotificationTemplate.id).where(
             NotificationTemplate.code == (form.code.data or "").strip(),
             NotificationTemplate.channel == form.channel.data, NotificationTemplate.locale == form.locale.data,
-            NotificationTemplate.id != (int(raw_id) if raw_id.isdigit() else -1)))
+            NotificationTemplate.id != (bounds.optional_integer(raw_id, "id", default=-1, minimum=1))))
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
@@ -365,7 +378,7 @@ class TemplateView(SecureModelView):
     # ------------------------------------------------------------ versions: list, view, restore
 
     def _template_or_404(self, raw_id: str | None) -> NotificationTemplate:
-        template = get_session().get(NotificationTemplate, int(raw_id)) if (raw_id or "").isdigit() else None
+        template = get_session().get(NotificationTemplate, bounds.identifier(raw_id, "id"))
         if template is None:
             abort(404)
         return template
@@ -382,10 +395,9 @@ class TemplateView(SecureModelView):
         import difflib
 
         template = self._template_or_404(request.args.get("id"))
-        raw = request.args.get("version", "")
+        version = bounds.integer(request.args.get("version"), "version", minimum=1, maximum=2**31 - 1)
         shown = get_session().scalar(select(TemplateVersion).where(
-            TemplateVersion.template_id == template.id,
-            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+            TemplateVersion.template_id == template.id, TemplateVersion.version == version))
         if shown is None:
             abort(404)
         diff = "\n".join(difflib.unified_diff(
@@ -401,11 +413,10 @@ class TemplateView(SecureModelView):
         if not can_write():
             abort(403)
         template = self._template_or_404(request.form.get("id"))
-        raw = request.form.get("version", "")
+        version = bounds.integer(request.form.get("version"), "version", minimum=1, maximum=2**31 - 1)
         db = get_session()
         shown = db.scalar(select(TemplateVersion).where(
-            TemplateVersion.template_id == template.id,
-            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+            TemplateVersion.template_id == template.id, TemplateVersion.version == version))
         if shown is None:
             abort(404)
         # The event schemas may have changed since: a restored version passes the same checks as a save.
