@@ -482,6 +482,27 @@ def _groups_and_tags(view, context, model, name) -> Markup:
     return Markup(" ").join(badges) if badges else Markup("—")
 
 
+def _known_time_zone(form, field) -> None:
+    """An IANA time zone name (Europe/Moscow): anything else would be a client whose times cannot be shown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = (field.data or "").strip()
+    try:
+        if not name or len(name) > 64:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"not a known time zone: {name[:64]!r} (e.g. Europe/Moscow)") from None
+    field.data = name
+
+
+def _language_code(form, field) -> None:
+    """ru, en, uz_Latn...: the same rule as the CSV import."""
+    if not re.fullmatch(r"[a-z]{2}([_-][A-Za-z]{2,4})?", (field.data or "").strip(), re.ASCII):
+        raise ValidationError("expected a language code like ru or en")
+    field.data = field.data.strip()
+
+
 class ClientView(SecureModelView):
     allow_edit = True
     column_list = ("id", "name", "email", "telegram_chat_id", "locale", "notifications_telegram_enabled",
@@ -504,6 +525,11 @@ class ClientView(SecureModelView):
     column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
                      "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications",
                      "groups_and_tags": "Groups and tags (broadcast targeting)"}
+
+    form_args = {
+        "locale": {"validators": [_language_code]},
+        "timezone": {"validators": [_known_time_zone]},
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name="Clients", endpoint="client", **kwargs)
