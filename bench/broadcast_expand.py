@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import func, select, text
 
-from bench.common import scratch_database
+from bench.common import Report, private_redis, run, scratch_database
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.fakes.botapi import FakeBotApi
@@ -78,7 +78,7 @@ class RecordingBroker:
         return message
 
 
-def expansion(clients: int) -> None:
+def expansion(report: Report, clients: int) -> None:
     with scratch_database() as url:
         _seed(url, clients)
         engine = make_engine(url)
@@ -106,31 +106,29 @@ def expansion(clients: int) -> None:
         with factory() as s:
             rows = s.scalar(select(func.count()).select_from(Notification).where(Notification.broadcast_id == bid))
         engine.dispose()
-    first = (broker.first_delivery_at - start) if broker.first_delivery_at else float("nan")
-    print(f"count (admin's confirmation page): {whole.messages:,} messages to {whole.clients:,} clients "
-          f"in {count_s:.2f} s")
-    print(f"expansion: {rows:,} notification rows for {clients:,} clients in {elapsed:.2f} s "
-          f"({rows / elapsed:,.0f} rows/s)")
-    print(f"  peak Python memory during expansion (tracemalloc): {peak / 1024 / 1024:.1f} MiB; "
-          f"process peak RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB")
-    print(f"  first delivery handed to the broker {first * 1000:.0f} ms after the expansion started "
-          f"({broker.deliveries} handed during expansion: the feeder keeps ~3 s of each channel's limit queued)")
+    first = (broker.first_delivery_at - start) if broker.first_delivery_at else None
+    report.add("count for the confirmation page", count_s * 1000, "ms")
+    report.add("expansion: rows", rows, "rows")
+    report.add("expansion: time", elapsed, "s")
+    report.add("expansion: rate", rows / elapsed if rows else None, "rows/s")
+    report.add("expansion: peak Python memory", peak / 1024 / 1024, "MiB")
+    report.add("expansion: process peak RSS", rss_after / 1024, "MiB")
+    report.add("first delivery handed to the broker", None if first is None else first * 1000, "ms")
+    report.note(f"{whole.messages:,} messages to {whole.clients:,} clients; RSS before {rss_before / 1024:.0f} MiB; "
+                f"{broker.deliveries} handed during expansion (the feeder keeps ~3 s of each channel's limit queued)")
 
-
-def send_time(recipients: int, rate: float) -> None:
+def send_time(report: Report, recipients: int, rate: float) -> None:
     vhost = f"bench_{uuid.uuid4().hex[:6]}"
     subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
                    capture_output=True)
-    redis_db = os.environ.get("VESTNIK_BENCH_REDIS_DB", "12")
-    subprocess.run(["redis-cli", "-n", redis_db, "flushdb"], capture_output=True)
     procs: list[subprocess.Popen] = []
     try:
-        with scratch_database() as url, FakeBotApi() as bot:
+        with private_redis() as redis_url, scratch_database() as url, FakeBotApi() as bot:
             _seed(url, recipients, email=False)
             env = {**os.environ, "VESTNIK_DATABASE_URL": url,
                    "VESTNIK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-                   "VESTNIK_REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}", "VESTNIK_TELEGRAM_TOKEN": bot.token,
+                   "VESTNIK_REDIS_URL": redis_url, "VESTNIK_TELEGRAM_TOKEN": bot.token,
                    "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_TELEGRAM_RATE_PER_S": str(rate),
                    "VESTNIK_SCHEDULER_TICK_S": "1", "VESTNIK_LOG_LEVEL": "WARNING", "VESTNIK_SECRET_KEY": "bench"}
             logs = tempfile.mkdtemp(prefix="vestnik-bench-")
@@ -155,12 +153,14 @@ def send_time(recipients: int, rate: float) -> None:
             # The steady rate, over the middle of the run (start-up and tail excluded).
             lo, hi = times[len(times) // 10], times[len(times) * 9 // 10]
             steady = (len(times) * 8 // 10) / (hi - lo) if hi > lo else float("nan")
-            print(f"send: {recipients:,} Telegram messages at a limit of {rate:g}/s: {total:.1f} s from start to the "
-                  f"last message; theoretical minimum {minimum:.1f} s ({total / minimum:.2f}x)")
-            print(f"  first message {times[0] - start:.2f} s after start; steady rate {steady:.1f}/s; "
-                  f"peak in any 1 s window {_peak(times):d} (at the receiver)")
-            print(f"  CPU seconds used: worker {_cpu_s(procs[0].pid):.1f}, scheduler {_cpu_s(procs[1].pid):.1f}; "
-                  f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            report.add("send: start to the last message", total, "s")
+            report.add("send: theoretical minimum", minimum, "s")
+            report.add("send: ratio to the minimum", total / minimum, "x")
+            report.add("send: first message after start", times[0] - start, "s")
+            report.add("send: steady rate", steady, "messages/s")
+            report.add("send: peak in any 1 s window (receiver)", _peak(times), "messages")
+            report.add("send: worker CPU", _cpu_s(procs[0].pid), "s")
+            report.add("send: scheduler CPU", _cpu_s(procs[1].pid), "s")
     finally:
         for p in procs:
             p.terminate()
@@ -198,16 +198,20 @@ def _peak(times: list[float]) -> int:
     return best
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=100_000)
     parser.add_argument("--send", type=int, default=2_000, help="recipients of the send-time run (0: skip)")
     parser.add_argument("--rate", type=float, default=30.0, help="Telegram limit, messages per second")
     args = parser.parse_args()
-    expansion(args.clients)
+    report = Report("bench.broadcast_expand", "a broadcast's exact count, expansion into rows, and send time at the "
+                    "Telegram limit (worker and scheduler processes, the fake Bot API)",
+                    size=f"{args.clients:,} clients x 2 channels expanded; {args.send:,} Telegram recipients sent "
+                         f"at {args.rate:g}/s")
+    expansion(report, args.clients)
     if args.send:
-        send_time(args.send, args.rate)
-
+        send_time(report, args.send, args.rate)
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,17 +1,36 @@
-"""Helpers for the benchmarks: a scratch PostgreSQL database and percentiles."""
+"""Helpers for the benchmarks: the report every bench prints, scratch resources, percentiles.
+
+**The report.**  Every bench prints its figures in one shape through
+:class:`Report`: what it measures, the size of the run, the figures (name,
+value, unit, and the goal where there is one), and the machine's load
+average at the start and the end (this machine is shared: figures taken
+under load say so).  The last line is the same report as JSON after
+``BENCH-JSON``, for scripts and for the smoke test.  A bench that could not
+measure (a figure with no samples, an exception) exits non-zero.
+
+**Scratch resources only.**  A bench never touches data it did not create:
+a PostgreSQL database of its own (:func:`scratch_database`), a RabbitMQ
+vhost of its own, and a redis-server of its own on a free port
+(:func:`private_redis`), all removed at the end.
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import math
 import os
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +52,139 @@ NO_LIMITS = {"VESTNIK_TELEGRAM_RATE_PER_S": "100000", "VESTNIK_TELEGRAM_CHAT_RAT
              "VESTNIK_EMAIL_RATE_PER_DAY": "10000000"}
 
 PG_ADMIN_URL = os.environ.get("VESTNIK_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+JSON_PREFIX = "BENCH-JSON "
+
+
+class CouldNotMeasure(Exception):
+    """The bench ran but has no figure to show (no samples, nothing delivered, ...)."""
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str = ""
+    goal: float | None = None  # at most this much (same unit); None: no goal
+
+    def met(self) -> bool | None:
+        return None if self.goal is None or not math.isfinite(self.value) else self.value <= self.goal
+
+
+def machine_load() -> dict[str, float]:
+    one, five, fifteen = os.getloadavg()
+    return {"1m": round(one, 2), "5m": round(five, 2), "15m": round(fifteen, 2), "cores": os.cpu_count() or 0}
+
+
+#: the bench process's start (bench.common is imported first thing): the report's "at start"
+_STARTED = time.monotonic()
+_LOAD_AT_START = machine_load()
+
+
+@dataclass
+class Report:
+    """``report = Report("bench.x", "what it measures", size="1000 events")``, ``report.add(...)``, then
+    ``report.finish()`` prints it and returns the exit code (see the module docstring)."""
+
+    bench: str
+    what: str
+    size: str = ""
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    load_start: dict[str, float] = field(default_factory=lambda: dict(_LOAD_AT_START))
+    started: float = _STARTED
+
+    def add(self, name: str, value: float | None, unit: str = "", goal: float | None = None) -> Figure:
+        figure = Figure(name, float("nan") if value is None else float(value), unit, goal)
+        self.figures.append(figure)
+        return figure
+
+    def add_percentiles(self, name: str, values: list[float], unit: str, ps: tuple[int, ...] = (50, 95, 99),
+                        goals: dict[str, float] | None = None) -> None:
+        """``name p50``, ``name p95``, ... and ``name max`` of ``values`` (nothing measured: NaN)."""
+        goals = goals or {}
+        for p in ps:
+            self.add(f"{name} p{p}", pct(values, p), unit, goals.get(f"p{p}"))
+        self.add(f"{name} max", max(values) if values else None, unit, goals.get("max"))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def missing(self) -> list[str]:
+        return [f.name for f in self.figures if not math.isfinite(f.value)]
+
+    def as_dict(self) -> dict:
+        return {"bench": self.bench, "what": self.what, "size": self.size,
+                "figures": [{"name": f.name, "value": f.value if math.isfinite(f.value) else None, "unit": f.unit,
+                             "goal": f.goal, "met": f.met()} for f in self.figures],
+                "notes": self.notes, "load": {"start": self.load_start, "end": machine_load()},
+                "wall_s": round(time.monotonic() - self.started, 2)}
+
+    def render(self) -> str:
+        data = self.as_dict()
+        width = max([len(f.name) for f in self.figures] + [10])
+        lines = [f"{self.bench}: {self.what}", f"  size: {self.size}"]
+        for f in self.figures:
+            shown = f"{f.value:12.2f}" if math.isfinite(f.value) else f"{'n/a':>12}"
+            goal = "" if f.goal is None else f"   goal <= {f.goal:g} {f.unit}: {'met' if f.met() else 'MISSED'}"
+            lines.append(f"  {f.name:<{width}} {shown} {f.unit}{goal}")
+        lines += [f"  note: {n}" for n in self.notes]
+        start, end = data["load"]["start"], data["load"]["end"]
+        lines.append(f"  machine: load average (1 min) {start['1m']:.2f} at start, {end['1m']:.2f} at end, "
+                     f"on {end['cores']} cores; {data['wall_s']:.1f} s wall")
+        return "\n".join(lines)
+
+    def finish(self) -> int:
+        """Print the report; 0, or 3 when no figure (or a NaN one) says the bench could not measure."""
+        print(self.render(), flush=True)
+        print(JSON_PREFIX + json.dumps(self.as_dict(), ensure_ascii=False), flush=True)
+        missing = self.missing() if self.figures else ["every figure"]
+        if missing:
+            print(f"{self.bench}: could not measure {', '.join(missing)}", file=sys.stderr, flush=True)
+            return 3
+        return 0
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Run a bench's ``main`` and exit with its code; an exception exits 2 after saying what failed."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        raise
+    except CouldNotMeasure as exc:
+        print(f"could not measure: {exc}", file=sys.stderr, flush=True)
+        code = 3
+    except Exception:  # noqa: BLE001 - a bench that crashed did not measure
+        traceback.print_exc()
+        code = 2
+    sys.exit(code or 0)
+
+
+@contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of the bench's own on a free port, no persistence; yields its URL.  Never a
+    shared Redis: flushing one would wipe someone else's limiter state (or data)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise CouldNotMeasure("redis-server is not installed (apt-get install redis-server)")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise CouldNotMeasure(f"a private redis-server on port {port} did not start") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 @contextmanager
@@ -116,16 +268,16 @@ class Stack:
 def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None
                      ) -> Iterator[Stack]:
     """Scratch PostgreSQL database with ``clients`` clients (Telegram and email each), a fresh RabbitMQ
-    vhost, Redis db 14, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
+    vhost, a private redis-server, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
     ``("worker", "--processes", "1")``), named ``relay``, ``worker``, ... (``worker-2`` for a second one);
     everything torn down afterwards."""
     vhost = f"bench_{uuid.uuid4().hex[:6]}"
     subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
                    capture_output=True)
-    subprocess.run(["redis-cli", "-n", "14", "flushdb"], capture_output=True)
     try:
         with ExitStack() as stack:
+            redis_url = stack.enter_context(private_redis())
             url = stack.enter_context(scratch_database())
             bot = stack.enter_context(FakeBotApi())
             smtp = stack.enter_context(FakeSmtpServer())
@@ -138,7 +290,7 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
                 s.commit()
             full_env = {**os.environ, "VESTNIK_DATABASE_URL": url,
                         "VESTNIK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
-                        "VESTNIK_REDIS_URL": "redis://127.0.0.1:6379/14", "VESTNIK_TELEGRAM_TOKEN": bot.token,
+                        "VESTNIK_REDIS_URL": redis_url, "VESTNIK_TELEGRAM_TOKEN": bot.token,
                         "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
                         "VESTNIK_LOG_LEVEL": "WARNING", **NO_LIMITS, **(env or {})}
             logs = stack.enter_context(tempfile.TemporaryDirectory())

@@ -8,11 +8,12 @@ the ratio compares like with like.  Run: ``.venv/bin/python -m bench.crm_overhea
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 from sqlalchemy import text
 
-from bench.common import scratch_database, summary_ms
+from bench.common import Report, run, scratch_database
 from vestnik.outbox import emit
 from vestnik.shared.db import make_engine, make_session_factory
 
@@ -20,7 +21,7 @@ DATA = {"lesson_title": "Робототехника", "old_starts_at": "2026-11-
         "starts_at": "2026-11-26T16:00:00+03:00"}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=3000, help="transactions of each kind")
     args = parser.parse_args()
@@ -46,13 +47,15 @@ def main() -> None:
             if i >= 200:  # warm-up excluded
                 (with_emit if use_emit else plain).append(elapsed)
         engine.dispose()
-    mean_plain = sum(plain) / len(plain)
-    mean_emit = sum(with_emit) / len(with_emit)
-    print("CRM transaction (UPDATE one lesson row + COMMIT), PostgreSQL, same process, interleaved")
-    print(f"  without emit: {summary_ms(plain)}")
-    print(f"  with emit:    {summary_ms(with_emit)}")
-    print(f"  ratio (mean): {mean_emit / mean_plain:.2f}x")
-
+    report = Report("bench.crm_overhead", "a tiny CRM transaction (UPDATE one row + COMMIT) with and without emit, "
+                    "PostgreSQL, interleaved in one process", size=f"{args.n} transactions of each kind")
+    for name, values in (("without emit", plain), ("with emit", with_emit)):
+        ms = [v * 1000 for v in values]
+        report.add(f"{name} mean", statistics.fmean(ms) if ms else None, "ms")
+        report.add_percentiles(name, ms, "ms", ps=(50, 99))
+    if plain and with_emit:
+        report.add("ratio of the means", statistics.fmean(with_emit) / statistics.fmean(plain), "x")
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -16,7 +16,7 @@ import uuid
 
 from sqlalchemy import select
 
-from bench.common import pct, scratch_database
+from bench.common import Report, run, scratch_database
 from vestnik.outbox import emit
 from vestnik.outbox.relay import Relay, build_publisher
 from vestnik.shared.config import Settings
@@ -27,7 +27,7 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 DATA = {"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200, help="events per second")
@@ -67,10 +67,12 @@ def main() -> None:
             engine.dispose()
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
-    print(f"relay latency, commit -> broker confirm (PostgreSQL + RabbitMQ, {args.rate:.0f} events/s, "
-          f"{len(lat)}/{args.events} published)")
-    print(f"  p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, max {max(lat):.1f} ms")
-
+    report = Report("bench.relay_latency", "relay latency, the CRM's commit to the broker's confirm "
+                    "(PostgreSQL + RabbitMQ, LISTEN/NOTIFY wake-up)",
+                    size=f"{args.events} events committed one by one at {args.rate:g} events/s")
+    report.add("published", len(lat), "events")
+    report.add_percentiles("latency", lat, "ms", ps=(50, 99))
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -18,14 +18,14 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bench.common import pct, production_stack
+from bench.common import Report, production_stack, run
 from vestnik.outbox import emit
 from vestnik.shared.models import Notification, utcnow
 
 DATA = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--spread", type=float, default=60.0, help="seconds over which send_at is spread")
@@ -43,14 +43,15 @@ def main() -> None:
             time.sleep(0.2)  # a benchmark's polling loop
         with stack.factory() as s:
             rows = s.execute(select(Notification.send_at, Notification.queued_at, Notification.sent_at)).all()
-    released = [(q - a).total_seconds() for a, q, _ in rows if q is not None]
-    sent = [(t - a).total_seconds() for a, _, t in rows if t is not None]
-    print(f"scheduler lateness, {len(rows)} notifications due over {args.spread:.0f} s "
-          f"(tick {stack.env.get('VESTNIK_SCHEDULER_TICK_S', '1.0')} s), limits lifted")
-    for name, values in (("released (queued_at - send_at)", released), ("sent (sent_at - send_at)", sent)):
-        print(f"  {name}: p50 {pct(values, 50):.2f} s, p99 {pct(values, 99):.2f} s, max {max(values):.2f} s "
-              f"(n={len(values)})")
-
+    released = [(q - a).total_seconds() * 1000 for a, q, _ in rows if q is not None]
+    sent = [(t - a).total_seconds() * 1000 for a, _, t in rows if t is not None]
+    report = Report("bench.scheduler_lateness", "how long after its send_at a scheduled notification is handed to "
+                    "delivery (released: queued_at - send_at) and accepted by the provider (sent: sent_at - send_at)",
+                    size=f"{len(rows)} notifications due over {args.spread:g} s; relay, worker and scheduler "
+                         f"processes (tick {stack.env.get('VESTNIK_SCHEDULER_TICK_S', '1.0')} s), limits lifted")
+    report.add_percentiles("released", released, "ms", goals={"p99": 50})
+    report.add_percentiles("sent", sent, "ms", goals={"p99": 200})
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

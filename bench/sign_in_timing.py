@@ -14,7 +14,7 @@ import argparse
 import re
 import time
 
-from bench.common import pct, scratch_database
+from bench.common import Report, run, scratch_database
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.fakes.smtp import FakeSmtpServer
@@ -22,7 +22,7 @@ from vestnik.shared.models import Client
 from vestnik.webapp import create_app
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="requests of each kind")
     args = parser.parse_args()
@@ -49,11 +49,12 @@ def main() -> None:
         smtp.wait_for(lambda m: len(m) >= args.requests, timeout=120)
         app.extensions["vestnik_sign_in_messenger"].close()
         engine.dispose()
-    print(f"POST /me/login (email link), {args.requests} requests of each kind, PostgreSQL, test client")
+    report = Report("bench.sign_in_timing", "POST /me/login (email link) for known and unknown addresses: "
+                    "equal times (no account enumeration by timing); PostgreSQL, Flask test client",
+                    size=f"{args.requests} requests of each kind")
     for kind, values in timings.items():
-        print(f"  {kind:8s} p50 {pct(values, 50):6.2f} ms   p90 {pct(values, 90):6.2f} ms   "
-              f"p99 {pct(values, 99):6.2f} ms")
-
+        report.add_percentiles(kind, values, "ms", ps=(50, 90, 99))
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import create_engine, func, select, text
 
-from bench.common import PG_ADMIN_URL, production_stack
+from bench.common import PG_ADMIN_URL, CouldNotMeasure, Report, production_stack, run
 from vestnik.outbox import emit
 from vestnik.shared.fakes.ledger import Expected, check, received
 from vestnik.shared.models import Notification, OutboxEvent, utcnow
@@ -124,7 +124,7 @@ def inject(stack, admin, rng: random.Random) -> str:
     return fault
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--rate", type=float, default=5.0, help="events per second")
@@ -180,17 +180,29 @@ def main() -> None:
         report = check(expected, received(stack.bot, stack.smtp),
                        [(c, a, d["lesson_title"]) for c, a, d in rows])
     admin.dispose()
-    print(f"soak: {n} events over {emitted_s / 60:.1f} min ({n / emitted_s:.1f}/s, target {args.rate:g}/s), "
-          f"{len(faults)} faults "
-          f"({', '.join(f'{f} x{faults.count(f)}' for f in sorted(set(faults)))})")
-    print(f"  ledger: {report}")
+    if report.received == 0:
+        raise CouldNotMeasure(f"nothing was delivered of {report.expected} expected messages")
+    result = Report("bench.soak", "a steady event rate with random faults, judged by the delivery ledger "
+                    "(relay, worker and scheduler processes, the shipped channel limits)",
+                    size=f"{n} events over {emitted_s / 60:.1f} min ({n / emitted_s:.1f}/s, target {args.rate:g}/s), "
+                         f"{len(faults)} faults")
+    result.add("expected", report.expected, "messages")
+    result.add("received", report.received, "messages")
+    result.add("lost", len(report.lost), "messages", goal=0)
+    result.add("duplicated", len(report.duplicated), "messages", goal=0)
+    result.add("unexpected", len(report.unexpected), "messages", goal=0)
     for name in sorted(samples.rss_peak):
         first, peak, last = samples.rss_first[name], samples.rss_peak[name], samples.rss_last[name]
-        print(f"  {name}: RSS first minute {first / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB, "
-              f"end {last / 1024:.0f} MiB (growth {(last - first) / 1024:+.0f} MiB; restarts reset it)")
-    print(f"  peak connections: PostgreSQL {samples.pg_connections}, RabbitMQ {samples.amqp_connections}")
-    print(f"  peak lag: outbox {samples.outbox_lag_s:.1f} s, due notifications {samples.due_lag_s:.1f} s")
-
+        result.add(f"{name} RSS peak", peak / 1024, "MiB")
+        result.add(f"{name} RSS growth, first minute to end", (last - first) / 1024, "MiB")
+    result.add("peak PostgreSQL connections", samples.pg_connections, "")
+    result.add("peak RabbitMQ connections", samples.amqp_connections, "")
+    result.add("peak outbox lag", samples.outbox_lag_s, "s")
+    result.add("peak due-notification lag", samples.due_lag_s, "s")
+    result.note(f"ledger: {report}")
+    result.note("faults: " + (", ".join(f"{f} x{faults.count(f)}" for f in sorted(set(faults))) or "none")
+                + "; restarts reset a process's RSS")
+    return result.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

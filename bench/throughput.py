@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench.common import production_stack
+from bench.common import Report, production_stack, run
 from vestnik.outbox import emit
 
 DATA = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
 
 
-def run(events: int, processes: int, threads: int) -> tuple[float, int]:
+def run_stack(events: int, processes: int, threads: int) -> tuple[float, int]:
     workers = ("worker", "--processes", str(processes), "--threads", str(threads))
     with production_stack(events, [("relay",), workers]) as stack:
         t0 = time.perf_counter()
@@ -34,18 +34,20 @@ def run(events: int, processes: int, threads: int) -> tuple[float, int]:
         return time.perf_counter() - t0, stack.delivered()
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=8)
     args = parser.parse_args()
-    print(f"end-to-end throughput, {args.events} events x 2 channels, limits lifted, {args.threads} threads/process")
+    report = Report("bench.throughput", "end-to-end throughput, events to messages accepted by the fake Bot API "
+                    "and SMTP sink, limits lifted (relay and worker processes)",
+                    size=f"{args.events} events x 2 channels, {args.threads} threads per worker process")
     for n in args.processes:
-        elapsed, delivered = run(args.events, n, args.threads)
-        print(f"  {n} worker process(es): {delivered}/{2 * args.events} messages in {elapsed:.1f} s "
-              f"= {delivered / elapsed:.0f} messages/s")
-
+        elapsed, delivered = run_stack(args.events, n, args.threads)
+        report.add(f"{n} worker process(es): delivered", delivered, "messages")
+        report.add(f"{n} worker process(es): rate", delivered / elapsed if delivered else None, "messages/s")
+    return report.finish()
 
 if __name__ == "__main__":
-    main()
+    run(main)

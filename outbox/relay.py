@@ -243,7 +243,9 @@ class _Listener:
     waiting forever for notifications that will not come.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, channel: str = NOTIFY_CHANNEL, component: str = "relay") -> None:
+        # The scheduler listens the same way on its own channel (workers/release.py).
+        self.channel, self._component = channel, component
         self._conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._where = safe_url(str(engine.url))
         self._conn: Any = None
@@ -264,18 +266,19 @@ class _Listener:
         try:
             conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5, keepalives=1,
                                    keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
-            conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            conn.execute(f"LISTEN {self.channel}")
         except psycopg.Error as exc:
             delay = self._backoff.next_delay_s()
             self._retry_at = time.monotonic() + delay
             log.warning("cannot LISTEN; polling meanwhile", extra={
-                "action": "relay.listen_failed", "database": self._where, "retry_in_s": round(delay, 2),
+                "action": f"{self._component}.listen_failed", "database": self._where, "retry_in_s": round(delay, 2),
                 "error": type(exc).__name__})
             return
         self._conn = conn
         self.pid = conn.info.backend_pid
         self.opened += 1
-        log.debug("listening", extra={"action": "relay.listening", "channel": NOTIFY_CHANNEL, "pid": self.pid})
+        log.debug("listening", extra={"action": f"{self._component}.listening", "channel": self.channel,
+                                      "pid": self.pid})
 
     def wait(self, timeout_s: float) -> bool:
         """True when a notification came within ``timeout_s`` (all pending ones are consumed)."""
@@ -294,7 +297,8 @@ class _Listener:
             delay = self._backoff.next_delay_s()
             self._retry_at = time.monotonic() + delay
             log.warning("LISTEN connection lost; polling meanwhile", extra={
-                "action": "relay.listener_lost", "retry_in_s": round(delay, 2), "error": type(exc).__name__})
+                "action": f"{self._component}.listener_lost", "retry_in_s": round(delay, 2),
+                "error": type(exc).__name__})
             self.close()
             return False
         self._backoff.reset()

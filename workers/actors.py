@@ -30,6 +30,7 @@ from vestnik.workers.broker import (
 )
 from vestnik.workers.handling import PredecessorPending
 from vestnik.workers.handling import handle_event as handle
+from vestnik.workers.release import delivery_hand_over
 
 if TYPE_CHECKING:
     from vestnik.workers.app import Runtime
@@ -67,11 +68,10 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
                              delay_s=result.requeue_in_s)
 
     def release_due_notifications() -> None:
+        """Kept for messages an older scheduler queued; the scheduler now releases rows itself."""
         rt = get_runtime()
-        now = utcnow()
-        for r in scheduling.release_due(rt.factory, now, redrive_after_s=rt.settings.redrive_after_s):
-            ch = rt.channels.get(r.channel)
-            enqueue_delivery(rt.broker, r.id, r.channel, ch.limit_key(r.address) if ch else None)
+        released = scheduling.release_due(rt.factory, utcnow(), redrive_after_s=rt.settings.redrive_after_s)
+        delivery_hand_over(rt.broker, rt.channels)(released)
 
     def reap_stuck_notifications() -> None:
         rt = get_runtime()

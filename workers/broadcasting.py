@@ -211,6 +211,14 @@ def _stage_finished(session: Session, b: Broadcast, sent: int, failed: int, now:
     if b.test_done_at is None:
         b.test_done_at = now
         _system_audit(session, "broadcast.test_done", b, sent=sent, failed=failed)
+        whole, _ = broadcasts.counts(session, b)
+        if whole.messages == 0:
+            # The test stage reached the whole selection: there is no "everyone" left to confirm.
+            b.status = BroadcastStatus.completed.value
+            b.finished_at = now
+            _system_audit(session, "broadcast.completed", b, sent=sent, failed=failed,
+                          note="the test stage reached the whole selection")
+            return Fed()
     if b.mode != "auto" or b.planned_messages is None:
         return Fed()  # the admin looks at the test and decides (auto goes on only after a confirmed start)
     finished = sent + failed

@@ -16,7 +16,6 @@ import dramatiq
 from vestnik.shared.config import Settings
 from vestnik.shared.models import utcnow
 from vestnik.workers import app, broadcasting, scheduling
-from vestnik.workers.broker import enqueue_delivery
 from vestnik.workers.channels.base import Channel
 
 log = logging.getLogger("vestnik.embedded")
@@ -46,9 +45,14 @@ class EmbeddedStack:
             poll_interval_s=min(self.settings.relay_poll_interval_s, 0.2),
             stop_event=self.stop_event,
         )
+        from vestnik.workers.release import ReleaseLoop, delivery_hand_over
+
+        releaser = ReleaseLoop(self.settings, self.runtime.factory,
+                               delivery_hand_over(self.broker, self.runtime.channels), engine=self.runtime.engine)
         self.worker.start()
         self.threads = [
             threading.Thread(target=relay.run_forever, name="vestnik-relay", daemon=True),
+            threading.Thread(target=releaser.run, args=(self.stop_event,), name="vestnik-release", daemon=True),
             threading.Thread(target=self._maintenance, name="vestnik-scheduler", daemon=True),
         ]
         for t in self.threads:
@@ -56,15 +60,13 @@ class EmbeddedStack:
         return self
 
     def _maintenance(self) -> None:
-        """The scheduler's ticks, called directly (no Django in the embedded mode)."""
+        """The scheduler's periodic ticks, called directly (no Django in the embedded mode); due rows are
+        released by the release loop's own thread, at their moment."""
         rt = self.runtime
         last_reap = 0.0
         while not self.stop_event.wait(min(self.settings.scheduler_tick_s, 0.5)):
             try:
                 now = utcnow()
-                for r in scheduling.release_due(rt.factory, now, redrive_after_s=self.settings.redrive_after_s):
-                    ch = rt.channels.get(r.channel)
-                    enqueue_delivery(self.broker, r.id, r.channel, ch.limit_key(r.address) if ch else None)
                 broadcasting.drive(rt)
                 if now.timestamp() - last_reap > 30:
                     scheduling.reap_stuck(rt.factory, now)

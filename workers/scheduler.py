@@ -8,6 +8,12 @@ Only one scheduler is active: it holds a lock (a PostgreSQL advisory lock on
 a dedicated connection; a file lock on SQLite).  Others wait as hot
 standbys and take over when the holder's connection goes away.  What the
 ticks do is in ``workers/scheduling.py``; they are safe to run twice anyway.
+
+Due notifications are released by this process itself, at their moment:
+while it holds the lock, a :class:`vestnik.workers.release.ReleaseLoop`
+sleeps until the next due ``send_at`` (woken early by NOTIFY when a row is
+planned sooner), with the tick as a safety net.  The periodic jobs
+(broadcast pacing, reaping, outbox cleaning) go to the workers as messages.
 """
 
 from __future__ import annotations
@@ -100,8 +106,10 @@ def main(settings: Settings) -> int:
     _configure_django()
     from dramatiq_crontab import cron, interval, scheduler
 
+    from vestnik.workers.release import ReleaseLoop, delivery_hand_over
+
+    rt = app.runtime()
     tick_s = max(1, int(settings.scheduler_tick_s))
-    interval(seconds=tick_s)(broker.get_actor("release_due_notifications"))
     interval(seconds=tick_s)(broker.get_actor("drive_broadcasts"))  # paced hand-over of broadcasts
     # Reap at least twice per lease, so a dead worker's row waits at most ~1.5 leases.
     reap_s = max(1, min(30, int(settings.processing_lease_s // 2)))
@@ -120,7 +128,12 @@ def main(settings: Settings) -> int:
                 if stop.is_set():
                     break
                 scheduler.resume()
-                log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": tick_s,
+                halt = threading.Event()
+                releaser = ReleaseLoop(settings, rt.factory, delivery_hand_over(broker, rt.channels), engine=rt.engine)
+                release_thread = threading.Thread(target=releaser.run, args=(halt,), name="vestnik-release",
+                                                  daemon=True)
+                release_thread.start()
+                log.info("scheduler running", extra={"action": "scheduler.start", "tick_s": settings.scheduler_tick_s,
                                                      "pid": os.getpid()})
                 heartbeat.beat("scheduler")
                 while not stop.wait(5):
@@ -128,6 +141,8 @@ def main(settings: Settings) -> int:
                     if not still_held():
                         log.error("scheduler lock lost; standing by", extra={"action": "scheduler.lock_lost"})
                         break
+                halt.set()
+                release_thread.join(timeout=30)
                 scheduler.pause()
         scheduler.shutdown(wait=False)
 

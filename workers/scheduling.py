@@ -8,6 +8,8 @@
   Each row is released once per window even when two schedulers run, because
   the UPDATE only takes rows it can lock (``SKIP LOCKED``) and moves
   ``queued_at`` forward.
+- ``next_due``: the earliest ``send_at`` that ``release_due`` would take (the
+  release loop's one query per wake, ``workers/release.py``).
 - ``reap_stuck``: rows left ``processing`` past their lease.  If the provider
   call may have happened (an attempt row is open), the row is failed as
   "delivery uncertain" instead of resent (invariant 4); otherwise it goes back
@@ -20,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.models import DeliveryAttempt, Notification, NotificationStatus, OutboxEvent, OutboxStatus
@@ -33,11 +35,34 @@ class Released:
     address: str
 
 
+def _releasable(now: datetime, redrive_after_s: float):  # noqa: ANN202 - a SQL expression
+    """Pending rows not with the broker (or handed over so long ago that they are re-driven)."""
+    stale = now - timedelta(seconds=redrive_after_s)
+    return (Notification.status == NotificationStatus.pending.value) & (
+        Notification.queued_at.is_(None) | (Notification.queued_at < stale))
+
+
+def next_due(factory: sessionmaker[Session], now: datetime, *, redrive_after_s: float) -> datetime | None:
+    """The earliest ``send_at`` among the rows ``release_due`` would take once it has come, or None.
+
+    One index scan (``ix_notifications_due``, ``send_at`` of pending rows), stopping at the first row
+    that is not already with the broker.
+    """
+    with factory() as session:
+        return session.scalar(next_due_query(now, redrive_after_s))
+
+
+def next_due_query(now: datetime, redrive_after_s: float) -> Select:
+    return (select(Notification.send_at)
+            .where(_releasable(now, redrive_after_s), Notification.send_at.is_not(None))
+            .order_by(Notification.send_at)
+            .limit(1))
+
+
 def release_due(
     factory: sessionmaker[Session], now: datetime, *, redrive_after_s: float, limit: int = 1000
 ) -> list[Released]:
     """Hand due rows to delivery; first cancel the ones that are too late to make sense."""
-    stale = now - timedelta(seconds=redrive_after_s)
     with factory() as session, session.begin():
         session.execute(
             update(Notification)
@@ -52,11 +77,7 @@ def release_due(
         )
         pick = (
             select(Notification.id)
-            .where(
-                Notification.status == NotificationStatus.pending.value,
-                Notification.send_at <= now,
-                (Notification.queued_at.is_(None)) | (Notification.queued_at < stale),
-            )
+            .where(_releasable(now, redrive_after_s), Notification.send_at <= now)
             .order_by(Notification.send_at)
             .limit(limit)
         )
