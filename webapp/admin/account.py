@@ -17,7 +17,7 @@ from vestnik.webapp.db import get_session
 class AccountForm(FlaskForm):
     telegram_chat_id = StringField(
         "Telegram chat id",
-        validators=[Optional(), Regexp(r"^-?[0-9]{1,16}$", message="digits 0-9 only, e.g. 123456789")],
+        validators=[Optional(), Regexp(r"^-?[0-9]{1,16}$", message="digits only (0-9), e.g. 123456789")],
         description="Write to the bot, then take your chat id from a received update (or ask @userinfobot).")
 
 
