@@ -38,7 +38,7 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.seeds import install_default_templates
 
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    upgrade(engine, defaults={"locale": settings.default_locale, "timezone": settings.default_timezone})
     with session_scope(make_session_factory(engine)) as session:
         added, refreshed = install_default_templates(session)
     print(f"database {safe_url(settings.database_url)} is at the latest schema; "
@@ -52,7 +52,9 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.db import session_scope
 
     data = _json_object(args.data, "--data")
-    recipients = [bounds.identifier(r, "--recipients") for r in args.recipients.split(",") if r.strip()]
+    # Client ids as the CRM has them; decimal ones as integers (both name the same client).
+    recipients = [int(r) if r.isascii() and r.isdigit() and not r.startswith("0") and len(r) <= 18 else r
+                  for r in (part.strip() for part in args.recipients.split(",")) if r]
     with session_scope(_session_factory(settings)) as session:
         event_id = emit(
             session,
