@@ -184,6 +184,9 @@ def _validate(settings: Settings) -> None:
                  "client_sign_in_per_address", "client_sign_in_per_ip", "broker_delivery_limit"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+    check("log_format", settings.log_format in ("text", "json"), "must be text or json")
+    check("log_level", settings.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+          "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     check("trusted_proxies", 0 <= settings.trusted_proxies <= 10, "must be the number of proxies, 0 to 10")
     check(
         "telegram_bot_username",
