@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, distinct, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, String, and_, cast, distinct, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import BroadcastClient, Category, Client, ClientGroup, ClientTag
+from vestnik.shared.models import BroadcastClient, Category, Client, ClientGroup, ClientTag, Notification
 from vestnik.shared.targeting import Targeting
 from vestnik.workers.channels import CHANNELS
 
@@ -41,6 +41,8 @@ class Selection:
     channels: tuple[str, ...]
     category: Category
     broadcast_id: int | None = None  # whose uploaded list ``client_list`` refers to
+    #: leave out messages this broadcast has made already (what "send to everyone" adds after a test)
+    remaining_only: bool = False
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.channels if c not in CHANNELS or CHANNELS[c].address_field is None]
@@ -100,6 +102,17 @@ def client_conditions(sel: Selection) -> list[ColumnElement[bool]]:
     return conds
 
 
+def not_made(sel: Selection, channel: str) -> list[ColumnElement[bool]]:
+    """No row of this broadcast on this channel exists yet for the client or for the address
+    (both unique keys of a broadcast's rows are served by their indexes)."""
+    if not sel.remaining_only or sel.broadcast_id is None:
+        return []
+    n = Notification
+    mine = (n.broadcast_id == sel.broadcast_id, n.channel == channel)
+    return [~exists().where(*mine, n.recipient_id == Client.id),
+            ~exists().where(*mine, n.recipient_address == address(channel))]
+
+
 def _text(value: str) -> ColumnElement[str]:
     # Typed, so PostgreSQL knows a bare parameter in a SELECT list or a UNION.
     return cast(literal(value), String(32))
@@ -109,7 +122,7 @@ def recipients(sel: Selection, *extra: ColumnElement[bool]):
     """(channel, address, client_id) for every message the rule allows, before de-duplication."""
     parts = [
         select(_text(ch).label("channel"), address(ch).label("address"), Client.id.label("client_id"))
-        .where(*client_conditions(sel), reachable(ch), *extra)
+        .where(*client_conditions(sel), reachable(ch), *not_made(sel, ch), *extra)
         for ch in sel.channels
     ]
     return union_all(*parts).subquery("candidates")

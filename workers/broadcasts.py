@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from vestnik.shared.errors import VestnikError
@@ -40,6 +40,7 @@ from vestnik.shared.models import (
     utcnow,
 )
 from vestnik.shared.targeting import Targeting
+from vestnik.workers import notifications
 from vestnik.workers.audience import Count, Selection, check_channels, client_conditions, count
 from vestnik.workers.channels import CHANNELS
 
@@ -54,12 +55,13 @@ class BroadcastError(VestnikError):
     """A broadcast action that is not possible now; the message says why."""
 
 
-def selection(b: Broadcast, *, stage: str | None = None) -> Selection:
-    """The selection of a broadcast, or of its test stage when it goes to a test group."""
+def selection(b: Broadcast, *, stage: str | None = None, remaining_only: bool = False) -> Selection:
+    """The selection of a broadcast, or of its test stage when it goes to a test group;
+    ``remaining_only`` leaves out the messages the broadcast has made already (its test stage)."""
     targeting = Targeting.parse(b.targeting)
     if (stage or b.stage) == "test" and b.test_group:
         targeting = Targeting(groups=(b.test_group,))
-    return Selection(targeting, tuple(b.channels), Category(b.category), b.id)
+    return Selection(targeting, tuple(b.channels), Category(b.category), b.id, remaining_only=remaining_only)
 
 
 def create(
@@ -122,14 +124,26 @@ def unknown_listed(session: Session, b: Broadcast) -> int:
 
 
 def counts(session: Session, b: Broadcast) -> tuple[Count, Count]:
-    """(the whole selection, the test stage) as expansion would create them now."""
-    whole = count(session, selection(b, stage="all"))
+    """(what sending to everyone adds now, the test stage), as expansion would create them.
+
+    Both leave out what the broadcast has made already: after a test stage the first number is
+    the rest of the selection (the admin confirms what will be added, never what was sent), and
+    a test stage never reaches more than the selection holds.
+    """
+    whole = count(session, selection(b, stage="all", remaining_only=True))
     if b.test_group:
-        test = count(session, selection(b, stage="test"))
+        test = count(session, selection(b, stage="test", remaining_only=True))
     else:
-        sel = selection(b, stage="all")
-        test = count(session, sel, Client.id.in_(first_clients(sel, b.test_size)))
+        sel = selection(b, stage="all", remaining_only=True)
+        test = count(session, sel, Client.id.in_(first_clients(selection(b, stage="all"), b.test_size)))
     return whole, test
+
+
+def made(session: Session, b: Broadcast) -> dict[str, int]:
+    """How many messages the broadcast has made so far per channel (its test stage, resends)."""
+    return {ch: int(n) for ch, n in session.execute(
+        select(Notification.channel, func.count()).where(Notification.broadcast_id == b.id)
+        .group_by(Notification.channel))}
 
 
 def first_clients(sel: Selection, n: int):
@@ -176,8 +190,9 @@ def send_all(session: Session, b: Broadcast, actor: str, typed: str, now: dateti
         raise BroadcastError(f"type the number of messages, {whole.messages}, to confirm "
                              f"(the selection may have changed since the page was shown)")
     if whole.messages == 0:
-        raise BroadcastError("the selection has no messages to send")
-    b.planned_clients, b.planned_messages, b.planned_by_channel = whole.clients, whole.messages, whole.by_channel
+        raise BroadcastError("nothing is left to send: the test stage reached the whole selection"
+                             if any(made(session, b).values()) else "the selection has no messages to send")
+    _plan(session, b, whole)
     if b.mode == "auto" and b.status == BroadcastStatus.draft.value:
         _begin_stage(b, "test", now)
         b.status = BroadcastStatus.testing.value
@@ -186,6 +201,14 @@ def send_all(session: Session, b: Broadcast, actor: str, typed: str, now: dateti
         b.status = BroadcastStatus.running.value
     _audit(session, actor, "broadcast.start", b, mode=b.mode, **whole.to_json())
     return whole
+
+
+def _plan(session: Session, b: Broadcast, whole: Count) -> None:
+    """The confirmed numbers: what was made already (a test stage) plus what the full send adds."""
+    already = made(session, b)
+    b.planned_clients = whole.clients
+    b.planned_messages = whole.messages + sum(already.values())
+    b.planned_by_channel = {ch: whole.by_channel.get(ch, 0) + already.get(ch, 0) for ch in b.channels}
 
 
 def pause(session: Session, b: Broadcast, actor: str, reason: str = "paused by an admin") -> None:
@@ -219,13 +242,7 @@ def cancel(session: Session, b: Broadcast, actor: str, now: datetime | None = No
         raise BroadcastError(f"this broadcast is {b.status} already")
     b.status = BroadcastStatus.canceled.value
     b.finished_at = now
-    canceled = session.execute(
-        update(Notification)
-        .where(Notification.broadcast_id == b.id, Notification.status == NotificationStatus.pending.value)
-        .values(status=NotificationStatus.canceled.value, updated_at=now,
-                last_error=f"broadcast canceled by {actor}")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    canceled = notifications.cancel_broadcast(session, b.id, f"broadcast canceled by {actor}", now)
     _audit(session, actor, "broadcast.cancel", b, canceled=canceled)
     return canceled
 

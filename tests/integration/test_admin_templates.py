@@ -343,6 +343,8 @@ def test_a_second_template_for_the_same_code_channel_and_locale_is_refused_at_th
         "csrf_token": token(_editor(c))})
     assert resp.status_code == 200 and "exists already" in resp.text
     assert "IntegrityError" not in resp.text and "INSERT" not in resp.text
+    # The error is at its field; Flask-Admin's generic banner would only repeat that something is wrong.
+    assert "Failed to create record" not in resp.text and "Failed to save record" not in resp.text
     with session_factory() as s:
         assert s.scalar(select(NotificationTemplate).where(NotificationTemplate.name == "dup")) is None
 

@@ -144,12 +144,39 @@ def test_test_stage_then_full_send_reaches_each_client_once(school):
     first = _rows(school, bid)
     assert len(first) == test.messages and {r[0] for r in first} == {1, 2, 3}
     with school() as s:
-        s.get(Broadcast, bid).test_done_at = datetime.now(UTC)
-        broadcasts.send_all(s, s.get(Broadcast, bid), "admin:1", typed=str(whole.messages))
+        b = s.get(Broadcast, bid)
+        b.test_done_at = datetime.now(UTC)
+        rest, _ = broadcasts.counts(s, b)  # recomputed after the test: what the full send adds
+        assert rest.messages == whole.messages - test.messages
+        with pytest.raises(broadcasts.BroadcastError, match=f"type the number of messages, {rest.messages}"):
+            broadcasts.send_all(s, b, "admin:1", typed=str(whole.messages))
+        broadcasts.send_all(s, b, "admin:1", typed=str(rest.messages))
+        assert b.planned_messages == whole.messages
         s.commit()
     _expand_all(school, bid)
     rows = _rows(school, bid)
     assert len(rows) == whole.messages and len(set(rows)) == len(rows)
+
+
+def test_a_test_stage_larger_than_the_selection_is_the_whole_send_and_completes_it(school):
+    with school() as s:
+        b = _new(s, test_size=1000)
+        whole, test = broadcasts.counts(s, b)
+        assert test == whole  # never more than the selection holds
+        broadcasts.send_test(s, b, "admin:1")
+        s.commit()
+        bid = b.id
+    _expand_all(school, bid)
+    with school() as s:  # every message of the test stage delivered
+        for n in s.scalars(select(Notification).where(Notification.broadcast_id == bid)):
+            n.status = "sent"
+        s.commit()
+    feed(school, bid, PACE)
+    with school() as s:
+        b = s.get(Broadcast, bid)
+        assert b.status == "completed" and broadcasts.counts(s, b)[0].messages == 0
+        with pytest.raises(broadcasts.BroadcastError):
+            broadcasts.send_all(s, b, "admin:1", typed="0")
 
 
 def test_test_group_stage_and_sample_for_preview(school):
