@@ -43,9 +43,16 @@ ctl() { "$BIN/rabbitmqctl" -q -n "$(node_name "$1")" "${@:2}"; }
 start_node() {
   local n=$1
   mkdir -p "$dir/node$n/log" "$dir/node$n/mnesia"
+  rm -f "$dir/node$n/pid"  # a stopped node's: `wait` below must see the new one
   # shellcheck disable=SC2046
   env $(node_env "$n") "$BIN/rabbitmq-server" -detached
-  ctl "$n" await_startup --timeout 120 >/dev/null
+  # `wait` polls for the pid file and then the application (await_startup fails at once while the
+  # Erlang VM is still registering, which takes seconds on a loaded machine).
+  if ! ctl "$n" wait "$dir/node$n/pid" --timeout 180 >/dev/null 2>&1; then
+    echo "node $n did not start; its log:" >&2
+    tail -n 40 "$dir/node$n"/log/*.log >&2 2>/dev/null || echo "(no log)" >&2
+    return 1
+  fi
 }
 
 case "$cmd" in

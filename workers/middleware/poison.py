@@ -21,7 +21,8 @@ from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import update
 
 from vestnik.outbox.contract import HANDLE_EVENT
-from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
+from vestnik.shared.models import OutboxEvent, OutboxStatus, utcnow
+from vestnik.workers import notifications
 from vestnik.workers.broker import DELIVER
 
 log = logging.getLogger("vestnik.workers")
@@ -55,13 +56,7 @@ class PoisonMessages(Middleware):
         now = utcnow()
         with runtime().factory() as session, session.begin():
             if actor == DELIVER:
-                session.execute(
-                    update(Notification)
-                    .where(Notification.id == int(args[0]), Notification.status.in_(
-                        [NotificationStatus.pending.value, NotificationStatus.processing.value]))
-                    .values(status=NotificationStatus.failed.value, last_error=reason, locked_until=None,
-                            updated_at=now)
-                    .execution_options(synchronize_session=False))
+                notifications.fail_poisoned(session, int(args[0]), reason, now=now)
                 return {"notification_id": int(args[0])}
             session.execute(
                 update(OutboxEvent)
