@@ -353,6 +353,21 @@ class AuditLog(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RegistryEntry(Base):
+    """The event registry as JSON Schema, for the SQL functions (rewritten by ``vestnik db upgrade``).
+
+    Rows: ``event:<type>`` per event type, ``recipients``, ``client_id``,
+    ``client``, ``timestamp``, ``limits`` and ``defaults`` (see
+    :func:`vestnik.shared.events.registry_document`).
+    """
+
+    __tablename__ = "vestnik_registry"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(Json)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class ClientTokenPurpose(str, enum.Enum):
     sign_in_link = "sign_in_link"  # emailed link
     sign_in_code = "sign_in_code"  # code sent by the bot; token_hash is the challenge's, code_hash the code's

@@ -38,7 +38,7 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.seeds import install_default_templates
 
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    upgrade(engine, defaults={"locale": settings.default_locale, "timezone": settings.default_timezone})
     with session_scope(make_session_factory(engine)) as session:
         added, refreshed = install_default_templates(session)
     print(f"database {safe_url(settings.database_url)} is at the latest schema; "
@@ -56,11 +56,9 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    try:
-        recipients = [int(r) for r in args.recipients.split(",") if r.strip()]
-    except ValueError:
-        print("error: --recipients must be comma-separated client ids, e.g. 1,2,3", file=sys.stderr)
-        return 2
+    # Client ids as the CRM has them; decimal ones as integers (both name the same client).
+    recipients = [int(r) if r.isascii() and r.isdigit() and not r.startswith("0") else r
+                  for r in (part.strip() for part in args.recipients.split(",")) if r]
     with session_scope(_session_factory(settings)) as session:
         event_id = emit(
             session,
