@@ -15,6 +15,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 
+from vestnik.preflight import StartupError
 from vestnik.shared import bounds
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings, load_settings
@@ -215,9 +216,24 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(settings: Settings, component: str, *, broker: bool = True, wait: bool = True) -> None:
+    """Database and broker checked before the work starts (vestnik/preflight.py)."""
+    from vestnik.outbox.contract import EVENTS_QUEUE
+    from vestnik.preflight import wait_for_services
+    from vestnik.shared.logs import configure_logging
+    from vestnik.workers.broker import BROADCASTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
+    from vestnik.workers.channels import CHANNELS
+
+    configure_logging(settings)
+    queues = [EVENTS_QUEUE, MAINTENANCE_QUEUE, BROADCASTS_QUEUE, delivery_queue("default"),
+              *[delivery_queue(c) for c in sorted(CHANNELS)]] if broker else None
+    wait_for_services(settings, component, queues=queues, wait=wait)
+
+
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.outbox.relay import main as relay_main
 
+    _preflight(settings, "relay")
     return relay_main(settings)
 
 
@@ -230,6 +246,9 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    # Fatal problems stop it here; an outage does not: Dramatiq reconnects and retries messages with
+    # its own backoff (each retry logged), as it must for an outage in the middle of a run anyway.
+    _preflight(settings, "worker", wait=False)
     # Dramatiq's own CLI runs the processes and threads and handles SIGTERM
     # (finish in-flight work, take no new work); we only point it at setup().
     if settings.worker_metrics_port:
@@ -243,7 +262,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # wakes up, every worker timeout (default 1 s): at 10/s that halved the rate a channel limit
     # allows (bench/broadcast_expand.py).  100 ms keeps a wait close to what the limiter asked.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
-    argv = [sys.executable, "-m", "dramatiq", "vestnik.workers.app:setup",
+    # Dramatiq's CLI, with its main process logging in Vestnik's format (workers/run.py).
+    argv = [sys.executable, "-m", "vestnik.workers.run", "vestnik.workers.app:setup",
             "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:
         argv += ["--queues", *args.queues]
@@ -254,18 +274,21 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.workers.scheduler import main as scheduler_main
 
+    _preflight(settings, "scheduler")
     return scheduler_main(settings)
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.workers.poller import main as bot_main
 
+    _preflight(settings, "bot", broker=False)
     return bot_main(settings, poll_timeout_s=args.poll_timeout, delete_webhook=args.delete_webhook)
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.webapp import serve
 
+    _preflight(settings, "web", broker=False, wait=False)
     return serve(settings, host=args.host, port=args.port)
 
 
@@ -381,8 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
 
-    p = sub.add_parser("health", help="exit 0 if a relay, worker or scheduler on this host is alive (heartbeat)")
-    p.add_argument("process", choices=("relay", "worker", "scheduler"))
+    p = sub.add_parser("health", help="exit 0 if a relay, worker, scheduler or bot on this host is alive (heartbeat)")
+    p.add_argument("process", choices=("relay", "worker", "scheduler", "bot"))
     p.add_argument("--max-age", type=float, default=60.0, help="seconds since the last heartbeat")
     p.set_defaults(func=cmd_health)
 
@@ -429,6 +452,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BoundsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StartupError:
+        return 2  # already said, once, in the log (vestnik/preflight.py)
     except VestnikError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
