@@ -224,6 +224,14 @@ class Notification(Base):
             postgresql_where=text("initiator <> 'system'"),
             sqlite_where=text("initiator <> 'system'"),
         ),
+        # ... and an event type together with "started by an admin" (two rare filters; migration 0007).
+        Index(
+            "ix_notifications_by_admin_event",
+            "event_type",
+            "created_at",
+            postgresql_where=text("initiator <> 'system'"),
+            sqlite_where=text("initiator <> 'system'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
