@@ -156,7 +156,7 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
     """A copy of a notification goes out again (the original keeps its history)."""
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import Notification
-    from vestnik.shared.resend import resend_copy
+    from vestnik.workers import notifications
 
     with session_scope(_session_factory(settings)) as session:
         original = session.get(Notification, args.id)
@@ -164,13 +164,11 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
             print(f"error: notification {args.id} does not exist", file=sys.stderr)
             return 1
         try:
-            copy = resend_copy(session, original, initiator="cli")
+            new_id = notifications.resend(session, original, initiator="cli")
         except ValueError as exc:
             print(f"error: notification {args.id}: {exc}", file=sys.stderr)
             return 1
-        session.flush()
-        _audit(session, "cli", "notification.resend", "notification", str(original.id), {"copy": copy.id})
-        new_id = copy.id
+        _audit(session, "cli", "notification.resend", "notification", str(original.id), {"copy": new_id})
     print(new_id)  # the scheduler hands it to delivery within a tick
     return 0
 
@@ -206,7 +204,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import utcnow
-    from vestnik.workers.handling import cancel_by_key
+    from vestnik.workers.notifications import cancel_by_key
 
     with session_scope(_session_factory(settings)) as session:
         count = cancel_by_key(session, args.key, "canceled from the command line", utcnow())

@@ -28,8 +28,9 @@ they land.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -38,6 +39,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import ConfigError
 from vestnik.webapp import db
+
+if TYPE_CHECKING:
+    from vestnik.workers.delivery import Delivery
 
 csrf = CSRFProtect()
 
@@ -136,6 +140,27 @@ def create_app(
 def get_settings() -> Settings:
     """The Settings the current app was built from."""
     return current_app.extensions["vestnik_settings"]
+
+
+_delivery_lock = threading.Lock()
+
+
+def get_delivery() -> Delivery:
+    """The web process's way to send at once (an admin's "send test to me"): the workers' delivery
+    path with this process's channels and the shared limiter, made on first use (after gunicorn's fork)."""
+    from vestnik.workers.channels import build_channels
+    from vestnik.workers.delivery import Delivery
+    from vestnik.workers.limits import build_limiter
+
+    with _delivery_lock:
+        found = current_app.extensions.get("vestnik_delivery")
+        if found is None:
+            settings = get_settings()
+            limiter = build_limiter(settings)
+            found = Delivery(db.session_factory(), build_channels(settings), settings,
+                             pause_channel=limiter.pause, acquire=limiter.acquire)
+            current_app.extensions["vestnik_delivery"] = found
+        return found
 
 
 def _csrf_error(error: CSRFError) -> tuple[str, int]:

@@ -13,11 +13,11 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
-from sqlalchemy import update
 
-from vestnik.shared.models import AuditLog, Category, Client, Notification, NotificationStatus, utcnow
+from vestnik.shared.models import AuditLog, Category, Client, utcnow
 from vestnik.shared.unsubscribe import read_token
 from vestnik.webapp.db import get_session
+from vestnik.workers import notifications
 
 bp = Blueprint("unsubscribe", __name__)
 
@@ -46,14 +46,8 @@ def one_click(token: str):
     was = client.allow_marketing_notifications
     client.allow_marketing_notifications = False
     client.updated_at = now
-    canceled = db.execute(
-        update(Notification)
-        .where(Notification.recipient_id == client.id, Notification.category == Category.marketing.value,
-               Notification.status == NotificationStatus.pending.value)
-        .values(status=NotificationStatus.canceled.value, updated_at=now,
-                last_error="the client unsubscribed from marketing")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    canceled = notifications.cancel_category(db, client.id, Category.marketing.value,
+                                             "the client unsubscribed from marketing", now)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     db.add(AuditLog(actor=f"client:{client.id}", action="client.unsubscribe", object_type="client",
                     object_id=str(client.id), details={"category": "marketing", "was_allowed": was,

@@ -33,13 +33,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import dramatiq
-from sqlalchemy import BigInteger, Boolean, Integer, cast, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import BigInteger, Boolean, Integer, cast, func, literal, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.config import Settings
 from vestnik.shared.models import AuditLog, Broadcast, BroadcastStatus, Client, Notification, NotificationStatus, utcnow
-from vestnik.workers import broadcast_schedule, broadcasts, quiet_hours
+from vestnik.workers import broadcast_schedule, broadcasts, notifications, quiet_hours
 from vestnik.workers.audience import address, client_conditions, reachable
 from vestnik.workers.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
 from vestnik.workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
@@ -94,7 +93,7 @@ def _insert_rows(session: Session, b: Broadcast, channel: str, conds: list, lo: 
         select(
             Client.id, v(channel, "channel"), address(channel), v(EVENT_TYPE, "event_type"),
             v(b.template_code, "template_code"), v(b.data or {}, "payload_json"),
-            v(NotificationStatus.pending.value, "status"), cast(literal(0), Integer), v(now, "created_at"),
+            cast(literal(0), Integer), v(now, "created_at"),
             v(now, "updated_at"), v(b.initiator, "initiator"), v(b.category, "category"), Client.locale,
             v(f"broadcast:{b.id}", "key"), v(STEP, "step"), cast(literal(b.event_id), BigInteger),
             cast(literal(b.id), BigInteger), cast(literal(False), Boolean),
@@ -103,11 +102,9 @@ def _insert_rows(session: Session, b: Broadcast, channel: str, conds: list, lo: 
         .order_by(Client.id)  # lowest id first: it keeps a shared address (same rule as the count)
     )
     columns = ["recipient_id", "channel", "recipient_address", "event_type", "template_code", "payload_json",
-               "status", "attempts", "created_at", "updated_at", "initiator", "category", "locale", "key", "step",
+               "attempts", "created_at", "updated_at", "initiator", "category", "locale", "key", "step",
                "event_id", "broadcast_id", "delivery_uncertain"]
-    make = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = make(_NOTIFICATIONS).from_select(columns, rows).on_conflict_do_nothing()
-    return session.execute(stmt).rowcount or 0
+    return notifications.add_pending_from(session, columns, rows)
 
 
 def expand_batch(factory: sessionmaker[Session], broadcast_id: int, *, batch_size: int = BATCH_SIZE,
@@ -195,7 +192,7 @@ def _hold_quiet(session: Session, b: Broadcast, handed: list[tuple[int, str, str
         if until is not None:
             later[nid] = until
     if later:
-        quiet_hours.hold(session, later, now)
+        notifications.hold(session, later, now=now, reason=quiet_hours.REASON)
     return [h for h in handed if h[0] not in later]
 
 
@@ -233,19 +230,7 @@ def _unhealthy(b: Broadcast, sent: int, failed: int) -> str | None:
 
 def _hand_over(session: Session, broadcast_id: int, channel: str, room: int, now: datetime
                ) -> list[tuple[int, str, str]]:
-    pick = (select(Notification.id)
-            .where(Notification.broadcast_id == broadcast_id, Notification.channel == channel,
-                   Notification.status == NotificationStatus.pending.value, Notification.send_at.is_(None))
-            .order_by(Notification.id).limit(room))
-    if session.get_bind().dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
-    return [tuple(r) for r in session.execute(
-        update(Notification)
-        .where(Notification.id.in_(pick.scalar_subquery()))
-        .values(send_at=now, queued_at=now, updated_at=now)
-        .returning(Notification.id, Notification.channel, Notification.recipient_address)
-        .execution_options(synchronize_session=False)
-    ).all()]
+    return [(r.id, r.channel, r.address) for r in notifications.hand_over(session, broadcast_id, channel, room, now)]
 
 
 def _system_audit(session: Session, action: str, b: Broadcast, **details: Any) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from vestnik.shared.errors import VestnikError
@@ -40,6 +40,7 @@ from vestnik.shared.models import (
     utcnow,
 )
 from vestnik.shared.targeting import Targeting
+from vestnik.workers import notifications
 from vestnik.workers.audience import Count, Selection, check_channels, client_conditions, count
 from vestnik.workers.channels import CHANNELS
 
@@ -264,13 +265,7 @@ def cancel(session: Session, b: Broadcast, actor: str, now: datetime | None = No
         raise BroadcastError(f"this broadcast is {b.status} already")
     b.status = BroadcastStatus.canceled.value
     b.finished_at = now
-    canceled = session.execute(
-        update(Notification)
-        .where(Notification.broadcast_id == b.id, Notification.status == NotificationStatus.pending.value)
-        .values(status=NotificationStatus.canceled.value, updated_at=now,
-                last_error=f"broadcast canceled by {actor}")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    canceled = notifications.cancel_broadcast(session, b.id, f"broadcast canceled by {actor}", now)
     audit(session, actor, "broadcast.cancel", b, canceled=canceled)
     return canceled
 

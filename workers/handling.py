@@ -30,22 +30,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import validate_event
 from vestnik.shared.models import (
     Client,
-    Notification,
-    NotificationStatus,
     OutboxEvent,
     OutboxStatus,
     RuleOverride,
     utcnow,
 )
-from vestnik.workers import broadcasts, quiet_hours
+from vestnik.workers import broadcasts, notifications, quiet_hours
 from vestnik.workers.channels.base import Channel
 from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
@@ -130,7 +129,8 @@ def handle_event(
         override = load_override(session, event.event_type)
         rule = effective_rule(event.event_type, override)
         if rule.cancels_key and event.key and rule.enabled:
-            canceled = cancel_by_key(session, event.key, f"canceled by {event.event_type} (event {event.id})", now)
+            canceled = notifications.cancel_by_key(session, event.key,
+                                                   f"canceled by {event.event_type} (event {event.id})", now)
 
         recipients = list(event.recipients or [])
         clients = session.scalars(select(Client).where(Client.id.in_(recipients))).all()
@@ -142,14 +142,12 @@ def handle_event(
             )
         except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
             return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
-        rows = [_row(event, p, now) for p in planned]
-        session.add_all(rows)
-        session.flush()
+        added = notifications.add_pending(session, [_row(event, p, now) for p in planned])
         event.status = OutboxStatus.processed.value
         event.processed_at = now
         unknown = sorted({s.recipient_id for s in skipped if s.reason == "unknown client"})
         event.error = f"unknown clients: {unknown[:50]}" if unknown else None
-        created = [(r.id, r.channel, r.recipient_address, r.send_at) for r in rows]
+        created = [(r.id, r.channel, r.address, r.send_at) for r in added]
     log.info(
         "event handled",
         extra={"action": "event.processed", "event_id": event_id, "notifications": len(created),
@@ -197,26 +195,15 @@ def _earlier_pending(session: Session, event: OutboxEvent) -> bool:
     )
 
 
-def cancel_by_key(session: Session, key: str, reason: str, now: datetime) -> int:
-    """Cancel every pending notification with this key; return how many."""
-    return session.execute(
-        update(Notification)
-        .where(Notification.key == key, Notification.status == NotificationStatus.pending.value)
-        .values(status=NotificationStatus.canceled.value, last_error=reason, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-
-
-def _row(event: OutboxEvent, p: Planned, now: datetime) -> Notification:
+def _row(event: OutboxEvent, p: Planned, now: datetime) -> dict[str, Any]:
     due_now = p.send_at is None or p.send_at <= now
-    return Notification(
+    return dict(
         recipient_id=p.recipient_id,
         channel=p.channel,
         recipient_address=p.address,
         event_type=event.event_type,
         template_code=p.template_code,
         payload_json=event.data,
-        status=NotificationStatus.pending.value,
         category=p.category,
         locale=p.locale,
         send_at=p.send_at or now,
@@ -228,6 +215,8 @@ def _row(event: OutboxEvent, p: Planned, now: datetime) -> Notification:
         # Rows due now are handed to delivery right after commit; mark them queued
         # so the scheduler re-drives them only if that hand-over never happened.
         queued_at=now if due_now else None,
+        attempts=0,
+        delivery_uncertain=False,
         created_at=now,
         updated_at=now,
     )

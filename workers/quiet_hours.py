@@ -27,15 +27,16 @@ pure and table-tested (``tests/unit/test_quiet_hours.py``).
 from __future__ import annotations
 
 import re
+import time as time_module
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import Category, Notification, NotificationStatus, QuietHours
+from vestnik.shared.models import Category, QuietHours
 
 MINUTES_PER_DAY = 24 * 60
 
@@ -157,16 +158,24 @@ def load_policies(session: Session) -> dict[str, Policy]:
     return policies
 
 
-def hold(session: Session, until: Mapping[int, datetime], now: datetime) -> int:
-    """Pending rows wait for their clients' quiet hours to end (the scheduler releases them then)."""
-    if not until:
-        return 0
-    n = Notification.__table__
-    return session.execute(
-        update(n).where(n.c.id == bindparam("b_id"), n.c.status == NotificationStatus.pending.value)
-        .values(send_at=bindparam("b_until"), queued_at=None, updated_at=now,
-                last_error=bindparam("b_reason")),
-        [{"b_id": nid, "b_until": at, "b_reason": f"quiet hours: waits until {at:%Y-%m-%d %H:%M} UTC"}
-         for nid, at in until.items()],
-        execution_options={"synchronize_session": False},
-    ).rowcount
+
+#: how a row waiting for quiet hours to end explains itself in the history
+REASON = "quiet hours"
+#: the send path reads the admin's policies at most this often (seconds): a change applies within it
+POLICY_TTL_S = 10.0
+
+
+class PolicyCache:
+    """The policies for the send path, read once per ``POLICY_TTL_S`` instead of once per message."""
+
+    def __init__(self, ttl_s: float = POLICY_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._policies: dict[str, Policy] | None = None
+        self._read_at = 0.0
+
+    def get(self, session: Session) -> dict[str, Policy]:
+        now = time_module.monotonic()
+        if self._policies is None or now - self._read_at > self.ttl_s:
+            self._policies = load_policies(session)
+            self._read_at = now
+        return self._policies

@@ -19,27 +19,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy import Select
 from sqlalchemy.orm import Session, sessionmaker
 
-from vestnik.shared.models import DeliveryAttempt, Notification, NotificationStatus, OutboxEvent, OutboxStatus
+from vestnik.outbox import queries as outbox_queries
+from vestnik.workers import notifications
+from vestnik.workers.notifications import Released
 
-
-@dataclass(frozen=True)
-class Released:
-    id: int
-    channel: str
-    address: str
-
-
-def _releasable(now: datetime, redrive_after_s: float):  # noqa: ANN202 - a SQL expression
-    """Pending rows not with the broker (or handed over so long ago that they are re-driven)."""
-    stale = now - timedelta(seconds=redrive_after_s)
-    return (Notification.status == NotificationStatus.pending.value) & (
-        Notification.queued_at.is_(None) | (Notification.queued_at < stale))
+__all__ = ["Released", "clean_outbox", "next_due", "next_due_query", "reap_stuck", "release_due"]
 
 
 def next_due(factory: sessionmaker[Session], now: datetime, *, redrive_after_s: float) -> datetime | None:
@@ -53,10 +42,7 @@ def next_due(factory: sessionmaker[Session], now: datetime, *, redrive_after_s: 
 
 
 def next_due_query(now: datetime, redrive_after_s: float) -> Select:
-    return (select(Notification.send_at)
-            .where(_releasable(now, redrive_after_s), Notification.send_at.is_not(None))
-            .order_by(Notification.send_at)
-            .limit(1))
+    return notifications.next_due_query(now, redrive_after_s=redrive_after_s)
 
 
 def release_due(
@@ -64,76 +50,23 @@ def release_due(
 ) -> list[Released]:
     """Hand due rows to delivery; first cancel the ones that are too late to make sense."""
     with factory() as session, session.begin():
-        session.execute(
-            update(Notification)
-            .where(
-                Notification.status == NotificationStatus.pending.value,
-                Notification.send_at <= now,
-                Notification.expires_at < now,
-            )
-            .values(status=NotificationStatus.canceled.value, updated_at=now,
-                    last_error="too late: its moment passed before it could be sent")
-            .execution_options(synchronize_session=False)
-        )
-        pick = (
-            select(Notification.id)
-            .where(_releasable(now, redrive_after_s), Notification.send_at <= now)
-            .order_by(Notification.send_at)
-            .limit(limit)
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        rows = session.execute(
-            update(Notification)
-            .where(Notification.id.in_(pick.scalar_subquery()))
-            .values(queued_at=now)
-            .returning(Notification.id, Notification.channel, Notification.recipient_address)
-            .execution_options(synchronize_session=False)
-        ).all()
-    return [Released(*r) for r in rows]
+        notifications.expire(session, now)
+        return notifications.release_due(session, now, redrive_after_s=redrive_after_s, limit=limit)
 
 
 def reap_stuck(factory: sessionmaker[Session], now: datetime) -> tuple[int, int]:
     """Return (requeued, marked_uncertain)."""
-    open_attempt = exists().where(
-        DeliveryAttempt.notification_id == Notification.id,
-        DeliveryAttempt.attempt_no == Notification.attempts,
-        DeliveryAttempt.outcome.is_(None),
-    )
-    expired = (Notification.status == NotificationStatus.processing.value) & (Notification.locked_until < now)
     with factory() as session, session.begin():
-        uncertain = session.execute(
-            update(Notification)
-            .where(expired, open_attempt)
-            .values(
-                status=NotificationStatus.failed.value,
-                delivery_uncertain=True,
-                last_error="delivery uncertain (not resent): the worker stopped during the provider call",
-                locked_until=None,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        requeued = session.execute(
-            update(Notification)
-            .where(expired, ~open_attempt)
-            .values(
-                status=NotificationStatus.pending.value,
-                queued_at=None,
-                locked_until=None,
-                last_error="worker stopped before sending; requeued",
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-    return requeued, uncertain
+        return notifications.reap_stuck(session, now)
 
 
 def clean_outbox(factory: sessionmaker[Session], now: datetime, *, keep_days: float) -> int:
+    """Delete processed outbox rows older than ``keep_days``, a chunk per transaction."""
     cutoff = now - timedelta(days=keep_days)
-    with factory() as session, session.begin():
-        return session.execute(
-            delete(OutboxEvent).where(
-                OutboxEvent.status == OutboxStatus.processed.value, OutboxEvent.processed_at < cutoff
-            )
-        ).rowcount
+    total = 0
+    while True:
+        with factory() as session, session.begin():
+            deleted = outbox_queries.delete_processed_before(session.connection(), cutoff, limit=5000)
+        total += deleted
+        if deleted < 5000:
+            return total

@@ -2,9 +2,13 @@
 
 Why it exists: the email channel's classification depends on SMTP replies
 and on *when* a connection breaks, which only a real server over a real
-socket shows.  Every accepted message is parsed (``email.message.EmailMessage``)
-and kept in a thread-safe ledger with its envelope; :meth:`FakeSmtpServer.wait_for`
-blocks on a condition variable, so tests never sleep to synchronise.
+socket shows.  Every accepted message is kept raw, with its envelope and the
+time it arrived, in a thread-safe ledger; it is parsed
+(``email.message.EmailMessage``) only when a test reads it, so the server
+answers as fast as a real one and a benchmark measures the sender, not this
+fake's parser.  :meth:`FakeSmtpServer.wait_for` blocks on a condition
+variable, so tests never sleep to synchronise; :meth:`FakeSmtpServer.count`
+and :meth:`FakeSmtpServer.times` read the ledger without parsing anything.
 
 Scripted answers per SMTP step (:meth:`~FakeSmtpServer.fail_next`): any reply
 such as ``451 4.7.1 Try again later``, ``550 5.1.1 Mailbox unavailable`` or
@@ -256,13 +260,23 @@ class FakeSmtpServer:
     def messages(self, *, include_dropped: bool = True) -> Ledger:
         """Captured messages, oldest first; ``dropped`` ones are those whose sender never heard back."""
         with self.cond:
-            return [dict(m) for m in self._messages if include_dropped or not m["dropped"]]
+            return [dict(_parsed(m)) for m in self._messages if include_dropped or not m["dropped"]]
+
+    def count(self, *, include_dropped: bool = True) -> int:
+        """How many messages arrived, without parsing any (benchmarks poll this)."""
+        with self.cond:
+            return sum(1 for m in self._messages if include_dropped or not m["dropped"])
+
+    def times(self) -> list[float]:
+        """When each message arrived (``time.time()`` at the end of DATA), oldest first."""
+        with self.cond:
+            return [m["time"] for m in self._messages]
 
     def wait_for(self, predicate: Callable[[Ledger], bool], timeout: float = 10.0) -> Ledger:
         """Block until ``predicate(messages)`` holds; return the messages.  TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
         with self.cond:
-            while not predicate(self._messages):
+            while not predicate([_parsed(m) for m in self._messages]):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"SMTP sink: condition not met within {timeout}s "
@@ -298,39 +312,60 @@ class FakeSmtpServer:
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535 itself
 
     def _record(self, envelope: Any, dropped: bool = False) -> str:
+        """Keep the raw message; parsing waits until someone reads it (see :func:`_parsed`)."""
         raw: bytes = envelope.original_content or b""
-        parsed: EmailMessage = email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[assignment]
-        text = html = None
-        attachments = []
-        for part in parsed.walk():
-            if part.is_multipart():
-                continue
-            if part.get_content_disposition() == "attachment":
-                attachments.append({"filename": part.get_filename(), "mime_type": part.get_content_type(),
-                                    "content": part.get_payload(decode=True)})
-            elif part.get_content_type() == "text/plain" and text is None:
-                text = part.get_content()
-            elif part.get_content_type() == "text/html" and html is None:
-                html = part.get_content()
         rcpt_tos = list(envelope.rcpt_tos)
         record = {
             "from": envelope.mail_from,
             "to": rcpt_tos[0] if len(rcpt_tos) == 1 else rcpt_tos,
             "rcpt_tos": rcpt_tos,
-            "subject": str(parsed["Subject"] or ""),
-            "message_id": str(parsed["Message-ID"] or ""),
-            "text": (text or "").replace("\r\n", "\n"),
-            "html": html.replace("\r\n", "\n") if html is not None else None,
-            "attachments": attachments,
-            "message": parsed,
             "raw": raw,
             "dropped": dropped,
             "time": time.time(),
         }
+        message_id = _header(raw, b"message-id")
         with self.cond:
             self._messages.append(record)
             self.cond.notify_all()
-        return record["message_id"] or f"fake-{len(self._messages)}"
+            return message_id or f"fake-{len(self._messages)}"
+
+
+def _header(raw: bytes, name: bytes) -> str:
+    """One header's value from the raw message, without parsing it (the reply's queue id)."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip().decode("ascii", "replace")
+    return ""
+
+
+def _parsed(record: dict[str, Any]) -> dict[str, Any]:
+    """Add the parsed fields to a ledger record, once (called under the ledger's lock)."""
+    if "message" in record:
+        return record
+    parsed: EmailMessage = email.message_from_bytes(record["raw"], policy=email.policy.default)  # type: ignore[assignment]
+    text = html = None
+    attachments = []
+    for part in parsed.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_disposition() == "attachment":
+            attachments.append({"filename": part.get_filename(), "mime_type": part.get_content_type(),
+                                "content": part.get_payload(decode=True)})
+        elif part.get_content_type() == "text/plain" and text is None:
+            text = part.get_content()
+        elif part.get_content_type() == "text/html" and html is None:
+            html = part.get_content()
+    record.update({
+        "subject": str(parsed["Subject"] or ""),
+        "message_id": str(parsed["Message-ID"] or ""),
+        "text": (text or "").replace("\r\n", "\n"),
+        "html": html.replace("\r\n", "\n") if html is not None else None,
+        "attachments": attachments,
+        "message": parsed,
+    })
+    return record
 
 
 def _free_port(host: str) -> int:

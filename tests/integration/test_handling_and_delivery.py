@@ -17,7 +17,7 @@ from vestnik.outbox import emit
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationTemplate, OutboxEvent, utcnow
 from vestnik.shared.seeds import install_default_templates
-from vestnik.workers import scheduling
+from vestnik.workers import notifications, scheduling
 from vestnik.workers.channels.base import Channel, DeliveryError
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.handling import handle_event
@@ -246,13 +246,11 @@ def test_scheduled_rows_wait_for_send_at_and_are_released_once(setup_db, channel
 
 def test_reaper_requeues_rows_that_never_reached_the_provider_and_flags_the_others(setup_db, channels):
     handle_event(setup_db, channels, emit_one(setup_db, recipients=[1]))
-    delivery = Delivery(setup_db, channels, Settings(processing_lease_s=1))
     with setup_db() as s:
         tg, mail = s.scalars(select(Notification.id).order_by(Notification.channel.desc())).all()
-    assert delivery.claim(tg) and delivery.claim(mail)  # both "crash" while processing
-    with setup_db() as s:  # the email worker had opened its provider call
-        s.add(DeliveryAttempt(notification_id=mail, attempt_no=1))
-        s.commit()
+    with setup_db() as s, s.begin():  # both "crash" while processing
+        assert len(notifications.claim(s, [tg, mail], now=utcnow(), lease_s=1)) == 2
+        notifications.open_attempts(s, [mail], now=utcnow())  # the email worker had opened its provider call
     requeued, uncertain = scheduling.reap_stuck(setup_db, utcnow() + timedelta(seconds=5))
     assert (requeued, uncertain) == (1, 1)
     with setup_db() as s:

@@ -9,35 +9,29 @@
   with the event's example data and either the example client or a real one,
   and runs the save-time checks so problems show at their field while typing.
 - :func:`send_test` sends that rendering to the signed-in admin's own address
-  through the real channel and records it as a notification (initiator
-  ``admin:<id>``, no client), with its delivery attempt.
+  through the workers' delivery path and records it as a notification
+  (initiator ``admin:<id>``, no client), with its delivery attempt.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from vestnik.shared.composer import compose
-from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
-from vestnik.shared.models import (
-    AdminUser,
-    Client,
-    DeliveryAttempt,
-    Notification,
-    NotificationStatus,
-    NotificationTemplate,
-)
-from vestnik.shared.models import utcnow as _utcnow
+from vestnik.shared.models import AdminUser, Client, NotificationTemplate
 from vestnik.workers.channels import CHANNELS
-from vestnik.workers.channels.base import DeliveryError, RenderedMessage
+from vestnik.workers.channels.base import RenderedMessage
+from vestnik.workers.delivery import Delivery, Result
 from vestnik.workers.template_checks import TELEGRAM_MAX_CHARS, check_template, event_types_using, example_client
+
+#: how long an admin's test waits for a slot of the channel's limit
+TEST_MAX_WAIT_S = 10.0
 
 #: Filters every template may use, shown under the variables.
 FILTER_HINTS = (
@@ -177,12 +171,13 @@ def admin_address(admin: AdminUser, channel: str) -> str | None:
     return {"email": admin.email, "telegram": getattr(admin, "telegram_chat_id", None)}.get(channel)
 
 
-def send_test(db: Session, settings: Settings, draft: Draft, admin: AdminUser) -> Notification:
-    """Send the draft, rendered with example data, to the admin; return the recorded notification.
+def send_test(db: Session, delivery: Delivery, draft: Draft, admin: AdminUser) -> Result:
+    """Send the draft, rendered with example data, to the admin; return what happened.
 
-    Goes through the real channel (the same ``Channel.send`` the workers use) but
-    not through the queue: the admin is waiting for the answer, and one message
-    on an admin's own address does not need the per-channel limiter.
+    Goes through the workers' delivery path (``Delivery.send_now``: the same
+    channel, limiter, attempt row and recording as every notification) but not
+    through the queue: the admin is waiting for the answer.  The row has no
+    client (initiator ``admin:<id>``) and is never retried or re-sent.
     """
     address = admin_address(admin, draft.channel)
     if not address:
@@ -194,44 +189,10 @@ def send_test(db: Session, settings: Settings, draft: Draft, admin: AdminUser) -
     if rendered.message is None:
         problems = "; ".join(m for ms in rendered.problems.values() for m in ms)
         raise TestSendRefused(f"the template does not render: {problems}")
-    now = _utcnow()
     message = rendered.message
-    n = Notification(
-        recipient_id=None, channel=draft.channel, recipient_address=address, event_type=rendered.event or "",
-        template_code=draft.code or "(draft)", payload_json={"test": True}, status=NotificationStatus.processing.value,
-        attempts=1, initiator=f"admin:{admin.id}", locale=draft.locale, step=f"test-{uuid.uuid4().hex[:12]}",
-        subject=message.subject, body=message.html if message.html is not None else message.text,
-        created_at=now, updated_at=now, send_at=now,
-        # A lease like a worker's: if this process dies during the call, the scheduler's reaper
-        # finds the open attempt and marks the row "delivery uncertain" (never resent).
-        locked_until=now + timedelta(seconds=settings.processing_lease_s),
-    )
-    db.add(n)
-    db.flush()
-    attempt = DeliveryAttempt(notification_id=n.id, attempt_no=1, started_at=now)
-    db.add(attempt)
-    db.commit()  # the attempt is on record before the provider is called
-    channel = CHANNELS[draft.channel].from_settings(settings)  # type: ignore[attr-defined]
-    try:
-        external_id: str | None = channel.send(address, message)
-        error: DeliveryError | None = None
-    except DeliveryError as exc:
-        external_id, error = None, exc
-    except Exception as exc:  # noqa: BLE001 - a bug mid-call: the provider may have the message
-        external_id, error = None, DeliveryError.uncertain(f"unexpected error: {type(exc).__name__}")
-    finally:
-        channel.close()
-    done = _utcnow()
-    attempt.finished_at = done
-    attempt.outcome = "sent" if error is None else error.outcome.value
-    attempt.external_id = external_id
-    attempt.error = error.reason if error else None
-    n.status = NotificationStatus.sent.value if error is None else NotificationStatus.failed.value
-    n.sent_at = done if error is None else None
-    n.external_id = external_id
-    n.last_error = error.reason if error else None
-    n.delivery_uncertain = error is not None and error.outcome.value == "uncertain"
-    n.locked_until = None
-    n.updated_at = done
-    db.commit()
-    return n
+    row = {"recipient_id": None, "channel": draft.channel, "recipient_address": address,
+           "event_type": rendered.event or "", "template_code": draft.code or "(draft)",
+           "payload_json": {"test": True}, "initiator": f"admin:{admin.id}", "locale": draft.locale,
+           "step": f"test-{uuid.uuid4().hex[:12]}", "subject": message.subject,
+           "body": message.html if message.html is not None else message.text}
+    return delivery.send_now(row, message, max_wait_s=TEST_MAX_WAIT_S)

@@ -11,7 +11,7 @@ from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
-from sqlalchemy import select, update
+from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
@@ -25,10 +25,17 @@ from vestnik.shared.models import (
     TemplateVersion,
     utcnow,
 )
-from vestnik.shared.resend import resend_copy
 from vestnik.webapp.admin.base import SecureModelView, audit, can_write
-from vestnik.webapp.admin.template_editor import Draft, TestSendRefused, preview, send_test, variables_catalogue
+from vestnik.webapp.admin.template_editor import (
+    Draft,
+    TestSendRefused,
+    admin_address,
+    preview,
+    send_test,
+    variables_catalogue,
+)
 from vestnik.webapp.db import get_session
+from vestnik.workers import notifications
 from vestnik.workers.channels import CHANNELS
 from vestnik.workers.template_checks import check_template
 
@@ -195,7 +202,7 @@ class NotificationView(SecureModelView):
         made, refused = 0, []
         for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]))):
             try:
-                resend_copy(db, original, initiator=self._actor(), now=now)
+                notifications.resend(db, original, initiator=self._actor(), now=now)
             except ValueError as exc:
                 refused.append(f"#{original.id}: {exc}")
                 continue
@@ -208,23 +215,18 @@ class NotificationView(SecureModelView):
 
     @action("cancel", "Cancel", "Cancel the selected pending notifications?")
     def action_cancel(self, ids: list[str]) -> None:
-        self._transition(ids, NotificationStatus.pending, NotificationStatus.canceled, "notification.cancel",
-                         last_error=f"canceled by {self._actor()}")
+        db = get_session()
+        changed = notifications.cancel_selected(db, [int(i) for i in ids], f"canceled by {self._actor()}", utcnow())
+        self._changed(ids, changed, "notification.cancel", NotificationStatus.pending)
 
     @action("retry", "Retry failed", "Retry the selected failed notifications?")
     def action_retry(self, ids: list[str]) -> None:
-        self._transition(ids, NotificationStatus.failed, NotificationStatus.pending, "notification.retry",
-                         send_at=utcnow(), queued_at=None, delivery_uncertain=False)
-
-    def _transition(self, ids, source, target, what: str, **values: Any) -> None:
         db = get_session()
-        int_ids = [int(i) for i in ids]
-        changed = db.execute(
-            update(Notification)
-            .where(Notification.id.in_(int_ids), Notification.status == source.value)
-            .values(status=target.value, updated_at=utcnow(), **values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        changed = notifications.retry_failed(db, [int(i) for i in ids], utcnow())
+        self._changed(ids, changed, "notification.retry", NotificationStatus.failed)
+
+    def _changed(self, ids: list[str], changed: int, what: str, source: NotificationStatus) -> None:
+        db = get_session()
         audit(what, "notification", ",".join(ids[:50]), {"changed": changed, "selected": len(ids)})
         db.commit()
         flash(f"{changed} of {len(ids)} notification(s) changed; others were not {source.value}.", "success")
@@ -287,7 +289,7 @@ class TemplateView(SecureModelView):
     def send_test_view(self):
         from flask_login import current_user
 
-        from vestnik.webapp import get_settings
+        from vestnik.webapp import get_delivery
 
         if not can_write():
             abort(403)
@@ -295,15 +297,15 @@ class TemplateView(SecureModelView):
         admin = db.get(AdminUser, current_user.user_id)
         draft = Draft.from_form(request.form)
         try:
-            n = send_test(db, get_settings(), draft, admin)
+            result = send_test(db, get_delivery(), draft, admin)
         except TestSendRefused as exc:
             return jsonify({"ok": False, "error": str(exc)}), 422
-        audit("template.send_test", "notification", n.id, {"code": draft.code, "channel": draft.channel,
-                                                             "status": n.status})
+        audit("template.send_test", "notification", result.notification_id,
+              {"code": draft.code, "channel": draft.channel, "status": result.status})
         db.commit()
-        return jsonify({"ok": n.status == "sent", "status": n.status, "error": n.last_error,
-                        "address": n.recipient_address,
-                        "url": url_for("notification.details_view", id=n.id)})
+        return jsonify({"ok": result.status == "sent", "status": result.status, "error": result.error,
+                        "address": admin_address(admin, draft.channel),
+                        "url": url_for("notification.details_view", id=result.notification_id)})
 
     def validate_form(self, form) -> bool:
         ok = super().validate_form(form)

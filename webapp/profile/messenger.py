@@ -12,28 +12,27 @@ Why not an outbox event and the queue like every other notification:
   once and as fast for an unknown address as for a known one (no account
   enumeration by timing).
 
-What stays the same as the pipeline: the channel classes and their error
-classification, the shared rate limiter (no provider limit is exceeded by
-sign-ins), a ``notifications`` row (category ``service``) and a
-``delivery_attempts`` row written before the call and closed after it, and
-"address unreachable" marking through ``Delivery._mark_unreachable``.
+What stays the same as the pipeline: it *is* the pipeline's delivery path,
+``Delivery.send_now`` (``workers/delivery.py``): the channel classes and their
+error classification, the shared rate limiter (no provider limit is exceeded
+by sign-ins), a ``notifications`` row (category ``service``), a
+``delivery_attempts`` row written before the call and closed after it, and the
+recording and "address unreachable" marking of ``workers/notifications.py``.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.config import Settings
-from vestnik.shared.models import Category, Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from vestnik.shared.models import Category, Client
 from vestnik.workers.channels import build_channels
-from vestnik.workers.channels.base import Channel, DeliveryError, RenderedMessage
+from vestnik.workers.channels.base import Channel, RenderedMessage
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.limits import Limiter, build_limiter
 
@@ -91,6 +90,8 @@ class SignInMessenger:
         self.factory = factory
         self.channels = channels if channels is not None else build_channels(settings)
         self.limiter = limiter if limiter is not None else build_limiter(settings)
+        self.delivery = Delivery(factory, self.channels, settings, pause_channel=self.limiter.pause,
+                                 acquire=self.limiter.acquire)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vestnik-sign-in")
 
     def send(self, client_id: int, channel_name: str, message: SignInText) -> Future:
@@ -111,65 +112,20 @@ class SignInMessenger:
 
     def _deliver(self, client_id: int, channel_name: str, message: SignInText) -> str:
         channel = self.channels[channel_name]
-        now = utcnow()
-        with self.factory() as session, session.begin():
+        with self.factory() as session:
             client = session.get(Client, client_id)
             address = channel.address_of(client) if client is not None else None
-            if client is None or address is None:
-                return "no_address"
-            n = Notification(
-                recipient_id=client.id, channel=channel_name, recipient_address=address, event_type=EVENT_TYPE,
-                template_code=EVENT_TYPE, payload_json={}, status=NotificationStatus.processing.value, attempts=1,
-                category=Category.service.value, locale=client.locale or "ru", step="sign_in",
-                initiator=f"client:{client.id}", send_at=now, created_at=now, updated_at=now,
-                locked_until=now + timedelta(seconds=self.settings.processing_lease_s),
-                subject=message.subject, body=message.masked,
-            )
-            session.add(n)
-            session.flush()
-            attempt = DeliveryAttempt(notification_id=n.id, attempt_no=1, started_at=now)
-            session.add(attempt)
-            session.flush()
-            notification_id, attempt_id = n.id, attempt.id
-
-        external_id: str | None = None
-        error: DeliveryError | None = None
-        try:
-            self._wait_for_slot(channel_name, channel.limit_key(address))
-            external_id = channel.send(address, RenderedMessage(notification_id=notification_id, text=message.text,
-                                                                subject=message.subject, html=message.html))
-        except DeliveryError as exc:
-            error = exc
-
-        done = utcnow()
-        with self.factory() as session, session.begin():
-            n = session.get(Notification, notification_id)
-            attempt = session.get(DeliveryAttempt, attempt_id)
-            attempt.finished_at = done
-            attempt.outcome = "sent" if error is None else error.outcome.value
-            attempt.error = None if error is None else error.reason
-            attempt.external_id = external_id
-            n.status = (NotificationStatus.sent if error is None else NotificationStatus.failed).value
-            n.external_id = external_id
-            n.sent_at = done if error is None else None
-            n.last_error = None if error is None else error.reason
-            n.delivery_uncertain = error is not None and error.outcome.value == "uncertain"
-            n.locked_until = None
-            n.updated_at = done
-            if error is not None and error.address_unreachable:
-                Delivery._mark_unreachable(session, client_id, channel_name, address, error.reason)
-        log.info("sign-in message", extra={"action": f"profile.sign_in_{n.status}", "notification_id": notification_id,
-                                           "channel": channel_name})
-        return "sent" if error is None else "failed"
-
-    def _wait_for_slot(self, channel_name: str, key: str | None) -> None:
-        """Take a limiter slot like a worker does; give up after MAX_LIMITER_WAIT_S (a sign-in goes stale)."""
-        deadline = time.monotonic() + MAX_LIMITER_WAIT_S
-        while True:
-            wait_s = self.limiter.acquire(channel_name, key)
-            if wait_s <= 0:
-                return
-            if time.monotonic() + wait_s > deadline:
-                raise DeliveryError.transient(f"no {channel_name} slot within {MAX_LIMITER_WAIT_S:.0f}s "
-                                              "(channel limits reached); not sent")
-            time.sleep(wait_s)  # a background thread: waiting here holds up no request
+            locale = client.locale if client is not None else "ru"
+        if client is None or address is None:
+            return "no_address"
+        # The history keeps the masked text; the secret exists only in the message itself.
+        row = {"recipient_id": client_id, "channel": channel_name, "recipient_address": address,
+               "event_type": EVENT_TYPE, "template_code": EVENT_TYPE, "payload_json": {},
+               "category": Category.service.value, "locale": locale or "ru", "step": "sign_in",
+               "initiator": f"client:{client_id}", "subject": message.subject, "body": message.masked}
+        result = self.delivery.send_now(row, RenderedMessage(notification_id=0, text=message.text,
+                                                             subject=message.subject, html=message.html),
+                                        max_wait_s=MAX_LIMITER_WAIT_S)
+        log.info("sign-in message", extra={"action": f"profile.sign_in_{result.status}",
+                                           "notification_id": result.notification_id, "channel": channel_name})
+        return "sent" if result.status == "sent" else "failed"

@@ -1,0 +1,472 @@
+"""The one owner of notification state: every status change is a named function here.
+
+Nothing else writes ``notifications.status`` (``tests/unit/test_state_owner.py``
+greps for it).  The lifecycle:
+
+    add_pending ──▶ pending ──claim──▶ processing ──record──▶ sent / failed
+        │              ▲  │                │  │
+        │   release ───┘  │ defer          │  └─ record (retry) ─▶ pending (send_at later)
+        │  (no attempt)   ▼                └── reap_stuck ─▶ pending, or failed "delivery uncertain"
+        │         cancel_* / expire ─▶ canceled
+    add_claimed ─▶ processing   (a sign-in message, an admin's test: sent at once, same recording)
+
+Every function takes the caller's :class:`~sqlalchemy.orm.Session` and runs in
+the caller's transaction (it never commits), the way ``outbox/queries.py``
+does for the outbox.  Statements are set-based: one statement for a whole
+batch, no ORM object per row, and every transition is guarded by the status
+it leaves, so a duplicate, a late result or a second scheduler changes nothing
+that another owner already moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, utcnow
+
+_N = Notification.__table__
+_A = DeliveryAttempt.__table__
+
+PENDING = NotificationStatus.pending.value
+PROCESSING = NotificationStatus.processing.value
+SENT = NotificationStatus.sent.value
+FAILED = NotificationStatus.failed.value
+CANCELED = NotificationStatus.canceled.value
+
+#: rows made outside the event pipeline, whose text cannot be rebuilt
+NOT_RESENDABLE_EVENTS = frozenset({"client_sign_in"})
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+# ------------------------------------------------------------------ birth
+
+
+def _insert(session: Session) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING: a row that exists already (the same event, client,
+    channel and step; the same broadcast and address) is skipped, so a repeat creates nothing twice."""
+    if _postgres(session):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(_N).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(_N).on_conflict_do_nothing()
+
+
+@dataclass(frozen=True)
+class Added:
+    id: int
+    channel: str
+    address: str
+    send_at: datetime | None
+
+
+def add_pending(session: Session, rows: Sequence[dict[str, Any]]) -> list[Added]:
+    """Insert planned rows as ``pending``, a batch per statement; returns the rows inserted."""
+    if not rows:
+        return []
+    values = [{**row, "status": PENDING} for row in rows]
+    stmt = _insert(session).returning(_N.c.id, _N.c.channel, _N.c.recipient_address, _N.c.send_at)
+    return [Added(*r) for r in session.execute(stmt, values).all()]
+
+
+def add_pending_from(session: Session, columns: Sequence[str], rows: Select) -> int:
+    """Insert what a SELECT yields (columns named by ``columns``) as ``pending`` rows, set-based
+    (a broadcast's expansion); returns how many were inserted."""
+    with_status = rows.add_columns(literal(PENDING, type_=_N.c.status.type).label("status"))
+    return session.execute(_insert(session).from_select([*columns, "status"], with_status)).rowcount or 0
+
+
+def add_claimed(session: Session, row: dict[str, Any], *, now: datetime, lease_s: float) -> int:
+    """A row born ``processing`` (a sign-in message, an admin's test): it is sent at once by the
+    caller, through :mod:`vestnik.workers.delivery`, and recorded like any other.  Returns its id."""
+    values = {**row, "status": PROCESSING, "attempts": 0, "send_at": now, "created_at": now, "updated_at": now,
+              "locked_until": now + timedelta(seconds=lease_s)}
+    return int(session.execute(insert(_N).values(**values).returning(_N.c.id)).scalar_one())
+
+
+def why_not_resendable(original: Notification) -> str | None:
+    if original.recipient_id is None:
+        return "a test sent to an admin is not re-sent"
+    if original.event_type in NOT_RESENDABLE_EVENTS:
+        return "a sign-in message is single-use; the client asks for a new one"
+    return None
+
+
+def resend(session: Session, original: Notification, *, initiator: str, now: datetime | None = None) -> int:
+    """A pending copy of ``original`` (the original keeps its history), rendered again from its
+    template when delivery takes it.  ValueError if it cannot be re-sent; returns the copy's id."""
+    reason = why_not_resendable(original)
+    if reason is not None:
+        raise ValueError(reason)
+    now = now or utcnow()
+    values = dict(
+        recipient_id=original.recipient_id, channel=original.channel,
+        recipient_address=original.recipient_address, event_type=original.event_type,
+        template_code=original.template_code, payload_json=original.payload_json, category=original.category,
+        locale=original.locale, key=original.key, event_id=None, broadcast_id=original.broadcast_id,
+        step=f"resend-of-{original.id}-{int(now.timestamp())}", initiator=initiator, status=PENDING,
+        attempts=0, delivery_uncertain=False, send_at=now, created_at=now, updated_at=now,
+    )
+    return int(session.execute(insert(_N).values(**values).returning(_N.c.id)).scalar_one())
+
+
+# ------------------------------------------------------------------ claiming
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A row taken for sending: what rendering and sending need."""
+
+    id: int
+    channel: str
+    recipient_id: int | None
+    address: str
+    event_type: str
+    template_code: str
+    payload: dict[str, Any]
+    category: str
+    locale: str
+    step: str
+    attempts: int  # attempts made before this one
+    broadcast_id: int | None = None
+
+
+_CLAIMED_COLUMNS = (_N.c.id, _N.c.channel, _N.c.recipient_id, _N.c.recipient_address, _N.c.event_type,
+                    _N.c.template_code, _N.c.payload_json, _N.c.category, _N.c.locale, _N.c.step, _N.c.attempts,
+                    _N.c.broadcast_id)
+
+
+def _claim(session: Session, where: Any, order: Any, limit: int | None, now: datetime, lease_s: float
+           ) -> list[Claimed]:
+    pick = select(_N.c.id).where(_N.c.status == PENDING, or_(_N.c.send_at.is_(None), _N.c.send_at <= now), where)
+    if order is not None:
+        pick = pick.order_by(*order)
+    if limit is not None:
+        pick = pick.limit(limit)
+    if _postgres(session):
+        pick = pick.with_for_update(skip_locked=True)
+    stmt = (
+        update(_N)
+        .where(_N.c.id.in_(pick.scalar_subquery()), _N.c.status == PENDING)
+        .values(status=PROCESSING, locked_until=now + timedelta(seconds=lease_s), updated_at=now)
+        .returning(*_CLAIMED_COLUMNS)
+    )
+    rows = [Claimed(*row) for row in session.execute(stmt)]
+    rows.sort(key=lambda c: c.id)
+    return rows
+
+
+def claim(session: Session, ids: Iterable[int], *, now: datetime, lease_s: float) -> list[Claimed]:
+    """Take these rows if they are still pending and due (a duplicate finds nothing)."""
+    ids = list(ids)
+    if not ids:
+        return []
+    return _claim(session, _N.c.id.in_(ids), None, None, now, lease_s)
+
+
+def claim_due(session: Session, channel: str, *, limit: int, now: datetime, lease_s: float) -> list[Claimed]:
+    """Take up to ``limit`` due pending rows of ``channel``, oldest ``send_at`` first; rows another
+    worker holds are skipped (``FOR UPDATE SKIP LOCKED``), so pumps never wait on each other."""
+    return _claim(session, and_(_N.c.channel == channel, _N.c.send_at.is_not(None)), (_N.c.send_at, _N.c.id),
+                  limit, now, lease_s)
+
+
+def store_rendered(session: Session, rendered: Sequence[tuple[int, str | None, str | None]]) -> None:
+    """Keep the exact subject and text of each claimed row (what the client gets)."""
+    if rendered:
+        session.execute(
+            update(_N).where(_N.c.id == bindparam("b_id")).values(subject=bindparam("b_subject"),
+                                                                  body=bindparam("b_body")),
+            [{"b_id": i, "b_subject": s, "b_body": b} for i, s, b in rendered],
+            execution_options={"synchronize_session": False},
+        )
+
+
+def open_attempts(session: Session, ids: Sequence[int], *, now: datetime) -> list[tuple[int, int]]:
+    """Count one more attempt on these processing rows and write their attempt rows, before the
+    provider is called; returns ``(notification id, attempt number)`` pairs."""
+    if not ids:
+        return []
+    numbered = session.execute(
+        update(_N).where(_N.c.id.in_(list(ids)), _N.c.status == PROCESSING)
+        .values(attempts=_N.c.attempts + 1, updated_at=now)
+        .returning(_N.c.id, _N.c.attempts)
+    ).all()
+    pairs = sorted((int(i), int(n)) for i, n in numbered)
+    if pairs:
+        session.execute(insert(_A), [{"notification_id": i, "attempt_no": n, "started_at": now} for i, n in pairs])
+    return pairs
+
+
+# ------------------------------------------------------------------ giving rows back
+
+
+def release(session: Session, ids: Sequence[int], *, now: datetime, send_at: datetime | None = None,
+            reason: str | None = None) -> int:
+    """Processing rows whose provider was never called go back to pending, no attempt counted
+    (the limiter had no slot, a batch ran long).  An attempt row opened for them is removed."""
+    if not ids:
+        return 0
+    ids = list(ids)
+    opened = [int(i) for i in session.scalars(
+        select(_A.c.notification_id).join(_N, _N.c.id == _A.c.notification_id)
+        .where(_N.c.id.in_(ids), _N.c.status == PROCESSING, _A.c.attempt_no == _N.c.attempts,
+               _A.c.outcome.is_(None)))]
+    if opened:
+        session.execute(delete(_A).where(
+            _A.c.notification_id.in_(opened), _A.c.outcome.is_(None),
+            _A.c.attempt_no == select(_N.c.attempts).where(_N.c.id == _A.c.notification_id).scalar_subquery()))
+        session.execute(update(_N).where(_N.c.id.in_(opened), _N.c.status == PROCESSING)
+                        .values(attempts=_N.c.attempts - 1))
+    return session.execute(
+        update(_N).where(_N.c.id.in_(ids), _N.c.status == PROCESSING)
+        .values(status=PENDING, send_at=send_at or now, locked_until=None, queued_at=None, updated_at=now,
+                last_error=reason)
+    ).rowcount
+
+
+def defer(session: Session, ids: Sequence[int], *, wait_s: float, now: datetime) -> int:
+    """Park pending rows until a channel quota frees up (the daily email quota)."""
+    if not ids:
+        return 0
+    return session.execute(
+        update(_N).where(_N.c.id.in_(list(ids)), _N.c.status == PENDING)
+        .values(send_at=now + timedelta(seconds=wait_s), queued_at=None, updated_at=now,
+                last_error=f"waiting {int(wait_s)}s for the channel's quota")
+    ).rowcount
+
+
+def hold(session: Session, until: Mapping[int, datetime], *, now: datetime, reason: str) -> int:
+    """Pending rows wait until their own moments (a client's quiet hours end): not in flight, the
+    scheduler releases each when it comes.  ``reason`` is shown with the moment."""
+    if not until:
+        return 0
+    return session.execute(
+        update(_N).where(_N.c.id == bindparam("b_id"), _N.c.status == PENDING)
+        .values(send_at=bindparam("b_until", type_=_N.c.send_at.type), queued_at=None, updated_at=now,
+                last_error=bindparam("b_reason")),
+        [{"b_id": nid, "b_until": at, "b_reason": f"{reason}: waits until {at:%Y-%m-%d %H:%M} UTC"}
+         for nid, at in until.items()],
+        execution_options={"synchronize_session": False},
+    ).rowcount
+
+
+# ------------------------------------------------------------------ outcomes
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of one attempt, decided by delivery (``workers/retry.py``); recorded by :func:`record`.
+
+    ``status`` is ``sent``, ``failed`` or ``pending`` (a retry at ``send_at``).
+    """
+
+    id: int
+    attempt_no: int
+    outcome: str  # the attempt's outcome: channels.base.Outcome value
+    status: str
+    error: str | None = None  # on the attempt row (the provider's words)
+    last_error: str | None = None  # on the notification (what an admin reads)
+    external_id: str | None = None
+    send_at: datetime | None = None
+    uncertain: bool = False
+    counts: bool = True  # False: a provider's 429; the attempt does not count
+    queued: bool = False  # a retry handed to the broker's delay already (the scheduler leaves it)
+
+
+def record(session: Session, settled: Sequence[Settled], *, now: datetime) -> set[int]:
+    """Close the attempts and move the rows, a chunk at a time; returns the ids that were still
+    ours (``processing``).  A row the reaper took back meanwhile keeps the reaper's verdict."""
+    if not settled:
+        return set()
+    session.execute(
+        # The open attempt: a 429 does not count, so the next attempt has the same number.
+        update(_A).where(_A.c.notification_id == bindparam("b_id"), _A.c.attempt_no == bindparam("b_no"),
+                         _A.c.outcome.is_(None))
+        .values(finished_at=now, outcome=bindparam("b_outcome"), error=bindparam("b_error"),
+                external_id=bindparam("b_external")),
+        [{"b_id": s.id, "b_no": s.attempt_no, "b_outcome": s.outcome, "b_error": s.error,
+          "b_external": s.external_id} for s in settled],
+        execution_options={"synchronize_session": False},
+    )
+    ids = [s.id for s in settled]
+    ours = set(session.scalars(select(_N.c.id).where(_N.c.id.in_(ids), _N.c.status == PROCESSING)))
+    rows = [s for s in settled if s.id in ours]
+    if rows:
+        session.execute(
+            update(_N).where(_N.c.id == bindparam("b_id"), _N.c.status == PROCESSING)
+            .values(status=bindparam("b_status"), last_error=bindparam("b_last_error"),
+                    external_id=bindparam("b_external"), sent_at=bindparam("b_sent_at"),
+                    send_at=func.coalesce(bindparam("b_send_at", type_=_N.c.send_at.type), _N.c.send_at),
+                    delivery_uncertain=bindparam("b_uncertain"), attempts=_N.c.attempts - bindparam("b_uncount"),
+                    # a retry is with the broker (its delay) or not; a finished row keeps when it was handed over
+                    queued_at=case((bindparam("b_status") == PENDING, bindparam("b_queued", type_=_N.c.queued_at.type)),
+                                   else_=_N.c.queued_at),
+                    locked_until=None,
+                    updated_at=now),
+            [{"b_id": s.id, "b_status": s.status, "b_last_error": s.last_error, "b_external": s.external_id,
+              "b_sent_at": now if s.status == SENT else None, "b_send_at": s.send_at, "b_uncertain": s.uncertain,
+              "b_uncount": 0 if s.counts else 1, "b_queued": now if s.queued else None} for s in rows],
+            execution_options={"synchronize_session": False},
+        )
+    return ours
+
+
+def finish(session: Session, ids: Sequence[int], status: NotificationStatus, reason: str | None, *,
+           now: datetime) -> int:
+    """End claimed rows without a provider call: failed (the template does not render) or
+    canceled (the client said no since it was planned)."""
+    if not ids:
+        return 0
+    return session.execute(
+        update(_N).where(_N.c.id.in_(list(ids)), _N.c.status == PROCESSING)
+        .values(status=status.value, last_error=reason, locked_until=None, updated_at=now)
+    ).rowcount
+
+
+def mark_unreachable(session: Session, client_id: int | None, channel: str, address: str, reason: str) -> None:
+    """The one place a permanent provider error disables a client's address on a channel, and
+    only if it is still the address that failed (the client may have changed it since)."""
+    if client_id is None:
+        return  # an admin's own test address
+    column = {"telegram": (Client.telegram_chat_id, Client.telegram_unreachable_reason),
+              "email": (Client.email, Client.email_unreachable_reason)}.get(channel)
+    if column is None:
+        return
+    address_column, reason_column = column
+    session.execute(
+        update(Client).where(Client.id == client_id, func.trim(address_column) == address.strip())
+        .values({reason_column: reason[:500]})
+        .execution_options(synchronize_session=False)
+    )
+
+
+# ------------------------------------------------------------------ canceling
+
+
+def _cancel(session: Session, where: Any, reason: str, now: datetime) -> int:
+    return session.execute(
+        update(_N).where(_N.c.status == PENDING, where)
+        .values(status=CANCELED, last_error=reason, locked_until=None, updated_at=now)
+    ).rowcount
+
+
+def cancel_by_key(session: Session, key: str, reason: str, now: datetime) -> int:
+    """Cancel every pending notification with this key (a lesson canceled or moved)."""
+    return _cancel(session, _N.c.key == key, reason, now)
+
+
+def cancel_broadcast(session: Session, broadcast_id: int, reason: str, now: datetime) -> int:
+    return _cancel(session, _N.c.broadcast_id == broadcast_id, reason, now)
+
+
+def cancel_category(session: Session, client_id: int, category: str, reason: str, now: datetime) -> int:
+    """A client unsubscribed from a category: its pending notifications go."""
+    return _cancel(session, and_(_N.c.recipient_id == client_id, _N.c.category == category), reason, now)
+
+
+def cancel_selected(session: Session, ids: Sequence[int], reason: str, now: datetime) -> int:
+    """An admin's cancel of chosen rows (only pending ones change)."""
+    return _cancel(session, _N.c.id.in_(list(ids)), reason, now)
+
+
+def retry_failed(session: Session, ids: Sequence[int], now: datetime) -> int:
+    """An admin's retry: failed rows become pending and due now (a fresh attempt count is not given:
+    the history keeps every attempt)."""
+    return session.execute(
+        update(_N).where(_N.c.id.in_(list(ids)), _N.c.status == FAILED)
+        .values(status=PENDING, send_at=now, queued_at=None, delivery_uncertain=False, updated_at=now)
+    ).rowcount
+
+
+# ------------------------------------------------------------------ the scheduler's transitions
+
+
+def expire(session: Session, now: datetime) -> int:
+    """Due rows past their ``expires_at`` (a reminder after the lesson started) are canceled."""
+    return _cancel(session, and_(_N.c.send_at <= now, _N.c.expires_at < now),
+                   "too late: its moment passed before it could be sent", now)
+
+
+@dataclass(frozen=True)
+class Released:
+    id: int
+    channel: str
+    address: str
+
+
+def _releasable(now: datetime, redrive_after_s: float) -> Any:
+    """Pending rows not with the broker (or handed over so long ago that they are re-driven)."""
+    stale = now - timedelta(seconds=redrive_after_s)
+    return and_(_N.c.status == PENDING, or_(_N.c.queued_at.is_(None), _N.c.queued_at < stale))
+
+
+def next_due_query(now: datetime, *, redrive_after_s: float) -> Select:
+    """The earliest ``send_at`` that :func:`release_due` would take once it has come (one index scan)."""
+    return (select(_N.c.send_at).where(_releasable(now, redrive_after_s), _N.c.send_at.is_not(None))
+            .order_by(_N.c.send_at).limit(1))
+
+
+def release_due(session: Session, now: datetime, *, redrive_after_s: float, limit: int = 1000) -> list[Released]:
+    """Due pending rows not handed to delivery yet (or handed long ago and never taken) are
+    marked handed now; the caller enqueues them.  ``SKIP LOCKED``: two schedulers split the rows."""
+    pick = select(_N.c.id).where(_releasable(now, redrive_after_s), _N.c.send_at <= now).order_by(_N.c.send_at)
+    pick = pick.limit(limit)
+    if _postgres(session):
+        pick = pick.with_for_update(skip_locked=True)
+    rows = session.execute(
+        update(_N).where(_N.c.id.in_(pick.scalar_subquery())).values(queued_at=now)
+        .returning(_N.c.id, _N.c.channel, _N.c.recipient_address)
+    ).all()
+    return [Released(*r) for r in rows]
+
+
+def mark_queued(session: Session, ids: Sequence[int], now: datetime) -> None:
+    """These pending rows were handed to the broker (the scheduler re-drives them if never taken)."""
+    if ids:
+        session.execute(update(_N).where(_N.c.id.in_(list(ids)), _N.c.status == PENDING).values(queued_at=now))
+
+
+def reap_stuck(session: Session, now: datetime) -> tuple[int, int]:
+    """Rows left ``processing`` past their lease.  With an open attempt the provider may have the
+    message: failed as "delivery uncertain", never resent (invariant 4).  Without one, the provider
+    was never called: back to pending.  Returns (requeued, marked uncertain)."""
+    open_attempt = exists().where(
+        _A.c.notification_id == _N.c.id, _A.c.attempt_no == _N.c.attempts, _A.c.outcome.is_(None))
+    expired = and_(_N.c.status == PROCESSING, _N.c.locked_until < now)
+    uncertain = session.execute(
+        update(_N).where(expired, open_attempt)
+        .values(status=FAILED, delivery_uncertain=True, locked_until=None, updated_at=now,
+                last_error="delivery uncertain (not resent): the worker stopped during the provider call")
+    ).rowcount
+    requeued = session.execute(
+        update(_N).where(expired, ~open_attempt)
+        .values(status=PENDING, queued_at=None, locked_until=None, updated_at=now,
+                last_error="worker stopped before sending; requeued")
+    ).rowcount
+    return requeued, uncertain
+
+
+def hand_over(session: Session, broadcast_id: int, channel: str, room: int, now: datetime) -> list[Released]:
+    """A broadcast's held rows (pending, ``send_at`` NULL) become due, up to ``room`` of them."""
+    pick = (select(_N.c.id)
+            .where(_N.c.broadcast_id == broadcast_id, _N.c.channel == channel, _N.c.status == PENDING,
+                   _N.c.send_at.is_(None))
+            .order_by(_N.c.id).limit(room))
+    if _postgres(session):
+        pick = pick.with_for_update(skip_locked=True)
+    return [Released(*r) for r in session.execute(
+        update(_N).where(_N.c.id.in_(pick.scalar_subquery()))
+        .values(send_at=now, queued_at=now, updated_at=now)
+        .returning(_N.c.id, _N.c.channel, _N.c.recipient_address)
+    ).all()]
