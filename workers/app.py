@@ -52,15 +52,19 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | None = None) -> dramatiq.Broker:
-    """Build the runtime and its broker, declare the actors, and return the broker."""
+def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | None = None,
+          component: str = "worker") -> dramatiq.Broker:
+    """Build the runtime and its broker, declare the actors, and return the broker.
+
+    ``component`` names the process's RabbitMQ connections (``vestnik-worker host:pid``).
+    """
     global _runtime
     settings = settings or load_settings()
     configure_logging(settings)
     engine = make_engine(settings.database_url)
     factory = make_session_factory(engine)
     limiter = build_limiter(settings)
-    broker = build_broker(settings, [ChannelRateLimit(limiter)])
+    broker = build_broker(settings, [ChannelRateLimit(limiter)], component=component)
     channels = channels if channels is not None else build_channels(settings)
     delivery = Delivery(factory, channels, settings, pause_channel=limiter.pause, acquire=limiter.acquire)
     _runtime = Runtime(settings, engine, factory, channels, limiter, broker, delivery)

@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import validate_event
 from vestnik.shared.models import (
@@ -132,7 +133,7 @@ def handle_event(
             canceled = notifications.cancel_by_key(session, event.key,
                                                    f"canceled by {event.event_type} (event {event.id})", now)
 
-        recipients = list(event.recipients or [])
+        recipients, unresolved = client_keys(event.recipients or [])
         clients = session.scalars(select(Client).where(Client.id.in_(recipients))).all()
         try:
             planned, skipped = plan_event(
@@ -145,7 +146,8 @@ def handle_event(
         added = notifications.add_pending(session, [_row(event, p, now) for p in planned])
         event.status = OutboxStatus.processed.value
         event.processed_at = now
-        unknown = sorted({s.recipient_id for s in skipped if s.reason == "unknown client"})
+        unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
+                         | {str(r) for r in unresolved})
         event.error = f"unknown clients: {unknown[:50]}" if unknown else None
         created = [(r.id, r.channel, r.address, r.send_at) for r in added]
     log.info(

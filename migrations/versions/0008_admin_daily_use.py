@@ -1,7 +1,7 @@
 """admin for daily use: scheduled broadcasts, quiet hours, reactions, admin names
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-02 10:00:00
 
 - ``broadcasts``: the schedule (``scheduled_at``, ``local_date``, ``local_time``), the time zones of
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0006"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
