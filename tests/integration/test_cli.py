@@ -144,3 +144,26 @@ def test_create_admin_without_a_terminal_says_how_instead_of_crashing(cli_db, se
     with session_factory() as s:
         assert s.scalars(select(AdminUser.email)).all() == ["ops@school.test"]
 
+
+
+def test_a_busy_demo_port_is_answered_with_a_command_that_works_as_printed(tmp_path, capsys, monkeypatch):
+    import shlex
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        # As `make demo` runs it: the Makefile passes its own way to choose the port.
+        assert main(["demo", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+                     "--retry-hint", "make demo PORT={port}"]) == 1
+        assert capsys.readouterr().err.strip().endswith(f"choose another port: make demo PORT={port + 1}")
+        # As a shell runs it: the same program, its arguments, the next port.
+        monkeypatch.setattr("sys.argv", ["/nonexistent/vestnik"])
+        assert main(["demo", "--port", str(port), "--data-dir", str(tmp_path / "d")]) == 1
+    hint = capsys.readouterr().err.strip().split("choose another port: ", 1)[1]
+    words = shlex.split(hint)
+    assert words[-2:] == ["--port", str(port + 1)] and "demo" in words
+    assert words[:3] == [sys.executable, "-m", "vestnik"]  # a path that exists, not a bare name
+    assert words[words.index("--data-dir") + 1] == str(tmp_path / "d")

@@ -262,7 +262,8 @@ def test_history_pages(app, smtp_server, session_factory):
     second = c.get("/me/?page=2").text
     assert "news item 04" in second and "news item 24" not in second and 'rel="prev"' in second
     assert "channel-email" in second and "channel-telegram" in second
-    assert c.get("/me/?page=abc").status_code == 200
+    odd = c.get("/me/?page=abc")
+    assert odd.status_code == 400 and "page: must be a whole number" in odd.text
 
 
 def test_preferences_are_audited_and_apply_to_the_next_event(app, smtp_server, session_factory, settings):

@@ -104,7 +104,7 @@ def test_bad_payload_gets_422_with_the_reason(app, session_factory):
     resp = post(c, "/webhooks/payments", {"event_id": "e", "status": "succeeded"})
     assert resp.status_code == 422 and "missing field(s)" in resp.json["error"]
     resp = post(c, "/webhooks/payments", {**PAYMENT, "amount": "lots"})
-    assert resp.status_code == 422 and "data.amount" in resp.json["error"]
+    assert resp.status_code == 422 and resp.json["error"].startswith("amount: must be a number")
     assert post(c, "/webhooks/payments", None, raw=b"{not json").status_code == 422
 
 

@@ -23,6 +23,8 @@ from werkzeug.security import check_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import AdminRole, AdminUser, AuditLog, utcnow
 from vestnik.webapp.db import get_session
 
@@ -59,9 +61,13 @@ class AdminPrincipal(UserMixin):
 @login_manager.user_loader
 def _load(identity: str) -> AdminPrincipal | None:
     user_id, _, token = identity.partition(":")
-    if not user_id.isdigit() or not token:
+    try:
+        uid = bounds.identifier(user_id, "user")
+    except BoundsError:
         return None
-    user = get_session().get(AdminUser, int(user_id))
+    if not token:
+        return None
+    user = get_session().get(AdminUser, uid)
     if user is None or not user.is_active or not secrets.compare_digest(user.session_token, token):
         return None
     return AdminPrincipal(user)

@@ -32,7 +32,7 @@ from flask import url_for as flask_url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vestnik.shared import client_auth
+from vestnik.shared import bounds, client_auth
 from vestnik.shared.audit import client_action as audit
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, ClientToken, ClientTokenPurpose, Notification, utcnow
@@ -277,10 +277,7 @@ def own_notifications(client: Client):
 @bp.get("/")
 @signed_in
 def index():
-    try:
-        page = min(max(int(request.args.get("page", 1)), 1), MAX_PAGE)
-    except ValueError:
-        page = 1
+    page = bounds.page(request.args.get("page"), maximum=MAX_PAGE)
     db = get_session()
     rows = db.scalars(
         own_notifications(g.client).order_by(Notification.created_at.desc(), Notification.id.desc())
@@ -440,7 +437,12 @@ def _when(value: datetime | None) -> str:
         zone = ZoneInfo(g.client.timezone or settings().default_timezone)
     except (KeyError, ValueError):
         zone = ZoneInfo("UTC")
-    return format_datetime(value, "short", tzinfo=zone, locale=g.lang)
+    try:
+        return format_datetime(value, "short", tzinfo=zone, locale=g.lang)
+    except (OverflowError, ValueError):
+        # A time at the edge of datetime's range (stored before times were bounded at emit):
+        # shown as stored, so one odd row never takes the whole page down.
+        return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _item(n: Notification, *, full: bool = False) -> dict[str, Any]:
