@@ -45,7 +45,7 @@ from vestnik.shared.models import (
     RuleOverride,
     utcnow,
 )
-from vestnik.workers import broadcasts, notifications
+from vestnik.workers import broadcasts, notifications, quiet_hours
 from vestnik.workers.channels.base import Channel
 from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
@@ -88,7 +88,8 @@ def load_override(session: Session, event_type: str) -> Override | None:
 
 
 def handle_event(
-    factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None
+    factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None,
+    default_zone: str = "UTC",
 ) -> HandleResult:
     now = now or utcnow()
     with factory() as session, session.begin():
@@ -138,6 +139,7 @@ def handle_event(
             planned, skipped = plan_event(
                 event.event_type, event.data, recipients, clients, channels,
                 now=now, send_at=event.send_at, override=override,
+                quiet=quiet_hours.load_policies(session), default_zone=default_zone,
             )
         except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
             return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
