@@ -314,8 +314,7 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(20), default=AdminRole.admin.value)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
+    # Wrong passwords are counted per address in attempt_counters (unknown addresses alike).
     # Part of the login session; rotated at logout and password change, so a
     # copied session cookie stops working (Flask's sessions live client-side).
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
@@ -441,19 +440,20 @@ class ClientToken(Base):
     used_at: Mapped[datetime | None] = mapped_column()
 
 
-class ClientSignInAttempt(Base):
-    """One sign-in request (or wrong code) per row, counted per address and per IP for throttling.
+class AttemptCounter(Base):
+    """Attempts per scope in a window (sign-ins per address or IP, wrong admin passwords per address).
 
-    Rows are written whether or not the address belongs to a client, so the
-    throttle behaves the same for both (no account enumeration through it).
+    Bumped by one atomic statement (``shared/counters.py``), so a limit holds
+    exactly under parallel requests.  Written whether or not an address belongs
+    to anyone, so its answers say nothing about who exists.
     """
 
-    __tablename__ = "client_sign_in_attempts"
-    __table_args__ = (Index("ix_client_sign_in_attempts_scope", "scope", "created_at"),)
+    __tablename__ = "attempt_counters"
+    __table_args__ = (Index("ix_attempt_counters_window", "window_ends_at"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    scope: Mapped[str] = mapped_column(String(100))  # "address:<keyed hash>" or "ip:<address>"
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)  # "<kind>:<keyed hash or IP>"
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_ends_at: Mapped[datetime] = mapped_column()
 
 
 # The bot finds a client by chat id on every update.

@@ -108,8 +108,10 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import func, select
     from werkzeug.security import generate_password_hash
 
+    from vestnik.shared import counters
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import AdminRole, AdminUser
+    from vestnik.webapp.admin.auth import login_scope
 
     if args.password_env:
         password = os.environ.get("VESTNIK_ADMIN_PASSWORD")
@@ -142,8 +144,7 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
         # A reset is what one does after a leak: every session signed in with the old password ends here.
         user.session_token = secrets.token_hex(16)
         user.is_active = True
-        user.failed_logins = 0
-        user.locked_until = None
+        counters.reset(session, login_scope(settings.secret_key, email))  # a lockout ends with the reset
         session.flush()
         _audit(session, "cli", "admin.create" if created else "admin.password_reset", "admin_user", str(user.id),
                {"email": user.email, "role": user.role, "sessions_revoked": not created})

@@ -138,3 +138,20 @@ def test_telegram_update_needs_the_secret_token_and_records_a_rating(app, sessio
     [event] = events(session_factory)
     assert (event.event_type, event.data, event.recipients) == ("feedback_received",
                                                                 {"booking_id": "B-1", "rating": 5}, [7])
+
+
+def test_one_payment_notifies_once_whatever_its_transport_ids(app, session_factory):
+    """A bank may send one payment under several event ids (a retry in a new envelope, a second channel)."""
+    c = app.test_client()
+    first = post(c, "/webhooks/payments", PAYMENT)
+    again = [post(c, "/webhooks/payments", {**PAYMENT, **change}) for change in (
+        {"event_id": "bank-evt-2"},
+        {"event_id": "bank-evt-3", "status": "paid", "amount": 4500},
+        {"event_id": "bank-evt-4", "client_id": "7"},
+    )]
+    assert first.json["status"] == "accepted"
+    assert [r.status_code for r in again] == [200] * 3 and {r.json["status"] for r in again} == {"duplicate"}
+    assert [e.event_type for e in events(session_factory)] == ["payment_success"]
+    other = post(c, "/webhooks/payments", {**PAYMENT, "event_id": "bank-evt-5", "payment_id": "p-2"})
+    assert other.json["status"] == "accepted"  # another payment of the same invoice is news
+    assert len(events(session_factory)) == 2

@@ -165,11 +165,12 @@ def login():
     db = get_session()
     now = utcnow()
     key = settings().secret_key
-    scopes = [client_auth.address_scope(key, email), client_auth.ip_scope(_ip())]
-    limits = [(scopes[0], settings().client_sign_in_per_address), (scopes[1], settings().client_sign_in_per_ip)]
-    if client_auth.throttled(db, limits, now):
+    limits = [(client_auth.address_scope(key, email), settings().client_sign_in_per_address),
+              (client_auth.ip_scope(_ip()), settings().client_sign_in_per_ip)]
+    over = client_auth.over_limit(db, limits, now)
+    db.commit()  # counted, whatever happens next
+    if over:
         return render_template("profile/login.html", email=email, error=t("throttled")), 429
-    client_auth.record_attempt(db, scopes, now)
     client = _find_client(db, email)
     ttl_s = settings().client_token_ttl_s
     if method == "link":
@@ -201,14 +202,14 @@ def login_code():
         return render_template("profile/code.html")
     db = get_session()
     now = utcnow()
-    ip_scope = client_auth.ip_scope(_ip())
-    if client_auth.throttled(db, [(ip_scope, settings().client_sign_in_per_ip)], now):
+    over = client_auth.over_limit(db, [(client_auth.ip_scope(_ip()), settings().client_sign_in_per_ip)], now)
+    db.commit()
+    if over:
         return render_template("profile/code.html", error=t("throttled")), 429
     client_id = client_auth.consume_code(db, settings().secret_key, challenge,
                                          (request.form.get("code") or "")[:20], now)
     if client_id is None:
-        client_auth.record_attempt(db, [ip_scope], now)
-        db.commit()
+        db.commit()  # the try is counted on the challenge
         return render_template("profile/code.html", error=t("code_wrong")), 401
     return _start_session(db, client_id, "telegram_code")
 
