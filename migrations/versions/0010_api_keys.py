@@ -1,7 +1,7 @@
 """HTTP API: api_keys; clients.forgotten_at
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-26 16:00:00
 
 - ``api_keys``: the keys CRMs call ``/api/v1`` with, stored as SHA-256 only,
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
