@@ -17,6 +17,8 @@ import uuid
 #: module -> the arguments of its full run (the figures in docs/benchmarks.md)
 BENCHMARKS: dict[str, list[str]] = {
     "bench.crm_overhead": ["--n", "2000"],
+    "bench.client_overhead": ["--n", "2000"],
+    "bench.api_throughput": ["--rate", "200", "--seconds", "20"],
     "bench.relay_latency": ["--events", "1000", "--rate", "200"],
     "bench.throughput": ["--events", "1000", "--processes", "1", "2"],
     "bench.scheduler_lateness": ["--events", "200", "--spread", "30"],
@@ -32,6 +34,8 @@ def smoke_args() -> dict[str, list[str]]:
     """module -> the arguments of a run that only proves the bench still works (seconds, not figures)."""
     return {
         "bench.crm_overhead": ["--n", "20"],
+        "bench.client_overhead": ["--n", "5", "--warmup", "2"],
+        "bench.api_throughput": ["--rate", "20", "--seconds", "1", "--connections", "2"],
         "bench.relay_latency": ["--events", "20", "--rate", "100"],
         "bench.throughput": ["--events", "10", "--processes", "1", "--threads", "2"],
         "bench.scheduler_lateness": ["--events", "6", "--spread", "2"],

@@ -1,9 +1,11 @@
 """Running Alembic from code, so ``vestnik db upgrade`` needs no alembic.ini.
 
 After the migrations, :func:`upgrade` rewrites the ``vestnik_registry`` table
-from the event registry in ``shared/events.py``: the SQL functions
-``vestnik_emit`` and ``vestnik_upsert_client`` check against it, so the code's
-definitions and the database's never drift apart (one source, no copy).
+from the event registry in ``shared/events.py``, and on PostgreSQL the
+function ``vestnik_event_ok`` compiled from it (``shared/registry_sql.py``):
+the SQL functions ``vestnik_emit`` and ``vestnik_upsert_client`` check against
+them, so the code's definitions and the database's never drift apart (one
+source, no copy).
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ def store_registry(conn: Connection, defaults: Mapping[str, str] | None = None) 
     conn.execute(delete(table))
     conn.execute(insert(table), [{"name": name, "document": document, "updated_at": now}
                                  for name, document in rows.items()])
+    if conn.dialect.name == "postgresql":  # the SQL entry points' fast path, compiled from the same document
+        from vestnik.shared.registry_sql import event_ok_function
+
+        conn.exec_driver_sql(event_ok_function(registry_document()))
     return len(rows)
 
 

@@ -27,7 +27,7 @@ from vestnik_client.errors import (
     UnsupportedConnection,
     VestnikClientError,
 )
-from vestnik_client.schema import problems, registry
+from vestnik_client.schema import problems, registry, valid
 from vestnik_client.values import nul_paths, recipients_list, to_json
 
 __version__ = "0.1.0"
@@ -61,14 +61,16 @@ def _close_matches(name: Any) -> list[str]:
 
 
 def _key_problems(name: str, value: Any) -> list[str]:
-    return [] if value is None else problems(registry()["key"], value, name)
+    if value is None or valid(registry()["key"], value):
+        return []
+    return problems(registry()["key"], value, name)
 
 
 def _send_at(value: Any, limits: Mapping[str, Any]) -> tuple[str | None, list[str]]:
     if value is None:
         return None, []
     if isinstance(value, str):
-        if problems(registry()["timestamp"], value, "send_at"):
+        if not valid(registry()["timestamp"], value):
             return None, [f"send_at: {registry()['timestamp']['x-error']}"]
         value = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     if not isinstance(value, datetime):
@@ -119,7 +121,8 @@ def emit(
     found: list[str] = []
     if isinstance(data, Mapping):
         stored = to_json(dict(data), "data", found)
-        found += problems(spec["data"], stored, "data")
+        if not valid(spec["data"], stored):  # the walk for messages only when something is wrong
+            found += problems(spec["data"], stored, "data")
     else:
         found.append(f"data: must be an object (a dict), got {type(data).__name__}")
         stored = {}
@@ -135,7 +138,8 @@ def emit(
         if not ids and not (targets and isinstance(stored, dict) and stored.get(targets)):
             found.append("recipients: at least one client id is required" + (f" (or data.{targets})" if targets
                                                                                else ""))
-        found += problems(doc["recipients"], ids, "recipients")
+        if not valid(doc["recipients"], ids):
+            found += problems(doc["recipients"], ids, "recipients")
     found += _key_problems("key", key) + _key_problems("idempotency_key", idempotency_key)
     when, why = _send_at(send_at, limits)
     found += why
@@ -177,7 +181,9 @@ def upsert_clients(conn: Any, clients: Iterable[Mapping[str, Any]]) -> dict[str,
             found.append(f"{path}.id: required")
         else:
             found += problems(doc["client_id"], record["id"], f"{path}.id")
-        found += problems(doc["client"], {k: v for k, v in record.items() if k != "id"}, path)
+        fields = {k: v for k, v in record.items() if k != "id"}
+        if not valid(doc["client"], fields):
+            found += problems(doc["client"], fields, path)
         found += [f"{p}: contains a NUL character or a lone surrogate (not storable)" for p in nul_paths(record, path)]
         records.append(record)
     if found:

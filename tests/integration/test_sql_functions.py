@@ -142,6 +142,35 @@ def test_the_sql_validator_agrees_with_the_client_on_every_case(engine):
     assert not differ, f"{len(differ)} cases differ, e.g. {differ[:3]}"
 
 
+def test_vestnik_emits_fast_path_agrees_with_the_walk_on_every_case(engine):
+    """vestnik_event_ok (the registry compiled to SQL) says yes exactly when the walk finds no problem."""
+    cases = [{"type": et, "data": data, "recipients": [1], "key": None} for et, data in event_cases()]
+    cases += [{"type": "client_activated", "data": {}, "recipients": r, "key": None} for r in recipient_cases()]
+    cases += [{"type": "client_activated", "data": {}, "recipients": [1], "key": k}
+              for k in key_cases() if isinstance(k, str)]
+    with engine.connect() as conn:
+        rows = conn.execute(text("""
+            SELECT c.n,
+                   vestnik_event_ok(c.v->>'type', c.v->'recipients', c.v->'data', c.v->>'key', NULL, NULL),
+                   (SELECT count(*) FROM vestnik_registry AS r WHERE r.name = 'event:' || (c.v->>'type')) = 1
+                   AND jsonb_typeof(c.v->'data') = 'object' AND jsonb_typeof(c.v->'recipients') = 'array'
+                   AND jsonb_array_length(c.v->'recipients') > 0
+                   AND cardinality(vestnik_json_problems((SELECT r.document->'data' FROM vestnik_registry AS r
+                                                           WHERE r.name = 'event:' || (c.v->>'type')),
+                                                          c.v->'data', 'data')) = 0
+                   AND cardinality(vestnik_json_problems((SELECT r.document FROM vestnik_registry AS r
+                                                           WHERE r.name = 'recipients'), c.v->'recipients',
+                                                          'recipients')) = 0
+                   AND (c.v->>'key' IS NULL OR cardinality(vestnik_json_problems(
+                        (SELECT r.document FROM vestnik_registry AS r WHERE r.name = 'key'), c.v->'key', 'key')) = 0)
+              FROM jsonb_array_elements(CAST(:cases AS jsonb)) WITH ORDINALITY AS c(v, n) ORDER BY c.n"""),
+            {"cases": json.dumps(cases)}).all()
+    assert len(rows) == len(cases) > 6000
+    differ = [(cases[n - 1], fast, walk) for n, fast, walk in rows if fast != walk]
+    assert not differ, f"{len(differ)} cases differ, e.g. {differ[:3]}"
+    assert sum(1 for _, fast, _ in rows if fast) > 500  # the valid cases are there too
+
+
 def test_db_upgrade_rewrites_the_registry_from_the_code(pg_url, engine):
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM vestnik_registry WHERE name = 'event:lesson_cancelled'"))

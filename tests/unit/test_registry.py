@@ -22,7 +22,7 @@ from vestnik.shared.events import (
     validate_event,
 )
 from vestnik.shared.wire import FORMATS, SCHEMA_KEYWORDS, YEAR_PATTERN
-from vestnik_client.schema import problems, registry
+from vestnik_client.schema import problems, registry, valid
 
 SHIPPED = Path(__file__).resolve().parents[2] / "client" / "vestnik_client" / "registry.json"
 
@@ -115,6 +115,17 @@ def test_service_and_client_agree_on_keys():
     differ = [(v, key_problems("key", v), problems(registry()["key"], v, "key"))
               for v in key_cases() if v is not None]
     assert not [d for d in differ if set(d[1]) != set(d[2])]
+
+
+def test_the_clients_fast_check_agrees_with_its_walk_on_every_case():
+    doc = registry()
+    cases = [(doc["events"][et]["data"], data) for et, data in event_cases()]
+    cases += [(doc["client"], fields) for fields in client_cases()]
+    cases += [(doc["recipients"], r) for r in recipient_cases()]
+    cases += [(doc["key"], k) for k in key_cases()]
+    differ = [(value, problems(schema, value, "x")) for schema, value in cases
+              if valid(schema, value) != (not problems(schema, value, "x"))]
+    assert len(cases) > 7000 and not differ, differ[:3]
 
 
 def test_the_year_pattern_admits_exactly_the_years_shared_bounds_allows():
