@@ -189,6 +189,15 @@ class Notification(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        # A delivery pump's claim: one channel's due rows, oldest first (migration 0006).
+        Index(
+            "ix_notifications_channel_due",
+            "channel",
+            "send_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
         Index(
             "ix_notifications_processing",
             "locked_until",
