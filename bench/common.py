@@ -271,8 +271,8 @@ class Stack:
 
 
 @contextmanager
-def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None
-                     ) -> Iterator[Stack]:
+def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None,
+                     *, limits: str = "lifted") -> Iterator[Stack]:
     """Scratch PostgreSQL database with ``clients`` clients (Telegram and email each), a fresh RabbitMQ
     vhost, a private redis-server, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
     ``("worker", "--processes", "1")``), named ``relay``, ``worker``, ... (``worker-2`` for a second one);
@@ -298,7 +298,8 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
                         "VESTNIK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
                         "VESTNIK_REDIS_URL": redis_url, "VESTNIK_TELEGRAM_TOKEN": bot.token,
                         "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
-                        "VESTNIK_LOG_LEVEL": "WARNING", **NO_LIMITS, **(env or {})}
+                        "VESTNIK_LOG_LEVEL": "WARNING", **(NO_LIMITS if limits == "lifted" else {}),
+                        **(env or {})}
             logs = stack.enter_context(tempfile.TemporaryDirectory())
             result = Stack(factory, bot, smtp, full_env, logs, database=url.rsplit("/", 1)[1], vhost=vhost,
                            redis_url=redis_url)

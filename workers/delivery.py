@@ -71,7 +71,7 @@ RECORD_RETRIES = 3
 #: slots are handed out this far ahead; rows whose slot lies further wait in the database
 HORIZON_S = 2.0
 #: a chunk (one record transaction) holds at most this many rows, whose slots lie within CHUNK_S
-CHUNK_ROWS = 32
+CHUNK_ROWS = 16
 CHUNK_S = 0.2
 
 
