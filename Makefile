@@ -22,8 +22,9 @@ $(VENV)/bin/python:
 
 # -qq: the editable install's notice ("be careful with folders named like the
 # package") is setuptools' information, not a problem; errors still show.
-$(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install -qq -e '.[test]'
+# client/: the light vestnik-client distribution, installed beside Vestnik for its tests
+$(STAMP): pyproject.toml client/pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -qq -e '.[test]' -e client/
 	@touch $(STAMP) $(DEMO_STAMP)
 
 # The demo needs no test tools: a fresh clone's `make demo` skips Playwright,

@@ -21,10 +21,8 @@ from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from vestnik.shared import bounds
-from vestnik.shared.bounds import BoundsError
-from vestnik.shared.errors import EventValidationError
-from vestnik.shared.events import validate_event
+from vestnik.shared.errors import EventValidationError, UnknownEventType
+from vestnik.shared.events import key_problems, parse_send_at, validate_event
 from vestnik.shared.models import OutboxEvent
 
 _TABLE = OutboxEvent.__table__
@@ -37,29 +35,11 @@ _INSERT_IDEMPOTENT = {
 }
 
 
-def _as_aware(value: datetime | str | None, event_type: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return bounds.moment(value, "send_at")
-    except BoundsError as exc:
-        raise EventValidationError(event_type, [str(exc)]) from None
-
-
-def _bounded_key(value: str | None, field: str, event_type: str) -> None:
-    if value is None:
-        return
-    try:
-        bounds.text(value, field, min_chars=1, max_chars=200, strip=False)
-    except BoundsError as exc:
-        raise EventValidationError(event_type, [str(exc)]) from None
-
-
 def emit(
     db: Session | Connection,
     event_type: str,
     *,
-    recipients: Iterable[int] | None = None,
+    recipients: Iterable[int | str] | None = None,
     data: Mapping[str, Any] | None = None,
     key: str | None = None,
     idempotency_key: str | None = None,
@@ -68,24 +48,41 @@ def emit(
 ) -> int | None:
     """Add an event to the caller's transaction and return its id.
 
-    ``recipients`` are client ids from the CRM.  ``key`` groups events about
+    ``recipients`` are client ids from the CRM (integers or strings of up to
+    64 characters).  ``key`` groups events about
     one thing (``lesson:42``) for cancel and reschedule.  ``idempotency_key``
     makes a retried CRM request harmless: a second event with the same key is
     dropped and ``emit`` returns None.  ``send_at`` delays the event's
-    notifications.  Raises :class:`EventValidationError` naming the bad field.
+    notifications (within a year).  Raises :class:`EventValidationError`
+    naming every bad field.  CRMs outside Vestnik's own code use
+    ``vestnik_client.emit`` (any driver, no dependencies) instead.
     """
-    data = dict(data or {})
-    recipient_list = [_client_id(r) for r in recipients or []]
-    validate_event(event_type, data, recipients=recipient_list)
-    _bounded_key(key, "key", event_type)
-    _bounded_key(idempotency_key, "idempotency_key", event_type)
+    # Shapes are not assumed: whatever arrives (JSON from the API, a CRM's Python) is named by validate_event.
+    data = dict(data) if isinstance(data, Mapping) else ({} if data is None else data)
+    if recipients is None:
+        recipient_list: Any = []
+    elif isinstance(recipients, Iterable) and not isinstance(recipients, str | bytes | Mapping):
+        recipient_list = list(recipients)
+    else:
+        recipient_list = recipients
+    problems: list[str] = []
+    try:
+        validate_event(event_type, data, recipients=recipient_list)
+    except UnknownEventType:
+        raise
+    except EventValidationError as exc:
+        problems += exc.problems
+    when, why = parse_send_at(send_at)
+    problems += key_problems("key", key) + key_problems("idempotency_key", idempotency_key) + why
+    if problems:
+        raise EventValidationError(event_type, problems)
     values = {
         "event_type": event_type,
         "recipients": recipient_list,
         "data": data,
         "key": key,
         "idempotency_key": idempotency_key,
-        "send_at": _as_aware(send_at, event_type),
+        "send_at": when,
         "initiator": initiator,
         "status": "pending",
     }
@@ -97,16 +94,6 @@ def emit(
     if event_id is None:  # a duplicate idempotency key: the first event stands
         return None
     return int(event_id)
-
-
-def _client_id(value: Any) -> Any:
-    """A client id given as digits is read as one; anything else is left for validate_event to name."""
-    if isinstance(value, str):
-        try:
-            return bounds.identifier(value, "recipients")
-        except BoundsError:
-            return value
-    return value
 
 
 def find_by_idempotency_key(db: Session | Connection, idempotency_key: str) -> int | None:

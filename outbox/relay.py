@@ -31,10 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -163,16 +161,19 @@ class RabbitmqPublisher(Publisher):
         queue_name: str = EVENTS_QUEUE,
         connection_name: str | None = None,
         blocked_connection_timeout_s: float = 30.0,
+        delivery_limit: int = 10,
     ) -> None:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        from vestnik.shared.amqp import VestnikRabbitmqBroker
 
         self.queue_name = queue_name
-        # No middleware: the relay only enqueues, and must not inherit worker behaviour.
-        self.broker = RabbitmqBroker(url=url, confirm_delivery=True, middleware=[])
-        name = connection_name or f"vestnik-relay {socket.gethostname()}:{os.getpid()}"
+        # No middleware: the relay only enqueues, and must not inherit worker behaviour.  The same
+        # quorum-queue declaration as the workers' (shared/amqp.py): RabbitMQ refuses a mismatch.
+        self.broker = VestnikRabbitmqBroker(url=url, component="relay", confirm_delivery=True, middleware=[],
+                                            delivery_limit=delivery_limit)
         params = self.broker.parameters if isinstance(self.broker.parameters, list) else [self.broker.parameters]
         for p in params:
-            p.client_properties = {**(p.client_properties or {}), "connection_name": name}
+            if connection_name:
+                p.client_properties = {**(p.client_properties or {}), "connection_name": connection_name}
             if p.blocked_connection_timeout is None:
                 p.blocked_connection_timeout = blocked_connection_timeout_s
         self.broker.declare_queue(queue_name)
@@ -226,7 +227,7 @@ def build_publisher(
         if broker is None:
             raise ValueError("the embedded relay needs the in-process broker passed in (broker=...)")
         return BrokerPublisher(broker, queue_name=queue_name)
-    return RabbitmqPublisher(settings.broker_url, queue_name=queue_name)
+    return RabbitmqPublisher(settings.broker_url, queue_name=queue_name, delivery_limit=settings.broker_delivery_limit)
 
 
 def as_publisher(target: Publisher | dramatiq.Broker | Callable[[int, str | None], None]) -> Publisher:

@@ -29,7 +29,9 @@ def _env_name(name: str) -> str:
 class Settings:
     # Storage and transport
     database_url: str = "sqlite:///vestnik.db"
-    broker_url: str = "stub://"  # amqp://guest:guest@host:5672/  or stub:// (in-process)
+    broker_url: str = "stub://"  # amqp://guest:guest@host:5672/  or stub:// (in-process); nodes separated by ";"
+    # Deliveries of one message without an ack (its worker died each time) before it counts as poison.
+    broker_delivery_limit: int = 10
     redis_url: str = ""  # empty: in-memory limiter (one process only)
 
     # Channels
@@ -162,8 +164,9 @@ def _validate(settings: Settings) -> None:
     )
     check(
         "broker_url",
-        settings.broker_url.startswith(("amqp://", "amqps://", "stub:")),
-        "must be an amqp:// URL, or stub:// for the in-process broker",
+        settings.broker_url.startswith("stub:") or all(
+            node.strip().startswith(("amqp://", "amqps://")) for node in settings.broker_url.split(";")),
+        "must be an amqp:// URL (several nodes separated by ';'), or stub:// for the in-process broker",
     )
     check(
         "redis_url",
@@ -186,9 +189,12 @@ def _validate(settings: Settings) -> None:
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
                  "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",
-                 "client_sign_in_per_address", "client_sign_in_per_ip"):
+                 "client_sign_in_per_address", "client_sign_in_per_ip", "broker_delivery_limit"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+    check("log_format", settings.log_format in ("text", "json"), "must be text or json")
+    check("log_level", settings.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+          "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
     check("trusted_proxies", 0 <= settings.trusted_proxies <= 10, "must be the number of proxies, 0 to 10")
     check(
         "telegram_bot_username",
@@ -237,7 +243,7 @@ def secrets_of(settings: Settings) -> list[str]:
     found = [settings.telegram_token, settings.secret_key, *settings.webhook_secret_list]
     if settings.smtp and settings.smtp.password:
         found.append(settings.smtp.password)
-    for url in (settings.database_url, settings.broker_url, settings.redis_url):
+    for url in (settings.database_url, *settings.broker_url.split(";"), settings.redis_url):
         password = urllib.parse.urlsplit(url).password if "://" in url else None
         if password:
             found.append(urllib.parse.unquote(password))

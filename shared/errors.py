@@ -30,8 +30,10 @@ class EventValidationError(VestnikError):
 class UnknownEventType(EventValidationError):
     """The event type is not declared."""
 
-    def __init__(self, event_type: str) -> None:
-        super().__init__(event_type, [f"unknown event type {event_type!r}"])
+    def __init__(self, event_type: str, close: list[str] | None = None) -> None:
+        self.close = close or []
+        hint = f" (did you mean {' or '.join(repr(c) for c in self.close)}?)" if self.close else ""
+        super().__init__(event_type, [f"unknown event type {event_type!r}{hint}"])
 
 
 class TemplateError(VestnikError):

@@ -4,6 +4,14 @@ Every handler gets a filter that replaces any configured secret (bot token,
 SMTP and database passwords, secret key, webhook secrets) with ``***`` in the
 final message, its arguments and extra fields: a token inside a logged URL or
 an exception text never reaches a log line.
+
+``VESTNIK_LOG_FORMAT=json``: one JSON object per line from every process,
+Dramatiq's main process (``vestnik.workers.run``) and gunicorn's error and
+access logs (``webapp/access_log.py``) included; ``time`` is ISO 8601 with
+the UTC offset; the structured fields (``action``, ``notification_id``,
+``event_id``, ...) are keys, and a field whose value is None is left out
+(a success has no ``reason``).  ``text`` (the default) writes the same
+fields as ``key=value`` after the message.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
 from typing import Any
 
 from vestnik.shared.config import Settings, secrets_of
@@ -42,38 +51,59 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a record; None means "not applicable" and is left out."""
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_") and v is not None}
+
+
+def iso_time(record: logging.LogRecord) -> str:
+    """``2026-12-01T21:04:05.123+03:00``: local time with its offset, unambiguous across hosts."""
+    return datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+
+
 class KeyValueFormatter(logging.Formatter):
     """``time level logger message key=value ...`` with the structured extras."""
 
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return iso_time(record)
+
     def format(self, record: logging.LogRecord) -> str:
         base = super().format(record)
-        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+        extras = _extras(record)
         if not extras:
             return base
         return base + " " + " ".join(f"{k}={v}" for k, v in extras.items())
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (ISO 8601 with offset), level, logger, message, the fields."""
+
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "time": self.formatTime(record),
+            "time": iso_time(record),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
         }
-        data.update({k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")})
+        data.update(_extras(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
             data["exception"] = record.exc_text
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
         return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def vestnik_formatter(settings: Settings) -> logging.Formatter:
+    return (JsonFormatter() if settings.log_format == "json"
+            else KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
 
 
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root = logging.getLogger()
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if settings.log_format == "json"
-        else KeyValueFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
-    )
+    handler.setFormatter(vestnik_formatter(settings))
     handler.addFilter(RedactSecrets(secrets_of(settings)))
     # One handler: ours replaces any earlier one (Dramatiq's CLI installs its own),
     # so each line appears once, with the structured fields and redacted.

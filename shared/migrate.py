@@ -1,12 +1,19 @@
-"""Running Alembic from code, so ``vestnik db upgrade`` needs no alembic.ini."""
+"""Running Alembic from code, so ``vestnik db upgrade`` needs no alembic.ini.
+
+After the migrations, :func:`upgrade` rewrites the ``vestnik_registry`` table
+from the event registry in ``shared/events.py``: the SQL functions
+``vestnik_emit`` and ``vestnik_upsert_client`` check against it, so the code's
+definitions and the database's never drift apart (one source, no copy).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, delete, insert
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -18,8 +25,33 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def store_registry(conn: Connection, defaults: Mapping[str, str] | None = None) -> int:
+    """Replace the ``vestnik_registry`` rows with the current registry; return how many were written.
+
+    ``defaults`` are what a client created by ``vestnik_upsert_client`` gets
+    for what it leaves out (``locale``, ``timezone``: the settings'
+    ``VESTNIK_DEFAULT_LOCALE``/``VESTNIK_DEFAULT_TIMEZONE``).
+    """
+    from vestnik.shared.events import registry_document
+    from vestnik.shared.models import RegistryEntry, utcnow
+
+    doc = registry_document()
+    rows = {f"event:{name}": spec for name, spec in doc.pop("events").items()}
+    doc.pop("comment", None)
+    rows.update(doc)
+    rows["defaults"] = {"locale": "ru", "timezone": "Europe/Moscow", **(defaults or {})}
+    now = utcnow()
+    table = RegistryEntry.__table__
+    conn.execute(delete(table))
+    conn.execute(insert(table), [{"name": name, "document": document, "updated_at": now}
+                                 for name, document in rows.items()])
+    return len(rows)
+
+
+def upgrade(engine: Engine, revision: str = "head", *, defaults: Mapping[str, str] | None = None) -> None:
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        if revision == "head":
+            store_registry(conn, defaults)

@@ -189,7 +189,7 @@ class Notification(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        # A delivery pump's claim: one channel's due rows, oldest first (migration 0006).
+        # A delivery pump's claim: one channel's due rows, oldest first (migration 0008).
         Index(
             "ix_notifications_channel_due",
             "channel",
@@ -226,6 +226,14 @@ class Notification(Base):
         Index("ix_notifications_event_created", "event_type", "created_at"),
         Index(
             "ix_notifications_by_admin",
+            "created_at",
+            postgresql_where=text("initiator <> 'system'"),
+            sqlite_where=text("initiator <> 'system'"),
+        ),
+        # ... and an event type together with "started by an admin" (two rare filters; migration 0007).
+        Index(
+            "ix_notifications_by_admin_event",
+            "event_type",
             "created_at",
             postgresql_where=text("initiator <> 'system'"),
             sqlite_where=text("initiator <> 'system'"),
@@ -352,6 +360,21 @@ class AuditLog(Base):
     object_id: Mapped[str | None] = mapped_column(String(100))
     details: Mapped[dict[str, Any] | None] = mapped_column(Json)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RegistryEntry(Base):
+    """The event registry as JSON Schema, for the SQL functions (rewritten by ``vestnik db upgrade``).
+
+    Rows: ``event:<type>`` per event type, ``recipients``, ``client_id``,
+    ``client``, ``timestamp``, ``limits`` and ``defaults`` (see
+    :func:`vestnik.shared.events.registry_document`).
+    """
+
+    __tablename__ = "vestnik_registry"
+
+    name: Mapped[str] = mapped_column(String(120), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(Json)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ClientTokenPurpose(str, enum.Enum):

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 
+from vestnik.preflight import StartupError
 from vestnik.shared.config import Settings, load_settings
 from vestnik.shared.errors import ConfigError, VestnikError
 
@@ -37,7 +38,7 @@ def cmd_db_upgrade(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.seeds import install_default_templates
 
     engine = make_engine(settings.database_url)
-    upgrade(engine)
+    upgrade(engine, defaults={"locale": settings.default_locale, "timezone": settings.default_timezone})
     with session_scope(make_session_factory(engine)) as session:
         added, refreshed = install_default_templates(session)
     print(f"database {safe_url(settings.database_url)} is at the latest schema; "
@@ -55,11 +56,9 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
     except json.JSONDecodeError as exc:
         print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
         return 2
-    try:
-        recipients = [int(r) for r in args.recipients.split(",") if r.strip()]
-    except ValueError:
-        print("error: --recipients must be comma-separated client ids, e.g. 1,2,3", file=sys.stderr)
-        return 2
+    # Client ids as the CRM has them; decimal ones as integers (both name the same client).
+    recipients = [int(r) if r.isascii() and r.isdigit() and not r.startswith("0") else r
+                  for r in (part.strip() for part in args.recipients.split(",")) if r]
     with session_scope(_session_factory(settings)) as session:
         event_id = emit(
             session,
@@ -213,9 +212,24 @@ def cmd_cancel(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _preflight(settings: Settings, component: str, *, broker: bool = True, wait: bool = True) -> None:
+    """Database and broker checked before the work starts (vestnik/preflight.py)."""
+    from vestnik.outbox.contract import EVENTS_QUEUE
+    from vestnik.preflight import wait_for_services
+    from vestnik.shared.logs import configure_logging
+    from vestnik.workers.broker import BROADCASTS_QUEUE, MAINTENANCE_QUEUE, delivery_queue
+    from vestnik.workers.channels import CHANNELS
+
+    configure_logging(settings)
+    queues = [EVENTS_QUEUE, MAINTENANCE_QUEUE, BROADCASTS_QUEUE, delivery_queue("default"),
+              *[delivery_queue(c) for c in sorted(CHANNELS)]] if broker else None
+    wait_for_services(settings, component, queues=queues, wait=wait)
+
+
 def cmd_relay(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.outbox.relay import main as relay_main
 
+    _preflight(settings, "relay")
     return relay_main(settings)
 
 
@@ -228,6 +242,9 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    # Fatal problems stop it here; an outage does not: Dramatiq reconnects and retries messages with
+    # its own backoff (each retry logged), as it must for an outage in the middle of a run anyway.
+    _preflight(settings, "worker", wait=False)
     # Dramatiq's own CLI runs the processes and threads and handles SIGTERM
     # (finish in-flight work, take no new work); we only point it at setup().
     if settings.worker_metrics_port:
@@ -241,7 +258,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     # wakes up, every worker timeout (default 1 s): at 10/s that halved the rate a channel limit
     # allows (bench/broadcast_expand.py).  100 ms keeps a wait close to what the limiter asked.
     os.environ.setdefault("dramatiq_worker_timeout", "100")
-    argv = [sys.executable, "-m", "dramatiq", "vestnik.workers.app:setup",
+    # Dramatiq's CLI, with its main process logging in Vestnik's format (workers/run.py).
+    argv = [sys.executable, "-m", "vestnik.workers.run", "vestnik.workers.app:setup",
             "--processes", str(args.processes), "--threads", str(args.threads)]
     if args.queues:
         argv += ["--queues", *args.queues]
@@ -252,18 +270,21 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_scheduler(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.workers.scheduler import main as scheduler_main
 
+    _preflight(settings, "scheduler")
     return scheduler_main(settings)
 
 
 def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.workers.poller import main as bot_main
 
+    _preflight(settings, "bot", broker=False)
     return bot_main(settings, poll_timeout_s=args.poll_timeout, delete_webhook=args.delete_webhook)
 
 
 def cmd_web(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.webapp import serve
 
+    _preflight(settings, "web", broker=False, wait=False)
     return serve(settings, host=args.host, port=args.port)
 
 
@@ -355,8 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
 
-    p = sub.add_parser("health", help="exit 0 if a relay, worker or scheduler on this host is alive (heartbeat)")
-    p.add_argument("process", choices=("relay", "worker", "scheduler"))
+    p = sub.add_parser("health", help="exit 0 if a relay, worker, scheduler or bot on this host is alive (heartbeat)")
+    p.add_argument("process", choices=("relay", "worker", "scheduler", "bot"))
     p.add_argument("--max-age", type=float, default=60.0, help="seconds since the last heartbeat")
     p.set_defaults(func=cmd_health)
 
@@ -400,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except StartupError:
+        return 2  # already said, once, in the log (vestnik/preflight.py)
     except VestnikError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -4,8 +4,11 @@ Computed from the database at scrape time, so every web process answers the
 same figures and nothing is lost on restart: the outbox backlog and its lag
 (is the relay keeping up?), notifications due but not sent (are workers
 keeping up?), rows stuck in ``processing`` past their lease (did a worker
-die?), what was sent, failed or left "delivery uncertain" in the last hour,
-and the depth of each RabbitMQ queue.  Each query reads an index, so a
+die?), what was sent in the last 24 hours against the daily quota, and the
+depth of each RabbitMQ queue.  Rates of outcomes (sent, failed, uncertain)
+are the workers' counters (``vestnik_deliveries_total``, ``workers/metrics.py``):
+counters survive a scrape missed, and Prometheus takes their rate over any
+window.  Each query reads an index, so a
 scrape stays cheap on millions of rows.
 
 Set ``VESTNIK_METRICS_TOKEN`` to require ``Authorization: Bearer <token>``;
@@ -23,7 +26,7 @@ from datetime import timedelta
 from flask import Blueprint, Response, abort, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from vestnik.outbox.contract import EVENTS_QUEUE
@@ -36,7 +39,7 @@ log = logging.getLogger("vestnik.web.metrics")
 
 bp = Blueprint("metrics", __name__)
 
-RECENT = timedelta(hours=1)
+DAY = timedelta(hours=24)
 
 
 def database_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
@@ -71,23 +74,38 @@ def database_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
                             "How long the oldest due notification has waited past its send time",
                             value=(now - oldest_due).total_seconds() if oldest_due else 0.0)
 
-    recent = GaugeMetricFamily("vestnik_notifications_last_hour",
-                               "Notifications created in the last hour, by channel and current status",
-                               labels=["channel", "status"])
+    # Near the provider's daily quota?  Sent in the last 24 hours against the configured cap (email:
+    # Yandex's 500 a day per mailbox); ix_notifications_status_created reads only the day's sent rows.
+    sent_day = GaugeMetricFamily("vestnik_channel_sent_24h", "Messages sent in the last 24 hours, by channel",
+                                 labels=["channel"])
     rows = session.execute(
-        select(Notification.channel, Notification.status, func.count())
-        .where(Notification.created_at >= now - RECENT)
-        .group_by(Notification.channel, Notification.status)
+        select(Notification.channel, func.count())
+        .where(Notification.status == NotificationStatus.sent.value, Notification.created_at >= now - DAY)
+        .group_by(Notification.channel)
     ).all()
-    for channel, status, n in rows:
-        recent.add_metric([channel, status], n)
-    yield recent
+    for channel, n in rows:
+        sent_day.add_metric([channel], n)
+    yield sent_day
 
-    uncertain = session.scalar(select(func.count()).select_from(Notification).where(
-        Notification.created_at >= now - RECENT, Notification.delivery_uncertain.is_(True))) or 0
-    yield GaugeMetricFamily("vestnik_delivery_uncertain_last_hour",
-                            "Notifications of the last hour whose delivery is uncertain (not resent)",
-                            value=uncertain)
+
+def scheduler_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
+    """Is a scheduler active?  The holder of its advisory lock (workers/scheduler.py), seen in pg_locks."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    from vestnik.workers.scheduler import LOCK_ID
+
+    held = session.scalar(text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = 0 AND objid = :id"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"), {"id": LOCK_ID})
+    yield GaugeMetricFamily("vestnik_scheduler_active", "Schedulers holding the scheduler lock (1 when healthy)",
+                            value=held or 0)
+
+
+def quota_metrics(settings: Settings) -> Iterator[GaugeMetricFamily]:
+    quota = GaugeMetricFamily("vestnik_channel_daily_quota", "The configured messages per day, by channel",
+                              labels=["channel"])
+    quota.add_metric(["email"], settings.email_rate_per_day)
+    yield quota
 
 
 def broker_metrics(settings: Settings, channels: list[str]) -> Iterator[GaugeMetricFamily]:
@@ -99,10 +117,11 @@ def broker_metrics(settings: Settings, channels: list[str]) -> Iterator[GaugeMet
     depth = GaugeMetricFamily("vestnik_queue_messages", "Messages ready in a RabbitMQ queue", labels=["queue"])
     up = 1
     try:
-        params = pika.URLParameters(settings.broker_url)
-        params.socket_timeout = params.blocked_connection_timeout = 2
-        params.connection_attempts = 1
-        connection = pika.BlockingConnection(params)
+        nodes = [pika.URLParameters(url) for url in settings.broker_url.split(";")]  # a cluster: any node
+        for params in nodes:
+            params.socket_timeout = params.blocked_connection_timeout = 2
+            params.connection_attempts = 1
+        connection = pika.BlockingConnection(nodes)
         try:
             for name in [EVENTS_QUEUE, MAINTENANCE_QUEUE, BROADCASTS_QUEUE, *[delivery_queue(c) for c in channels]]:
                 for queue in (name, f"{name}.DQ", f"{name}.XQ"):  # Dramatiq's delay and dead-letter queues
@@ -129,6 +148,8 @@ class _Collector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield from database_metrics(self.session)
+        yield from quota_metrics(self.settings)
+        yield from scheduler_metrics(self.session)
         yield from broker_metrics(self.settings, self.channels)
 
 

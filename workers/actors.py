@@ -30,7 +30,7 @@ from dramatiq.middleware import CurrentMessage
 from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT, HANDLE_EVENTS, event_message
 from vestnik.shared import faults
 from vestnik.shared.models import utcnow
-from vestnik.workers import broadcasting, handling, scheduling
+from vestnik.workers import broadcasting, handling, metrics, scheduling
 from vestnik.workers.broker import (
     BROADCASTS_QUEUE,
     DELIVER,
@@ -129,7 +129,7 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
 
     def reap_stuck_notifications() -> None:
         rt = get_runtime()
-        scheduling.reap_stuck(rt.factory, utcnow())
+        metrics.reaped(*scheduling.reap_stuck(rt.factory, utcnow()))
 
     def clean_outbox() -> None:
         rt = get_runtime()

@@ -54,8 +54,12 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | None = None) -> dramatiq.Broker:
-    """Build the runtime and its broker, declare the actors, and return the broker."""
+def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | None = None,
+          component: str = "worker") -> dramatiq.Broker:
+    """Build the runtime and its broker, declare the actors, and return the broker.
+
+    ``component`` names the process's RabbitMQ connections (``vestnik-worker host:pid``).
+    """
     global _runtime
     settings = settings or load_settings()
     configure_logging(settings)
@@ -63,7 +67,7 @@ def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | No
     factory = make_session_factory(engine)
     limiter = build_limiter(settings, seed=notifications.seed_source(factory))
     broker = build_broker(settings, [ChannelRateLimit(limiter, batch_size=settings.delivery_batch_size,
-                                                      horizon_s=HORIZON_S)])
+                                                      horizon_s=HORIZON_S)], component=component)
     channels = channels if channels is not None else build_channels(settings)
     delivery = Delivery(factory, channels, settings, limiter=limiter)
     _runtime = Runtime(settings, engine, factory, channels, limiter, broker, delivery)

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import VestnikError
 from vestnik.shared.models import (
     AuditLog,
@@ -298,7 +299,7 @@ def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:
     template without a version for a channel): the event then fails, visibly.
     """
     data = dict(event.data or {})
-    recipients = list(event.recipients or [])
+    recipients, _unresolved = client_keys(event.recipients or [])  # an id naming no client reaches no one
     channels = data.get("channels") or [name for name, cls in CHANNELS.items() if cls.address_field]
     b = create(
         session, name=str(data.get("broadcast_name") or f"{data['template_code']} (event {event.id})"),

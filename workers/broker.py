@@ -21,14 +21,20 @@ def delivery_queue(channel: str) -> str:
     return f"deliver.{channel}"
 
 
-def build_broker(settings: Settings, middleware: list[Middleware] | None = None) -> dramatiq.Broker:
+def build_broker(settings: Settings, middleware: list[Middleware] | None = None, *,
+                 component: str = "worker") -> dramatiq.Broker:
     if settings.embedded:
         broker: dramatiq.Broker = StubBroker()
     else:
-        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+        from vestnik.shared.amqp import VestnikRabbitmqBroker
 
-        # confirm_delivery: a publish is known to be stored before we go on.
-        broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+        # Quorum queues, named connections (shared/amqp.py); confirm_delivery: a publish is known
+        # to be stored before we go on.
+        broker = VestnikRabbitmqBroker(url=settings.broker_url, component=component, confirm_delivery=True,
+                                       delivery_limit=settings.broker_delivery_limit)
+        from vestnik.workers.middleware.poison import PoisonMessages
+
+        broker.add_middleware(PoisonMessages(settings.broker_delivery_limit))
     broker.add_middleware(CurrentMessage())  # delivery reads the limiter's verdict from the message
     from vestnik.workers.middleware.heartbeat import Heartbeat
 

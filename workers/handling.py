@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import validate_event
 from vestnik.shared.models import (
@@ -109,7 +110,7 @@ def handle_events(
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         events = {e.id: e for e in session.scalars(stmt)}
-        wanted = {r for e in events.values() for r in (e.recipients or []) if isinstance(r, int)}
+        wanted = {r for e in events.values() for r in client_keys(e.recipients or [])[0]}
         clients = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(wanted)))} if wanted else {}
         results = []
         for event_id in sorted(set(event_ids)):
@@ -169,8 +170,8 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         canceled = notifications.cancel_by_key(session, event.key,
                                                f"canceled by {event.event_type} (event {event.id})", now)
 
-    recipients = list(event.recipients or [])
-    clients = [clients_by_id[r] for r in dict.fromkeys(recipients) if r in clients_by_id]
+    recipients, unresolved = client_keys(event.recipients or [])
+    clients = [clients_by_id[r] for r in recipients if r in clients_by_id]
     try:
         planned, skipped = plan_event(
             event.event_type, event.data, recipients, clients, channels,
@@ -181,7 +182,8 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
     added = notifications.add_pending(session, [_row(event, p, now) for p in planned])
     event.status = OutboxStatus.processed.value
     event.processed_at = now
-    unknown = sorted({s.recipient_id for s in skipped if s.reason == "unknown client"})
+    unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
+                     | {str(r) for r in unresolved})
     event.error = f"unknown clients: {unknown[:50]}" if unknown else None
     created = [(r.id, r.channel, r.address, r.send_at) for r in added]
     return HandleResult(event_id, "processed", created, canceled)

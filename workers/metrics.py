@@ -9,6 +9,8 @@ prometheus_client's multiprocess files, and these counters join them:
 - ``vestnik_delivery_failures_total{channel, reason}``: failures by reason,
   the reason reduced to its class (digits and addresses removed) so the
   number of series stays small;
+- ``vestnik_reaped_total{result}``: rows found ``processing`` past their lease
+  (a worker died), put back (``requeued``) or flagged ``uncertain``;
 - ``vestnik_limiter_waits_total{channel}`` and
   ``vestnik_limiter_wait_seconds_total{channel}``: how often and how long
   sends waited for the channel limits.
@@ -46,6 +48,8 @@ def _get() -> dict[str, Any] | None:
                                      ["channel"], registry=None),
                     "wait_s": Counter("vestnik_limiter_wait_seconds_total", "Seconds sends were held back",
                                       ["channel"], registry=None),
+                    "reaped": Counter("vestnik_reaped_total", "Rows processing past their lease, by outcome",
+                                      ["result"], registry=None),
                 }
     return _counters
 
@@ -73,3 +77,11 @@ def limiter_wait(channel: str, seconds: float) -> None:
         return
     counters["waits"].labels(channel).inc()
     counters["wait_s"].labels(channel).inc(max(seconds, 0.0))
+
+
+def reaped(requeued: int, uncertain: int) -> None:
+    counters = _get()
+    if counters is None:
+        return
+    counters["reaped"].labels("requeued").inc(requeued)
+    counters["reaped"].labels("uncertain").inc(uncertain)

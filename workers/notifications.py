@@ -341,6 +341,15 @@ def finish(session: Session, ids: Sequence[int], status: NotificationStatus, rea
     ).rowcount
 
 
+def fail_poisoned(session: Session, notification_id: int, reason: str, *, now: datetime) -> int:
+    """A row whose delivery message a worker died on again and again (workers/middleware/poison.py):
+    failed with the reason, if it is still waiting or processing."""
+    return session.execute(
+        update(_N).where(_N.c.id == notification_id, _N.c.status.in_([PENDING, PROCESSING]))
+        .values(status=FAILED, last_error=reason, locked_until=None, updated_at=now)
+    ).rowcount
+
+
 def mark_unreachable(session: Session, client_id: int | None, channel: str, address: str, reason: str) -> None:
     """The one place a permanent provider error disables a client's address on a channel, and
     only if it is still the address that failed (the client may have changed it since)."""

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared import heartbeat
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory, session_scope
 from vestnik.shared.logs import configure_logging
@@ -99,6 +100,7 @@ class BotPoller:
     def run(self) -> int:
         backoff_s = 1.0
         while not self.stop_event.is_set():
+            heartbeat.beat("bot")  # `vestnik health bot`: the loop goes round at least every long poll
             try:
                 self.poll_once()
                 backoff_s = 1.0

@@ -98,7 +98,7 @@ def _configure_django() -> None:
 def main(settings: Settings) -> int:
     from vestnik.workers import app
 
-    broker = app.setup(settings)
+    broker = app.setup(settings, component="scheduler")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -41,6 +41,10 @@ def test_metrics_report_backlog_lag_stuck_rows_and_queue_depth(pg_url, amqp_vhos
             Notification(channel="email", recipient_address="anna@example.com",
                          status=NotificationStatus.processing.value, locked_until=now - timedelta(minutes=1),
                          step="c", **common),
+            Notification(channel="email", recipient_address="anna@example.com", status=NotificationStatus.sent.value,
+                         sent_at=now - timedelta(hours=2), created_at=now - timedelta(hours=2), step="d", **common),
+            Notification(channel="email", recipient_address="anna@example.com", status=NotificationStatus.sent.value,
+                         sent_at=now - timedelta(days=2), created_at=now - timedelta(days=2), step="e", **common),
         ])
     app = create_app(Settings(database_url=pg_url, secret_key=SECRET, broker_url=amqp_vhost_url))
     broker = RabbitmqBroker(url=amqp_vhost_url)
@@ -55,7 +59,9 @@ def test_metrics_report_backlog_lag_stuck_rows_and_queue_depth(pg_url, amqp_vhos
     assert m[("vestnik_notifications_waiting", (("state", "scheduled"),))] == 1
     assert m[("vestnik_notifications_waiting", (("state", "stuck"),))] == 1
     assert m[("vestnik_notifications_due_lag_seconds", ())] >= 30
-    assert m[("vestnik_notifications_last_hour", (("channel", "telegram"), ("status", "pending")))] == 2
+    assert m[("vestnik_channel_sent_24h", (("channel", "email"),))] == 1  # the one of two days ago is not
+    assert m[("vestnik_channel_daily_quota", (("channel", "email"),))] == Settings().email_rate_per_day
+    assert not [name for name, _labels in m if name.endswith("_last_hour")]  # counters now: the workers'
     assert m[("vestnik_queue_messages", (("queue", "events"),))] == 1
     assert m[("vestnik_broker_up", ())] == 1
 
@@ -94,3 +100,18 @@ def test_failure_reasons_are_reduced_to_their_class():
     assert reason_class("550 5.1.1 <anna@example.com>: no such user") == "### #.#.# : no such user"
     assert reason_class("sendMessage: 403 Forbidden: bot was blocked by the user") == (
         "sendMessage: ### Forbidden: bot was blocked by the user")
+
+
+def test_metrics_say_whether_a_scheduler_holds_the_lock(pg_url):
+    from sqlalchemy import text
+
+    from vestnik.workers.scheduler import LOCK_ID
+
+    app = create_app(Settings(database_url=pg_url, secret_key=SECRET))
+    assert scrape(app.test_client())[("vestnik_scheduler_active", ())] == 0
+    engine = make_engine(pg_url)
+    with engine.connect() as conn:  # what `vestnik scheduler` holds while it is the active one
+        conn.execute(text("SELECT pg_advisory_lock(:id)"), {"id": LOCK_ID})
+        assert scrape(app.test_client())[("vestnik_scheduler_active", ())] == 1
+        conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": LOCK_ID})
+    engine.dispose()

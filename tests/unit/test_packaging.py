@@ -198,7 +198,8 @@ else:
 
 def test_make_demo_installs_no_test_tools_and_passes_the_port(tmp_path):
     """`make demo` in a fresh clone: Vestnik without the test extra, on the PORT given; `make test` with it."""
-    for name in ("Makefile", "pyproject.toml"):
+    (tmp_path / "client").mkdir()
+    for name in ("Makefile", "pyproject.toml", "client/pyproject.toml"):
         shutil.copy2(ROOT / name, tmp_path / name)
     demo = subprocess.run(["make", "-n", "demo", "PORT=8001"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=60)
@@ -207,4 +208,5 @@ def test_make_demo_installs_no_test_tools_and_passes_the_port(tmp_path):
     installs = [line for line in demo.stdout.splitlines() if "pip install" in line and "-e" in line]
     assert installs and all("[test]" not in line for line in installs), demo.stdout
     assert "vestnik demo --port 8001 --retry-hint 'make demo PORT={port}'" in demo.stdout
-    assert any("pip install" in line and "'.[test]'" in line for line in test.stdout.splitlines()), test.stdout
+    assert any("pip install" in line and "'.[test]'" in line and "-e client/" in line
+               for line in test.stdout.splitlines()), test.stdout
