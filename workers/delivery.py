@@ -252,8 +252,15 @@ class Delivery:
             f.set_result(Sent(error=DeliveryError.permanent(
                 f"channel {item.claimed.channel!r} is not registered in this worker")))
             return f
+        channel, key = item.claimed.channel, item.key
+
+        def again() -> float | None:
+            """The slot passed while this thread waited for the CPU: a slot now, if the limits allow one."""
+            now = self.limiter.reserve(channel, [key], horizon_s=0.0)[0]
+            return now.deadline if now.granted else None
+
         return pool.submit(item.claimed.address, item.message, grant.at if grant else None,
-                           grant.deadline if grant else None)
+                           grant.deadline if grant else None, again)
 
     def _stop_reason(self, channel: str, started: float, *, first: bool) -> tuple[str, float] | None:
         if time.monotonic() - started > self.budget_s:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -33,14 +34,19 @@ class Sent:
 
 
 def send_one(channel: Channel, address: str, message: RenderedMessage, at: float | None,
-             deadline: float | None) -> Sent:
-    """Wait for the slot ``at`` (monotonic), send unless ``deadline`` has passed, classify."""
+             deadline: float | None, again: Callable[[], float | None] | None = None) -> Sent:
+    """Wait for the slot ``at`` (monotonic), send unless ``deadline`` has passed, classify.
+
+    A thread that woke too late (a loaded machine) asks ``again`` for a slot right now (one limiter
+    round trip: the deadline of that one, returned, is then checked) before it gives the row back."""
     if at is not None:
         pause = at - time.monotonic()
         if pause > 0:
             time.sleep(pause)
     if deadline is not None and time.monotonic() > deadline:
-        return Sent(late=True)
+        deadline = again() if again is not None else None
+        if deadline is None or time.monotonic() > deadline:
+            return Sent(late=True)
     try:
         return Sent(channel.send(address, message))
     except DeliveryError as exc:
@@ -58,9 +64,9 @@ class SenderPool:
         self.size = max(1, size)
         self._executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=f"vestnik-send-{channel.name}")
 
-    def submit(self, address: str, message: RenderedMessage, at: float | None, deadline: float | None
-               ) -> Future[Sent]:
-        return self._executor.submit(send_one, self.channel, address, message, at, deadline)
+    def submit(self, address: str, message: RenderedMessage, at: float | None, deadline: float | None,
+               again: Callable[[], float | None] | None = None) -> Future[Sent]:
+        return self._executor.submit(send_one, self.channel, address, message, at, deadline, again)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
