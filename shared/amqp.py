@@ -46,6 +46,20 @@ def connection_name(component: str) -> str:
     return f"vestnik-{component} {socket.gethostname()}:{os.getpid()}"
 
 
+def node_parameters(url: str, component: str, *, timeout_s: float | None = None) -> list[Any]:
+    """pika's parameters for each node of ``url`` (``;``-separated), the connection named; with
+    ``timeout_s``, one quick attempt per node (a probe: health, metrics, start-up checks)."""
+    import pika
+
+    nodes = [pika.URLParameters(node.strip()) for node in url.split(";")]
+    for params in nodes:
+        params.client_properties = {**(params.client_properties or {}), "connection_name": connection_name(component)}
+        if timeout_s is not None:
+            params.socket_timeout = params.blocked_connection_timeout = timeout_s
+            params.connection_attempts = 1
+    return nodes
+
+
 class _CountingConsumer(_RabbitmqConsumer):
     """Dramatiq's consumer, keeping RabbitMQ's delivery count in the message's options."""
 

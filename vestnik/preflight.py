@@ -64,12 +64,10 @@ def broker_problem(settings: Settings, queues: list[str]) -> tuple[bool, str] | 
     import pika
     from dramatiq.errors import ConnectionClosed
 
-    from vestnik.shared.amqp import VestnikRabbitmqBroker
+    from vestnik.shared.amqp import VestnikRabbitmqBroker, node_parameters
 
     where = safe_url(settings.broker_url)
-    nodes = [pika.URLParameters(url) for url in settings.broker_url.split(";")]
-    for params in nodes:
-        params.connection_attempts, params.socket_timeout = 1, 5
+    nodes = node_parameters(settings.broker_url, "startup", timeout_s=5)
     try:
         pika.BlockingConnection(nodes).close()
     except (pika.exceptions.ProbableAuthenticationError, pika.exceptions.AuthenticationError) as exc:

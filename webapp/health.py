@@ -74,10 +74,9 @@ def _broker_check(url: str) -> str:
     import pika
 
     try:
-        params = pika.URLParameters(url)
-        params.socket_timeout = params.blocked_connection_timeout = 2
-        params.connection_attempts = 1
-        pika.BlockingConnection(params).close()
+        from vestnik.shared.amqp import node_parameters
+
+        pika.BlockingConnection(node_parameters(url, "web-readyz", timeout_s=2)).close()
         return "ok"
     except Exception as exc:  # noqa: BLE001
         return f"unreachable ({type(exc).__name__})"

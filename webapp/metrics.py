@@ -117,11 +117,9 @@ def broker_metrics(settings: Settings, channels: list[str]) -> Iterator[GaugeMet
     depth = GaugeMetricFamily("vestnik_queue_messages", "Messages ready in a RabbitMQ queue", labels=["queue"])
     up = 1
     try:
-        nodes = [pika.URLParameters(url) for url in settings.broker_url.split(";")]  # a cluster: any node
-        for params in nodes:
-            params.socket_timeout = params.blocked_connection_timeout = 2
-            params.connection_attempts = 1
-        connection = pika.BlockingConnection(nodes)
+        from vestnik.shared.amqp import node_parameters
+
+        connection = pika.BlockingConnection(node_parameters(settings.broker_url, "web-metrics", timeout_s=2))
         try:
             for name in [EVENTS_QUEUE, MAINTENANCE_QUEUE, BROADCASTS_QUEUE, *[delivery_queue(c) for c in channels]]:
                 for queue in (name, f"{name}.DQ", f"{name}.XQ"):  # Dramatiq's delay and dead-letter queues

@@ -67,7 +67,8 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
     def handle_events(event_ids: list[int]) -> None:
         rt = get_runtime()
         try:
-            results = handling.handle_events(rt.factory, rt.channels, list(event_ids))
+            results = handling.handle_events(rt.factory, rt.channels, list(event_ids),
+                                             default_zone=rt.settings.default_timezone)
         except Exception as exc:
             if len(event_ids) > 1:
                 # One of them may be the cause: each goes on alone, with its own retries.

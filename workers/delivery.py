@@ -50,7 +50,7 @@ from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
-from vestnik.workers import metrics
+from vestnik.workers import metrics, quiet_hours
 from vestnik.workers import notifications as state
 from vestnik.workers.attachments import fetch_attachment
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
@@ -167,6 +167,7 @@ class Delivery:
             if pause_channel is not None:
                 self.limiter.pause = pause_channel  # type: ignore[method-assign]
         self.clock = clock
+        self.quiet = quiet_hours.PolicyCache()
         sizes = pool_sizes or {"telegram": settings.telegram_connections, "email": settings.smtp_connections}
         self.pools = {name: SenderPool(ch, sizes.get(name, 2)) for name, ch in channels.items()}
         self.batch_size = settings.delivery_batch_size
@@ -281,6 +282,7 @@ class Delivery:
         items: list[_Item] = []
         canceled: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
+        held: list[tuple[int, datetime]] = []
         for c in claimed:
             client = clients.get(c.recipient_id) if c.recipient_id is not None else None
             channel = self.channels.get(c.channel)
@@ -291,6 +293,11 @@ class Delivery:
                 out.results.append(Result(c.id, "canceled", channel=c.channel,
                                           status=NotificationStatus.canceled.value))
                 continue
+            until = self._quiet_until(session, client, c, now)
+            if until is not None:  # became due late (a retry, a quota wait) inside the client's quiet hours
+                held.append((c.id, until))
+                out.results.append(Result(c.id, "held", channel=c.channel, status=NotificationStatus.pending.value))
+                continue
             try:
                 message = self._render(session, c, client, channel, templates)
             except TemplateError as exc:
@@ -300,6 +307,9 @@ class Delivery:
                                           status=NotificationStatus.failed.value, error=str(exc)))
                 continue
             items.append(_Item(c, message, self._limit_key(c.channel, c.address)))
+        for row_id, until in held:
+            state.release(session, [row_id], now=now, send_at=until,
+                          reason=f"{quiet_hours.REASON}: waits until {until:%Y-%m-%d %H:%M} UTC")
         for row_id, reason in canceled:
             state.finish(session, [row_id], NotificationStatus.canceled, reason, now=now)
         for row_id, reason in failed:
@@ -349,6 +359,26 @@ class Delivery:
                 item.attempt_no = attempt_no
                 self._settle(session, [(item, Sent(error=exc))], now, out)
         return ready
+
+    def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
+                     ) -> datetime | None:
+        if client is None:
+            return None
+        return quiet_hours.hold_until(now, category=c.category, event_type=c.event_type,
+                                      zone=quiet_hours.zone_of(client.timezone, self.settings.default_timezone),
+                                      own=quiet_hours.own_window(client.quiet_hours_start_min,
+                                                                 client.quiet_hours_end_min),
+                                      policies=self.quiet.get(session))
+
+    def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
+                     ) -> datetime | None:
+        if client is None:
+            return None
+        return quiet_hours.hold_until(now, category=c.category, event_type=c.event_type,
+                                      zone=quiet_hours.zone_of(client.timezone, self.settings.default_timezone),
+                                      own=quiet_hours.own_window(client.quiet_hours_start_min,
+                                                                 client.quiet_hours_end_min),
+                                      policies=self.quiet.get(session))
 
     @staticmethod
     def _refusal_now(client: Client | None, c: state.Claimed, channel: Channel | None) -> str | None:

@@ -45,7 +45,7 @@ from vestnik.shared.models import (
     RuleOverride,
     utcnow,
 )
-from vestnik.workers import broadcasts, notifications
+from vestnik.workers import broadcasts, notifications, quiet_hours
 from vestnik.workers.channels.base import Channel
 from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
@@ -88,11 +88,12 @@ def load_override(session: Session, event_type: str) -> Override | None:
 
 
 def handle_event(
-    factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None
+    factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None,
+    default_zone: str = "UTC",
 ) -> HandleResult:
     """One event (a batch of one); raises :class:`PredecessorPending` while an earlier same-key
     event is not handled yet."""
-    result = handle_events(factory, channels, [event_id], now=now)[0]
+    result = handle_events(factory, channels, [event_id], now=now, default_zone=default_zone)[0]
     if result.status == "waiting":
         raise PredecessorPending(result.error or "an earlier event with the same key is not handled yet")
     return result
@@ -100,7 +101,7 @@ def handle_event(
 
 def handle_events(
     factory: sessionmaker[Session], channels: dict[str, Channel], event_ids: list[int], *,
-    now: datetime | None = None,
+    now: datetime | None = None, default_zone: str = "UTC",
 ) -> list[HandleResult]:
     """A batch of events in one transaction, in id order; one result per id (``waiting``: an
     earlier same-key event is not handled yet, nothing was done for this one)."""
@@ -112,6 +113,7 @@ def handle_events(
         events = {e.id: e for e in session.scalars(stmt)}
         wanted = {r for e in events.values() for r in client_keys(e.recipients or [])[0]}
         clients = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(wanted)))} if wanted else {}
+        quiet = quiet_hours.load_policies(session)
         results = []
         for event_id in sorted(set(event_ids)):
             event = events.get(event_id)
@@ -120,7 +122,7 @@ def handle_events(
                 results.append(HandleResult(event_id, "missing"))
                 continue
             try:
-                results.append(_handle(session, channels, event, clients, now))
+                results.append(_handle(session, channels, event, clients, now, quiet, default_zone))
             except PredecessorPending as exc:
                 results.append(HandleResult(event_id, "waiting", error=str(exc)))
     for r in results:
@@ -131,7 +133,7 @@ def handle_events(
 
 
 def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
-            now: datetime) -> HandleResult:
+            now: datetime, quiet: Any, default_zone: str) -> HandleResult:
     """One event inside the batch's transaction (see the module docstring)."""
     event_id = event.id
     if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
@@ -175,7 +177,7 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
     try:
         planned, skipped = plan_event(
             event.event_type, event.data, recipients, clients, channels,
-            now=now, send_at=event.send_at, override=override,
+            now=now, send_at=event.send_at, override=override, quiet=quiet, default_zone=default_zone,
         )
     except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
         return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
