@@ -196,7 +196,7 @@ class Notification(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        # A delivery pump's claim: one channel's due rows, oldest first (migration 0008).
+        # A delivery pump's claim: one channel's due rows, oldest first (migration 0011).
         Index(
             "ix_notifications_channel_due",
             "channel",
@@ -229,7 +229,7 @@ class Notification(Base):
             postgresql_where=text("status = 'pending' AND send_at IS NULL"),
             sqlite_where=text("status = 'pending' AND send_at IS NULL"),
         ),
-        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0008).
+        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0011).
         Index(
             "ix_notifications_broadcast_due",
             "broadcast_id",

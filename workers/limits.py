@@ -458,7 +458,9 @@ SeedSource = Callable[[str, float], list[tuple[int, str]]]
 
 class Limiter:
     def __init__(self, rules: dict[str, ChannelRules], backend: MemoryLimiterBackend | RedisLimiterBackend,
-                 prefix: str = "vestnik:limit", *, seed: SeedSource | None = None) -> None:
+                 prefix: str = "vestnik:limit", *, seed: SeedSource | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # the moments in grants are on this clock (senders compare with time.monotonic)
         self.rules = rules
         self.backend = backend
         self.prefix = prefix
@@ -497,7 +499,7 @@ class Limiter:
                                                                      "channel": channel,
                                                                      "error": type(exc).__name__})
             return [Grant(None, None, UNAVAILABLE_WAIT_S) for _ in keys]
-        base = time.monotonic()
+        base = self.clock()
         return [Grant(base + value / 1000, base + until / 1000) if granted else Grant(None, None, value / 1000)
                 for granted, value, until in results]
 
