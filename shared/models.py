@@ -165,6 +165,8 @@ class OutboxEvent(Base):
         ),
         Index("ix_outbox_key", "key"),
         Index("ix_outbox_status_created", "status", "created_at"),
+        Index("ix_outbox_unknown_clients", "processed_at",
+              postgresql_where=text("unknown_clients IS NOT NULL"), sqlite_where=text("unknown_clients IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -182,6 +184,9 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column()
     processed_at: Mapped[datetime | None] = mapped_column()
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The recipients Vestnik did not know when it handled the event (the first 1000; NULL: none): the
+    # dashboard and /metrics count such events, the event's page lists the ids.
+    unknown_clients: Mapped[list[str] | None] = mapped_column(Json)
 
 
 class Notification(Base):
@@ -196,7 +201,7 @@ class Notification(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
-        # A delivery pump's claim: one channel's due rows, oldest first (migration 0011).
+        # A delivery pump's claim: one channel's due rows, oldest first (migration 0012).
         Index(
             "ix_notifications_channel_due",
             "channel",
@@ -229,7 +234,7 @@ class Notification(Base):
             postgresql_where=text("status = 'pending' AND send_at IS NULL"),
             sqlite_where=text("status = 'pending' AND send_at IS NULL"),
         ),
-        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0011).
+        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0012).
         Index(
             "ix_notifications_broadcast_due",
             "broadcast_id",
