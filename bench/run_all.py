@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench.admin_history": [],
     "bench.broadcast_expand": ["--clients", "100000", "--send", "2000", "--rate", "30"],
     "bench.sign_in_timing": ["--requests", "200"],
+    "bench.admin_login_timing": ["--requests", "100"],
     "bench.soak": ["--minutes", "10", "--rate", "5", "--seed", "2"],  # the full soak: python -m bench.soak
 }
 
@@ -39,6 +40,7 @@ def smoke_args() -> dict[str, list[str]]:
                                 "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],
         "bench.broadcast_expand": ["--clients", "200", "--send", "10", "--rate", "100"],
         "bench.sign_in_timing": ["--requests", "5"],
+        "bench.admin_login_timing": ["--requests", "4"],
         "bench.soak": ["--minutes", "0.15", "--rate", "5", "--fault-every", "4", "--seed", "2"],
     }
 

@@ -6,9 +6,12 @@ a copy of the database signs no one in, and a secret made for one purpose
 conditional UPDATE (``used_at IS NULL AND expires_at > now``), so two
 concurrent uses cannot both succeed on either backend.
 
-The throttle counts rows of ``client_sign_in_attempts`` per scope (an address
-or an IP) over the last hour.  It is written for unknown addresses exactly as
-for known ones, so its answers say nothing about who is a client.
+The throttle counts attempts per scope (an address or an IP) in an hour's
+window, in ``attempt_counters`` (``shared/counters.py``: one atomic statement,
+exact under parallel requests).  It counts unknown addresses exactly as known
+ones, so its answers say nothing about who is a client.  A sign-in code's
+wrong guesses are counted the same way on its row, before the code is
+compared.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import ClientSignInAttempt, ClientToken, ClientTokenPurpose
+from vestnik.shared import counters
+from vestnik.shared.models import ClientToken, ClientTokenPurpose
 
 THROTTLE_WINDOW_S = 3600.0
 #: wrong codes accepted for one challenge before it dies
@@ -112,18 +116,27 @@ def issue_code(session: Session, secret_key: str, client_id: int | None, ttl_s: 
 def consume_code(session: Session, secret_key: str, challenge: str, code: str, now: datetime) -> int | None:
     """The client id if ``code`` answers ``challenge`` (once); None otherwise.
 
-    A wrong code counts against the challenge; after MAX_CODE_ATTEMPTS it is
-    dead even for the right code, so six digits cannot be guessed.
+    Every try counts against the challenge *before* the code is compared, in
+    one conditional UPDATE: after MAX_CODE_ATTEMPTS tries it is dead even for
+    the right code, however many guesses arrive in parallel, so six digits
+    cannot be guessed.
     """
     purpose = ClientTokenPurpose.sign_in_code
     row = find(session, secret_key, purpose, challenge)
     if row is None or row.used_at is not None or row.expires_at <= now:
         return None
-    if row.failed_attempts >= MAX_CODE_ATTEMPTS:
+    tried = session.execute(
+        update(ClientToken)
+        .where(ClientToken.id == row.id, ClientToken.used_at.is_(None),
+               ClientToken.failed_attempts < MAX_CODE_ATTEMPTS)
+        .values(failed_attempts=ClientToken.failed_attempts + 1)
+        .returning(ClientToken.failed_attempts)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+    if tried is None:  # out of tries (or used meanwhile)
         return None
     given = digest(secret_key, purpose, f"{challenge}:{code.strip()}")
     if not hmac.compare_digest(given, row.code_hash or ""):
-        row.failed_attempts += 1
         return None
     used = session.execute(
         update(ClientToken)
@@ -174,21 +187,15 @@ def ip_scope(ip: str | None) -> str:
     return f"ip:{(ip or 'unknown')[:64]}"
 
 
-def throttled(session: Session, limits: list[tuple[str, int]], now: datetime,
-              window_s: float = THROTTLE_WINDOW_S) -> bool:
-    """True when any scope already has its limit of attempts in the window."""
-    since = now - timedelta(seconds=window_s)
+def over_limit(session: Session, limits: list[tuple[str, int]], now: datetime,
+               window_s: float = THROTTLE_WINDOW_S) -> bool:
+    """Count this attempt in every scope; True when any scope is past its limit (the attempt is refused).
+
+    Counting comes first and is one statement per scope (``shared/counters.py``),
+    so exactly ``limit`` attempts per window pass however many arrive at once.
+    """
+    over = False
     for scope, limit in limits:
-        count = session.scalar(select(func.count()).select_from(ClientSignInAttempt).where(
-            ClientSignInAttempt.scope == scope, ClientSignInAttempt.created_at > since))
-        if (count or 0) >= limit:
-            return True
-    return False
-
-
-def record_attempt(session: Session, scopes: list[str], now: datetime, window_s: float = THROTTLE_WINDOW_S) -> None:
-    """Count one attempt in each scope, forgetting rows older than the window."""
-    since = now - timedelta(seconds=window_s)
-    # Every scope's old rows, not only these: the table holds about one hour of attempts.
-    session.execute(delete(ClientSignInAttempt).where(ClientSignInAttempt.created_at <= since))
-    session.add_all(ClientSignInAttempt(scope=scope, created_at=now) for scope in scopes)
+        over = counters.hit(session, scope, window_s=window_s, now=now).over(limit) or over
+    counters.forget_expired(session, now)  # the table holds about one window of scopes
+    return over

@@ -37,6 +37,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
 
 REQUIRED = ("id",)
@@ -121,6 +123,14 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
     def cell(column: str) -> str:
         return (row.get(column) or "").strip()
 
+    for column, value in row.items():
+        if isinstance(value, str):  # a NUL or a lone surrogate cannot be stored: named, the row refused
+            try:
+                bounds.text(value, str(column)[:40], max_chars=10_000, controls=True, strip=False)
+            except BoundsError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise RowError(problems)
     raw_id = cell("id")
     if not _ID.fullmatch(raw_id) or int(raw_id) <= 0:
         problems.append(f"id: must be a positive integer (up to 18 digits), got {raw_id[:40]!r}")
@@ -168,7 +178,10 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
     if active := cell("last_active_at"):
         try:
             parsed = datetime.fromisoformat(active)
-            out["last_active_at"] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            out["last_active_at"] = bounds.moment(parsed, "last_active_at")
+        except BoundsError as exc:
+            problems.append(str(exc))
         except ValueError:
             problems.append(f"last_active_at: not an ISO 8601 time: {active[:40]!r}")
     if problems:

@@ -112,6 +112,13 @@ class Client(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The CRM's last activity of the client (a visit, a payment): broadcasts filter on it.
     last_active_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Set when the CRM asked Vestnik to forget the client (DELETE /api/v1/clients/{id}): contact data
+    # erased, every switch off, history kept without personal data; a later upsert brings it back.
+    forgotten_at: Mapped[datetime | None] = mapped_column()
+    # The client's own quiet hours, minutes after local midnight (workers/quiet_hours.py): both NULL
+    # follow the category's default window; equal values mean "any time suits me".
+    quiet_hours_start_min: Mapped[int | None] = mapped_column(Integer)
+    quiet_hours_end_min: Mapped[int | None] = mapped_column(Integer)
 
     def unreachable_reason(self, channel: str) -> str | None:
         return getattr(self, f"{channel}_unreachable_reason", None)
@@ -158,6 +165,8 @@ class OutboxEvent(Base):
         ),
         Index("ix_outbox_key", "key"),
         Index("ix_outbox_status_created", "status", "created_at"),
+        Index("ix_outbox_unknown_clients", "processed_at",
+              postgresql_where=text("unknown_clients IS NOT NULL"), sqlite_where=text("unknown_clients IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -175,6 +184,9 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column()
     processed_at: Mapped[datetime | None] = mapped_column()
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The recipients Vestnik did not know when it handled the event (the first 1000; NULL: none): the
+    # dashboard and /metrics count such events, the event's page lists the ids.
+    unknown_clients: Mapped[list[str] | None] = mapped_column(Json)
 
 
 class Notification(Base):
@@ -212,6 +224,14 @@ class Notification(Base):
             "id",
             postgresql_where=text("status = 'pending' AND send_at IS NULL"),
             sqlite_where=text("status = 'pending' AND send_at IS NULL"),
+        ),
+        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0008).
+        Index(
+            "ix_notifications_broadcast_due",
+            "broadcast_id",
+            "send_at",
+            postgresql_where=text("status = 'pending' AND send_at IS NOT NULL AND broadcast_id IS NOT NULL"),
+            sqlite_where=text("status = 'pending' AND send_at IS NOT NULL AND broadcast_id IS NOT NULL"),
         ),
         # The admin history's filters, newest first (migration 0004).
         Index("ix_notifications_event_created", "event_type", "created_at"),
@@ -295,11 +315,11 @@ class AdminUser(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="", server_default="")  # shown in the audit
     password_hash: Mapped[str] = mapped_column(String(300))
     role: Mapped[str] = mapped_column(String(20), default=AdminRole.admin.value)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column()
+    # Wrong passwords are counted per address in attempt_counters (unknown addresses alike).
     # Part of the login session; rotated at logout and password change, so a
     # copied session cookie stops working (Flask's sessions live client-side).
     session_token: Mapped[str] = mapped_column(String(64), default=lambda: secrets.token_hex(16))
@@ -338,6 +358,31 @@ class RuleOverride(Base):
     offsets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # step name -> [seconds, ...]
     updated_by: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A key a CRM calls the HTTP API with; only its SHA-256 is stored (the key is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    #: the key's first characters, to recognise it in lists ("vk_3fA9c…"); not enough to use it
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    last_used_at: Mapped[datetime | None] = mapped_column()  # updated at most once a minute
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and the outbox name what this key did."""
+        return f"api_key:{self.id}"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
 
 
 class AuditLog(Base):
@@ -400,19 +445,20 @@ class ClientToken(Base):
     used_at: Mapped[datetime | None] = mapped_column()
 
 
-class ClientSignInAttempt(Base):
-    """One sign-in request (or wrong code) per row, counted per address and per IP for throttling.
+class AttemptCounter(Base):
+    """Attempts per scope in a window (sign-ins per address or IP, wrong admin passwords per address).
 
-    Rows are written whether or not the address belongs to a client, so the
-    throttle behaves the same for both (no account enumeration through it).
+    Bumped by one atomic statement (``shared/counters.py``), so a limit holds
+    exactly under parallel requests.  Written whether or not an address belongs
+    to anyone, so its answers say nothing about who exists.
     """
 
-    __tablename__ = "client_sign_in_attempts"
-    __table_args__ = (Index("ix_client_sign_in_attempts_scope", "scope", "created_at"),)
+    __tablename__ = "attempt_counters"
+    __table_args__ = (Index("ix_attempt_counters_window", "window_ends_at"),)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    scope: Mapped[str] = mapped_column(String(100))  # "address:<keyed hash>" or "ip:<address>"
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scope: Mapped[str] = mapped_column(String(100), primary_key=True)  # "<kind>:<keyed hash or IP>"
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_ends_at: Mapped[datetime] = mapped_column()
 
 
 # The bot finds a client by chat id on every update.
@@ -429,6 +475,7 @@ class BroadcastStatus(str, enum.Enum):
     paused = "paused"  # by an admin or by itself (failure rate over the threshold)
     completed = "completed"
     canceled = "canceled"
+    scheduled = "scheduled"  # confirmed, waiting for its moment (editable and cancelable until then)
 
 
 class ClientGroup(Base):
@@ -489,6 +536,15 @@ class Broadcast(Base):
     finished_at: Mapped[datetime | None] = mapped_column()
     fed_at: Mapped[datetime | None] = mapped_column()  # the feeder's last tick
     expanded_at: Mapped[datetime | None] = mapped_column()  # the expansion's heartbeat (or when it was queued)
+    # Scheduling (workers/broadcast_schedule.py): the first wave's moment, and for "at a local time in
+    # each client's zone" the local date and time; the waves are BroadcastWave rows.
+    scheduled_at: Mapped[datetime | None] = mapped_column()
+    local_date: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    local_time: Mapped[str | None] = mapped_column(String(5))  # HH:MM
+    # The time zones the current expansion pass covers (a wave); NULL: every client.
+    zones: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    # Progress samples for the rate and the estimated end: [[unix seconds, {channel: finished}], ...]
+    samples: Mapped[list[Any] | None] = mapped_column(Json)
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.id})"
@@ -502,3 +558,55 @@ class BroadcastClient(Base):
     broadcast_id: Mapped[int] = mapped_column(BigId, ForeignKey("broadcasts.id", ondelete="CASCADE"),
                                               primary_key=True)
     client_id: Mapped[int] = mapped_column(BigId, primary_key=True)  # no FK: an unknown id is reported
+
+
+class BroadcastWave(Base):
+    """One moment at which a scheduled broadcast reaches the clients of some time zones.
+
+    A broadcast at a moment has one wave (zone ``*``); one at a local time in each client's zone
+    has a wave per time zone its clients live in, plus ``*`` (at the default zone's moment) for
+    clients in any other zone.  The scheduler starts a wave when its ``send_at`` has come.
+    """
+
+    __tablename__ = "broadcast_waves"
+    __table_args__ = (Index("ix_broadcast_waves_due", "send_at"),)
+
+    broadcast_id: Mapped[int] = mapped_column(BigId, ForeignKey("broadcasts.id", ondelete="CASCADE"),
+                                              primary_key=True)
+    zone: Mapped[str] = mapped_column(String(64), primary_key=True)  # an IANA zone, or "*"
+    send_at: Mapped[datetime] = mapped_column()
+    started_at: Mapped[datetime | None] = mapped_column()
+
+
+class QuietHours(Base):
+    """An admin's quiet hours for a category (``workers/quiet_hours.py`` holds the defaults)."""
+
+    __tablename__ = "quiet_hours"
+
+    category: Mapped[str] = mapped_column(String(20), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    start_min: Mapped[int] = mapped_column(Integer)  # minutes after local midnight
+    end_min: Mapped[int] = mapped_column(Integer)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ReactionKind(str, enum.Enum):
+    unsubscribe = "unsubscribe"  # the client left marketing after this message
+    button = "button"  # the client pressed one of the message's buttons
+
+
+class NotificationReaction(Base):
+    """What a client did with a message they got: the reports count these."""
+
+    __tablename__ = "notification_reactions"
+    __table_args__ = (
+        Index("ix_reactions_notification", "notification_id"),
+        Index("ix_reactions_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(BigId, ForeignKey("notifications.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    value: Mapped[str | None] = mapped_column(String(100))  # the button pressed
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

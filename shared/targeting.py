@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
+
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 
 MAX_LIST = 200
 
@@ -40,11 +43,10 @@ class Targeting:
             raise ValueError(f"targeting.{unknown[0]}: unknown field (known: {', '.join(sorted(known))})")
         since = raw.get("active_since")
         if since not in (None, ""):
-            try:
-                since = datetime.fromisoformat(str(since))
-            except ValueError:
-                raise ValueError(f"targeting.active_since: not an ISO 8601 date: {str(since)[:40]!r}") from None
-            since = since if since.tzinfo else since.replace(tzinfo=UTC)
+            if not isinstance(since, str) or "T" in since:
+                since = bounds.moment(since, "targeting.active_since")  # BoundsError is a ValueError
+            else:
+                since = datetime.combine(bounds.day(since, "targeting.active_since"), time.min, tzinfo=UTC)
         else:
             since = None
         for flag in ("all_tags", "has_telegram", "has_email", "client_list"):
@@ -105,11 +107,12 @@ def parse_client_ids(text: str, limit: int = 1_000_000) -> list[int]:
     for lineno, line in enumerate(text.splitlines(), 1):
         first = line.split(",")[0].split(";")[0].strip()
         for token in first.split():
-            if not token.isdigit() or int(token) <= 0:
-                if lineno == 1 and not token.isdigit():
+            try:
+                ids.append(bounds.identifier(token, f"line {lineno}"))
+            except BoundsError:
+                if lineno == 1 and not any(c.isdigit() for c in token):
                     continue  # a header such as "id"
-                raise ValueError(f"line {lineno}: {token[:30]!r} is not a client id")
-            ids.append(int(token))
+                raise ValueError(f"line {lineno}: {token[:30]!r} is not a client id") from None
     unique = list(dict.fromkeys(ids))
     if len(unique) > limit:
         raise ValueError(f"at most {limit:,} client ids")

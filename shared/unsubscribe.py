@@ -21,6 +21,8 @@ import base64
 import hashlib
 import hmac
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.messages import Button
@@ -40,10 +42,14 @@ def make_token(secret_key: str, client_id: int) -> str:
 def read_token(secret_key: str, token: str) -> int | None:
     """The client id of a valid token, else None (constant-time comparison)."""
     head, _, _ = token.partition(".")
-    if not head.isdigit() or len(token) > 100 or not secret_key:
+    if len(token) > 100 or not secret_key:
         return None
-    expected = make_token(secret_key, int(head))
-    return int(head) if hmac.compare_digest(expected.encode(), token.encode()) else None
+    try:
+        client_id = bounds.identifier(head, "token")
+    except BoundsError:
+        return None
+    expected = make_token(secret_key, client_id)
+    return client_id if hmac.compare_digest(expected.encode(), token.encode("utf-8", "replace")) else None
 
 
 def unsubscribe_url(settings: Settings, client_id: int) -> str:

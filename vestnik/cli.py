@@ -14,9 +14,10 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from datetime import datetime
 
 from vestnik.preflight import StartupError
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings, load_settings
 from vestnik.shared.errors import ConfigError, VestnikError
 
@@ -51,13 +52,9 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.outbox import emit
     from vestnik.shared.db import session_scope
 
-    try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+    data = _json_object(args.data, "--data")
     # Client ids as the CRM has them; decimal ones as integers (both name the same client).
-    recipients = [int(r) if r.isascii() and r.isdigit() and not r.startswith("0") else r
+    recipients = [int(r) if r.isascii() and r.isdigit() and not r.startswith("0") and len(r) <= 18 else r
                   for r in (part.strip() for part in args.recipients.split(",")) if r]
     with session_scope(_session_factory(settings)) as session:
         event_id = emit(
@@ -106,11 +103,15 @@ def cmd_clients_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    import secrets
+
+    from sqlalchemy import func, select
     from werkzeug.security import generate_password_hash
 
+    from vestnik.shared import counters
     from vestnik.shared.db import session_scope
-    from vestnik.shared.models import AdminUser
+    from vestnik.shared.models import AdminRole, AdminUser
+    from vestnik.webapp.admin.auth import login_scope
 
     if args.password_env:
         password = os.environ.get("VESTNIK_ADMIN_PASSWORD")
@@ -130,17 +131,53 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     if len(password) < 10:
         print("error: the password must have at least 10 characters", file=sys.stderr)
         return 2
+    email = args.email.strip()
     with session_scope(_session_factory(settings)) as session:
-        user = session.scalars(select(AdminUser).where(AdminUser.email == args.email)).first()
+        user = session.scalars(select(AdminUser).where(func.lower(AdminUser.email) == email.lower())).first()
+        created = user is None
         if user is None:
-            user = AdminUser(email=args.email)
+            user = AdminUser(email=email, role=args.role or AdminRole.admin.value)
             session.add(user)
+        elif args.role is not None:
+            user.role = args.role  # a reset keeps the role unless one is given
         user.password_hash = generate_password_hash(password)
-        user.role = args.role
+        # A reset is what one does after a leak: every session signed in with the old password ends here.
+        user.session_token = secrets.token_hex(16)
         user.is_active = True
-        user.failed_logins = 0
-        user.locked_until = None
-    print(f"admin user {args.email} ({args.role}) is ready")
+        counters.reset(session, login_scope(settings.secret_key, email))  # a lockout ends with the reset
+        session.flush()
+        _audit(session, "cli", "admin.create" if created else "admin.password_reset", "admin_user", str(user.id),
+               {"email": user.email, "role": user.role, "sessions_revoked": not created})
+        role = user.role
+    print(f"admin user {email} ({role}) is ready" + ("" if created else "; every earlier session is signed out"))
+    return 0
+
+
+def cmd_api_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """API keys for /api/v1: create (printed once), list, revoke."""
+    from sqlalchemy import select
+
+    from vestnik.shared import api_keys
+    from vestnik.shared.db import session_scope
+    from vestnik.shared.models import ApiKey
+
+    with session_scope(_session_factory(settings)) as session:
+        if args.api_keys_command == "create":
+            key, raw = api_keys.create(session, args.name, "cli")  # a bad --name: BoundsError, exit 2
+            print(f"API key {key.id} ({key.name}); it is shown only this once, store it now:", file=sys.stderr)
+            print(raw)
+            return 0
+        if args.api_keys_command == "revoke":
+            key = api_keys.revoke(session, args.id, "cli")
+            if key is None:
+                print(f"error: no API key {args.id}", file=sys.stderr)
+                return 1
+            print(f"API key {key.id} ({key.name}) is revoked")
+            return 0
+        for key in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            print(f"{key.id}\t{key.prefix}…\t{key.name}\t{state}\tlast used {used}")
     return 0
 
 
@@ -180,11 +217,7 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import NotificationTemplate
 
-    try:
-        data = json.loads(args.data)
-    except json.JSONDecodeError as exc:
-        print(f"error: --data is not valid JSON: {exc}", file=sys.stderr)
-        return 2
+    data = _json_object(args.data, "--data")
     with session_scope(_session_factory(settings)) as session:
         template = session.scalars(
             select(NotificationTemplate).where(NotificationTemplate.code == args.template_code)
@@ -322,11 +355,34 @@ def _demo_command(args: argparse.Namespace) -> str:
 # ------------------------------------------------------------------ parser
 
 
-def _iso(value: str) -> str:
+def _argument(parse, **kwargs):
+    """An argparse ``type`` from a bounded parser: a bad value is argparse's usage error, naming it."""
+
+    def convert(value: str):
+        try:
+            return parse(value, "", **kwargs)
+        except BoundsError as exc:
+            raise argparse.ArgumentTypeError(exc.reason) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in its message
+    return convert
+
+
+_iso = _argument(bounds.moment)
+_id = _argument(bounds.identifier)
+_line = _argument(bounds.text, min_chars=1, max_chars=200)
+
+
+def _json_object(raw: str, option: str) -> dict:
+    """``--data``: a JSON object (BoundsError naming the option otherwise)."""
     try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise BoundsError(option, f"is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BoundsError(option, "is nested too deeply") from None
+    if not isinstance(value, dict):
+        raise BoundsError(option, 'must be a JSON object, e.g. {"title": "Hi"}')
     return value
 
 
@@ -343,8 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("event_type")
     p.add_argument("--recipients", required=True, help="client ids, e.g. 1,2,3")
     p.add_argument("--data", default="{}", help="template data as JSON")
-    p.add_argument("--key", help="grouping key for cancel/reschedule, e.g. lesson:42")
-    p.add_argument("--idempotency-key")
+    p.add_argument("--key", type=_line, help="grouping key for cancel/reschedule, e.g. lesson:42")
+    p.add_argument("--idempotency-key", type=_line)
     p.add_argument("--send-at", type=_iso, help="ISO 8601 time with offset")
     p.set_defaults(func=cmd_emit)
 
@@ -353,25 +409,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_clients_import)
 
+    keys = sub.add_parser("api-keys", help="keys for the HTTP API (/api/v1)").add_subparsers(
+        dest="api_keys_command", required=True)
+    p = keys.add_parser("create", help="make a key and print it (only this once)")
+    p.add_argument("--name", required=True, help="who uses it, e.g. crm-production")
+    p.set_defaults(func=cmd_api_keys)
+    keys.add_parser("list", help="every key: id, prefix, name, state, last use").set_defaults(func=cmd_api_keys)
+    p = keys.add_parser("revoke", help="revoke a key (its next request gets 403)")
+    p.add_argument("id", type=_id)
+    p.set_defaults(func=cmd_api_keys)
+
     p = sub.add_parser("create-admin", help="create or reset an admin user")
-    p.add_argument("email")
-    p.add_argument("--role", choices=("admin", "support"), default="admin")
+    p.add_argument("email", type=_argument(bounds.text, min_chars=3, max_chars=320))
+    p.add_argument("--role", choices=("admin", "support"), default=None,
+                   help="admin or support (a new user: admin; an existing one keeps their role unless given)")
     p.add_argument("--password-env", action="store_true",
                    help="read the password from VESTNIK_ADMIN_PASSWORD instead of prompting")
     p.set_defaults(func=cmd_create_admin)
 
     p = sub.add_parser("resend", help="send a copy of a notification again")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=_id)
     p.set_defaults(func=cmd_resend)
 
     p = sub.add_parser("send", help="send one configured template to one client now")
     p.add_argument("template_code")
-    p.add_argument("--to", type=int, required=True, help="client id")
+    p.add_argument("--to", type=_id, required=True, help="client id")
     p.add_argument("--data", default="{}", help="template data as JSON")
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("cancel", help="cancel pending notifications by key")
-    p.add_argument("--key", required=True, help="e.g. lesson:42")
+    p.add_argument("--key", type=_line, required=True, help="e.g. lesson:42")
     p.set_defaults(func=cmd_cancel)
 
     sub.add_parser("relay", help="publish committed outbox events to the broker").set_defaults(func=cmd_relay)
@@ -420,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(settings, args) or 0)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BoundsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except StartupError:
         return 2  # already said, once, in the log (vestnik/preflight.py)

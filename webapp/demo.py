@@ -267,7 +267,6 @@ def _demo_admin(session: Any) -> str:
         session.add(user)
     user.password_hash = generate_password_hash(password)
     user.session_token = secrets.token_hex(16)
-    user.failed_logins, user.locked_until = 0, None
     user.telegram_chat_id = user.telegram_chat_id or DEMO_ADMIN_CHAT_ID
     return password
 

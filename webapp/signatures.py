@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping, Sequence
+
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 
 WINDOW_S = 300
 TIMESTAMP_HEADER = "X-Vestnik-Timestamp"
 SIGNATURE_HEADER = "X-Vestnik-Signature"
+#: a timestamp beyond this (year 2286) is not Unix seconds
+MAX_TIMESTAMP = 10**10
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}", re.ASCII)
 
 
 class SignatureError(Exception):
@@ -41,18 +48,19 @@ def verify(headers: Mapping[str, str], body: bytes, secrets: Sequence[str], now:
     sig_raw = headers.get(SIGNATURE_HEADER)
     if not ts_raw or not sig_raw:
         raise SignatureError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
+    # Headers are whatever a stranger sends: bounded and ASCII before any arithmetic or comparison.
     try:
-        ts = int(ts_raw)
-    except ValueError:
-        raise SignatureError("timestamp is not an integer") from None
+        ts = bounds.integer(ts_raw, TIMESTAMP_HEADER, minimum=0, maximum=MAX_TIMESTAMP)
+    except BoundsError:
+        raise SignatureError("timestamp must be Unix seconds (ASCII digits)") from None
     now = time.time() if now is None else now
     if abs(now - ts) > WINDOW_S:
         raise SignatureError(f"timestamp outside the {WINDOW_S}-second window")
-    if not sig_raw.startswith("sha256="):
-        raise SignatureError("signature must be sha256=<hex>")
-    given = sig_raw.removeprefix("sha256=")
+    if not _SIGNATURE.fullmatch(sig_raw):
+        raise SignatureError("signature must be sha256=<64 lowercase hex digits>")
+    given = sig_raw.removeprefix("sha256=").encode("ascii")
     for secret in secrets:
         expected = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, given):
+        if hmac.compare_digest(expected.encode("ascii"), given):
             return
     raise SignatureError("signature does not match")

@@ -2,7 +2,9 @@
 
 Each verifies its caller before reading the body as data (HMAC over the raw
 body with a timestamp window; Telegram's secret-token header), refuses
-oversized bodies, is idempotent on the provider's event id, and emits through
+oversized bodies however they are sent (chunked too), reads every field it uses
+through ``shared/bounds`` (a bad one is a 422 naming it), is idempotent (on the
+payment for payments, on the provider's event id otherwise), and emits through
 the outbox in its own transaction: the same path as CRM code.  Answers:
 200 done (or a duplicate), 401 bad signature, 413 too large, 422 bad payload
 (with the reason).  CSRF does not apply: these are machine callers that
@@ -14,15 +16,20 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 from typing import Any
 
 from flask import Blueprint, jsonify, request
 from sqlalchemy import select
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from vestnik.outbox import emit
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import EventValidationError
 from vestnik.shared.models import Notification
 from vestnik.webapp import csrf, get_settings
+from vestnik.webapp.boundaries import read_body
 from vestnik.webapp.db import get_session
 from vestnik.webapp.signatures import SignatureError, verify
 
@@ -30,6 +37,7 @@ log = logging.getLogger("vestnik.webhooks")
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 
 MAX_BODY_BYTES = 64 * 1024
+_CURRENCY = re.compile(r"[A-Z]{3}", re.ASCII)
 TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 
 
@@ -41,26 +49,37 @@ def _problem(status: int, message: str):
     return jsonify({"ok": False, "error": message}), status
 
 
-def _signed_json() -> dict[str, Any]:
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise BadPayload("__too_large__")
-    body = request.get_data(cache=True)
-    if len(body) > MAX_BODY_BYTES:
-        raise BadPayload("__too_large__")
-    verify(request.headers, body, get_settings().webhook_secret_list)
+def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadPayload(f"body is not JSON: {exc.msg if hasattr(exc, 'msg') else exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the parser's depth
+        raise BadPayload(f"body is not JSON: {getattr(exc, 'msg', None) or type(exc).__name__}") from None
     if not isinstance(payload, dict):
         raise BadPayload("body must be a JSON object")
     return payload
+
+
+def _signed_json() -> dict[str, Any]:
+    body = read_body(MAX_BODY_BYTES)
+    verify(request.headers, body, get_settings().webhook_secret_list)
+    return _json_object(body)
 
 
 def _require(payload: dict[str, Any], *names: str) -> None:
     missing = [n for n in names if payload.get(n) in (None, "")]
     if missing:
         raise BadPayload("missing field(s): " + ", ".join(missing))
+
+
+def _ref(payload: dict[str, Any], name: str, where: str = "", *, max_chars: int = 100) -> str:
+    """A provider's reference (an event, payment, invoice or booking id): short one-line text.
+
+    A JSON number is read as its digits; anything else (a list, true) is refused by name.
+    """
+    value = payload.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(bounds.integer(value, where + name))
+    return bounds.text(value, where + name, min_chars=1, max_chars=max_chars)
 
 
 def _guarded(handler):
@@ -73,11 +92,9 @@ def _guarded(handler):
             log.warning("webhook signature refused", extra={"action": "webhook.unauthorized",
                                                             "path": request.path, "reason": str(exc)})
             return _problem(401, f"bad signature: {exc}")
-        except BadPayload as exc:
-            if str(exc) == "__too_large__":
-                return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
-            return _problem(422, str(exc))
-        except EventValidationError as exc:
+        except RequestEntityTooLarge:
+            return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
+        except (BadPayload, BoundsError, EventValidationError) as exc:
             return _problem(422, str(exc))
 
     wrapper.__name__ = handler.__name__
@@ -101,16 +118,25 @@ def payments():
     """SBP-style bank callback: {event_id, payment_id, invoice_id, amount, currency, status[, client_id]}."""
     p = _signed_json()
     _require(p, "event_id", "payment_id", "invoice_id", "amount", "currency", "status")
-    if str(p["status"]).lower() not in ("succeeded", "success", "paid", "confirmed"):
-        return jsonify({"ok": True, "status": "ignored", "reason": f"status {p['status']!r}"}), 200
-    key = f"invoice:{p['invoice_id']}"
-    recipients = [int(p["client_id"])] if str(p.get("client_id", "")).isdigit() else _invoice_clients(key)
+    _ref(p, "event_id")
+    payment_id, invoice_id = _ref(p, "payment_id"), _ref(p, "invoice_id")
+    status = bounds.text(p["status"], "status", max_chars=40)
+    if status.lower() not in ("succeeded", "success", "paid", "confirmed"):
+        return jsonify({"ok": True, "status": "ignored", "reason": f"status {status!r}"}), 200
+    amount = bounds.amount(p["amount"], "amount")
+    currency = bounds.text(p["currency"], "currency", max_chars=3)
+    if not _CURRENCY.fullmatch(currency):
+        raise BoundsError("currency", f"must be a three-letter ISO 4217 code such as RUB, got {currency!r}")
+    key = f"invoice:{invoice_id}"
+    client_id = bounds.optional_integer(p.get("client_id"), "client_id", minimum=1)
+    recipients = [client_id] if client_id is not None else _invoice_clients(key)
     if not recipients:
-        raise BadPayload(f"no client known for invoice {p['invoice_id']!r}; send client_id")
+        raise BadPayload(f"no client known for invoice {invoice_id!r}; send client_id")
+    # Once per payment: the provider may send one payment under several event ids (a retry with a new
+    # envelope, a second notification channel), so the payment, not the delivery, is the idempotency key.
     return _emit_once(
-        "payment_success", source="payments", provider_event_id=str(p["event_id"]), recipients=recipients,
-        data={"amount": str(p["amount"]), "currency": str(p["currency"]), "invoice_number": str(p["invoice_id"]),
-              "method": "sbp"},
+        "payment_success", source="payments", provider_event_id=f"payment:{payment_id}", recipients=recipients,
+        data={"amount": str(amount), "currency": currency, "invoice_number": invoice_id, "method": "sbp"},
         key=key,
     )
 
@@ -134,20 +160,21 @@ def bookings():
     """Booking system: {event_id, type: created|moved|cancelled, booking: {id, client_id, service, starts_at, ...}}."""
     p = _signed_json()
     _require(p, "event_id", "type", "booking")
-    event_type = _BOOKING_TYPES.get(str(p["type"]).lower())
-    if event_type is None:
-        raise BadPayload(f"type must be one of created, moved, cancelled; got {p['type']!r}")
+    event_id = _ref(p, "event_id")
+    kind = p["type"].lower() if isinstance(p["type"], str) else p["type"]
+    event_type = _BOOKING_TYPES[bounds.choice(kind, "type", _BOOKING_TYPES)]
     b = p["booking"]
     if not isinstance(b, dict):
         raise BadPayload("booking must be an object")
     _require(b, "id", "client_id", "service", "starts_at")
-    if not str(b["client_id"]).isdigit():
-        raise BadPayload("booking.client_id must be a client id")
+    booking_id = _ref(b, "id", "booking.")
+    client_id = bounds.identifier(b["client_id"], "booking.client_id")
     fields = ("service", "starts_at") if event_type == "booking_cancelled" else (
         "service", "starts_at", "ends_at", "place")
-    data = {"booking_id": str(b["id"]), **{f: b[f] for f in fields if b.get(f) not in (None, "")}}
-    return _emit_once(event_type, source="bookings", provider_event_id=str(p["event_id"]),
-                      recipients=[int(b["client_id"])], data=data, key=f"booking:{b['id']}")
+    data = {"booking_id": booking_id, **{f: b[f] for f in fields if b.get(f) not in (None, "")}}
+    # The event schema checks the rest (times aware and within range, text storable), naming booking fields.
+    return _emit_once(event_type, source="bookings", provider_event_id=event_id,
+                      recipients=[client_id], data=data, key=f"booking:{booking_id}")
 
 
 @bp.post("/telegram")
@@ -157,16 +184,23 @@ def telegram():
     from vestnik.workers.bot import handle_update
 
     settings = get_settings()
-    given = request.headers.get(TELEGRAM_SECRET_HEADER, "")
-    if not settings.secret_key or not hmac.compare_digest(given, settings.telegram_webhook_secret):
+    # Bytes, not str: compare_digest refuses non-ASCII text with a TypeError (a 500 before authentication).
+    given = request.headers.get(TELEGRAM_SECRET_HEADER, "").encode("latin-1", "replace")[:256]
+    if not settings.secret_key or not hmac.compare_digest(given, settings.telegram_webhook_secret.encode()):
         return _problem(401, "bad secret token")
-    if (request.content_length or 0) > MAX_BODY_BYTES:
+    try:
+        update = _json_object(read_body(MAX_BODY_BYTES))
+    except RequestEntityTooLarge:
         return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    update = request.get_json(silent=True)
-    if not isinstance(update, dict) or "update_id" not in update:
+    except BadPayload:
+        return _problem(422, "not a Telegram update")
+    if "update_id" not in update:
         return _problem(422, "not a Telegram update")
     session = get_session()
-    reply = handle_update(session, update, settings=settings)
+    try:
+        reply = handle_update(session, update, settings=settings)
+    except BoundsError as exc:
+        return _problem(422, f"not a Telegram update: {exc}")
     session.commit()
     if reply is not None:
         # Answering inside the webhook response is allowed by the Bot API and needs no extra call.

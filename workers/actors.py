@@ -43,7 +43,7 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
     def handle_event(event_id: int) -> None:
         rt = get_runtime()
         try:
-            result = handle(rt.factory, rt.channels, event_id)
+            result = handle(rt.factory, rt.channels, event_id, default_zone=rt.settings.default_timezone)
         except PredecessorPending as exc:
             raise dramatiq.Retry(str(exc), delay=1000) from None  # not an error: wait for the earlier event
         faults.hit("worker.after_handle_commit")

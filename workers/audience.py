@@ -143,7 +143,7 @@ class Count:
 
     def sentence(self) -> str:
         parts = ", ".join(f"{n:,} {ch.capitalize() if ch != 'email' else 'email'}"
-                          for ch, n in self.by_channel.items())
+                          for ch, n in self.by_channel.items() if n)
         return f"You will send {self.messages:,} messages to {self.clients:,} clients" + (f": {parts}" if parts
                                                                                            else "")
 

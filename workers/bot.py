@@ -31,8 +31,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vestnik.outbox import emit
-from vestnik.shared import client_auth
+from vestnik.shared import bounds, client_auth
 from vestnik.shared.audit import client_action
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, ClientTokenPurpose, utcnow
 
@@ -55,6 +56,7 @@ def handle_update(session: Session, update: dict[str, Any], *, settings: Setting
     ``settings`` is needed for ``/start <token>`` (the secret key checks the
     token, ``public_url`` goes into replies); without it connect tokens are refused.
     """
+    check_update(update)
     update_id = update.get("update_id")
     callback = update.get("callback_query")
     if isinstance(callback, dict):
@@ -66,6 +68,45 @@ def handle_update(session: Session, update: dict[str, Any], *, settings: Setting
     if isinstance(message, dict) and isinstance(message.get("text"), str):
         return _command(session, message, settings)
     return None
+
+
+#: Telegram's ids (chats, users, updates) fit in 52 bits; anything bigger is not from Telegram
+MAX_TELEGRAM_ID = 2**53
+_OBJECTS = ("message", "callback_query", "my_chat_member")
+
+
+def check_update(update: Any) -> None:
+    """The parts of an update this module reads have Telegram's shapes; else BoundsError naming the part.
+
+    After the secret token the sender is Telegram, but a leaked token or a bug must not reach the
+    database as a 40-digit chat id or a list where an object belongs.
+    """
+    if not isinstance(update, dict):
+        raise BoundsError("update", "must be an object")
+    bounds.integer(update.get("update_id"), "update_id", minimum=0, maximum=MAX_TELEGRAM_ID)
+    for name in _OBJECTS:
+        part = update.get(name)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise BoundsError(name, "must be an object")
+        inner = part.get("message") if name == "callback_query" else part
+        for path, holder in ((f"{name}.message", inner), (name, part)):
+            if holder is None:
+                continue
+            if not isinstance(holder, dict):
+                raise BoundsError(path, "must be an object")
+            for key in ("chat", "from", "new_chat_member"):
+                value = holder.get(key)
+                if value is not None and not isinstance(value, dict):
+                    raise BoundsError(f"{path}.{key}", "must be an object")
+                if isinstance(value, dict) and value.get("id") is not None:
+                    bounds.integer(value["id"], f"{path}.{key}.id", minimum=-MAX_TELEGRAM_ID,
+                                   maximum=MAX_TELEGRAM_ID)
+        for key in ("text", "data"):
+            value = part.get(key)
+            if value is not None:
+                bounds.text(value, f"{name}.{key}", max_chars=4096, multiline=True, strip=False, controls=True)
 
 
 _WORDS = {

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.config import Settings
 from vestnik.shared.models import AuditLog, Broadcast, BroadcastStatus, Client, Notification, NotificationStatus, utcnow
-from vestnik.workers import broadcasts, notifications
+from vestnik.workers import broadcast_schedule, broadcasts, notifications, quiet_hours
 from vestnik.workers.audience import address, client_conditions, reachable
 from vestnik.workers.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
 from vestnik.workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
@@ -116,7 +116,7 @@ def expand_batch(factory: sessionmaker[Session], broadcast_id: int, *, batch_siz
         if b is None or b.status not in ACTIVE or b.expand_done or b.stage is None:
             return Expanded(0, True)
         sel = selection(b)
-        conds = client_conditions(sel)
+        conds = client_conditions(sel) + broadcast_schedule.zone_condition(b)
         limit = batch_size
         if b.stage == "test" and not b.test_group:
             limit = min(limit, b.test_size - b.expanded_clients)
@@ -160,6 +160,59 @@ def _counts(session: Session, broadcast_id: int) -> tuple[dict[tuple[str, str], 
                Notification.send_at.is_(None))
         .group_by(Notification.channel)).all())
     return by, held
+
+
+def _due_pending(session: Session, broadcast_id: int, now: datetime) -> dict[str, int]:
+    """Handed-over rows that are due (in a queue or the limiter's wait), per channel; rows waiting for
+    their client's quiet hours to end are not in flight (index ix_notifications_broadcast_due)."""
+    return dict(session.execute(
+        select(Notification.channel, func.count())
+        .where(Notification.broadcast_id == broadcast_id, Notification.status == NotificationStatus.pending.value,
+               Notification.send_at.is_not(None), Notification.send_at <= now)
+        .group_by(Notification.channel)).all())
+
+
+def _hold_quiet(session: Session, b: Broadcast, handed: list[tuple[int, str, str]], now: datetime,
+                default_zone: str) -> list[tuple[int, str, str]]:
+    """Rows just handed over whose clients are inside their quiet hours wait for the end (the
+    scheduler releases them then); returns the rows that may go now."""
+    policies = quiet_hours.load_policies(session)
+    policy = policies.get(b.category) or quiet_hours.DEFAULT_POLICIES.get(b.category)
+    if not handed or policy is None or not policy.enabled:
+        return handed
+    ids = [h[0] for h in handed]
+    terms = session.execute(
+        select(Notification.id, Client.timezone, Client.quiet_hours_start_min, Client.quiet_hours_end_min)
+        .join(Client, Client.id == Notification.recipient_id).where(Notification.id.in_(ids))).all()
+    later: dict[int, datetime] = {}
+    for nid, tz, start, end in terms:
+        until = quiet_hours.hold_until(now, category=b.category, event_type=EVENT_TYPE,
+                                       zone=quiet_hours.zone_of(tz, default_zone),
+                                       own=quiet_hours.own_window(start, end), policies=policies)
+        if until is not None:
+            later[nid] = until
+    if later:
+        notifications.hold(session, later, now=now, reason=quiet_hours.REASON)
+    return [h for h in handed if h[0] not in later]
+
+
+#: a progress sample is taken this often (seconds); the rate is measured over the samples kept
+SAMPLE_EVERY_S = 5.0
+SAMPLES_KEPT = 25
+
+
+def _sample(b: Broadcast, by: Mapping[tuple[str, str], int], now: datetime) -> None:
+    """Keep the finished count per channel every few seconds: the rate and the estimated end read it."""
+    ts = now.timestamp()
+    samples = list(b.samples or [])
+    if samples and ts - float(samples[-1][0]) < SAMPLE_EVERY_S:
+        return
+    finished: dict[str, int] = {}
+    for (ch, st), n in by.items():
+        if st in (NotificationStatus.sent.value, NotificationStatus.failed.value):
+            finished[ch] = finished.get(ch, 0) + n
+    samples.append([round(ts, 3), finished])
+    b.samples = samples[-SAMPLES_KEPT:]
 
 
 def _unhealthy(b: Broadcast, sent: int, failed: int) -> str | None:
@@ -213,7 +266,7 @@ def _stage_finished(session: Session, b: Broadcast, sent: int, failed: int, now:
         return Fed()
     if now - b.test_done_at < timedelta(seconds=b.stage_wait_s):
         return Fed()
-    broadcasts._begin_stage(b, "all", now)
+    broadcasts.begin_stage(b, "all", now)
     b.status = BroadcastStatus.running.value
     b.expanded_at = now
     _system_audit(session, "broadcast.continue", b, test_sent=sent, test_failed=failed)
@@ -221,8 +274,8 @@ def _stage_finished(session: Session, b: Broadcast, sent: int, failed: int, now:
 
 
 def feed(factory: sessionmaker[Session], broadcast_id: int, pace: Mapping[str, float], *,
-         now: datetime | None = None, lookahead_s: float = LOOKAHEAD_S) -> Fed:
-    """One tick of a sending broadcast: health, stage end, and the paced hand-over."""
+         now: datetime | None = None, lookahead_s: float = LOOKAHEAD_S, default_zone: str = "UTC") -> Fed:
+    """One tick of a sending broadcast: health, stage end, waves, and the paced hand-over."""
     now = now or utcnow()
     with factory() as session, session.begin():
         b = lock(session, broadcast_id, skip_locked=True)  # another tick has it: it does the work
@@ -237,20 +290,28 @@ def feed(factory: sessionmaker[Session], broadcast_id: int, pace: Mapping[str, f
             log.warning("broadcast paused itself", extra={"action": "broadcast.auto_pause", "broadcast_id": b.id,
                                                           "reason": reason})
             return Fed()
+        _sample(b, by, now)
         live = {ch: by.get((ch, NotificationStatus.pending.value), 0) + by.get((ch, NotificationStatus.processing
                                                                                   .value), 0)
                 for ch in b.channels}
-        if b.expand_done and not any(live.values()):
+        waves = "done"
+        if b.expand_done and b.stage == "all":
+            waves = broadcast_schedule.next_pass(session, b, now)
+            if waves == "started":
+                return Fed(expand=True)
+        if b.expand_done and waves == "done" and not any(live.values()):
             return _stage_finished(session, b, sent, failed, now)
         out = Fed()
+        due = _due_pending(session, b.id, now)
         # Keep ``lookahead_s`` of the channel's limit in flight: enough to cover the limiter's waits
         # and a tick, few enough that the queues stay short and a pause takes effect within seconds.
         for ch in b.channels:
             rate = pace.get(ch, 1.0)
-            in_flight = live[ch] - held.get(ch, 0)
+            in_flight = due.get(ch, 0) + by.get((ch, NotificationStatus.processing.value), 0)
             room = max(1, math.ceil(rate * lookahead_s)) - in_flight
             if room > 0 and held.get(ch, 0):
                 out.handed += _hand_over(session, b.id, ch, room, now)
+        out.handed = _hold_quiet(session, b, out.handed, now, default_zone)
         b.fed_at = now
         stale = b.expanded_at is None or now - b.expanded_at > timedelta(seconds=EXPAND_STALE_S)
         if not b.expand_done and stale:
@@ -297,7 +358,11 @@ def run_expansion(rt: Runtime, broadcast_id: int, *, budget_s: float = 60.0, bat
     while True:
         step = expand_batch(rt.factory, broadcast_id, batch_size=batch_size)
         if (first and step.inserted) or step.done:
-            hand_to_delivery(rt, feed(rt.factory, broadcast_id, pace).handed, pace)
+            fed = feed(rt.factory, broadcast_id, pace, default_zone=rt.settings.default_timezone)
+            hand_to_delivery(rt, fed.handed, pace)
+            if fed.expand:  # the next wave's zones are due already: their pass follows at once
+                enqueue_expansion(rt.broker, broadcast_id)
+                return
             first = False
         if step.done:
             return
@@ -306,11 +371,30 @@ def run_expansion(rt: Runtime, broadcast_id: int, *, budget_s: float = 60.0, bat
             return
 
 
+def start_scheduled(factory: sessionmaker[Session], now: datetime | None = None) -> list[int]:
+    """Start every scheduled broadcast whose first moment has come; returns their ids."""
+    now = now or utcnow()
+    started = []
+    with factory() as session:
+        due = broadcast_schedule.due_ids(session, now)
+    for broadcast_id in due:
+        with factory() as session, session.begin():
+            b = lock(session, broadcast_id, skip_locked=True)
+            if b is not None and broadcast_schedule.start(session, b, now):
+                started.append(broadcast_id)
+                log.info("scheduled broadcast started", extra={"action": "broadcast.scheduled_start",
+                                                               "broadcast_id": broadcast_id})
+    return started
+
+
 def drive(rt: Runtime) -> None:
-    """The scheduler's tick: feed every sending broadcast, restart stalled expansions."""
+    """The scheduler's tick: start scheduled broadcasts whose time has come, feed every sending
+    broadcast, restart stalled expansions."""
     pace = pace_per_s(rt.settings)
+    for broadcast_id in start_scheduled(rt.factory):
+        enqueue_expansion(rt.broker, broadcast_id)
     for broadcast_id in active_ids(rt.factory):
-        fed = feed(rt.factory, broadcast_id, pace)
+        fed = feed(rt.factory, broadcast_id, pace, default_zone=rt.settings.default_timezone)
         hand_to_delivery(rt, fed.handed, pace)
         if fed.expand:
             enqueue_expansion(rt.broker, broadcast_id)

@@ -153,12 +153,12 @@ def first_clients(sel: Selection, n: int):
     return select(ids.c.id)
 
 
-def _audit(session: Session, actor: str, action: str, b: Broadcast, **details: Any) -> None:
+def audit(session: Session, actor: str, action: str, b: Broadcast, **details: Any) -> None:
     session.add(AuditLog(actor=actor, action=action, object_type="broadcast", object_id=str(b.id),
                          details={"status": b.status, **details}))
 
 
-def _begin_stage(b: Broadcast, stage: str, now: datetime) -> None:
+def begin_stage(b: Broadcast, stage: str, now: datetime) -> None:
     b.stage = stage
     b.expand_cursor = 0
     b.expanded_clients = 0
@@ -174,9 +174,9 @@ def send_test(session: Session, b: Broadcast, actor: str, now: datetime | None =
     if b.mode == "auto":
         # An automatic broadcast goes on by itself after its test: it starts with the confirmed count only.
         raise BroadcastError("an automatic broadcast starts with Start (its test stage comes first)")
-    _begin_stage(b, "test", now)
+    begin_stage(b, "test", now)
     b.status = BroadcastStatus.testing.value
-    _audit(session, actor, "broadcast.test", b, test_group=b.test_group, test_size=b.test_size)
+    audit(session, actor, "broadcast.test", b, test_group=b.test_group, test_size=b.test_size)
 
 
 def send_all(session: Session, b: Broadcast, actor: str, typed: str, now: datetime | None = None) -> Count:
@@ -186,25 +186,48 @@ def send_all(session: Session, b: Broadcast, actor: str, typed: str, now: dateti
         raise BroadcastError(f"only a draft or a tested broadcast can start; this one is {b.status}")
     if b.status == BroadcastStatus.testing.value and b.test_done_at is None:
         raise BroadcastError("the test is still being sent; wait until it is done")
+    whole = confirm(session, b, typed)
+    if b.mode == "auto" and b.status == BroadcastStatus.draft.value:
+        begin_stage(b, "test", now)
+        b.status = BroadcastStatus.testing.value
+    else:
+        begin_stage(b, "all", now)
+        b.status = BroadcastStatus.running.value
+    audit(session, actor, "broadcast.start", b, mode=b.mode, **whole.to_json())
+    return whole
+
+
+def confirm(session: Session, b: Broadcast, typed: str) -> Count:
+    """Count again; the typed number must be that count (the admin confirms what will be sent now).
+    Records the confirmed numbers; raises BroadcastError when they differ or nothing is left."""
     whole, _ = counts(session, b)
-    if typed.replace(",", "").replace(" ", "").strip() != str(whole.messages):
+    if typed.replace(",", "").replace(" ", "").replace("\u00a0", "").strip() != str(whole.messages):
         raise BroadcastError(f"type the number of messages, {whole.messages}, to confirm "
                              f"(the selection may have changed since the page was shown)")
     if whole.messages == 0:
         raise BroadcastError("nothing is left to send: the test stage reached the whole selection"
                              if any(made(session, b).values()) else "the selection has no messages to send")
-    _plan(session, b, whole)
-    if b.mode == "auto" and b.status == BroadcastStatus.draft.value:
-        _begin_stage(b, "test", now)
-        b.status = BroadcastStatus.testing.value
-    else:
-        _begin_stage(b, "all", now)
-        b.status = BroadcastStatus.running.value
-    _audit(session, actor, "broadcast.start", b, mode=b.mode, **whole.to_json())
+    plan(session, b, whole)
     return whole
 
 
-def _plan(session: Session, b: Broadcast, whole: Count) -> None:
+def update_text(session: Session, b: Broadcast, actor: str, *, name: str, data: dict[str, Any]) -> None:
+    """Change the name and the template data of a broadcast that has sent nothing yet."""
+    if b.status not in (BroadcastStatus.draft.value, BroadcastStatus.scheduled.value):
+        raise BroadcastError(f"only a draft or a scheduled broadcast can be edited; this one is {b.status}")
+    name = (name or "").strip()[:200] or b.template_code
+    changes = {}
+    if name != b.name:
+        changes["name"] = [b.name, name]
+    if data != (b.data or {}):
+        changes["data"] = [b.data or {}, data]
+    if not changes:
+        return
+    b.name, b.data = name, dict(data)
+    audit(session, actor, "broadcast.edit", b, changes=changes)
+
+
+def plan(session: Session, b: Broadcast, whole: Count) -> None:
     """The confirmed numbers: what was made already (a test stage) plus what the full send adds."""
     already = made(session, b)
     b.planned_clients = whole.clients
@@ -217,7 +240,7 @@ def pause(session: Session, b: Broadcast, actor: str, reason: str = "paused by a
         raise BroadcastError(f"only a sending broadcast can be paused; this one is {b.status}")
     b.status = BroadcastStatus.paused.value
     b.paused_reason = reason
-    _audit(session, actor, "broadcast.pause" if actor != "system" else "broadcast.auto_pause", b, reason=reason)
+    audit(session, actor, "broadcast.pause" if actor != "system" else "broadcast.auto_pause", b, reason=reason)
 
 
 def resume(session: Session, b: Broadcast, actor: str) -> None:
@@ -225,7 +248,7 @@ def resume(session: Session, b: Broadcast, actor: str) -> None:
         raise BroadcastError(f"only a paused broadcast can resume; this one is {b.status}")
     if b.stage == "test" and b.test_done_at is not None and b.mode == "auto":
         # Paused at the gate after the test stage: resuming is the admin's "go on anyway".
-        _begin_stage(b, "all", utcnow())
+        begin_stage(b, "all", utcnow())
         b.status = BroadcastStatus.running.value
     else:
         b.status = BroadcastStatus.testing.value if b.stage == "test" else BroadcastStatus.running.value
@@ -233,7 +256,7 @@ def resume(session: Session, b: Broadcast, actor: str) -> None:
     b.health = None  # a fresh failure-rate window: the admin looked at the failures
     b.fed_at = None
     b.expanded_at = None  # an expansion stopped by the pause continues at the next tick
-    _audit(session, actor, "broadcast.resume", b)
+    audit(session, actor, "broadcast.resume", b)
 
 
 def cancel(session: Session, b: Broadcast, actor: str, now: datetime | None = None) -> int:
@@ -244,7 +267,7 @@ def cancel(session: Session, b: Broadcast, actor: str, now: datetime | None = No
     b.status = BroadcastStatus.canceled.value
     b.finished_at = now
     canceled = notifications.cancel_broadcast(session, b.id, f"broadcast canceled by {actor}", now)
-    _audit(session, actor, "broadcast.cancel", b, canceled=canceled)
+    audit(session, actor, "broadcast.cancel", b, canceled=canceled)
     return canceled
 
 
@@ -309,8 +332,8 @@ def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:
     )
     whole = count(session, selection(b, stage="all"))
     b.planned_clients, b.planned_messages, b.planned_by_channel = whole.clients, whole.messages, whole.by_channel
-    _begin_stage(b, "all", now)
+    begin_stage(b, "all", now)
     b.status = BroadcastStatus.running.value
     b.expanded_at = now  # the handler's actor queues the expansion right after commit
-    _audit(session, b.initiator, "broadcast.start", b, event_id=event.id, **whole.to_json())
+    audit(session, b.initiator, "broadcast.start", b, event_id=event.id, **whole.to_json())
     return b

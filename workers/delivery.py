@@ -40,7 +40,7 @@ from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
-from vestnik.workers import metrics
+from vestnik.workers import metrics, quiet_hours
 from vestnik.workers import notifications as state
 from vestnik.workers.attachments import fetch_attachment
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
@@ -96,6 +96,7 @@ class Delivery:
         self.pause_channel = pause_channel or (lambda channel, seconds: None)
         self.acquire = acquire or (lambda channel, key: 0.0)
         self.clock = clock
+        self.quiet = quiet_hours.PolicyCache()
 
     def _limit_key(self, channel: str, address: str) -> str | None:
         ch = self.channels.get(channel)
@@ -155,6 +156,11 @@ class Delivery:
                 log.info("canceled at send time", extra={"action": "delivery.canceled", "notification_id": c.id,
                                                          "reason": refusal})
                 return Result(c.id, "canceled", status=NotificationStatus.canceled.value)
+            until = self._quiet_until(session, client, c, now)
+            if until is not None:  # became due late (a retry, a quota wait) inside the client's quiet hours
+                state.release(session, [c.id], now=now, send_at=until,
+                              reason=f"{quiet_hours.REASON}: waits until {until:%Y-%m-%d %H:%M} UTC")
+                return Result(c.id, "held", status=NotificationStatus.pending.value)
             try:
                 message, step = self._render(session, c, client, channel)
             except TemplateError as exc:
@@ -181,6 +187,16 @@ class Delivery:
         message = compose(template, event_type=c.event_type, data=data, client=client, notification_id=c.id,
                           buttons=buttons + more, headers=headers)
         return message, step
+
+    def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
+                     ) -> datetime | None:
+        if client is None:
+            return None
+        return quiet_hours.hold_until(now, category=c.category, event_type=c.event_type,
+                                      zone=quiet_hours.zone_of(client.timezone, self.settings.default_timezone),
+                                      own=quiet_hours.own_window(client.quiet_hours_start_min,
+                                                                 client.quiet_hours_end_min),
+                                      policies=self.quiet.get(session))
 
     @staticmethod
     def _refusal_now(client: Client | None, c: state.Claimed, channel: Channel | None) -> str | None:

@@ -45,11 +45,14 @@ from vestnik.shared.models import (
     RuleOverride,
     utcnow,
 )
-from vestnik.workers import broadcasts, notifications
+from vestnik.workers import broadcasts, notifications, quiet_hours
 from vestnik.workers.channels.base import Channel
 from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
 log = logging.getLogger("vestnik.events")
+
+#: How many unknown client ids an event keeps for its page (the count in the log is complete).
+MAX_UNKNOWN_LISTED = 1000
 
 #: How long an event waits for an earlier event with the same key (seconds).
 PREDECESSOR_WAIT_S = 30.0
@@ -88,7 +91,8 @@ def load_override(session: Session, event_type: str) -> Override | None:
 
 
 def handle_event(
-    factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None
+    factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None,
+    default_zone: str = "UTC",
 ) -> HandleResult:
     now = now or utcnow()
     with factory() as session, session.begin():
@@ -138,6 +142,7 @@ def handle_event(
             planned, skipped = plan_event(
                 event.event_type, event.data, recipients, clients, channels,
                 now=now, send_at=event.send_at, override=override,
+                quiet=quiet_hours.load_policies(session), default_zone=default_zone,
             )
         except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
             return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
@@ -147,6 +152,10 @@ def handle_event(
         unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
                          | {str(r) for r in unresolved})
         event.error = f"unknown clients: {unknown[:50]}" if unknown else None
+        if unknown:  # counted by the dashboard and /metrics, listed on the event's page
+            event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]
+            log.warning("event names unknown clients", extra={"action": "event.unknown_clients",
+                                                              "event_id": event.id, "count": len(unknown)})
         created = [(r.id, r.channel, r.address, r.send_at) for r in added]
     log.info(
         "event handled",

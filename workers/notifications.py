@@ -20,7 +20,7 @@ that another owner already moved on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -246,6 +246,21 @@ def defer(session: Session, ids: Sequence[int], *, wait_s: float, now: datetime)
     ).rowcount
 
 
+def hold(session: Session, until: Mapping[int, datetime], *, now: datetime, reason: str) -> int:
+    """Pending rows wait until their own moments (a client's quiet hours end): not in flight, the
+    scheduler releases each when it comes.  ``reason`` is shown with the moment."""
+    if not until:
+        return 0
+    return session.execute(
+        update(_N).where(_N.c.id == bindparam("b_id"), _N.c.status == PENDING)
+        .values(send_at=bindparam("b_until", type_=_N.c.send_at.type), queued_at=None, updated_at=now,
+                last_error=bindparam("b_reason")),
+        [{"b_id": nid, "b_until": at, "b_reason": f"{reason}: waits until {at:%Y-%m-%d %H:%M} UTC"}
+         for nid, at in until.items()],
+        execution_options={"synchronize_session": False},
+    ).rowcount
+
+
 # ------------------------------------------------------------------ outcomes
 
 
@@ -367,6 +382,11 @@ def cancel_broadcast(session: Session, broadcast_id: int, reason: str, now: date
 def cancel_category(session: Session, client_id: int, category: str, reason: str, now: datetime) -> int:
     """A client unsubscribed from a category: its pending notifications go."""
     return _cancel(session, and_(_N.c.recipient_id == client_id, _N.c.category == category), reason, now)
+
+
+def cancel_client(session: Session, client_id: int, reason: str, now: datetime) -> int:
+    """A client was forgotten at the CRM's request: nothing more goes to it."""
+    return _cancel(session, _N.c.recipient_id == client_id, reason, now)
 
 
 def cancel_selected(session: Session, ids: Sequence[int], reason: str, now: datetime) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared import heartbeat
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory, session_scope
 from vestnik.shared.logs import configure_logging
@@ -79,6 +80,9 @@ class BotPoller:
         try:
             with session_scope(self.factory) as session:
                 reply = handle_update(session, update, settings=self.settings)
+        except BoundsError as exc:  # malformed: trying again would change nothing
+            log.warning("update skipped: %s", exc, extra={"action": "bot.update_skipped", "update_id": update_id})
+            reply = None
         except Exception:
             failures = self._failures.get(update_id, 0) + 1
             self._failures[update_id] = failures

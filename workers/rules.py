@@ -29,6 +29,7 @@ from typing import Any
 from vestnik.shared.events import category_of
 from vestnik.shared.models import Category, Client
 from vestnik.workers.channels.base import Button, Channel
+from vestnik.workers.quiet_hours import Policy, hold_until, own_window, zone_of
 
 HOUR = 3600.0
 DAY = 24 * HOUR
@@ -236,8 +237,14 @@ def plan_event(
     now: datetime,
     send_at: datetime | None = None,
     override: Override | None = None,
+    quiet: Mapping[str, Policy] | None = None,
+    default_zone: str = "UTC",
 ) -> tuple[list[Planned], list[Skipped]]:
-    """Who is told what, on which channel, when; and who is not, with the reason."""
+    """Who is told what, on which channel, when; and who is not, with the reason.
+
+    ``quiet``: the categories' quiet hours (:func:`vestnik.workers.quiet_hours.load_policies`); a
+    message due inside its client's quiet hours is planned for their end.
+    """
     rule = effective_rule(event_type, override)
     timed, skipped = schedule(rule, data, now, send_at)
     if not timed:
@@ -262,8 +269,14 @@ def plan_event(
             for t in timed:
                 if t.step.channels is not None and name not in t.step.channels:
                     continue
+                at = t.send_at
+                if quiet is not None:
+                    at = hold_until(at or now, category=category.value, event_type=event_type,
+                                    zone=zone_of(client.timezone, default_zone),
+                                    own=own_window(client.quiet_hours_start_min, client.quiet_hours_end_min),
+                                    policies=quiet) or at
                 planned.append(Planned(rid, name, address, t.step.code(data), category.value,
-                                       client.locale or "ru", t.send_at, t.label, t.expires_at))
+                                       client.locale or "ru", at, t.label, t.expires_at))
     return planned, skipped
 
 

@@ -109,6 +109,7 @@ def test_create_count_preview_test_send_watch_and_cancel(chromium, admin_site, b
         assert sorted(m["chat_id"] for m in bot_api.messages()) == ["9001", "9002", "9003"]
 
         # After the test stage the admin confirms what will be added: the 37 messages not sent yet.
+        expect(page.locator("#count-sentence")).to_have_text("You will send 37 messages to 37 clients: 37 Telegram.")
         page.fill("#typed", "41")  # a wrong number (the whole selection) is refused
         page.get_by_role("button", name="Send to everyone").click()
         expect(page.locator(".alert-danger, .alert-error")).to_contain_text("type the number of messages, 37")

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from tests.processes import running, vestnik, wait_until
 from vestnik.outbox import emit
-from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification
+from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, QuietHours
 from vestnik.workers import broadcasts
 
 pytestmark = pytest.mark.slow
@@ -46,6 +46,9 @@ def stack(bare_stack, tmp_path):
         s.flush()
         s.get(Client, 6).email = None
         s.add_all([ClientGroup(name="Шахматы", client_id=i) for i in range(1, 31)])
+        # These tests are about preferences and counts, at any hour: marketing's quiet hours (tested in
+        # test_quiet_hours_production.py) would hold the marketing broadcast when run in the evening.
+        s.add(QuietHours(category="marketing", enabled=False, start_min=21 * 60, end_min=9 * 60))
         s.commit()
     procs = [vestnik("relay", "relay", env=env, log_dir=tmp_path),
              vestnik("worker", "worker", "--processes", "1", "--threads", "4", env=env, log_dir=tmp_path),

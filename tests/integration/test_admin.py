@@ -86,6 +86,40 @@ def test_wrong_password_is_generic_and_five_failures_lock_the_account(app, sessi
     assert login(c).status_code == 429  # locked even with the right password
     with session_factory() as s:
         assert s.scalars(select(AuditLog.action)).all() == ["admin.locked_out"]
+    assert login(c, email="ghost@school.test").status_code == 401  # the lock is the address's, not everyone's
+
+
+def test_every_login_costs_one_password_hash_whoever_the_address_belongs_to(app, session_factory, monkeypatch):
+    """Timing cannot tell a real admin's address: known, unknown and inactive addresses hash once;
+    locked ones (real or not) hash never.  bench/admin_login_timing.py prints the times themselves."""
+    from vestnik.webapp.admin import auth
+
+    with session_factory() as s:
+        s.add(AdminUser(email="gone@school.test", password_hash=generate_password_hash(PASSWORD), role="admin",
+                        is_active=False))
+        s.commit()
+    calls: list[str] = []
+    real = auth.check_password_hash
+
+    def counted(stored: str, given: str) -> bool:
+        calls.append(stored.split("$")[0])
+        return real(stored, given)
+
+    monkeypatch.setattr(auth, "check_password_hash", counted)
+    c = app.test_client()
+    answers = {}
+    for email in ("admin@school.test", "ghost@school.test", "gone@school.test"):
+        calls.clear()
+        resp = login(c, email=email, password="nope")
+        answers[email] = (resp.status_code, "Invalid email or password" in resp.text)
+        assert len(calls) == 1 and calls[0].startswith("scrypt"), (email, calls)
+    assert len(set(answers.values())) == 1, answers
+    for email in ("admin@school.test", "ghost@school.test"):
+        for _ in range(4):
+            login(c, email=email, password="nope")
+        calls.clear()
+        resp = login(c, email=email, password=PASSWORD)
+        assert resp.status_code == 429 and "Too many failed attempts" in resp.text and calls == [], email
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example/",

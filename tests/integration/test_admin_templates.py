@@ -312,12 +312,16 @@ def test_support_sees_versions_but_cannot_restore(app, session_factory):
     assert resp.status_code == 403
 
 
-@pytest.mark.parametrize("query", ["id=abc", "id=999999", "id=1&version=x", "id=1&version=999"])
-def test_odd_version_urls_give_404_not_500(app, query):
+@pytest.mark.parametrize(("query", "status"), [("id=abc", 400), ("id=999999", 404), ("id=1&version=x", 400),
+                                               ("id=1&version=999", 404)])
+def test_odd_version_urls_give_a_4xx_not_500(app, query, status):
     c = app.test_client()
     login(c)
     path = "/admin/template/versions/view/" if "version" in query else "/admin/template/versions/"
-    assert c.get(f"{path}?{query}").status_code == 404
+    resp = c.get(f"{path}?{query}")
+    assert resp.status_code == status
+    if status == 400:  # not a number: the answer names the field
+        assert ("version: " if "version" in query else "id: ") in resp.text
 
 
 def test_my_account_sets_the_telegram_chat_id_for_tests(app, session_factory):

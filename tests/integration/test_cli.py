@@ -146,6 +146,39 @@ def test_create_admin_without_a_terminal_says_how_instead_of_crashing(cli_db, se
 
 
 
+def test_a_password_reset_signs_out_every_session_and_keeps_the_role(cli_db, session_factory, capsys, monkeypatch):
+    import re
+
+    from vestnik.shared.config import Settings
+    from vestnik.shared.models import AdminUser
+    from vestnik.webapp import create_app
+
+    monkeypatch.setenv("VESTNIK_ADMIN_PASSWORD", "old password 123")
+    assert main(["create-admin", "help@school.test", "--role", "support", "--password-env"]) == 0
+    app = create_app(Settings(secret_key="k" * 32), session_factory=session_factory, config={"TESTING": True})
+    browsers = [app.test_client() for _ in range(2)]  # two devices signed in before the reset
+    for browser in browsers:
+        page = browser.get("/admin/login").text
+        token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        assert browser.post("/admin/login", data={"email": "help@school.test", "password": "old password 123",
+                                                  "csrf_token": token}).status_code == 302
+        assert browser.get("/admin/").status_code == 200
+    monkeypatch.setenv("VESTNIK_ADMIN_PASSWORD", "new password 456")
+    assert main(["create-admin", "Help@School.test", "--password-env"]) == 0  # the address as typed, any case
+    assert "every earlier session is signed out" in capsys.readouterr().out
+    for browser in browsers:  # a cookie captured before the reset is worth nothing
+        resp = browser.get("/admin/")
+        assert resp.status_code == 302 and "/admin/login" in resp.headers["Location"]
+    with session_factory() as s:
+        [user] = s.scalars(select(AdminUser).where(AdminUser.email == "help@school.test")).all()
+        assert user.role == "support"  # no --role: kept, never promoted
+        reset = s.scalars(select(AuditLog).where(AuditLog.action == "admin.password_reset")).one()
+        assert reset.actor == "cli" and reset.details["sessions_revoked"] is True
+    assert main(["create-admin", "help@school.test", "--role", "admin", "--password-env"]) == 0
+    with session_factory() as s:
+        assert s.scalars(select(AdminUser.role).where(AdminUser.email == "help@school.test")).one() == "admin"
+
+
 def test_a_busy_demo_port_is_answered_with_a_command_that_works_as_printed(tmp_path, capsys, monkeypatch):
     import shlex
     import socket

@@ -262,7 +262,8 @@ def test_history_pages(app, smtp_server, session_factory):
     second = c.get("/me/?page=2").text
     assert "news item 04" in second and "news item 24" not in second and 'rel="prev"' in second
     assert "channel-email" in second and "channel-telegram" in second
-    assert c.get("/me/?page=abc").status_code == 200
+    odd = c.get("/me/?page=abc")
+    assert odd.status_code == 400 and "page: must be a whole number" in odd.text
 
 
 def test_preferences_are_audited_and_apply_to_the_next_event(app, smtp_server, session_factory, settings):
@@ -351,16 +352,16 @@ def test_a_bad_address_is_explained(app):
 
 
 def test_old_attempts_and_long_expired_secrets_are_cleaned_up(app, smtp_server, session_factory):
-    from vestnik.shared.models import ClientSignInAttempt
+    from vestnik.shared.models import AttemptCounter
 
     long_ago = utcnow() - timedelta(days=3)
     with session_factory() as s:
-        s.add(ClientSignInAttempt(scope="ip:192.0.2.1", created_at=long_ago))
+        s.add(AttemptCounter(scope="ip:192.0.2.1", count=7, window_ends_at=long_ago))
         s.add(ClientToken(client_id=2, purpose="session", token_hash="0" * 64, created_at=long_ago,
                           expires_at=long_ago + timedelta(days=1)))
         s.commit()
     request_link(app.test_client(), "anna@example.com")
     with session_factory() as s:
-        scopes = sorted(s.scalars(select(ClientSignInAttempt.scope)).all())
+        scopes = sorted(s.scalars(select(AttemptCounter.scope)).all())
         assert len(scopes) == 2 and scopes[0].startswith("address:") and scopes[1] == "ip:10.0.0.1"
         assert s.scalars(select(ClientToken.client_id)).all() == [1]  # Boris's dead session is gone

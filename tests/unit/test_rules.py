@@ -133,3 +133,19 @@ def test_feedback_rating_picks_the_answer_and_booking_feedback_has_buttons():
     planned, _ = plan_event("booking_created", booking, [1], [client(1)], CHANNELS, now=NOW)
     feedback = [p for p in planned if p.template_code == "BOOKING_FEEDBACK"]
     assert [(p.channel, p.send_at.isoformat()) for p in feedback] == [("telegram", "2026-11-27T14:00:00+03:00")]
+
+
+def test_planning_asks_the_quiet_hours_rule():
+    from vestnik.workers.quiet_hours import DEFAULT_POLICIES, Policy, Window
+
+    night = client(1, timezone="Asia/Vladivostok")  # NOW is 22:00 there
+    invoice = {"invoice_number": "INV-1", "amount": "10.00", "currency": "RUB", "due_date": "2026-12-01"}
+    strict = {**DEFAULT_POLICIES, "service": Policy(True, Window(21 * 60, 9 * 60))}
+    planned, _ = plan_event("invoice_created", invoice, [1], [night], CHANNELS, now=NOW, quiet=strict)
+    notices = [p for p in planned if p.step == "notice"]
+    assert notices and all(p.send_at == datetime(2026, 11, 20, 23, 0, tzinfo=UTC) for p in notices)  # 09:00 local
+    # a cancelled lesson is news that cannot wait; and service has no quiet hours by default
+    planned, _ = plan_event("lesson_cancelled", LESSON, [1], [night], CHANNELS, now=NOW, quiet=strict)
+    assert planned and all(p.send_at is None for p in planned)
+    planned, _ = plan_event("invoice_created", invoice, [1], [night], CHANNELS, now=NOW, quiet=DEFAULT_POLICIES)
+    assert all(p.send_at is None for p in planned if p.step == "notice")

@@ -16,7 +16,8 @@ from vestnik.webapp.db import get_session
 
 class AccountForm(FlaskForm):
     telegram_chat_id = StringField(
-        "Telegram chat id", validators=[Optional(), Regexp(r"^-?\d{1,20}$", message="digits only, e.g. 123456789")],
+        "Telegram chat id",
+        validators=[Optional(), Regexp(r"^-?[0-9]{1,16}$", message="digits only (0-9), e.g. 123456789")],
         description="Write to the bot, then take your chat id from a received update (or ask @userinfobot).")
 
 

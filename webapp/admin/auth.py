@@ -1,8 +1,14 @@
 """Admin sign-in: Flask-Login, hashed passwords, lockout, safe redirects.
 
 - Passwords are hashed with Werkzeug's scrypt (``create-admin`` writes them).
-- Five failed attempts lock the account for 15 minutes; the message never
-  says whether the email exists.
+- Attempts are counted per address before the password is checked, in one
+  atomic statement (``shared/counters.py``): the sixth attempt within the
+  window is refused however many arrive in parallel, and five failures lock
+  the address for 15 minutes from the fifth.
+- No answer says whether an address is an admin's: unknown and inactive
+  addresses are counted, locked and answered exactly as known ones, and a
+  password is hashed either way (against a dummy hash), so the time taken
+  says nothing either.
 - The login session holds the user's ``session_token``; logout rotates it,
   so a copied session cookie is refused afterwards even though Flask keeps
   sessions client-side.
@@ -11,18 +17,23 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
 import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
+from vestnik.shared import bounds, counters
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import AdminRole, AdminUser, AuditLog, utcnow
 from vestnik.webapp.db import get_session
 
@@ -59,9 +70,13 @@ class AdminPrincipal(UserMixin):
 @login_manager.user_loader
 def _load(identity: str) -> AdminPrincipal | None:
     user_id, _, token = identity.partition(":")
-    if not user_id.isdigit() or not token:
+    try:
+        uid = bounds.identifier(user_id, "user")
+    except BoundsError:
         return None
-    user = get_session().get(AdminUser, int(user_id))
+    if not token:
+        return None
+    user = get_session().get(AdminUser, uid)
     if user is None or not user.is_active or not secrets.compare_digest(user.session_token, token):
         return None
     return AdminPrincipal(user)
@@ -83,30 +98,48 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def login_scope(secret_key: str, email: str) -> str:
+    """The counter of one address's attempts: a keyed hash, so the table lists no address."""
+    mac = hmac.new(secret_key.encode(), f"admin-login:{email.strip().lower()}".encode(), hashlib.sha256)
+    return "admin-login:" + mac.hexdigest()[:40]
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked when the address is unknown or inactive, so every login costs one scrypt either way."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _locked(form: LoginForm):
+    flash("Too many failed attempts. Try again later.", "error")
+    return render_template("admin/login.html", form=form), 429
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm()
     if form.validate_on_submit():
         db = get_session()
         email = form.email.data.strip().lower()
-        user = db.scalars(select(AdminUser).where(func.lower(AdminUser.email) == email)).first()
         now = utcnow()
-        if user is not None and user.locked_until and user.locked_until > now:
-            flash("Too many failed attempts. Try again later.", "error")
-            return render_template("admin/login.html", form=form), 429
-        if user is None or not user.is_active or not check_password_hash(user.password_hash, form.password.data):
-            if user is not None:
-                user.failed_logins += 1
-                if user.failed_logins >= MAX_FAILED_LOGINS:
-                    user.locked_until = now + LOCKOUT
-                    user.failed_logins = 0
-                    db.add(AuditLog(actor=f"admin:{user.id}", action="admin.locked_out", object_type="admin_user",
-                                    object_id=str(user.id), details={"ip": request.remote_addr}))
+        scope = login_scope(current_app.config["SECRET_KEY"], email)
+        attempt = counters.hit(db, scope, window_s=LOCKOUT.total_seconds(), now=now)
+        db.commit()  # counted before the password is looked at, whatever happens next
+        if attempt.over(MAX_FAILED_LOGINS):
+            return _locked(form)
+        user = db.scalars(select(AdminUser).where(func.lower(AdminUser.email) == email)).first()
+        usable = user is not None and user.is_active
+        matches = check_password_hash(user.password_hash if usable else _dummy_hash(), form.password.data)
+        if not (usable and matches):
+            if attempt.count == MAX_FAILED_LOGINS:
+                # The last allowed failure: locked for the full period from now, audited for any address.
+                counters.hold(db, scope, until=now + LOCKOUT)
+                db.add(AuditLog(actor="anonymous", action="admin.locked_out", object_type="admin_login",
+                                object_id=None, details={"ip": request.remote_addr, "scope": scope[-12:]}))
                 db.commit()
             flash("Invalid email or password.", "error")
             return render_template("admin/login.html", form=form), 401
-        user.failed_logins = 0
-        user.locked_until = None
+        counters.reset(db, scope)
         user.last_login_at = now
         db.commit()
         session.clear()  # no state carried over from before the login

@@ -23,10 +23,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import StatementError
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import AuditLog
 from vestnik.webapp.db import get_session
-
-MAX_BIGINT = 2**63 - 1
 
 
 class RequestSession:
@@ -140,9 +140,11 @@ class SecureModelView(_Guard, ModelView):
 
     def get_one(self, id: Any) -> Any:  # noqa: A002 - Flask-Admin's name
         # Every Vestnik model has an integer key: anything else is "no such record", not a database error.
-        if not str(id).isdigit() or int(id) > MAX_BIGINT:
+        try:
+            key = bounds.identifier(id)
+        except BoundsError:
             return None
-        return super().get_one(id)
+        return super().get_one(str(key))
 
     def is_action_allowed(self, name: str) -> bool:
         return can_write() and super().is_action_allowed(name)

@@ -33,6 +33,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
+from vestnik.shared import bounds
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, NotificationTemplate
@@ -54,6 +55,8 @@ def _json_object(form: FlaskForm, field: TextAreaField) -> None:
         value = json.loads(field.data or "{}")
     except json.JSONDecodeError as exc:
         raise ValidationError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise ValidationError("not valid JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise ValidationError('must be a JSON object, e.g. {"title": "...", "text": "..."}')
 
@@ -187,7 +190,8 @@ class BroadcastView(SecureView):
             whole, test = broadcasts.counts(db, b)
         sel = broadcasts.selection(b, stage="all")
         picks = sample(db, sel, limit=20)
-        chosen = request.args.get("client", type=int) or (picks[0][0] if picks else None)
+        chosen = bounds.optional_integer(request.args.get("client"), "client", minimum=1) or (
+            picks[0][0] if picks else None)
         preview, preview_error = self._preview(b, chosen) if chosen else ([], None)
         audit = db.scalars(select(AuditLog).where(AuditLog.object_type == "broadcast",
                                                   AuditLog.object_id == str(b.id)).order_by(AuditLog.id)).all()

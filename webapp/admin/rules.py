@@ -21,7 +21,9 @@ from vestnik.workers.handling import load_override  # the worker's own reading o
 from vestnik.workers.rules import DEFAULT_RULES, effective_rule
 
 #: "24h", "-24h", "2d", "90m", "30s" or bare hours; negative = before the anchor
-_OFFSET = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(d|h|m|min|s)?\s*$")
+_OFFSET = re.compile(r"^\s*([+-]?[0-9]{1,6}(?:\.[0-9]{1,3})?)\s*(d|h|m|min|s)?\s*$", re.ASCII)
+#: an offset further than this from its anchor is a typo (and a timedelta past datetime's range)
+MAX_OFFSET_S = 366 * 86400
 _UNIT_S = {"d": 86400, "h": 3600, "m": 60, "min": 60, "s": 1, None: 3600}
 MAX_OFFSETS = 5
 
@@ -33,7 +35,10 @@ def parse_offsets(text: str) -> list[float]:
         match = _OFFSET.match(part)
         if match is None:
             raise ValueError(f"{part.strip()!r} is not an offset like -24h, 2d, 90m")
-        values.append(float(match.group(1)) * _UNIT_S[match.group(2)])
+        value = float(match.group(1)) * _UNIT_S[match.group(2)]
+        if abs(value) > MAX_OFFSET_S:
+            raise ValueError(f"{part.strip()!r} is more than a year from the anchor")
+        values.append(value)
     if not values:
         raise ValueError("at least one offset is needed")
     if len(values) > MAX_OFFSETS:

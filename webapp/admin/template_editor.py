@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vestnik.shared import bounds
 from vestnik.shared.composer import compose
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
@@ -90,10 +91,9 @@ class Draft:
         def text(name: str, limit: int = 200_000) -> str:
             return str(form.get(name) or "")[:limit]
 
-        raw_client = text("client_id", 20).strip()
         return cls(code=text("code", 100).strip(), channel=text("channel", 32), locale=text("locale", 10) or "ru",
                    subject=text("subject"), body=text("body"), event=text("event", 100),
-                   client_id=int(raw_client) if raw_client.isdigit() else None)
+                   client_id=bounds.optional_integer(form.get("client_id"), "client_id", minimum=1))
 
     def template(self) -> NotificationTemplate:
         # Transient: never added to a session, so nothing is saved by a preview.

@@ -15,6 +15,8 @@ from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import (
     AdminUser,
     Client,
@@ -155,6 +157,17 @@ def _origin(view, context, model, name) -> Markup:
 # ------------------------------------------------------------------ history
 
 
+def _ids(raw: list[str]) -> list[int]:
+    """The row ids an action was given (Flask-Admin's ``rowid`` fields), each a bounded id."""
+    if len(raw) > MAX_ACTION_ROWS:
+        raise BoundsError("rowid", f"at most {MAX_ACTION_ROWS} rows at once")
+    return [bounds.identifier(i, "rowid") for i in raw]
+
+
+#: rows one action may change (a page holds 20-100; more is not a click)
+MAX_ACTION_ROWS = 1000
+
+
 class NotificationView(SecureModelView):
     """Notification history: fast on millions of rows (indexed filters, no COUNT)."""
 
@@ -200,7 +213,7 @@ class NotificationView(SecureModelView):
         db = get_session()
         now = utcnow()
         made, refused = 0, []
-        for original in db.scalars(select(Notification).where(Notification.id.in_([int(i) for i in ids]))):
+        for original in db.scalars(select(Notification).where(Notification.id.in_(_ids(ids)))):
             try:
                 notifications.resend(db, original, initiator=self._actor(), now=now)
             except ValueError as exc:
@@ -216,13 +229,13 @@ class NotificationView(SecureModelView):
     @action("cancel", "Cancel", "Cancel the selected pending notifications?")
     def action_cancel(self, ids: list[str]) -> None:
         db = get_session()
-        changed = notifications.cancel_selected(db, [int(i) for i in ids], f"canceled by {self._actor()}", utcnow())
+        changed = notifications.cancel_selected(db, _ids(ids), f"canceled by {self._actor()}", utcnow())
         self._changed(ids, changed, "notification.cancel", NotificationStatus.pending)
 
     @action("retry", "Retry failed", "Retry the selected failed notifications?")
     def action_retry(self, ids: list[str]) -> None:
         db = get_session()
-        changed = notifications.retry_failed(db, [int(i) for i in ids], utcnow())
+        changed = notifications.retry_failed(db, _ids(ids), utcnow())
         self._changed(ids, changed, "notification.retry", NotificationStatus.failed)
 
     def _changed(self, ids: list[str], changed: int, what: str, source: NotificationStatus) -> None:
@@ -318,7 +331,7 @@ class TemplateView(SecureModelView):
         taken = get_session().scalar(select(NotificationTemplate.id).where(
             NotificationTemplate.code == (form.code.data or "").strip(),
             NotificationTemplate.channel == form.channel.data, NotificationTemplate.locale == form.locale.data,
-            NotificationTemplate.id != (int(raw_id) if raw_id.isdigit() else -1)))
+            NotificationTemplate.id != (bounds.optional_integer(raw_id, "id", default=-1, minimum=1))))
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
@@ -367,7 +380,7 @@ class TemplateView(SecureModelView):
     # ------------------------------------------------------------ versions: list, view, restore
 
     def _template_or_404(self, raw_id: str | None) -> NotificationTemplate:
-        template = get_session().get(NotificationTemplate, int(raw_id)) if (raw_id or "").isdigit() else None
+        template = get_session().get(NotificationTemplate, bounds.identifier(raw_id, "id"))
         if template is None:
             abort(404)
         return template
@@ -384,10 +397,9 @@ class TemplateView(SecureModelView):
         import difflib
 
         template = self._template_or_404(request.args.get("id"))
-        raw = request.args.get("version", "")
+        version = bounds.integer(request.args.get("version"), "version", minimum=1, maximum=2**31 - 1)
         shown = get_session().scalar(select(TemplateVersion).where(
-            TemplateVersion.template_id == template.id,
-            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+            TemplateVersion.template_id == template.id, TemplateVersion.version == version))
         if shown is None:
             abort(404)
         diff = "\n".join(difflib.unified_diff(
@@ -403,11 +415,10 @@ class TemplateView(SecureModelView):
         if not can_write():
             abort(403)
         template = self._template_or_404(request.form.get("id"))
-        raw = request.form.get("version", "")
+        version = bounds.integer(request.form.get("version"), "version", minimum=1, maximum=2**31 - 1)
         db = get_session()
         shown = db.scalar(select(TemplateVersion).where(
-            TemplateVersion.template_id == template.id,
-            TemplateVersion.version == (int(raw) if raw.isdigit() else -1)))
+            TemplateVersion.template_id == template.id, TemplateVersion.version == version))
         if shown is None:
             abort(404)
         # The event schemas may have changed since: a restored version passes the same checks as a save.
@@ -473,6 +484,27 @@ def _groups_and_tags(view, context, model, name) -> Markup:
     return Markup(" ").join(badges) if badges else Markup("—")
 
 
+def _known_time_zone(form, field) -> None:
+    """An IANA time zone name (Europe/Moscow): anything else would be a client whose times cannot be shown."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = (field.data or "").strip()
+    try:
+        if not name or len(name) > 64:
+            raise ValueError(name)
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"not a known time zone: {name[:64]!r} (e.g. Europe/Moscow)") from None
+    field.data = name
+
+
+def _language_code(form, field) -> None:
+    """ru, en, uz_Latn...: the same rule as the CSV import."""
+    if not re.fullmatch(r"[a-z]{2}([_-][A-Za-z]{2,4})?", (field.data or "").strip(), re.ASCII):
+        raise ValidationError("expected a language code like ru or en")
+    field.data = field.data.strip()
+
+
 class ClientView(SecureModelView):
     allow_edit = True
     column_list = ("id", "name", "email", "telegram_chat_id", "locale", "notifications_telegram_enabled",
@@ -495,6 +527,11 @@ class ClientView(SecureModelView):
     column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
                      "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications",
                      "groups_and_tags": "Groups and tags (broadcast targeting)"}
+
+    form_args = {
+        "locale": {"validators": [_language_code]},
+        "timezone": {"validators": [_known_time_zone]},
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name="Clients", endpoint="client", **kwargs)
