@@ -106,6 +106,16 @@ def test_requests_over_the_keys_rate_get_429_with_retry_after(factory, key):
     assert c.get("/api/v1/notifications", headers=auth(other[1])).status_code == 200  # per key
 
 
+def test_the_keys_rate_is_shared_by_every_web_process_through_redis(factory, key, redis_url, redis_client):
+    first, second = (make_app(factory, api_rate_per_min=3, redis_url=redis_url).test_client() for _ in range(2))
+    codes = [c.get("/api/v1/notifications", headers=auth(key[1])).status_code
+             for c in (first, second, first, second)]
+    assert codes == [200, 200, 200, 429]
+    down = make_app(factory, redis_url="redis://127.0.0.1:1/0").test_client()  # nothing listens there
+    resp = down.get("/api/v1/notifications", headers=auth(key[1]))
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
+
+
 def test_an_event_is_accepted_attributed_and_audited(app, factory, key):
     resp = app.test_client().post("/api/v1/events", headers=auth(key[1]), json={
         "event_type": "lesson_cancelled", "recipients": [17, "crm-42"], "data": LESSON, "key": "lesson:9"})

@@ -54,11 +54,12 @@ def _errors(*codes: int) -> dict[str, Any]:
            404: "no such client", 409: "the Idempotency-Key was used for a different event",
            413: "the body is too large", 415: "the body is not application/json",
            422: "bad input: one entry per bad field in `problems`",
-           429: "too many requests with this key; wait Retry-After seconds"}
+           429: "too many requests with this key; wait Retry-After seconds",
+           503: "the rate limiter (Redis) cannot be reached; retry after Retry-After seconds"}
     out: dict[str, Any] = {}
     for code in codes:
         out[str(code)] = {"description": why[code], "content": _json("Error")}
-        if code == 429:
+        if code in (429, 503):
             out[str(code)]["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
     return out
 
@@ -79,7 +80,7 @@ def build() -> dict[str, Any]:
                           "mapping": {m.__name__.removeprefix("Event_"): REF.format(model=m.__name__)
                                       for m in events}},
     }
-    auth_errors = (401, 403, 429)
+    auth_errors = (401, 403, 429, 503)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Vestnik API", "version": "1",

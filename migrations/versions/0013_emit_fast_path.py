@@ -1,7 +1,7 @@
 """vestnik_emit's fast path: one generated expression checks a valid event
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-27 15:00:00
 
 Walking the registry's JSON Schema in PL/pgSQL (``vestnik_json_problems``) to
@@ -21,8 +21,8 @@ import importlib
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
