@@ -35,6 +35,42 @@ _INSERT_IDEMPOTENT = {
 }
 
 
+def check(
+    event_type: str,
+    *,
+    recipients: Any = None,
+    data: Any = None,
+    key: Any = None,
+    idempotency_key: Any = None,
+    send_at: Any = None,
+) -> dict[str, Any]:
+    """An event's columns, checked; raises :class:`EventValidationError` naming every bad field.
+
+    Shapes are not assumed: whatever arrives (JSON from the HTTP API, a CRM's
+    Python) is looked at and named, never trusted to be a dict or a list.
+    """
+    data = dict(data) if isinstance(data, Mapping) else ({} if data is None else data)
+    if recipients is None:
+        recipient_list: Any = []
+    elif isinstance(recipients, Iterable) and not isinstance(recipients, str | bytes | Mapping):
+        recipient_list = list(recipients)
+    else:
+        recipient_list = recipients
+    problems: list[str] = []
+    try:
+        validate_event(event_type, data, recipients=recipient_list)
+    except UnknownEventType:
+        raise
+    except EventValidationError as exc:
+        problems += exc.problems
+    when, why = parse_send_at(send_at)
+    problems += key_problems("key", key) + key_problems("idempotency_key", idempotency_key) + why
+    if problems:
+        raise EventValidationError(event_type, problems)
+    return {"event_type": event_type, "recipients": recipient_list, "data": data, "key": key,
+            "idempotency_key": idempotency_key, "send_at": when}
+
+
 def emit(
     db: Session | Connection,
     event_type: str,
@@ -57,37 +93,16 @@ def emit(
     naming every bad field.  CRMs outside Vestnik's own code use
     ``vestnik_client.emit`` (any driver, no dependencies) instead.
     """
-    # Shapes are not assumed: whatever arrives (JSON from the API, a CRM's Python) is named by validate_event.
-    data = dict(data) if isinstance(data, Mapping) else ({} if data is None else data)
-    if recipients is None:
-        recipient_list: Any = []
-    elif isinstance(recipients, Iterable) and not isinstance(recipients, str | bytes | Mapping):
-        recipient_list = list(recipients)
-    else:
-        recipient_list = recipients
-    problems: list[str] = []
-    try:
-        validate_event(event_type, data, recipients=recipient_list)
-    except UnknownEventType:
-        raise
-    except EventValidationError as exc:
-        problems += exc.problems
-    when, why = parse_send_at(send_at)
-    problems += key_problems("key", key) + key_problems("idempotency_key", idempotency_key) + why
-    if problems:
-        raise EventValidationError(event_type, problems)
-    values = {
-        "event_type": event_type,
-        "recipients": recipient_list,
-        "data": data,
-        "key": key,
-        "idempotency_key": idempotency_key,
-        "send_at": when,
-        "initiator": initiator,
-        "status": "pending",
-    }
+    event = check(event_type, recipients=recipients, data=data, key=key, idempotency_key=idempotency_key,
+                  send_at=send_at)
+    return insert_checked(db, event, initiator=initiator)
+
+
+def insert_checked(db: Session | Connection, event: Mapping[str, Any], *, initiator: str = "system") -> int | None:
+    """The one INSERT of an event that :func:`check` returned; its id, or None for a used idempotency key."""
+    values = {**event, "initiator": initiator, "status": "pending"}
     stmt = _INSERT
-    if idempotency_key is not None:
+    if event["idempotency_key"] is not None:
         bind = db.get_bind() if isinstance(db, Session) else db
         stmt = _INSERT_IDEMPOTENT.get(bind.dialect.name, _INSERT)
     event_id = db.execute(stmt, values).scalar()

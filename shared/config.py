@@ -48,6 +48,7 @@ class Settings:
     webhook_secrets: str = field(default="", repr=False)  # comma separated: current,previous
     public_url: str = "http://127.0.0.1:8000"
     metrics_token: str = field(default="", repr=False)  # empty: /metrics open (restrict it at the proxy)
+    api_rate_per_min: int = 600  # requests per minute per API key (/api/v1); shared through Redis
     # Reverse proxies in front of `vestnik web` whose X-Forwarded-For/-Proto are believed (0: none).
     trusted_proxies: int = 0
 
@@ -181,7 +182,8 @@ def _validate(settings: Settings) -> None:
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
                  "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",
-                 "client_sign_in_per_address", "client_sign_in_per_ip", "broker_delivery_limit"):
+                 "client_sign_in_per_address", "client_sign_in_per_ip", "broker_delivery_limit",
+                 "api_rate_per_min"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
     check("log_format", settings.log_format in ("text", "json"), "must be text or json")

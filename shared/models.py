@@ -112,6 +112,9 @@ class Client(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The CRM's last activity of the client (a visit, a payment): broadcasts filter on it.
     last_active_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Set when the CRM asked Vestnik to forget the client (DELETE /api/v1/clients/{id}): contact data
+    # erased, every switch off, history kept without personal data; a later upsert brings it back.
+    forgotten_at: Mapped[datetime | None] = mapped_column()
     # The client's own quiet hours, minutes after local midnight (workers/quiet_hours.py): both NULL
     # follow the category's default window; equal values mean "any time suits me".
     quiet_hours_start_min: Mapped[int | None] = mapped_column(Integer)
@@ -162,6 +165,8 @@ class OutboxEvent(Base):
         ),
         Index("ix_outbox_key", "key"),
         Index("ix_outbox_status_created", "status", "created_at"),
+        Index("ix_outbox_unknown_clients", "processed_at",
+              postgresql_where=text("unknown_clients IS NOT NULL"), sqlite_where=text("unknown_clients IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -179,6 +184,9 @@ class OutboxEvent(Base):
     published_at: Mapped[datetime | None] = mapped_column()
     processed_at: Mapped[datetime | None] = mapped_column()
     publish_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The recipients Vestnik did not know when it handled the event (the first 1000; NULL: none): the
+    # dashboard and /metrics count such events, the event's page lists the ids.
+    unknown_clients: Mapped[list[str] | None] = mapped_column(Json)
 
 
 class Notification(Base):
@@ -350,6 +358,31 @@ class RuleOverride(Base):
     offsets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # step name -> [seconds, ...]
     updated_by: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiKey(Base):
+    """A key a CRM calls the HTTP API with; only its SHA-256 is stored (the key is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    #: the key's first characters, to recognise it in lists ("vk_3fA9c…"); not enough to use it
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+    last_used_at: Mapped[datetime | None] = mapped_column()  # updated at most once a minute
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and the outbox name what this key did."""
+        return f"api_key:{self.id}"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
 
 
 class AuditLog(Base):

@@ -153,6 +153,34 @@ def cmd_create_admin(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api_keys(settings: Settings, args: argparse.Namespace) -> int:
+    """API keys for /api/v1: create (printed once), list, revoke."""
+    from sqlalchemy import select
+
+    from vestnik.shared import api_keys
+    from vestnik.shared.db import session_scope
+    from vestnik.shared.models import ApiKey
+
+    with session_scope(_session_factory(settings)) as session:
+        if args.api_keys_command == "create":
+            key, raw = api_keys.create(session, args.name, "cli")  # a bad --name: BoundsError, exit 2
+            print(f"API key {key.id} ({key.name}); it is shown only this once, store it now:", file=sys.stderr)
+            print(raw)
+            return 0
+        if args.api_keys_command == "revoke":
+            key = api_keys.revoke(session, args.id, "cli")
+            if key is None:
+                print(f"error: no API key {args.id}", file=sys.stderr)
+                return 1
+            print(f"API key {key.id} ({key.name}) is revoked")
+            return 0
+        for key in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never"
+            print(f"{key.id}\t{key.prefix}…\t{key.name}\t{state}\tlast used {used}")
+    return 0
+
+
 def _audit(session, actor: str, action: str, object_type: str, object_id: str | None, details: dict) -> None:
     from vestnik.shared.models import AuditLog
 
@@ -380,6 +408,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = clients.add_parser("import", help="upsert clients from a CSV file")
     p.add_argument("file")
     p.set_defaults(func=cmd_clients_import)
+
+    keys = sub.add_parser("api-keys", help="keys for the HTTP API (/api/v1)").add_subparsers(
+        dest="api_keys_command", required=True)
+    p = keys.add_parser("create", help="make a key and print it (only this once)")
+    p.add_argument("--name", required=True, help="who uses it, e.g. crm-production")
+    p.set_defaults(func=cmd_api_keys)
+    keys.add_parser("list", help="every key: id, prefix, name, state, last use").set_defaults(func=cmd_api_keys)
+    p = keys.add_parser("revoke", help="revoke a key (its next request gets 403)")
+    p.add_argument("id", type=_id)
+    p.set_defaults(func=cmd_api_keys)
 
     p = sub.add_parser("create-admin", help="create or reset an admin user")
     p.add_argument("email", type=_argument(bounds.text, min_chars=3, max_chars=320))

@@ -131,6 +131,9 @@ def create_app(
     csrf.exempt(unsubscribe.one_click)  # RFC 8058: mail clients POST without a token; the URL's token authenticates
     admin.init_app(app)  # Flask-Admin at /admin; every view behind one secure base class
     profile.init_app(app)  # the client's own pages at /me
+    from vestnik.webapp import api
+
+    api.init_app(app)  # the HTTP API at /api/v1, for CRMs elsewhere (API keys, no cookies)
 
     app.register_error_handler(CSRFError, _csrf_error)
     app.after_request(_security_headers)

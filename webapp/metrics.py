@@ -51,6 +51,12 @@ def database_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
             select(func.count()).select_from(OutboxEvent).where(OutboxEvent.status == status.value)) or 0)
     yield outbox
 
+    yield GaugeMetricFamily(
+        "vestnik_events_unknown_clients_24h", "Events handled in the last 24 hours that named clients Vestnik "
+        "did not know (nothing went to those ids)",
+        value=session.scalar(select(func.count()).select_from(OutboxEvent).where(
+            OutboxEvent.unknown_clients.is_not(None), OutboxEvent.processed_at >= now - DAY)) or 0)
+
     oldest = session.scalar(select(func.min(OutboxEvent.created_at)).where(
         OutboxEvent.status == OutboxStatus.pending.value))
     yield GaugeMetricFamily("vestnik_outbox_lag_seconds", "Age of the oldest unpublished outbox event",

@@ -51,6 +51,9 @@ from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_ru
 
 log = logging.getLogger("vestnik.events")
 
+#: How many unknown client ids an event keeps for its page (the count in the log is complete).
+MAX_UNKNOWN_LISTED = 1000
+
 #: How long an event waits for an earlier event with the same key (seconds).
 PREDECESSOR_WAIT_S = 30.0
 
@@ -149,6 +152,10 @@ def handle_event(
         unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
                          | {str(r) for r in unresolved})
         event.error = f"unknown clients: {unknown[:50]}" if unknown else None
+        if unknown:  # counted by the dashboard and /metrics, listed on the event's page
+            event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]
+            log.warning("event names unknown clients", extra={"action": "event.unknown_clients",
+                                                              "event_id": event.id, "count": len(unknown)})
         created = [(r.id, r.channel, r.address, r.send_at) for r in added]
     log.info(
         "event handled",

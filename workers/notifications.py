@@ -384,6 +384,11 @@ def cancel_category(session: Session, client_id: int, category: str, reason: str
     return _cancel(session, and_(_N.c.recipient_id == client_id, _N.c.category == category), reason, now)
 
 
+def cancel_client(session: Session, client_id: int, reason: str, now: datetime) -> int:
+    """A client was forgotten at the CRM's request: nothing more goes to it."""
+    return _cancel(session, _N.c.recipient_id == client_id, reason, now)
+
+
 def cancel_selected(session: Session, ids: Sequence[int], reason: str, now: datetime) -> int:
     """An admin's cancel of chosen rows (only pending ones change)."""
     return _cancel(session, _N.c.id.in_(list(ids)), reason, now)

@@ -341,7 +341,8 @@ def login(client) -> None:
 
 
 #: Endpoints that authenticate by signature, not by session, and are documented CSRF-exempt.
-SIGNED_MACHINE_ENDPOINTS = re.compile(r"(^|\.)webhooks\.|(^|\.)unsubscribe\.")
+# Machine callers: signed webhooks, one-click unsubscribe (the URL's token), the HTTP API (an API key, no cookies).
+SIGNED_MACHINE_ENDPOINTS = re.compile(r"(^|\.)webhooks\.|(^|\.)unsubscribe\.|(^|\.)api\.")
 
 
 def _mutating_rules(app):

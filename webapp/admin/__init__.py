@@ -16,6 +16,7 @@ from flask_admin.theme import Bootstrap4Theme
 
 from vestnik.webapp.admin import auth
 from vestnik.webapp.admin.account import AccountView
+from vestnik.webapp.admin.api_keys import ApiKeyView
 from vestnik.webapp.admin.broadcasts import BroadcastView
 from vestnik.webapp.admin.dashboard import DashboardView
 from vestnik.webapp.admin.extra import AuditView, OutboxEventView
@@ -53,6 +54,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
     admin.add_view(AuditView())
+    admin.add_view(ApiKeyView(name="API keys", endpoint="apikeys", url="/admin/api-keys"))
     admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
     app.after_request(_admin_csp)
     return admin

@@ -46,6 +46,8 @@ def dashboard_data() -> dict[str, Any]:
         OutboxEvent.status == OutboxStatus.pending.value))
     failed_events = db.scalar(select(func.count()).select_from(OutboxEvent).where(
         OutboxEvent.status == OutboxStatus.failed.value))
+    unknown_clients_events = db.scalar(select(func.count()).select_from(OutboxEvent).where(
+        OutboxEvent.unknown_clients.is_not(None), OutboxEvent.processed_at >= now - timedelta(days=7)))
     reasons = db.execute(
         select(Notification.last_error, func.count())
         .where(Notification.status == NotificationStatus.failed.value,
@@ -56,7 +58,7 @@ def dashboard_data() -> dict[str, Any]:
         "channels": sorted(per_day), "days": days, "per_day": per_day, "peak": peak,
         "due": due, "scheduled": scheduled, "processing": processing,
         "outbox_backlog": backlog, "outbox_lag_s": (now - oldest).total_seconds() if oldest else 0.0,
-        "failed_events": failed_events, "reasons": reasons,
+        "failed_events": failed_events, "unknown_clients_events": unknown_clients_events, "reasons": reasons,
     }
 
 

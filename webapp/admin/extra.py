@@ -20,20 +20,40 @@ def _event_status(view, context, model, name) -> Markup:
     return out
 
 
+def _unknown_clients(view, context, model, name) -> Markup | str:
+    ids = model.unknown_clients or []
+    if not ids:
+        return ""
+    return Markup('<span class="badge badge-warning">{}</span> {}').format(len(ids), ", ".join(ids))
+
+
+class UnknownClientsFilter(sqla_filters.BaseSQLAFilter):
+    """Events that named clients Vestnik did not know when it handled them (the dashboard links here)."""
+
+    def apply(self, query, value, alias=None):
+        column = self.get_column(alias)
+        return query.filter(column.is_not(None)) if value == "1" else query.filter(column.is_(None))
+
+    def operation(self) -> str:
+        return "named"
+
+
 class OutboxEventView(SecureModelView):
     column_list = ("id", "created_at", "event_type", "key", "status", "initiator", "recipients")
     column_default_sort = ("id", True)
     column_formatters = {"status": _event_status}
-    column_details_list = ("id", "event_type", "status", "error", "key", "idempotency_key", "recipients", "data",
-                           "send_at", "initiator", "created_at", "published_at", "processed_at",
-                           "publish_attempts")
-    column_formatters_detail = {"error": _full_text}
+    column_details_list = ("id", "event_type", "status", "error", "unknown_clients", "key", "idempotency_key",
+                           "recipients", "data", "send_at", "initiator", "created_at", "published_at",
+                           "processed_at", "publish_attempts")
+    column_formatters_detail = {"error": _full_text, "unknown_clients": _unknown_clients}
+    column_labels = {"unknown_clients": "Unknown clients"}
 
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [
             sqla_filters.FilterEqual(OutboxEvent.status, "Status", options=_choices([s.value for s in OutboxStatus])),
             sqla_filters.FilterEqual(OutboxEvent.event_type, "Event type"),
             sqla_filters.FilterEqual(OutboxEvent.key, "Key"),
+            UnknownClientsFilter(OutboxEvent.unknown_clients, "Unknown clients", options=[("1", "yes"), ("0", "no")]),
             AwareBetween(OutboxEvent.created_at, "Created (UTC)"),
         ]
         super().__init__(OutboxEvent, name="Events", endpoint="outboxevent", **kwargs)

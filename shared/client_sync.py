@@ -1,0 +1,178 @@
+"""Vestnik's copy of a CRM's clients: upsert (merge, never reset), read, forget.
+
+The rules are the client record's (``shared/client_record.py``): an absent
+field is never changed, a given one is set, ``null`` removes an address.  The
+HTTP API and the admin use these functions; the SQL function
+``vestnik_upsert_client`` (and so ``vestnik_client.upsert_clients``) applies
+the same rules in SQL, and ``tests/integration/test_client_sync.py`` holds
+both to the same cases.
+
+Forgetting (``DELETE /api/v1/clients/{id}``) erases what identifies a person
+(name, addresses, group and tag memberships, sign-in tokens, and the
+addresses, texts and data of the client's notifications), switches every
+channel off, and keeps the rest of the history (which event, which channel,
+when, with which outcome) so that counts and audits stay true.  What was still
+to be sent is canceled first by the notifications' owner
+(``workers.notifications.cancel_client``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vestnik.shared import bounds
+from vestnik.shared.client_ids import client_key
+from vestnik.shared.client_record import PREFERENCE_COLUMNS
+from vestnik.shared.models import (
+    Client,
+    ClientGroup,
+    ClientTag,
+    ClientToken,
+    DeliveryAttempt,
+    Notification,
+    utcnow,
+)
+
+ERASED = "[erased]"
+#: why the notifications still to be sent were canceled
+FORGOTTEN = "client forgotten at the CRM's request"
+
+
+class UnknownClientId(ValueError):
+    """A CRM id that names no row this database can hold (see shared/client_ids.py)."""
+
+
+def _key(client_id: Any) -> int:
+    key = client_key(client_id)
+    if key is None:
+        raise UnknownClientId(f"id: {client_id!r} cannot name a client in this database yet (integer ids only, "
+                              "1 to 9223372036854775807, no leading zeros)")
+    return key
+
+
+def _column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Record fields (already validated) as ``clients`` column values."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in ("groups", "tags"):
+            continue
+        if name == "telegram_chat_id" and value is not None:
+            value = str(value)
+        elif name == "last_active_at" and value is not None:
+            value = bounds.moment(value, name)
+        out[PREFERENCE_COLUMNS.get(name, name)] = value
+    return out
+
+
+def apply(session: Session, client: Client, values: Mapping[str, Any], *, groups: list[str] | None = None,
+          tags: list[str] | None = None) -> None:
+    """Set the given column values on a known client; a changed address gets a fresh chance."""
+    for attr, value in values.items():
+        if attr == "telegram_chat_id" and value != client.telegram_chat_id:
+            client.telegram_unreachable_reason = None
+        if attr == "email" and value != client.email:
+            client.email_unreachable_reason = None
+        setattr(client, attr, value)
+    client.forgotten_at = None
+    client.updated_at = utcnow()
+    _memberships(session, client.id, groups, tags)
+
+
+def _memberships(session: Session, key: int, groups: list[str] | None, tags: list[str] | None) -> None:
+    for names, model, column in ((groups, ClientGroup, "name"), (tags, ClientTag, "tag")):
+        if names is None:
+            continue
+        session.execute(delete(model).where(model.client_id == key))
+        session.add_all([model(client_id=key, **{column: name})
+                         for name in dict.fromkeys(n.strip() for n in names)])
+
+
+def upsert(session: Session, client_id: Any, fields: Mapping[str, Any], *, default_locale: str = "ru",
+           default_timezone: str = "Europe/Moscow") -> tuple[Client, bool]:
+    """Create or merge one client (fields validated by the caller); return it and whether it was created."""
+    key = _key(client_id)
+    values = _column_values(fields)
+    groups, tags = fields.get("groups"), fields.get("tags")
+    client = session.get(Client, key, with_for_update=session.get_bind().dialect.name == "postgresql")
+    if client is not None:
+        apply(session, client, values, groups=groups, tags=tags)
+        return client, False
+    now = utcnow()
+    client = Client(id=key, **{"name": "", "locale": default_locale, "timezone": default_timezone,
+                               "notifications_telegram_enabled": True, "notifications_email_enabled": True,
+                               "allow_service_notifications": True, "allow_marketing_notifications": False,
+                               **values}, created_at=now, updated_at=now)
+    try:
+        with session.begin_nested():  # a concurrent request may create the same client first
+            session.add(client)
+            session.flush()
+    except IntegrityError:
+        client = session.get(Client, key, populate_existing=True)
+        apply(session, client, values, groups=groups, tags=tags)
+        return client, False
+    _memberships(session, key, groups, tags)
+    return client, True
+
+
+def find(session: Session, client_id: Any) -> Client | None:
+    key = client_key(client_id)
+    return None if key is None else session.get(Client, key)
+
+
+def view(session: Session, client: Client) -> dict[str, Any]:
+    """A client as the API shows it (the record's names; times as ISO 8601)."""
+    def iso(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    groups = session.scalars(select(ClientGroup.name).where(ClientGroup.client_id == client.id)
+                             .order_by(ClientGroup.name)).all()
+    tags = session.scalars(select(ClientTag.tag).where(ClientTag.client_id == client.id).order_by(ClientTag.tag)).all()
+    return {
+        "id": str(client.id), "name": client.name, "email": client.email,
+        "telegram_chat_id": client.telegram_chat_id, "locale": client.locale, "timezone": client.timezone,
+        **{field: bool(getattr(client, column)) for field, column in PREFERENCE_COLUMNS.items()},
+        "groups": list(groups), "tags": list(tags), "last_active_at": iso(client.last_active_at),
+        "unreachable": {"email": client.email_unreachable_reason, "telegram": client.telegram_unreachable_reason},
+        "created_at": iso(client.created_at), "updated_at": iso(client.updated_at),
+        "forgotten_at": iso(client.forgotten_at),
+    }
+
+
+def forget(session: Session, client: Client) -> int:
+    """Erase the client's personal data and keep its history without it; return how many notifications
+    were erased.  The caller cancels what was still to be sent first (workers.notifications.cancel_client)."""
+    now = utcnow()
+    key = client.id
+    client.name = ""
+    client.email = None
+    client.telegram_chat_id = None
+    client.email_unreachable_reason = None
+    client.telegram_unreachable_reason = None
+    client.last_active_at = None
+    for column in PREFERENCE_COLUMNS.values():
+        setattr(client, column, False)
+    client.forgotten_at = now
+    client.updated_at = now
+    _memberships(session, key, [], [])
+    session.execute(delete(ClientToken).where(ClientToken.client_id == key))
+    erased = session.execute(
+        update(Notification).where(Notification.recipient_id == key)
+        .values(recipient_address=ERASED, subject=None, body=None, payload_json={}, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount
+    # Provider messages may quote the address ("550 anna@example.com: no such mailbox").
+    session.execute(
+        update(Notification).where(Notification.recipient_id == key, Notification.last_error.is_not(None),
+                                   Notification.last_error != FORGOTTEN)
+        .values(last_error=ERASED).execution_options(synchronize_session=False))
+    session.execute(
+        update(DeliveryAttempt).where(DeliveryAttempt.error.is_not(None),
+                                      DeliveryAttempt.notification_id.in_(
+                                          select(Notification.id).where(Notification.recipient_id == key)))
+        .values(error=ERASED).execution_options(synchronize_session=False))
+    return erased

@@ -1,0 +1,79 @@
+"""What the API answers: the views build their JSON through these models, and the OpenAPI
+document describes them, so the two cannot disagree."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class Problem(BaseModel):
+    field: str
+    message: str
+
+
+class Error(BaseModel):
+    error: str
+    problems: list[Problem] | None = None
+
+
+class EventAccepted(BaseModel):
+    id: int
+    status: Literal["accepted"] = "accepted"
+
+
+class Unreachable(BaseModel):
+    email: str | None
+    telegram: str | None
+
+
+class Client(BaseModel):
+    id: str
+    name: str
+    email: str | None
+    telegram_chat_id: str | None
+    locale: str
+    timezone: str
+    telegram_enabled: bool
+    email_enabled: bool
+    allow_service: bool
+    allow_marketing: bool
+    groups: list[str]
+    tags: list[str]
+    last_active_at: str | None
+    unreachable: Unreachable
+    created_at: str | None
+    updated_at: str | None
+    forgotten_at: str | None
+
+
+class Forgotten(BaseModel):
+    id: str
+    status: Literal["forgotten"] = "forgotten"
+    notifications: int
+    canceled: int
+
+
+class Notification(BaseModel):
+    id: int
+    client: str | None
+    channel: str
+    event_id: int | None
+    event_type: str
+    template_code: str
+    step: str
+    status: str
+    attempts: int
+    last_error: str | None
+    delivery_uncertain: bool
+    key: str | None
+    send_at: str | None
+    sent_at: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class NotificationPage(BaseModel):
+    notifications: list[Notification]
+    next: int | None
