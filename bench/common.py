@@ -231,9 +231,15 @@ class Stack:
     vhost: str = ""
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     args: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    redis_url: str = ""
+
+    @property
+    def redis_port(self) -> int | None:
+        return int(self.redis_url.rsplit(":", 1)[1].split("/")[0]) if self.redis_url else None
 
     def delivered(self) -> int:
-        return len(self.bot.messages()) + len(self.smtp.messages())
+        """Messages the fakes accepted (counted, not copied or parsed: benches poll this)."""
+        return self.bot.count() + self.smtp.count()
 
     def start(self, name: str, args: tuple[str, ...]) -> subprocess.Popen:
         """Start ``vestnik <args>`` as process ``name`` (its own process group, so kill -9 takes its children)."""
@@ -265,8 +271,8 @@ class Stack:
 
 
 @contextmanager
-def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None
-                     ) -> Iterator[Stack]:
+def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None,
+                     *, limits: str = "lifted") -> Iterator[Stack]:
     """Scratch PostgreSQL database with ``clients`` clients (Telegram and email each), a fresh RabbitMQ
     vhost, a private redis-server, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
     ``("worker", "--processes", "1")``), named ``relay``, ``worker``, ... (``worker-2`` for a second one);
@@ -292,9 +298,11 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
                         "VESTNIK_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
                         "VESTNIK_REDIS_URL": redis_url, "VESTNIK_TELEGRAM_TOKEN": bot.token,
                         "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
-                        "VESTNIK_LOG_LEVEL": "WARNING", **NO_LIMITS, **(env or {})}
+                        "VESTNIK_LOG_LEVEL": "WARNING", **(NO_LIMITS if limits == "lifted" else {}),
+                        **(env or {})}
             logs = stack.enter_context(tempfile.TemporaryDirectory())
-            result = Stack(factory, bot, smtp, full_env, logs, database=url.rsplit("/", 1)[1], vhost=vhost)
+            result = Stack(factory, bot, smtp, full_env, logs, database=url.rsplit("/", 1)[1], vhost=vhost,
+                           redis_url=redis_url)
             for args in processes:
                 name = args[0] if args[0] not in result.procs else f"{args[0]}-{len(result.procs)}"
                 result.start(name, args)

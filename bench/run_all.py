@@ -18,8 +18,9 @@ import uuid
 BENCHMARKS: dict[str, list[str]] = {
     "bench.crm_overhead": ["--n", "2000"],
     "bench.relay_latency": ["--events", "1000", "--rate", "200"],
-    "bench.throughput": ["--events", "1000", "--processes", "1", "2"],
+    "bench.throughput": ["--events", "30", "--recipients", "100", "--processes", "2", "--rate", "100"],
     "bench.scheduler_lateness": ["--events", "200", "--spread", "30"],
+    "bench.limits_exact": ["--seconds", "300"],
     "bench.admin_history": [],
     "bench.broadcast_expand": ["--clients", "100000", "--send", "2000", "--rate", "30"],
     "bench.sign_in_timing": ["--requests", "200"],
@@ -33,8 +34,10 @@ def smoke_args() -> dict[str, list[str]]:
     return {
         "bench.crm_overhead": ["--n", "20"],
         "bench.relay_latency": ["--events", "20", "--rate", "100"],
-        "bench.throughput": ["--events", "10", "--processes", "1", "--threads", "2"],
+        "bench.throughput": ["--events", "4", "--recipients", "3", "--processes", "1", "--threads", "2",
+                             "--rate", "5", "--seconds", "1"],
         "bench.scheduler_lateness": ["--events", "6", "--spread", "2"],
+        "bench.limits_exact": ["--seconds", "4"],
         # A database of its own, dropped at the end: never the full run's vestnik_bench_history.
         "bench.admin_history": ["--rows", "3000", "--clients", "300", "--repeat", "2", "--drop",
                                 "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],

@@ -1,53 +1,227 @@
-"""End-to-end throughput: events -> messages accepted by the local fake Bot API
-and SMTP server, limits lifted, with 1 and 2 worker processes.
+"""End-to-end throughput and latency: events -> messages accepted by the local fake Bot API and SMTP
+server, limits lifted, with CPU time per message for every process that takes part.
 
-Production shape: PostgreSQL, RabbitMQ, Redis, ``vestnik relay`` and
-``vestnik worker`` as separate processes.  Each event goes to one client who
-has Telegram and email, so it yields two messages.
-Run: ``.venv/bin/python -m bench.throughput --events 1000 --processes 1 2``.
+Production shape: PostgreSQL, RabbitMQ, a private Redis, ``vestnik relay`` and ``vestnik worker``
+(``--processes`` worker processes) as separate processes.  Each event goes to ``--recipients``
+clients of its own, each with Telegram and email, so it yields ``2 x recipients`` messages.
+
+Throughput: all events are committed at once; the clock runs from the first commit to the last
+message accepted.  CPU: user + system time of each process over the same span, per message:
+
+- worker, relay: the ``vestnik`` processes and their children;
+- PostgreSQL: the backends connected to the bench's own database (sampled at start and end);
+- Redis: the bench's private redis-server;
+- RabbitMQ: the whole server (shared with whatever else runs on this machine: an upper bound);
+- fakes: the bench process's threads other than its main one (the fake Bot API and SMTP server);
+- the CRM's emits (the bench's main thread) are not Vestnik's cost and are shown apart.
+
+Latency (``--rate``): events with one recipient are committed at a steady rate; each message's
+latency is from its event's commit to the fake provider's acceptance.
+
+Run: ``.venv/bin/python -m bench.throughput --events 30 --recipients 100 --processes 2``
+and ``--events 1000 --recipients 1``; latency: ``--rate 100 --seconds 20``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
+import subprocess
+import threading
 import time
 
-from bench.common import Report, production_stack, run
+from sqlalchemy import create_engine, text
+
+from bench.common import PG_ADMIN_URL, CouldNotMeasure, Report, production_stack, run
 from vestnik.outbox import emit
 
 DATA = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T16:00:00+03:00"}
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def run_stack(events: int, processes: int, threads: int) -> tuple[float, int]:
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += _children(p)
+    return out
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system seconds of one process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _pgrep(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in found]
+
+
+class CpuMeter:
+    """CPU seconds per group of processes between :meth:`start` and :meth:`stop`.
+
+    Processes come and go (a pool's overflow connection, a worker's child): a thread samples every
+    group every 0.2 s and keeps each process's latest figure, so one that ends meanwhile still
+    counts up to its last sample.
+    """
+
+    def __init__(self, stack, database: str) -> None:  # noqa: ANN001 - bench.common.Stack
+        self.stack = stack
+        self.database = database
+        self.admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        self.latest: dict[str, dict[int, float]] = {}
+        self.halt = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self.halt.wait(0.2):
+            self._remember(self._sample())
+
+    def _remember(self, sample: dict[str, dict[int, float]]) -> None:
+        for name, pids in sample.items():
+            known = self.latest.setdefault(name, {})
+            for pid, cpu in pids.items():
+                known[pid] = max(cpu, known.get(pid, 0.0))
+
+    def _backends(self) -> list[int]:
+        with self.admin.connect() as conn:
+            return [int(r[0]) for r in conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :db"), {"db": self.database})]
+
+    def _groups(self) -> dict[str, list[int]]:
+        groups = {name: _tree(p.pid) for name, p in self.stack.procs.items()}
+        groups["postgresql"] = self._backends()
+        groups["redis"] = _pgrep(f"redis-server.*:{self.stack.redis_port}") if self.stack.redis_port else []
+        groups["rabbitmq (whole server, shared)"] = _pgrep("beam.smp")
+        return groups
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        return {name: {pid: _cpu_s(pid) for pid in pids} for name, pids in self._groups().items()}
+
+    def start(self) -> None:
+        self.before = self._sample()
+        self.self_before = resource.getrusage(resource.RUSAGE_SELF)
+        self.main_before = time.thread_time()
+        self.thread.start()
+
+    def stop(self) -> dict[str, float]:
+        self.halt.set()
+        self.thread.join()
+        self._remember(self._sample())
+        out = {}
+        for name, pids in self.latest.items():
+            base = self.before.get(name, {})
+            # A process that started meanwhile counts from zero.
+            out[name] = sum(cpu - base.get(pid, 0.0) for pid, cpu in pids.items())
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        process = (usage.ru_utime + usage.ru_stime) - (self.self_before.ru_utime + self.self_before.ru_stime)
+        main = time.thread_time() - self.main_before
+        out["fakes (Bot API, SMTP sink) + the meter"] = process - main
+        out["CRM emits + polling (not Vestnik)"] = main
+        return out
+
+
+def throughput(report: Report, events: int, recipients: int, processes: int, threads: int) -> None:
+    total = events * recipients * 2
     workers = ("worker", "--processes", str(processes), "--threads", str(threads))
-    with production_stack(events, [("relay",), workers]) as stack:
+    with production_stack(events * recipients, [("relay",), workers]) as stack:
+        meter = CpuMeter(stack, stack.database)
+        meter.start()
         t0 = time.perf_counter()
         with stack.factory() as s:
-            for i in range(1, events + 1):
-                emit(s, "lesson_cancelled", recipients=[i], data=DATA)
-                if i % 100 == 0:
+            for e in range(events):
+                emit(s, "lesson_cancelled", recipients=list(range(e * recipients + 1, (e + 1) * recipients + 1)),
+                     data=DATA)
+                if e % 100 == 99:
                     s.commit()
             s.commit()
         deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and stack.delivered() < 2 * events:
+        while time.monotonic() < deadline and stack.delivered() < total:
             time.sleep(0.02)  # a benchmark's polling loop, not a test's synchronisation
-        return time.perf_counter() - t0, stack.delivered()
+        elapsed = time.perf_counter() - t0
+        delivered = stack.delivered()
+        cpu = meter.stop()
+    label = f"{processes} worker process(es), {recipients} recipient(s)/event"
+    if not delivered:
+        raise CouldNotMeasure("nothing was delivered")
+    report.add(f"{label}: delivered", delivered, "messages")
+    report.add(f"{label}: rate", delivered / elapsed, "messages/s", goal=None)
+    vestnik_cpu = 0.0
+    for name, seconds in cpu.items():
+        report.add(f"{label}: CPU {name}", seconds * 1000 / delivered, "ms/message")
+        if not name.startswith(("CRM", "rabbitmq")):
+            vestnik_cpu += seconds
+    report.add(f"{label}: CPU total (without RabbitMQ and the CRM)", vestnik_cpu * 1000 / delivered, "ms/message",
+               goal=1.2)
+
+
+def latency(report: Report, rate: float, seconds: float, processes: int, threads: int) -> None:
+    events = max(1, int(rate * seconds))
+    workers = ("worker", "--processes", str(processes), "--threads", str(threads))
+    with production_stack(events, [("relay",), workers]) as stack:
+        committed: dict[int, float] = {}
+        start = time.time()
+        with stack.factory() as s:
+            for i in range(1, events + 1):
+                due = start + (i - 1) / rate
+                pause = due - time.time()
+                if pause > 0:
+                    time.sleep(pause)  # the CRM's pace, not a synchronisation
+                emit(s, "lesson_cancelled", recipients=[i], data=DATA)
+                s.commit()
+                committed[i] = time.time()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and stack.delivered() < 2 * events:
+            time.sleep(0.02)
+        values = []
+        for m in stack.bot.messages():
+            client = int(m["chat_id"]) - 100000
+            if client in committed:
+                values.append((m["time"] - committed[client]) * 1000)
+        for m in stack.smtp.messages():
+            client = int(str(m["to"]).split("@")[0][1:])
+            if client in committed:
+                values.append((m["time"] - committed[client]) * 1000)
+    report.add_percentiles(f"latency at {rate:g} events/s (commit -> accepted)", values, "ms", ps=(50, 99),
+                           goals={"p50": 30, "p99": 150})
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1000)
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--events", type=int, default=30)
+    parser.add_argument("--recipients", type=int, default=100, help="clients per event (each: Telegram + email)")
+    parser.add_argument("--processes", type=int, nargs="+", default=[2])
     parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=0.0, help="also measure latency at this many events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long the latency run emits")
     args = parser.parse_args()
     report = Report("bench.throughput", "end-to-end throughput, events to messages accepted by the fake Bot API "
-                    "and SMTP sink, limits lifted (relay and worker processes)",
-                    size=f"{args.events} events x 2 channels, {args.threads} threads per worker process")
+                    "and SMTP sink, limits lifted (relay and worker processes), with CPU per message per process",
+                    size=f"{args.events} events x {args.recipients} recipients x 2 channels, "
+                         f"{args.threads} threads per worker process")
     for n in args.processes:
-        elapsed, delivered = run_stack(args.events, n, args.threads)
-        report.add(f"{n} worker process(es): delivered", delivered, "messages")
-        report.add(f"{n} worker process(es): rate", delivered / elapsed if delivered else None, "messages/s")
+        throughput(report, args.events, args.recipients, n, args.threads)
+    if args.rate:
+        latency(report, args.rate, args.seconds, args.processes[-1], args.threads)
+    report.note("CPU of PostgreSQL counts the backends of the bench's database only; RabbitMQ is the whole "
+                "(shared) server")
     return report.finish()
+
 
 if __name__ == "__main__":
     run(main)

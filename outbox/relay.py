@@ -2,8 +2,8 @@
 
 One round (:meth:`Relay.run_once`) is one database transaction: claim a batch
 of pending rows (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several relays
-share the work), publish each event and wait for RabbitMQ's confirm, mark the
-confirmed ones published, commit.  Nothing is marked before it is confirmed,
+share the work), publish the batch as one message (``outbox/contract.py``)
+and wait for RabbitMQ's confirm, mark the confirmed events published, commit.  Nothing is marked before it is confirmed,
 so nothing is lost.  A crash between a confirm and the commit publishes those
 events again later: a transport duplicate, which ``handle_event`` absorbs
 (it locks the row and skips it once processed).
@@ -43,7 +43,7 @@ import dramatiq
 from sqlalchemy import Engine
 
 from vestnik.outbox import queries
-from vestnik.outbox.contract import EVENTS_QUEUE, event_message
+from vestnik.outbox.contract import EVENTS_QUEUE, event_message, events_message
 from vestnik.shared import faults, heartbeat
 from vestnik.shared.config import Settings
 from vestnik.shared.db import is_postgres, safe_url
@@ -70,16 +70,34 @@ class PublishFailed(Exception):
 # ------------------------------------------------------------------ publishers
 
 
-class Publisher:
-    """Hands one event to the broker.
+class PartlyPublished(Exception):
+    """The first ``confirmed`` events of a batch were confirmed, the rest not (the cause is chained)."""
 
-    ``publish`` returns only once the broker has the message (RabbitMQ: its
-    confirm arrived) and raises otherwise.  ``keepalive`` is called while the
-    relay is idle; ``close`` once at the end.  Both default to doing nothing.
+    def __init__(self, confirmed: int) -> None:
+        super().__init__(f"{confirmed} confirmed")
+        self.confirmed = confirmed
+
+
+class Publisher:
+    """Hands events to the broker.
+
+    ``publish_batch`` returns only once the broker has the batch (RabbitMQ: its
+    confirm arrived) and raises otherwise (:class:`PartlyPublished` when the
+    first events of it are known to be stored).  The base class publishes a
+    batch event by event with ``publish``; the broker publishers send one
+    message per batch.  ``keepalive`` is called while the relay is idle;
+    ``close`` once at the end.  Both default to doing nothing.
     """
 
     def publish(self, event_id: int, key: str | None) -> None:
         raise NotImplementedError
+
+    def publish_batch(self, events: list[tuple[int, str | None]]) -> None:
+        for done, (event_id, key) in enumerate(events):
+            try:
+                self.publish(event_id, key)
+            except Exception as exc:
+                raise PartlyPublished(done) from exc
 
     def keepalive(self) -> None:
         """Service the connection while idle (heartbeats); never raises."""
@@ -114,6 +132,9 @@ class BrokerPublisher(Publisher):
 
     def publish(self, event_id: int, key: str | None) -> None:
         self.broker.enqueue(event_message(event_id, key, self.queue_name))
+
+    def publish_batch(self, events: list[tuple[int, str | None]]) -> None:
+        self.broker.enqueue(events_message([event_id for event_id, _ in events], self.queue_name))
 
 
 class RabbitmqPublisher(Publisher):
@@ -164,8 +185,15 @@ class RabbitmqPublisher(Publisher):
         return getattr(self.broker.state, "connection", None)
 
     def publish(self, event_id: int, key: str | None) -> None:
+        self._enqueue(event_message(event_id, key, self.queue_name))
+
+    def publish_batch(self, events: list[tuple[int, str | None]]) -> None:
+        """One message and one confirm for the whole batch."""
+        self._enqueue(events_message([event_id for event_id, _ in events], self.queue_name))
+
+    def _enqueue(self, message: dramatiq.Message) -> None:
         before = self._current_connection()
-        self.broker.enqueue(event_message(event_id, key, self.queue_name))
+        self.broker.enqueue(message)
         if self._current_connection() is not before:
             self.connections_opened += 1
             log.info("connected to the broker", extra={"action": "relay.amqp_connected",
@@ -377,13 +405,14 @@ class Relay:
             if not rows:
                 conn.rollback()
                 return 0
-            for event_id, key in rows:
-                try:
-                    self.publisher.publish(event_id, key)
-                except Exception as exc:  # noqa: BLE001 - this one and the rest stay pending
-                    failure = exc
-                    break
-                confirmed.append(event_id)
+            try:
+                self.publisher.publish_batch(rows)
+                confirmed = [event_id for event_id, _ in rows]
+            except PartlyPublished as exc:  # these were stored; the rest stay pending
+                confirmed = [event_id for event_id, _ in rows[:exc.confirmed]]
+                failure = exc.__cause__ or exc
+            except Exception as exc:  # noqa: BLE001 - the batch stays pending
+                failure = exc
             if confirmed:
                 faults.hit("relay.after_publish")  # crash test: confirmed, not yet marked
             queries.mark_published(conn, confirmed)

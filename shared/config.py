@@ -62,6 +62,7 @@ class Settings:
     # Limits (see docs/configuration.md for where the defaults come from)
     telegram_rate_per_s: float = 30.0
     telegram_chat_rate_per_s: float = 1.0
+    telegram_group_rate_per_min: int = 20
     email_rate_per_min: int = 20
     email_rate_per_hour: int = 300
     email_rate_per_day: int = 480
@@ -76,6 +77,12 @@ class Settings:
     # Scheduler and housekeeping
     scheduler_tick_s: float = 1.0
     outbox_retention_days: float = 7.0
+
+    # Delivery
+    delivery_batch_size: int = 100  # rows one worker claims, renders and sends as a batch
+    telegram_connections: int = 4  # Bot API connections (sending threads) per worker process
+    smtp_connections: int = 2  # SMTP connections (sending threads) per worker process
+    event_max_retries: int = 20  # an event whose handling fails this many more times is marked failed
 
     # Relay
     relay_batch_size: int = 100
@@ -178,7 +185,8 @@ def _validate(settings: Settings) -> None:
         except ValueError as exc:
             # The URL may hold a password: name the problem, never echo the value.
             raise ConfigError(_env_name("smtp_url"), str(exc)) from None
-    for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "email_rate_per_min",
+    for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "telegram_group_rate_per_min",
+                 "delivery_batch_size", "telegram_connections", "smtp_connections", "email_rate_per_min",
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
                  "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",

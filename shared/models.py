@@ -201,6 +201,15 @@ class Notification(Base):
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),
+        # A delivery pump's claim: one channel's due rows, oldest first (migration 0012).
+        Index(
+            "ix_notifications_channel_due",
+            "channel",
+            "send_at",
+            "id",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
         Index(
             "ix_notifications_processing",
             "locked_until",
@@ -225,7 +234,7 @@ class Notification(Base):
             postgresql_where=text("status = 'pending' AND send_at IS NULL"),
             sqlite_where=text("status = 'pending' AND send_at IS NULL"),
         ),
-        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0008).
+        # A broadcast's rows handed over and due: what its feeder counts as in flight (migration 0012).
         Index(
             "ix_notifications_broadcast_due",
             "broadcast_id",

@@ -154,14 +154,15 @@ def get_delivery() -> Delivery:
     from vestnik.workers.channels import build_channels
     from vestnik.workers.delivery import Delivery
     from vestnik.workers.limits import build_limiter
+    from vestnik.workers.notifications import seed_source
 
     with _delivery_lock:
         found = current_app.extensions.get("vestnik_delivery")
         if found is None:
             settings = get_settings()
-            limiter = build_limiter(settings)
-            found = Delivery(db.session_factory(), build_channels(settings), settings,
-                             pause_channel=limiter.pause, acquire=limiter.acquire)
+            factory = db.session_factory()
+            limiter = build_limiter(settings, seed=seed_source(factory))
+            found = Delivery(factory, build_channels(settings), settings, limiter=limiter)
             current_app.extensions["vestnik_delivery"] = found
         return found
 

@@ -1,71 +1,126 @@
 """The Dramatiq actors.  Thin: each calls one function and hands on what it made.
 
 Actors are declared on the broker given to :func:`declare` (never the
-implicit global one).  Retries: delivery keeps its own retry state in the
-database (``workers/retry.py``), so its actor has ``max_retries=0``; an
-exception there is a bug, and the reaper recovers the row after its lease.
-``handle_event`` lets Dramatiq retry, since its failures are infrastructure
-(a database restart) and the handler is idempotent.
+implicit global one).
+
+- ``handle_events(event_ids)``: the relay's batch, in one transaction.  Its
+  failures are infrastructure (a database restart) and the handler is
+  idempotent, so Dramatiq retries it; a batch that fails is split into single
+  events first, so one bad event cannot hold up the others.  An event whose
+  handling fails ``VESTNIK_EVENT_MAX_RETRIES`` more times is marked failed
+  with its reason (dashboard, metrics, the admin's retry), not left
+  ``published`` while its message sits in the dead-letter queue.
+- ``pump_channel(channel)``: one delivery batch of a channel
+  (``workers/delivery.py``).  Delivery keeps its own retry state in the
+  database (``workers/retry.py``), so it has ``max_retries=0``; an exception
+  there is a bug, and the reaper recovers the rows after their lease.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT
+from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT, HANDLE_EVENTS, event_message
 from vestnik.shared import faults
 from vestnik.shared.models import utcnow
-from vestnik.workers import broadcasting, metrics, scheduling
+from vestnik.workers import broadcasting, handling, metrics, scheduling
 from vestnik.workers.broker import (
     BROADCASTS_QUEUE,
     DELIVER,
     EXPAND_BROADCAST,
     MAINTENANCE_QUEUE,
+    PUMP,
     delivery_queue,
-    enqueue_delivery,
+    wake_channel,
 )
-from vestnik.workers.handling import PredecessorPending
-from vestnik.workers.handling import handle_event as handle
 from vestnik.workers.release import delivery_hand_over
 
 if TYPE_CHECKING:
     from vestnik.workers.app import Runtime
 
+log = logging.getLogger("vestnik.events")
+
 #: below RabbitMQ's consumer_timeout (30 min) with a wide margin
 TIME_LIMIT_MS = 5 * 60 * 1000
+#: pumps woken per channel for one batch of new rows, at most (each full batch wakes the next)
+MAX_WAKES = 8
+#: how long an event waits for an earlier event with the same key before it is looked at again
+PREDECESSOR_RETRY_S = 1.0
+
+
+def _retries_left(max_retries: int) -> int:
+    current = CurrentMessage.get_current_message()
+    done = int(current.options.get("retries", 0)) if current is not None else 0
+    return max_retries - done
 
 
 def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict[str, dramatiq.Actor]:
-    def handle_event(event_id: int) -> None:
+    max_event_retries = get_runtime().settings.event_max_retries
+
+    def handle_events(event_ids: list[int]) -> None:
         rt = get_runtime()
         try:
-            result = handle(rt.factory, rt.channels, event_id, default_zone=rt.settings.default_timezone)
-        except PredecessorPending as exc:
-            raise dramatiq.Retry(str(exc), delay=1000) from None  # not an error: wait for the earlier event
+            results = handling.handle_events(rt.factory, rt.channels, list(event_ids),
+                                             default_zone=rt.settings.default_timezone)
+        except Exception as exc:
+            if len(event_ids) > 1:
+                # One of them may be the cause: each goes on alone, with its own retries.
+                log.warning("event batch failed; handling its events one by one", extra={
+                    "action": "event.batch_split", "events": len(event_ids), "error": type(exc).__name__})
+                for event_id in event_ids:
+                    rt.broker.enqueue(event_message(event_id))
+                return
+            if _retries_left(max_event_retries) <= 0:
+                handling.mark_failed(rt.factory, list(event_ids),
+                                     f"handling failed {max_event_retries + 1} times: {type(exc).__name__}: {exc}")
+                return  # recorded in the database (the truth): no dead letter to hunt for
+            raise
         faults.hit("worker.after_handle_commit")
-        if result.broadcast_id is not None:  # a CRM's mass_broadcast: the broadcast machinery takes it
-            broadcasting.enqueue_expansion(rt.broker, result.broadcast_id)
+        due: Counter[str] = Counter()
         now = utcnow()
-        for notification_id, channel, address, send_at in result.created:
-            if send_at is None or send_at <= now:
-                ch = rt.channels[channel]
-                enqueue_delivery(rt.broker, notification_id, channel, ch.limit_key(address or ""))
+        for result in results:
+            if result.status == "waiting":  # an earlier same-key event first: look again shortly
+                rt.broker.enqueue(event_message(result.event_id), delay=int(PREDECESSOR_RETRY_S * 1000))
+            if result.broadcast_id is not None:  # a CRM's mass_broadcast: the broadcast machinery takes it
+                broadcasting.enqueue_expansion(rt.broker, result.broadcast_id)
+            for _, channel, _, send_at in result.created:
+                if send_at is None or send_at <= now:
+                    due[channel] += 1
+        for channel, n in due.items():
+            wake_channel(rt.broker, channel, copies=min(MAX_WAKES, math.ceil(n / rt.delivery.batch_size)))
 
-    def deliver_notification(notification_id: int) -> None:
+    def handle_event(event_id: int) -> None:
+        handle_events([event_id])
+
+    def pump_channel(channel: str) -> None:
         rt = get_runtime()
         current = CurrentMessage.get_current_message()
-        defer_s = current.options.get("defer_s") if current is not None else None
-        if defer_s:
-            rt.delivery.defer(notification_id, float(defer_s))  # a long quota wait: the database keeps it
+        options = current.options if current is not None else {}
+        if options.get("defer_s"):
+            rt.delivery.defer_channel(channel, float(options["defer_s"]))  # a long quota wait: the database keeps it
             return
+
+        def more(full: bool) -> None:
+            if full:  # more rows are due: the next pump claims while this one sends
+                wake_channel(rt.broker, channel)
+
+        result = rt.delivery.pump(channel, limit=options.get("capacity"), on_claimed=more)
+        if result.wake_in_s is not None:
+            wake_channel(rt.broker, channel, delay_s=result.wake_in_s)
+
+    def deliver_notification(notification_id: int) -> None:
+        """A row by id (messages queued by an older version): the same batch path, for one row."""
+        rt = get_runtime()
         result = rt.delivery.deliver(notification_id)
         if result.requeue_in_s is not None and result.channel:
-            enqueue_delivery(rt.broker, notification_id, result.channel, result.limit_key,
-                             delay_s=result.requeue_in_s)
+            wake_channel(rt.broker, result.channel, delay_s=result.requeue_in_s)
 
     def release_due_notifications() -> None:
         """Kept for messages an older scheduler queued; the scheduler now releases rows itself."""
@@ -87,10 +142,13 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
     def drive_broadcasts() -> None:
         broadcasting.drive(get_runtime())
 
+    events = {"queue_name": EVENTS_QUEUE, "max_retries": max_event_retries, "min_backoff": 1000,
+              "max_backoff": 60_000, "time_limit": TIME_LIMIT_MS}
     actors = {
-        HANDLE_EVENT: dramatiq.actor(handle_event, broker=broker, actor_name=HANDLE_EVENT,
-                                     queue_name=EVENTS_QUEUE, max_retries=20, min_backoff=1000,
-                                     max_backoff=60_000, time_limit=TIME_LIMIT_MS),
+        HANDLE_EVENTS: dramatiq.actor(handle_events, broker=broker, actor_name=HANDLE_EVENTS, **events),
+        HANDLE_EVENT: dramatiq.actor(handle_event, broker=broker, actor_name=HANDLE_EVENT, **events),
+        PUMP: dramatiq.actor(pump_channel, broker=broker, actor_name=PUMP, queue_name=delivery_queue("default"),
+                             max_retries=0, time_limit=TIME_LIMIT_MS),
         DELIVER: dramatiq.actor(deliver_notification, broker=broker, actor_name=DELIVER,
                                 queue_name=delivery_queue("default"), max_retries=0, time_limit=TIME_LIMIT_MS),
     }

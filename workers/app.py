@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from vestnik.shared.config import Settings, load_settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.logs import configure_logging
+from vestnik.workers import notifications
 from vestnik.workers.broker import build_broker
 from vestnik.workers.channels import build_channels
 from vestnik.workers.channels.base import Channel
-from vestnik.workers.delivery import Delivery
+from vestnik.workers.delivery import HORIZON_S, Delivery
 from vestnik.workers.limits import Limiter, build_limiter
 from vestnik.workers.middleware.ratelimit import ChannelRateLimit
 
@@ -38,6 +39,7 @@ class Runtime:
     delivery: Delivery
 
     def close(self) -> None:
+        self.delivery.close()
         for channel in self.channels.values():
             channel.close()
         self.engine.dispose()
@@ -61,12 +63,13 @@ def setup(settings: Settings | None = None, *, channels: dict[str, Channel] | No
     global _runtime
     settings = settings or load_settings()
     configure_logging(settings)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=10)  # kept connections: worker threads + senders
     factory = make_session_factory(engine)
-    limiter = build_limiter(settings)
-    broker = build_broker(settings, [ChannelRateLimit(limiter)], component=component)
+    limiter = build_limiter(settings, seed=notifications.seed_source(factory))
+    broker = build_broker(settings, [ChannelRateLimit(limiter, batch_size=settings.delivery_batch_size,
+                                                      horizon_s=HORIZON_S)], component=component)
     channels = channels if channels is not None else build_channels(settings)
-    delivery = Delivery(factory, channels, settings, pause_channel=limiter.pause, acquire=limiter.acquire)
+    delivery = Delivery(factory, channels, settings, limiter=limiter)
     _runtime = Runtime(settings, engine, factory, channels, limiter, broker, delivery)
     dramatiq.set_broker(broker)
 

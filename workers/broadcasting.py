@@ -41,7 +41,7 @@ from vestnik.shared.models import AuditLog, Broadcast, BroadcastStatus, Client, 
 from vestnik.workers import broadcast_schedule, broadcasts, notifications, quiet_hours
 from vestnik.workers.audience import address, client_conditions, reachable
 from vestnik.workers.broadcasts import ACTIVE, EVENT_TYPE, STEP, lock, selection
-from vestnik.workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, enqueue_delivery
+from vestnik.workers.broker import BROADCASTS_QUEUE, EXPAND_BROADCAST, wake_channel
 from vestnik.workers.limits import rules_for
 
 if TYPE_CHECKING:
@@ -329,19 +329,10 @@ def active_ids(factory: sessionmaker[Session]) -> list[int]:
 
 
 def hand_to_delivery(rt: Runtime, handed: list[tuple[int, str, str]], pace: Mapping[str, float]) -> None:
-    """Enqueue the handed rows spaced at each channel's rate (k-th message after k / rate seconds).
-
-    Spacing matters: messages that all reach the limiter at once would mostly be
-    told to wait, and wake together at the next free slot (a thundering herd
-    that costs a claim and a render per loser).  Spaced, most find their slot.
-    """
-    position: dict[str, int] = {}
-    for notification_id, channel, addr in handed:
-        ch = rt.channels.get(channel)
-        k = position[channel] = position.get(channel, -1) + 1
-        delay_s = k / pace[channel] if pace.get(channel) else None
-        enqueue_delivery(rt.broker, notification_id, channel, ch.limit_key(addr) if ch else None,
-                         delay_s=delay_s or None)
+    """Wake the pumps of the channels whose held rows were just made due: they claim them from the
+    database, as many as the channel's limit grants slots for (``workers/limits.py``)."""
+    for channel in sorted({ch for _, ch, _ in handed}):
+        wake_channel(rt.broker, channel)
 
 
 def enqueue_expansion(broker: dramatiq.Broker, broadcast_id: int) -> None:

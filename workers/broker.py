@@ -1,5 +1,5 @@
 """The Dramatiq broker, built from settings by a callable (never the implicit
-global broker), and the one rule for handing a notification to delivery."""
+global broker), and the one rule for waking delivery: :func:`wake_channel`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dramatiq.middleware import CurrentMessage, Middleware
 
 from vestnik.shared.config import Settings
 
-DELIVER = "deliver_notification"
+DELIVER = "deliver_notification"  # one row by id: messages of older versions still in a queue
+PUMP = "pump_channel"
 MAINTENANCE_QUEUE = "maintenance"
 BROADCASTS_QUEUE = "broadcasts"
 EXPAND_BROADCAST = "expand_broadcast"
@@ -45,23 +46,17 @@ def build_broker(settings: Settings, middleware: list[Middleware] | None = None,
     return broker
 
 
-def enqueue_delivery(
-    broker: dramatiq.Broker,
-    notification_id: int,
-    channel: str,
-    limit_key: str | None,
-    *,
-    delay_s: float | None = None,
-) -> None:
-    message = dramatiq.Message(
-        queue_name=delivery_queue(channel),
-        actor_name=DELIVER,
-        args=(notification_id,),
-        kwargs={},
-        options={"channel": channel, "limit_key": limit_key},
-    )
+def wake_channel(broker: dramatiq.Broker, channel: str, *, delay_s: float | None = None, copies: int = 1) -> None:
+    """Wake ``copies`` pumps of a channel: each claims a batch of its due rows from the database.
+
+    The message carries no row: the database is the queue (docs/operations.md,
+    "Delivery in batches"), so a wake that is lost, repeated or early costs at
+    most an empty claim, and a row can never be orphaned by a lost message.
+    """
     delay_ms = int(delay_s * 1000) if delay_s else None
-    broker.enqueue(message, delay=delay_ms)
+    for _ in range(max(1, copies)):
+        broker.enqueue(dramatiq.Message(queue_name=delivery_queue(channel), actor_name=PUMP, args=(channel,),
+                                        kwargs={}, options={"channel": channel}), delay=delay_ms)
 
 
 def prometheus_environment(port: int) -> dict[str, str]:

@@ -1,36 +1,46 @@
-"""Delivery: claim -> render -> limiter slot -> attempt row -> send -> record.
+"""Delivery in batches: claim N -> render -> slots -> attempt rows -> send over a pool -> record.
 
 Every message Vestnik sends goes through :class:`Delivery`: notifications from
-events and broadcasts (:meth:`Delivery.deliver`), and the messages sent at once
-while someone waits, a client's sign-in message and an admin's "send test to
-me" (:meth:`Delivery.send_now`).  Every status change goes through
-``workers/notifications.py``.
+events and broadcasts (:meth:`Delivery.pump`, :meth:`Delivery.deliver`), and
+the messages sent at once while someone waits, a client's sign-in message and
+an admin's "send test to me" (:meth:`Delivery.send_now`).  Every status change
+goes through ``workers/notifications.py``.
 
-- **Claim** takes a row that is pending and due (a duplicate finds nothing).
-- **Render** happens just before the send; the exact subject and text are
-  stored on the row.  A template error fails only this notification.
-- **Slot**: the channel's limiter is asked right before the provider call; no
-  slot means the row goes back to pending without counting an attempt.
-- **Attempt row** is written and committed before the provider is called, and
-  closed after it.
-- **Record** applies the retry decision (``workers/retry.py``) in one place:
-  sent, retry later, failed, or failed with ``delivery_uncertain`` when the
-  provider may have accepted it.
+One batch, :meth:`Delivery.pump` (docs/operations.md, "Delivery in batches"):
 
-The window of invariant 4 is between ``channel.send`` returning and the
-record's commit: a crash there leaves the row ``processing`` with an open
-attempt; the reaper then marks it uncertain instead of resending.
+1. **One transaction before any send**: claim up to N due pending rows of the
+   channel (``FOR UPDATE SKIP LOCKED``), render each (a template error fails
+   only that row; a client who said no since cancels it), ask the limiter for
+   the whole batch in one round trip, give the rows without a slot back to
+   pending (not an attempt), store the rendered texts, open the attempt rows
+   of the first chunk; commit.
+2. **Sends** over the channel's pool of connections (``workers/senders.py``),
+   each at its slot and never after its deadline.
+3. **Record a chunk at a time**: one transaction closes the chunk's attempts,
+   moves its rows (sent, retry later, failed, uncertain: ``workers/retry.py``)
+   and opens the next chunk's attempts.  A crash leaves at most one chunk with
+   open attempts ("delivery uncertain", never resent); the rest is still
+   ``processing`` without an attempt and the reaper gives it back.
+4. **Stops early, losing nothing**: a provider's 429 pauses the channel
+   everywhere and the batch's unsent rows wait out ``retry_after``; a pause
+   seen from another worker, a limiter that cannot be reached, or a batch that
+   ran for a quarter of the processing lease give the unsent rows back, not
+   counted as attempts.
+
+The window of invariant 4 is between a send returning and its chunk's
+record: a crash there leaves open attempts, which the reaper marks uncertain.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,14 +48,16 @@ from vestnik.shared import faults
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
-from vestnik.shared.models import Category, Client, NotificationStatus, utcnow
+from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
 from vestnik.workers import metrics, quiet_hours
 from vestnik.workers import notifications as state
 from vestnik.workers.attachments import fetch_attachment
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
+from vestnik.workers.limits import Grant, Limiter
 from vestnik.workers.retry import decide
 from vestnik.workers.rules import allows_category, buttons_for, channel_refusal, step_of
+from vestnik.workers.senders import SenderPool, Sent, send_one
 
 log = logging.getLogger("vestnik.delivery")
 
@@ -56,11 +68,16 @@ log = logging.getLogger("vestnik.delivery")
 MAX_BROKER_DELAY_S = 60.0
 #: tries to record a provider's answer when the database connection drops (0.5 s, 1 s, 1.5 s apart)
 RECORD_RETRIES = 3
+#: slots are handed out this far ahead; rows whose slot lies further wait in the database
+HORIZON_S = 2.0
+#: a chunk (one record transaction) holds at most this many rows, whose slots lie within CHUNK_S
+CHUNK_ROWS = 16
+CHUNK_S = 0.2
 
 
 @dataclass(frozen=True)
 class Result:
-    """What happened; ``requeue_in_s`` is set when the caller must enqueue again."""
+    """What happened to one row; ``requeue_in_s`` when it waits for a short while (the broker brings it)."""
 
     notification_id: int
     outcome: str  # Outcome value, or "skipped" / "render_failed" / "canceled"
@@ -71,12 +88,58 @@ class Result:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class _Prepared:
+@dataclass
+class BatchResult:
+    claimed: int = 0
+    results: list[Result] | None = None
+    #: the earliest moment (seconds from now) a row of this batch becomes due again, if within the broker's reach
+    wake_in_s: float | None = None
+
+    def wake(self, seconds: float) -> None:
+        if seconds <= MAX_BROKER_DELAY_S:
+            self.wake_in_s = seconds if self.wake_in_s is None else min(self.wake_in_s, seconds)
+
+
+@dataclass
+class _Item:
     claimed: state.Claimed
     message: RenderedMessage
-    attachment_url: str | None
-    attachment_name: str | None
+    key: str | None
+    grant: Grant | None = None
+    attempt_no: int = 0
+
+
+class _NoLimits:
+    """Every item may go now (no limiter configured: tests of other things)."""
+
+    def reserve(self, channel: str, keys: Sequence[str | None], *, horizon_s: float) -> list[Grant]:
+        return [Grant(time.monotonic(), None) for _ in keys]
+
+    def pause(self, channel: str, seconds: float) -> None:
+        return None
+
+    def paused_for(self, channel: str) -> float:
+        return 0.0
+
+
+class _AcquireShim(_NoLimits):
+    """An ``acquire(channel, key) -> wait`` callable as a limiter: each item now, or its wait."""
+
+    def __init__(self, acquire: Callable[[str, str | None], float],
+                 pause: Callable[[str, float], None] | None) -> None:
+        self._acquire = acquire
+        self._pause = pause
+
+    def reserve(self, channel: str, keys: Sequence[str | None], *, horizon_s: float) -> list[Grant]:
+        grants = []
+        for key in keys:
+            wait = self._acquire(channel, key)
+            grants.append(Grant(time.monotonic(), None) if wait <= 0 else Grant(None, None, wait))
+        return grants
+
+    def pause(self, channel: str, seconds: float) -> None:
+        if self._pause is not None:
+            self._pause(channel, seconds)
 
 
 class Delivery:
@@ -86,17 +149,34 @@ class Delivery:
         channels: dict[str, Channel],
         settings: Settings,
         *,
+        limiter: Limiter | None = None,
         pause_channel: Callable[[str, float], None] | None = None,
         acquire: Callable[[str, str | None], float] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        pool_sizes: dict[str, int] | None = None,
     ) -> None:
         self.factory = factory
         self.channels = channels
         self.settings = settings
-        self.pause_channel = pause_channel or (lambda channel, seconds: None)
-        self.acquire = acquire or (lambda channel, key: 0.0)
+        if limiter is not None:
+            self.limiter: Any = limiter
+        elif acquire is not None:
+            self.limiter = _AcquireShim(acquire, pause_channel)
+        else:
+            self.limiter = _NoLimits()
+            if pause_channel is not None:
+                self.limiter.pause = pause_channel  # type: ignore[method-assign]
         self.clock = clock
         self.quiet = quiet_hours.PolicyCache()
+        sizes = pool_sizes or {"telegram": settings.telegram_connections, "email": settings.smtp_connections}
+        self.pools = {name: SenderPool(ch, sizes.get(name, 2)) for name, ch in channels.items()}
+        self.batch_size = settings.delivery_batch_size
+        #: a batch gives its unsent rows back after this long, well inside the processing lease
+        self.budget_s = settings.processing_lease_s / 4
+
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
 
     def _limit_key(self, channel: str, address: str) -> str | None:
         ch = self.channels.get(channel)
@@ -104,89 +184,191 @@ class Delivery:
 
     # ------------------------------------------------------------ the queue's path
 
+    def pump(self, channel: str, *, limit: int | None = None,
+             on_claimed: Callable[[bool], None] | None = None) -> BatchResult:
+        """One batch of ``channel``'s due rows; ``on_claimed(full)`` runs right after the claim commits
+        (a full batch: more are waiting, another pump may start while this one sends)."""
+        n = max(1, min(limit or self.batch_size, self.batch_size))
+        lease = self.settings.processing_lease_s
+        return self._batch(lambda s, now: state.claim_due(s, channel, limit=n, now=now, lease_s=lease), n,
+                           on_claimed)
+
+    def deliver(self, notification_id: int) -> Result:
+        """Send one notification that is pending and due (a batch of one); a duplicate does nothing."""
+        lease = self.settings.processing_lease_s
+        batch = self._batch(lambda s, now: state.claim(s, [notification_id], now=now, lease_s=lease), 1, None)
+        return batch.results[0] if batch.results else Result(notification_id, "skipped")
+
+    def defer_channel(self, channel: str, wait_s: float) -> int:
+        """Park the channel's due rows until its quota frees up (the scheduler releases them then)."""
+        now = self.clock()
+        with self.factory() as session, session.begin():
+            return state.defer_due(session, channel, wait_s=wait_s, now=now)
+
     def defer(self, notification_id: int, wait_s: float) -> None:
-        """Park a pending row until a channel quota frees up (the scheduler releases it)."""
+        """Park one pending row until a channel quota frees up."""
         with self.factory() as session, session.begin():
             state.defer(session, [notification_id], wait_s=wait_s, now=self.clock())
 
-    def deliver(self, notification_id: int) -> Result:
-        """Send one notification that is pending and due; a duplicate does nothing."""
-        prepared = self._claim_and_render(notification_id)
-        if isinstance(prepared, Result):
-            return prepared
-        c = prepared.claimed
-        message = prepared.message
-        attempt_no = self._open_attempt(c.id)  # committed before the provider is called
-        if prepared.attachment_url:
-            try:
-                message = replace(message, attachment=fetch_attachment(prepared.attachment_url,
-                                                                       prepared.attachment_name))
-            except DeliveryError as exc:
-                return self._record(c, attempt_no, None, exc, retries=True)
-        # The channel's slot is taken here, right before the call, so the spacing the provider sees is
-        # the limiter's (and a pause set by another worker's 429 stops this send too).
-        wait_s = self.acquire(c.channel, self._limit_key(c.channel, c.address))
-        if wait_s > 0:
-            # No slot: the row goes back, not an attempt; the broker brings it again after the wait.
-            now = self.clock()
-            with self.factory() as session, session.begin():
-                state.release(session, [c.id], now=now, send_at=now + timedelta(seconds=wait_s))
-                if wait_s <= MAX_BROKER_DELAY_S:
-                    state.mark_queued(session, [c.id], now)
-            metrics.limiter_wait(c.channel, wait_s)
-            requeue = wait_s if wait_s <= MAX_BROKER_DELAY_S else None
-            return Result(c.id, Outcome.rate_limited.value, requeue, c.channel,
-                          self._limit_key(c.channel, c.address), NotificationStatus.pending.value)
-        return self._send(c, attempt_no, message, retries=True)
+    # ------------------------------------------------------------ one batch
 
-    def _claim_and_render(self, notification_id: int) -> _Prepared | Result:
-        now = self.clock()
+    def _batch(self, claim: Callable[[Session, datetime], list[state.Claimed]], limit: int,
+               on_claimed: Callable[[bool], None] | None) -> BatchResult:
+        started = time.monotonic()
+        out = BatchResult(results=[])
         with self.factory() as session, session.begin():
-            claimed = state.claim(session, [notification_id], now=now, lease_s=self.settings.processing_lease_s)
+            now = self.clock()
+            claimed = claim(session, now)
             if not claimed:
-                return Result(notification_id, "skipped")
-            c = claimed[0]
-            client = session.get(Client, c.recipient_id) if c.recipient_id is not None else None
+                return out
+            out.claimed = len(claimed)
+            items = self._prepare(session, claimed, now, out)
+            chunks = self._slots(session, items, now, out)
+            if chunks:
+                self._open(session, chunks[0], now)
+        if on_claimed is not None:
+            on_claimed(len(claimed) >= limit)
+        for i, chunk in enumerate(chunks):
+            channel = chunk[0].claimed.channel
+            stop = self._stop_reason(channel, started, first=i == 0)
+            if stop is not None:
+                self._give_back([it for c in chunks[i:] for it in c], stop, out)
+                break
+            sent = [pool_future.result() for pool_future in [self._submit(it) for it in chunk]]
+            faults.hit("worker.after_send")
+            following = chunks[i + 1] if i + 1 < len(chunks) else []
+            limited = self._record(chunk, sent, following, out)
+            if limited is not None and following:
+                self._give_back([it for c in chunks[i + 1:] for it in c], ("paused", limited), out)
+                break
+        return out
+
+    def _submit(self, item: _Item):  # noqa: ANN202 - a Future[Sent]
+        grant = item.grant
+        pool = self.pools.get(item.claimed.channel)
+        if pool is None:
+            from concurrent.futures import Future
+
+            f: Future[Sent] = Future()
+            f.set_result(Sent(error=DeliveryError.permanent(
+                f"channel {item.claimed.channel!r} is not registered in this worker")))
+            return f
+        channel, key = item.claimed.channel, item.key
+
+        def again() -> float | None:
+            """The slot passed while this thread waited for the CPU: a slot now, if the limits allow one."""
+            now = self.limiter.reserve(channel, [key], horizon_s=0.0)[0]
+            return now.deadline if now.granted else None
+
+        return pool.submit(item.claimed.address, item.message, grant.at if grant else None,
+                           grant.deadline if grant else None, again)
+
+    def _stop_reason(self, channel: str, started: float, *, first: bool) -> tuple[str, float] | None:
+        if time.monotonic() - started > self.budget_s:
+            return "ran long", 0.0
+        if not first:
+            paused = self.limiter.paused_for(channel)  # another worker's 429, or the limiter is unreachable
+            if paused > 0:
+                return "paused", paused
+        return None
+
+    # ------------------------------------------------------------ render, slots
+
+    def _prepare(self, session: Session, claimed: list[state.Claimed], now: datetime, out: BatchResult
+                 ) -> list[_Item]:
+        ids = {c.recipient_id for c in claimed if c.recipient_id is not None}
+        clients = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(ids)))} if ids else {}
+        templates: dict[tuple[str, str, str], NotificationTemplate | TemplateError] = {}
+        items: list[_Item] = []
+        canceled: list[tuple[int, str]] = []
+        failed: list[tuple[int, str]] = []
+        held: list[tuple[int, datetime]] = []
+        for c in claimed:
+            client = clients.get(c.recipient_id) if c.recipient_id is not None else None
             channel = self.channels.get(c.channel)
             refusal = self._refusal_now(client, c, channel)
             if refusal is not None:
-                # The client changed their mind after this was planned (a reminder, a queued broadcast):
-                # their current choice wins.
-                state.finish(session, [c.id], NotificationStatus.canceled, f"not sent: {refusal}", now=now)
-                log.info("canceled at send time", extra={"action": "delivery.canceled", "notification_id": c.id,
-                                                         "reason": refusal})
-                return Result(c.id, "canceled", status=NotificationStatus.canceled.value)
+                # The client changed their mind after this was planned: their current choice wins.
+                canceled.append((c.id, f"not sent: {refusal}"))
+                out.results.append(Result(c.id, "canceled", channel=c.channel,
+                                          status=NotificationStatus.canceled.value))
+                continue
             until = self._quiet_until(session, client, c, now)
             if until is not None:  # became due late (a retry, a quota wait) inside the client's quiet hours
-                state.release(session, [c.id], now=now, send_at=until,
-                              reason=f"{quiet_hours.REASON}: waits until {until:%Y-%m-%d %H:%M} UTC")
-                return Result(c.id, "held", status=NotificationStatus.pending.value)
+                held.append((c.id, until))
+                out.results.append(Result(c.id, "held", channel=c.channel, status=NotificationStatus.pending.value))
+                continue
             try:
-                message, step = self._render(session, c, client, channel)
+                message = self._render(session, c, client, channel, templates)
             except TemplateError as exc:
-                state.finish(session, [c.id], NotificationStatus.failed, f"render failed: {exc}", now=now)
-                log.warning("render failed", extra={"action": "delivery.render_failed",
-                                                    "notification_id": c.id, "reason": str(exc)})
+                failed.append((c.id, f"render failed: {exc}"))
                 metrics.delivery(c.channel, "render_failed", "render failed")
-                return Result(c.id, "render_failed", status=NotificationStatus.failed.value, error=str(exc))
-            state.store_rendered(session, [(c.id, message.subject,
-                                            message.html if message.html is not None else message.text)])
-        data = c.payload or {}
-        attachment_url = data.get(step.attachment_field) if step and step.attachment_field else None
-        return _Prepared(c, message, attachment_url, data.get("file_name"))
+                out.results.append(Result(c.id, "render_failed", channel=c.channel,
+                                          status=NotificationStatus.failed.value, error=str(exc)))
+                continue
+            items.append(_Item(c, message, self._limit_key(c.channel, c.address)))
+        for row_id, until in held:
+            state.release(session, [row_id], now=now, send_at=until,
+                          reason=f"{quiet_hours.REASON}: waits until {until:%Y-%m-%d %H:%M} UTC")
+        for row_id, reason in canceled:
+            state.finish(session, [row_id], NotificationStatus.canceled, reason, now=now)
+        for row_id, reason in failed:
+            state.finish(session, [row_id], NotificationStatus.failed, reason, now=now)
+        if canceled or failed:
+            log.info("not sent", extra={"action": "delivery.not_sent", "canceled": len(canceled),
+                                        "render_failed": len(failed)})
+        return self._attachments(session, items, now, out)
 
-    def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None
-                ) -> tuple[RenderedMessage, Any]:
+    def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None,
+                templates: dict[tuple[str, str, str], Any]) -> RenderedMessage:
         if channel is None:
             raise TemplateError(f"channel {c.channel!r} is not registered in this worker")
-        template = find_template(session, c.template_code, c.channel, c.locale, self.settings.default_locale)
+        key = (c.template_code, c.channel, c.locale)
+        if key not in templates:
+            try:
+                templates[key] = find_template(session, c.template_code, c.channel, c.locale,
+                                               self.settings.default_locale)
+            except TemplateError as exc:
+                templates[key] = exc
+        template = templates[key]
+        if isinstance(template, TemplateError):
+            raise template
         data = c.payload or {}
         step = step_of(c.event_type, c.step)
         buttons = buttons_for(step, data, c.locale) if c.channel == "telegram" else ()
         headers, more = marketing_extras(self.settings, c.category, c.channel, c.recipient_id, c.locale)
-        message = compose(template, event_type=c.event_type, data=data, client=client, notification_id=c.id,
-                          buttons=buttons + more, headers=headers)
-        return message, step
+        return compose(template, event_type=c.event_type, data=data, client=client, notification_id=c.id,
+                       buttons=buttons + more, headers=headers)
+
+    def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
+        """Fetch the files some steps send (a report); a fetch that fails is that row's attempt."""
+        ready = []
+        for item in items:
+            c = item.claimed
+            step = step_of(c.event_type, c.step)
+            url = (c.payload or {}).get(step.attachment_field) if step and step.attachment_field else None
+            if not url:
+                ready.append(item)
+                continue
+            try:
+                item.message = replace(item.message, attachment=fetch_attachment(url, (c.payload or {}).get(
+                    "file_name")))
+                ready.append(item)
+            except DeliveryError as exc:
+                attempt_no = dict(state.open_attempts(session, [c.id], now=now)).get(c.id, c.attempts + 1)
+                item.attempt_no = attempt_no
+                self._settle(session, [(item, Sent(error=exc))], now, out)
+        return ready
+
+    def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
+                     ) -> datetime | None:
+        if client is None:
+            return None
+        return quiet_hours.hold_until(now, category=c.category, event_type=c.event_type,
+                                      zone=quiet_hours.zone_of(client.timezone, self.settings.default_timezone),
+                                      own=quiet_hours.own_window(client.quiet_hours_start_min,
+                                                                 client.quiet_hours_end_min),
+                                      policies=self.quiet.get(session))
 
     def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
                      ) -> datetime | None:
@@ -201,10 +383,126 @@ class Delivery:
     @staticmethod
     def _refusal_now(client: Client | None, c: state.Claimed, channel: Channel | None) -> str | None:
         if client is None or channel is None:
-            return None  # an admin's test to themselves; an unknown channel fails below with its reason
+            return None  # an admin's test to themselves; an unknown channel fails at render with its reason
         if not allows_category(client, Category(c.category)):
             return f"the client no longer accepts {c.category} notifications"
         return channel_refusal(client, c.channel, channel)
+
+    def _slots(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[list[_Item]]:
+        """Ask the limiter for the whole batch (one round trip); rows without a slot go back; chunks."""
+        if not items:
+            return []
+        channel = items[0].claimed.channel
+        grants = self.limiter.reserve(channel, [it.key for it in items], horizon_s=HORIZON_S)
+        waiting: list[tuple[int, datetime]] = []
+        go: list[_Item] = []
+        for item, grant in zip(items, grants, strict=True):
+            if grant.granted:
+                item.grant = grant
+                go.append(item)
+                continue
+            waiting.append((item.claimed.id, now + timedelta(seconds=grant.wait_s)))
+            out.wake(grant.wait_s)
+            metrics.limiter_wait(channel, grant.wait_s)
+            out.results.append(Result(item.claimed.id, Outcome.rate_limited.value,
+                                      grant.wait_s if grant.wait_s <= MAX_BROKER_DELAY_S else None, channel,
+                                      item.key, NotificationStatus.pending.value))
+        state.release_each(session, waiting, now=now)
+        state.store_rendered(session, [(it.claimed.id, it.message.subject,
+                                        it.message.html if it.message.html is not None else it.message.text)
+                                       for it in go])
+        go.sort(key=lambda it: it.grant.at)  # type: ignore[union-attr]
+        chunks: list[list[_Item]] = []
+        for item in go:
+            if chunks and len(chunks[-1]) < CHUNK_ROWS and \
+                    item.grant.at - chunks[-1][0].grant.at <= CHUNK_S:  # type: ignore[union-attr, operator]
+                chunks[-1].append(item)
+            else:
+                chunks.append([item])
+        return chunks
+
+    def _open(self, session: Session, chunk: list[_Item], now: datetime) -> None:
+        numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now))
+        for item in chunk:
+            item.attempt_no = numbers.get(item.claimed.id, item.claimed.attempts + 1)
+
+    # ------------------------------------------------------------ recording
+
+    def _record(self, chunk: list[_Item], sent: list[Sent], following: list[_Item], out: BatchResult
+                ) -> float | None:
+        """Record a chunk and open the next one's attempts, in one transaction (retried if the database
+        drops the connection: the answers are known and must not turn into "uncertain").  Returns the
+        ``retry_after`` of a 429 in this chunk, if any."""
+        limited = max((s.error.retry_after_s or 1.0 for s in sent
+                       if s.error is not None and s.error.outcome is Outcome.rate_limited), default=None)
+        if limited is not None:
+            self.limiter.pause(chunk[0].claimed.channel, limited)  # the provider said so: every worker waits
+        for retry in range(RECORD_RETRIES + 1):
+            try:
+                with self.factory() as session, session.begin():
+                    now = self.clock()
+                    self._settle(session, list(zip(chunk, sent, strict=True)), now, out)
+                    if following and limited is None:
+                        self._open(session, following, now)
+                return limited
+            except DBAPIError as exc:
+                if retry == RECORD_RETRIES or not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                log.warning("recording the outcome failed; retrying", extra={
+                    "action": "delivery.record_retry", "rows": len(chunk), "error": type(exc.orig).__name__})
+                time.sleep(0.5 * (retry + 1))  # backoff while the database comes back
+        return limited
+
+    def _settle(self, session: Session, pairs: list[tuple[_Item, Sent]], now: datetime, out: BatchResult,
+                *, retries: bool = True) -> None:
+        settled: list[state.Settled] = []
+        late: list[int] = []
+        for item, s in pairs:
+            c = item.claimed
+            if s.late:
+                late.append(c.id)
+                continue
+            settled.append(settle(c.id, item.attempt_no, item.attempt_no, s.external_id, s.error, self.settings,
+                                  now=now, retries=retries))
+        ours = state.record(session, settled, now=now)
+        if late:
+            state.release(session, late, now=now, reason=None)  # the slot passed unused: not an attempt
+            out.wake(0.0)
+        by_id = {item.claimed.id: (item, s) for item, s in pairs}
+        for st in settled:
+            item, s = by_id[st.id]
+            c = item.claimed
+            if st.id in ours and s.error is not None and s.error.address_unreachable:
+                state.mark_unreachable(session, c.recipient_id, c.channel, c.address, s.error.reason)
+            if st.id not in ours:
+                log.warning("late result", extra={"action": "delivery.late", "notification_id": c.id})
+            metrics.delivery(c.channel, st.outcome, s.error.reason if s.error else None)
+            requeue = None
+            if st.status == NotificationStatus.pending.value and st.send_at is not None:
+                requeue = max(0.0, (st.send_at - now).total_seconds())
+                out.wake(requeue)
+                requeue = requeue if st.queued else None
+            out.results.append(Result(c.id, st.outcome, requeue, c.channel, item.key, st.status, st.last_error))
+        for row_id in late:
+            item, _ = by_id[row_id]
+            out.results.append(Result(row_id, Outcome.rate_limited.value, 0.0, item.claimed.channel, item.key,
+                                      NotificationStatus.pending.value))
+        log.info("delivery chunk", extra={"action": "delivery.chunk", "rows": len(pairs), "late": len(late),
+                                          "sent": sum(1 for s in settled if s.status == "sent")})
+
+    def _give_back(self, items: list[_Item], why: tuple[str, float], out: BatchResult) -> None:
+        """Unsent rows go back to pending, no attempt counted (their open attempts, if any, are removed)."""
+        reason, wait_s = why
+        with self.factory() as session, session.begin():
+            now = self.clock()
+            state.release(session, [it.claimed.id for it in items], now=now,
+                          send_at=now + timedelta(seconds=wait_s))
+        out.wake(wait_s)
+        for it in items:
+            out.results.append(Result(it.claimed.id, Outcome.rate_limited.value, wait_s, it.claimed.channel, it.key,
+                                      NotificationStatus.pending.value))
+        log.info("batch gave rows back", extra={"action": "delivery.gave_back", "rows": len(items),
+                                                "reason": reason, "wait_s": round(wait_s, 3)})
 
     # ------------------------------------------------------------ the waiting caller's path
 
@@ -212,7 +510,7 @@ class Delivery:
         """Record ``row`` (born ``processing``) and send ``message`` at once: a sign-in message, an
         admin's test.  The same limiter, attempt row and recording as every other send; no retry
         later (the caller is waiting, and a sign-in secret is never stored to be sent again).
-        Waits up to ``max_wait_s`` for a limiter slot, else fails the row with the reason."""
+        Waits up to ``max_wait_s`` for a slot of the channel's limits, else fails the row."""
         now = self.clock()
         with self.factory() as session, session.begin():
             notification_id = state.add_claimed(session, row, now=now, lease_s=self.settings.processing_lease_s)
@@ -220,81 +518,31 @@ class Delivery:
                           row.get("event_type", ""), row.get("template_code", ""), row.get("payload_json") or {},
                           row.get("category", Category.service.value), row.get("locale", "ru"),
                           row.get("step", ""), 0)
-        message = replace(message, notification_id=notification_id)
+        item = _Item(c, replace(message, notification_id=notification_id), self._limit_key(c.channel, c.address))
+        out = BatchResult(results=[])
         deadline = time.monotonic() + max_wait_s
         while True:
-            wait_s = self.acquire(c.channel, self._limit_key(c.channel, c.address))
-            if wait_s <= 0:
-                return self._send(c, self._open_attempt(c.id), message, retries=False)
-            if time.monotonic() + wait_s > deadline:
+            grant = self.limiter.reserve(c.channel, [item.key], horizon_s=max(0.0, deadline - time.monotonic()))[0]
+            if grant.granted:
+                break
+            if time.monotonic() + grant.wait_s > deadline:
                 error = DeliveryError.transient(f"no {c.channel} slot within {max_wait_s:.0f}s "
                                                 "(channel limits reached); not sent")
                 with self.factory() as session, session.begin():
                     state.finish(session, [c.id], NotificationStatus.failed, error.reason, now=self.clock())
                 return Result(c.id, Outcome.transient.value, channel=c.channel,
                               status=NotificationStatus.failed.value, error=error.reason)
-            time.sleep(wait_s)  # the caller is a background thread or a waiting admin
-
-    # ------------------------------------------------------------ one provider call
-
-    def _open_attempt(self, notification_id: int) -> int:
+            time.sleep(grant.wait_s)  # the caller is a background thread or a waiting admin
         with self.factory() as session, session.begin():
-            pairs = state.open_attempts(session, [notification_id], now=self.clock())
-        return pairs[0][1] if pairs else 0
-
-    def _send(self, c: state.Claimed, attempt_no: int, message: RenderedMessage, *, retries: bool) -> Result:
+            self._open(session, [item], self.clock())
         channel = self.channels.get(c.channel)
-        try:
-            if channel is None:
-                raise DeliveryError.permanent(f"channel {c.channel!r} is not registered in this worker")
-            external_id: str | None = channel.send(c.address, message)
-            error: DeliveryError | None = None
-        except DeliveryError as exc:
-            external_id, error = None, exc
-        except Exception as exc:  # noqa: BLE001 - a bug mid-call: the provider may have the message
-            log.exception("channel raised", extra={"action": "delivery.bug", "notification_id": c.id})
-            external_id, error = None, DeliveryError.uncertain(f"unexpected error: {type(exc).__name__}")
-        faults.hit("worker.after_send")
-        return self._record(c, attempt_no, external_id, error, retries=retries)
-
-    def _record(self, c: state.Claimed, attempt_no: int, external_id: str | None, error: DeliveryError | None,
-                *, retries: bool) -> Result:
-        # The provider's answer is known now; losing it to a dropped database connection would turn a
-        # message we know was sent into "delivery uncertain".  Recording is safe to repeat: it checks
-        # the row is still ours.  The pool replaces dead connections (pool_pre_ping).
-        for retry in range(RECORD_RETRIES + 1):
-            try:
-                return self._record_once(c, attempt_no, external_id, error, retries=retries)
-            except DBAPIError as exc:
-                if retry == RECORD_RETRIES or not (exc.connection_invalidated or isinstance(exc, OperationalError)):
-                    raise
-                log.warning("recording the outcome failed; retrying", extra={
-                    "action": "delivery.record_retry", "notification_id": c.id,
-                    "error": type(exc.orig).__name__})
-                time.sleep(0.5 * (retry + 1))  # backoff while the database comes back
-        raise AssertionError("unreachable")
-
-    def _record_once(self, c: state.Claimed, attempt_no: int, external_id: str | None,
-                     error: DeliveryError | None, *, retries: bool) -> Result:
-        now = self.clock()
-        settled = settle(c.id, attempt_no, c.attempts + 1, external_id, error, self.settings, now=now,
-                         retries=retries)
-        if error is not None and error.outcome is Outcome.rate_limited:
-            self.pause_channel(c.channel, error.retry_after_s or 1.0)  # the provider said so: every worker waits
+        sent = (send_one(channel, c.address, item.message, grant.at, None) if channel is not None
+                else Sent(error=DeliveryError.permanent(f"channel {c.channel!r} is not configured")))
+        if sent.error is not None and sent.error.outcome is Outcome.rate_limited:
+            self.limiter.pause(c.channel, sent.error.retry_after_s or 1.0)
         with self.factory() as session, session.begin():
-            ours = state.record(session, [settled], now=now)
-            if c.id in ours and error is not None and error.address_unreachable:
-                state.mark_unreachable(session, c.recipient_id, c.channel, c.address, error.reason)
-        if c.id not in ours:
-            log.warning("late result", extra={"action": "delivery.late", "notification_id": c.id})
-        metrics.delivery(c.channel, settled.outcome, error.reason if error else None)
-        log.info("delivery attempt", extra={"action": f"delivery.{settled.outcome}", "notification_id": c.id,
-                                            "channel": c.channel, "reason": error.reason if error else None})
-        requeue = None
-        if settled.status == NotificationStatus.pending.value and settled.queued and settled.send_at is not None:
-            requeue = max(0.0, (settled.send_at - now).total_seconds())
-        return Result(c.id, settled.outcome, requeue, c.channel, self._limit_key(c.channel, c.address),
-                      settled.status, settled.last_error)
+            self._settle(session, [(item, sent)], self.clock(), out, retries=False)
+        return out.results[-1]
 
 
 def settle(notification_id: int, attempt_no: int, attempts: int, external_id: str | None,

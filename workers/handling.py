@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.client_ids import client_keys
@@ -94,74 +94,107 @@ def handle_event(
     factory: sessionmaker[Session], channels: dict[str, Channel], event_id: int, *, now: datetime | None = None,
     default_zone: str = "UTC",
 ) -> HandleResult:
+    """One event (a batch of one); raises :class:`PredecessorPending` while an earlier same-key
+    event is not handled yet."""
+    result = handle_events(factory, channels, [event_id], now=now, default_zone=default_zone)[0]
+    if result.status == "waiting":
+        raise PredecessorPending(result.error or "an earlier event with the same key is not handled yet")
+    return result
+
+
+def handle_events(
+    factory: sessionmaker[Session], channels: dict[str, Channel], event_ids: list[int], *,
+    now: datetime | None = None, default_zone: str = "UTC",
+) -> list[HandleResult]:
+    """A batch of events in one transaction, in id order; one result per id (``waiting``: an
+    earlier same-key event is not handled yet, nothing was done for this one)."""
     now = now or utcnow()
     with factory() as session, session.begin():
-        event = _lock_event(session, event_id)
-        if event is None:
-            log.warning("event not found", extra={"action": "event.missing", "event_id": event_id})
-            return HandleResult(event_id, "missing")
-        if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
-            log.info("event already handled", extra={"action": "event.duplicate", "event_id": event_id})
-            return HandleResult(event_id, "duplicate")
-        try:
-            validate_event(event.event_type, event.data, recipients=event.recipients)
-        except EventValidationError as exc:
-            return _fail(event, str(exc), now)
-
-        canceled = 0
-        if event.key:
-            _lock_key(session, event.key)
-            later = _later_handled(session, event)
-            if later is not None:
-                event.status = OutboxStatus.processed.value
-                event.processed_at = now
-                event.error = f"superseded by event {later} with the same key {event.key!r}; nothing created"
-                log.info("event superseded", extra={"action": "event.superseded", "event_id": event.id})
-                return HandleResult(event_id, "superseded", error=event.error)
-            if _earlier_pending(session, event) and now - event.created_at < timedelta(seconds=PREDECESSOR_WAIT_S):
-                raise PredecessorPending(f"event {event.id} waits for an earlier event with key {event.key!r}")
-
-        if event.event_type == broadcasts.EVENT_TYPE:  # the broadcast machinery: paced, staged, cancelable
+        stmt = select(OutboxEvent).where(OutboxEvent.id.in_(list(event_ids))).order_by(OutboxEvent.id)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update()
+        events = {e.id: e for e in session.scalars(stmt)}
+        wanted = {r for e in events.values() for r in client_keys(e.recipients or [])[0]}
+        clients = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(wanted)))} if wanted else {}
+        quiet = quiet_hours.load_policies(session)
+        results = []
+        for event_id in sorted(set(event_ids)):
+            event = events.get(event_id)
+            if event is None:
+                log.warning("event not found", extra={"action": "event.missing", "event_id": event_id})
+                results.append(HandleResult(event_id, "missing"))
+                continue
             try:
-                b = broadcasts.start_from_event(session, event, now)
-            except broadcasts.BroadcastError as exc:
-                return _fail(event, f"broadcast could not start: {exc}", now)
+                results.append(_handle(session, channels, event, clients, now, quiet, default_zone))
+            except PredecessorPending as exc:
+                results.append(HandleResult(event_id, "waiting", error=str(exc)))
+    for r in results:
+        if r.status == "processed":
+            log.info("event handled", extra={"action": "event.processed", "event_id": r.event_id,
+                                             "notifications": len(r.created), "canceled": r.canceled})
+    return results
+
+
+def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
+            now: datetime, quiet: Any, default_zone: str) -> HandleResult:
+    """One event inside the batch's transaction (see the module docstring)."""
+    event_id = event.id
+    if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
+        log.info("event already handled", extra={"action": "event.duplicate", "event_id": event_id})
+        return HandleResult(event_id, "duplicate")
+    try:
+        validate_event(event.event_type, event.data, recipients=event.recipients)
+    except EventValidationError as exc:
+        return _fail(event, str(exc), now)
+
+    canceled = 0
+    if event.key:
+        _lock_key(session, event.key)
+        later = _later_handled(session, event)
+        if later is not None:
             event.status = OutboxStatus.processed.value
             event.processed_at = now
-            return HandleResult(event_id, "processed", broadcast_id=b.id)
+            event.error = f"superseded by event {later} with the same key {event.key!r}; nothing created"
+            log.info("event superseded", extra={"action": "event.superseded", "event_id": event.id})
+            return HandleResult(event_id, "superseded", error=event.error)
+        if _earlier_pending(session, event) and now - event.created_at < timedelta(seconds=PREDECESSOR_WAIT_S):
+            raise PredecessorPending(f"event {event.id} waits for an earlier event with key {event.key!r}")
 
-        override = load_override(session, event.event_type)
-        rule = effective_rule(event.event_type, override)
-        if rule.cancels_key and event.key and rule.enabled:
-            canceled = notifications.cancel_by_key(session, event.key,
-                                                   f"canceled by {event.event_type} (event {event.id})", now)
-
-        recipients, unresolved = client_keys(event.recipients or [])
-        clients = session.scalars(select(Client).where(Client.id.in_(recipients))).all()
+    if event.event_type == broadcasts.EVENT_TYPE:  # the broadcast machinery: paced, staged, cancelable
         try:
-            planned, skipped = plan_event(
-                event.event_type, event.data, recipients, clients, channels,
-                now=now, send_at=event.send_at, override=override,
-                quiet=quiet_hours.load_policies(session), default_zone=default_zone,
-            )
-        except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
-            return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
-        added = notifications.add_pending(session, [_row(event, p, now) for p in planned])
+            b = broadcasts.start_from_event(session, event, now)
+        except broadcasts.BroadcastError as exc:
+            return _fail(event, f"broadcast could not start: {exc}", now)
         event.status = OutboxStatus.processed.value
         event.processed_at = now
-        unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
-                         | {str(r) for r in unresolved})
-        event.error = f"unknown clients: {unknown[:50]}" if unknown else None
-        if unknown:  # counted by the dashboard and /metrics, listed on the event's page
-            event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]
-            log.warning("event names unknown clients", extra={"action": "event.unknown_clients",
-                                                              "event_id": event.id, "count": len(unknown)})
-        created = [(r.id, r.channel, r.address, r.send_at) for r in added]
-    log.info(
-        "event handled",
-        extra={"action": "event.processed", "event_id": event_id, "notifications": len(created),
-               "canceled": canceled, "skipped": len(skipped)},
-    )
+        return HandleResult(event_id, "processed", broadcast_id=b.id)
+
+    override = load_override(session, event.event_type)
+    rule = effective_rule(event.event_type, override)
+    if rule.cancels_key and event.key and rule.enabled:
+        canceled = notifications.cancel_by_key(session, event.key,
+                                               f"canceled by {event.event_type} (event {event.id})", now)
+
+    recipients, unresolved = client_keys(event.recipients or [])
+    clients = [clients_by_id[r] for r in recipients if r in clients_by_id]
+    try:
+        planned, skipped = plan_event(
+            event.event_type, event.data, recipients, clients, channels,
+            now=now, send_at=event.send_at, override=override, quiet=quiet, default_zone=default_zone,
+        )
+    except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
+        return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
+    added = notifications.add_pending(session, [_row(event, p, now) for p in planned])
+    event.status = OutboxStatus.processed.value
+    event.processed_at = now
+    unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
+                     | {str(r) for r in unresolved})
+    event.error = f"unknown clients: {unknown[:50]}" if unknown else None
+    if unknown:  # counted by the dashboard and /metrics, listed on the event's page
+        event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]
+        log.warning("event names unknown clients", extra={"action": "event.unknown_clients",
+                                                          "event_id": event.id, "count": len(unknown)})
+    created = [(r.id, r.channel, r.address, r.send_at) for r in added]
     return HandleResult(event_id, "processed", created, canceled)
 
 
@@ -229,3 +262,31 @@ def _row(event: OutboxEvent, p: Planned, now: datetime) -> dict[str, Any]:
         created_at=now,
         updated_at=now,
     )
+
+
+def mark_failed(factory: sessionmaker[Session], event_ids: list[int], reason: str, *,
+                now: datetime | None = None) -> int:
+    """Events whose handling failed on every try: failed, with the reason an admin reads (and may
+    retry from the admin once the cause is fixed).  Only events not handled yet change."""
+    now = now or utcnow()
+    with factory() as session, session.begin():
+        changed = session.execute(
+            update(OutboxEvent)
+            .where(OutboxEvent.id.in_(event_ids),
+                   OutboxEvent.status.in_((OutboxStatus.pending.value, OutboxStatus.published.value)))
+            .values(status=OutboxStatus.failed.value, error=reason[:2000], processed_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    log.error("event failed on every try", extra={"action": "event.failed", "event_ids": event_ids[:50],
+                                                   "reason": reason[:300]})
+    return changed
+
+
+def retry_failed(session: Session, event_ids: list[int]) -> int:
+    """An admin's retry of failed events: pending again, so the relay publishes them once more."""
+    return session.execute(
+        update(OutboxEvent)
+        .where(OutboxEvent.id.in_(event_ids), OutboxEvent.status == OutboxStatus.failed.value)
+        .values(status=OutboxStatus.pending.value, error=None, processed_at=None, published_at=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount

@@ -235,6 +235,28 @@ def release(session: Session, ids: Sequence[int], *, now: datetime, send_at: dat
     ).rowcount
 
 
+def release_each(session: Session, rows: Sequence[tuple[int, datetime]], *, now: datetime) -> None:
+    """Claimed rows the limiter had no slot for go back to pending, each due at its own moment
+    (no attempt was opened for them)."""
+    if rows:
+        session.execute(
+            update(_N).where(_N.c.id == bindparam("b_id"), _N.c.status == PROCESSING)
+            .values(status=PENDING, send_at=bindparam("b_send_at", type_=_N.c.send_at.type), locked_until=None,
+                    queued_at=None, updated_at=now),
+            [{"b_id": i, "b_send_at": at} for i, at in rows],
+            execution_options={"synchronize_session": False},
+        )
+
+
+def defer_due(session: Session, channel: str, *, wait_s: float, now: datetime) -> int:
+    """Park every due pending row of a channel until its quota frees up (the daily email quota)."""
+    return session.execute(
+        update(_N).where(_N.c.channel == channel, _N.c.status == PENDING, _N.c.send_at <= now)
+        .values(send_at=now + timedelta(seconds=wait_s), queued_at=None, updated_at=now,
+                last_error=f"waiting {int(wait_s)}s for the channel's quota")
+    ).rowcount
+
+
 def defer(session: Session, ids: Sequence[int], *, wait_s: float, now: datetime) -> int:
     """Park pending rows until a channel quota frees up (the daily email quota)."""
     if not ids:
@@ -484,3 +506,25 @@ def hand_over(session: Session, broadcast_id: int, channel: str, room: int, now:
         .values(send_at=now, queued_at=now, updated_at=now)
         .returning(_N.c.id, _N.c.channel, _N.c.recipient_address)
     ).all()]
+
+
+# ------------------------------------------------------------------ reads for the limiter
+
+
+def seed_source(factory: Any) -> Any:
+    """``(channel, since) -> [(wall-clock ms, attempt id)]``: every provider call of a channel since
+    a moment, from the attempt rows (the limiter rebuilds its long windows from it after Redis lost
+    them; an attempt row is written before each call, so none is missed)."""
+
+    def sends(channel: str, since_s: float) -> list[tuple[int, str]]:
+        from datetime import UTC
+
+        since = datetime.fromtimestamp(since_s, UTC)
+        with factory() as session:
+            rows = session.execute(
+                select(_A.c.id, _A.c.started_at).join(_N, _N.c.id == _A.c.notification_id)
+                .where(_N.c.channel == channel, _A.c.started_at >= since)
+            ).all()
+        return [(int(at.timestamp() * 1000), str(attempt_id)) for attempt_id, at in rows]
+
+    return sends

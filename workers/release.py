@@ -116,12 +116,12 @@ class ReleaseLoop:
 
 
 def delivery_hand_over(broker, channels) -> Callable[[list[Released]], None]:  # noqa: ANN001 - dramatiq types
-    """Enqueue each released row on its channel's delivery queue (with the channel's limit key)."""
-    from vestnik.workers.broker import enqueue_delivery
+    """Wake the pumps of the channels that have released rows (one wake a channel: the pump claims
+    the rows from the database, a full batch wakes the next)."""
+    from vestnik.workers.broker import wake_channel
 
     def hand_over(rows: list[Released]) -> None:
-        for r in rows:
-            channel = channels.get(r.channel)
-            enqueue_delivery(broker, r.id, r.channel, channel.limit_key(r.address) if channel else None)
+        for channel in sorted({r.channel for r in rows}):
+            wake_channel(broker, channel)
 
     return hand_over

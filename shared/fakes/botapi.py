@@ -280,6 +280,11 @@ class FakeBotApi:
         with self.cond:
             return [dict(m) for m in self._messages if chat_id is None or m["chat_id"] == str(chat_id)]
 
+    def count(self) -> int:
+        """How many messages were accepted (without copying the ledger: benchmarks poll this)."""
+        with self.cond:
+            return len(self._messages)
+
     def calls(self) -> list[tuple[str, str]]:
         """Every authorised call as (method, chat_id), including refused ones."""
         with self.cond:

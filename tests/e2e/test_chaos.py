@@ -20,6 +20,7 @@ from tests.e2e.runs import assert_ledger, emit_run, settled, uncertain_rows, wor
 from tests.processes import running, vestnik, wait_until
 from vestnik.shared.fakes.ledger import Expected, received
 from vestnik.shared.models import Notification
+from vestnik.workers.delivery import CHUNK_ROWS
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +50,9 @@ def test_worker_killed_after_the_provider_accepted_is_flagged_uncertain_not_rese
                                                        log_dir=chaos.log_dir)]):
             wait_until(lambda: settled(chaos, 30), 90, message="the run to settle (the lease runs out)")
     uncertain = uncertain_rows(chaos)
-    assert 1 <= len(uncertain) <= 4  # what the dead worker's threads had in the provider's hands
-    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=4)
+    # What the dead worker's pumps had in the provider's hands: at most a chunk each (4 threads).
+    assert 1 <= len(uncertain) <= 4 * CHUNK_ROWS
+    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=4 * CHUNK_ROWS)
     with chaos.factory() as s:
         reasons = s.scalars(select(Notification.last_error).where(Notification.delivery_uncertain.is_(True))).all()
     assert all("delivery uncertain" in r for r in reasons)
@@ -78,7 +80,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(chaos, bot_api, smtp
     finally:
         for p in [*procs.values(), scheduler, relay]:
             p.stop()
-    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=12)
+    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=3 * 4 * CHUNK_ROWS)  # 3 worker kills
 
 
 def test_sigterm_lets_in_flight_sends_finish_and_takes_no_new_work(chaos, bot_api, smtp_server):
@@ -103,3 +105,26 @@ def test_sigterm_lets_in_flight_sends_finish_and_takes_no_new_work(chaos, bot_ap
                                                          log_dir=chaos.log_dir)]):
             wait_until(lambda: settled(chaos, 40), 90, message="the rest delivered")
     assert_ledger(chaos, bot_api, smtp_server, expected)
+
+
+def test_kill_9_in_the_middle_of_a_batchs_sends_leaves_at_most_that_chunk_uncertain(chaos, bot_api, smtp_server):
+    """One pump at a time (one thread), batches of 40 in chunks: the worker dies right after the first
+    chunk's sends, before recording them.  That chunk is "delivery uncertain" (the provider has it,
+    it is not resent); the rest of the batch, claimed but not sent, goes back and out exactly once."""
+    expected = emit_run(chaos, 0, 40)
+    with running([vestnik("relay", "relay", env=chaos.env, log_dir=chaos.log_dir)]):
+        crashing = vestnik("worker-crash", "worker", "--processes", "1", "--threads", "1",
+                           env={**chaos.env, "VESTNIK_FAULT_POINTS": "worker.after_send"}, log_dir=chaos.log_dir)
+        wait_until(lambda: crashing.popen.poll() is not None, 60, message="the worker to crash mid-batch")
+        crashing.stop()
+        first_chunk = len(received(bot_api, smtp_server))
+        assert 1 <= first_chunk <= CHUNK_ROWS
+        with chaos.factory() as s:  # the rest of its batch: claimed, never sent, no attempt
+            claimed = s.scalar(select(func.count()).select_from(Notification)
+                               .where(Notification.status == "processing"))
+        assert claimed > first_chunk
+        with running([worker(chaos, "worker"), vestnik("scheduler", "scheduler", env=chaos.env,
+                                                       log_dir=chaos.log_dir)]):
+            wait_until(lambda: settled(chaos, 40), 90, message="the run to settle (the lease runs out)")
+    assert len(uncertain_rows(chaos)) == first_chunk  # exactly the chunk in the provider's hands
+    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=first_chunk)

@@ -65,7 +65,7 @@ def test_broker_unreachable_crm_commits_continue_and_the_backlog_drains(chaos, b
 
 def test_all_broker_connections_closed_under_load(chaos, bot_api, smtp_server):
     vhost = vhost_of(chaos.env["VESTNIK_BROKER_URL"])
-    bot_api.latency_s = 0.02
+    bot_api.latency_s = 0.2  # sends take long enough for the outage to land in the middle of the run
     with running([vestnik("relay", "relay", env=chaos.env, log_dir=chaos.log_dir), worker(chaos, "worker"),
                   vestnik("scheduler", "scheduler", env=chaos.env, log_dir=chaos.log_dir)]):
         expected = emit_run(chaos, 0, 60)
@@ -80,7 +80,7 @@ def test_all_broker_connections_closed_under_load(chaos, bot_api, smtp_server):
 def test_postgresql_connections_dropped_under_load(chaos, bot_api, smtp_server):
     database = chaos.env["VESTNIK_DATABASE_URL"].rsplit("/", 1)[1]
     admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres", isolation_level="AUTOCOMMIT")
-    bot_api.latency_s = 0.02
+    bot_api.latency_s = 0.2  # sends take long enough for the outage to land in the middle of the run
     with running([vestnik("relay", "relay", env=chaos.env, log_dir=chaos.log_dir), worker(chaos, "worker"),
                   vestnik("scheduler", "scheduler", env=chaos.env, log_dir=chaos.log_dir)]):
         expected = emit_run(chaos, 0, 60)

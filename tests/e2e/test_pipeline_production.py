@@ -59,7 +59,7 @@ def test_cli_emit_prints_the_id_and_a_bad_event_exits_non_zero(stack_env, bot_ap
     event_id = int(ok.stdout.strip())
     bad = run("emit", "payment_success", "--recipients", "1", "--data", '{"amount": "x", "currency": "RUB"}')
     assert bad.returncode != 0
-    assert "data.amount: must be a number" in bad.stderr and "data.method: required" in bad.stderr
+    assert "data.amount: must be a non-negative amount" in bad.stderr and "data.method: required" in bad.stderr
     with running([vestnik("relay", "relay", env=env, log_dir=tmp_path),
                   vestnik("worker", "worker", "--processes", "1", "--threads", "2", env=env, log_dir=tmp_path)]):
         wait_until(lambda: any("Оплата получена" in m["text"] for m in bot_api.messages()), 60,

@@ -62,3 +62,32 @@ def test_per_chat_limit_spaces_messages_to_one_chat(env, bot_api, tmp_path):
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 1.0 - 0.05, gaps  # default: 1 message per second per chat
     assert timedelta(seconds=sum(gaps)) >= timedelta(seconds=2.9)
+
+
+def max_in_window(times: list[float], window_s: float) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window_s:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def test_the_limit_holds_at_the_receiver_in_every_sliding_window(bare_stack, bot_api, tmp_path):
+    """The short version of ``bench.limits_exact``: two worker processes, a backlog of three windows'
+    worth, and no one-second window on the fake Bot API's clock holds more than the limit."""
+    n, rate = 30, 10
+    csv = "id,name,telegram_chat_id,locale,timezone,email_enabled\n" + "".join(
+        f"{i},C{i},{9000 + i},ru,Europe/Moscow,false\n" for i in range(1, n + 1))
+    add_clients(bare_stack.factory, csv)
+    env = {**bare_stack.env, "VESTNIK_TELEGRAM_RATE_PER_S": str(rate)}
+    with running([vestnik("relay", "relay", env=env, log_dir=tmp_path),
+                  vestnik("worker", "worker", "--processes", "2", "--threads", "4", env=env, log_dir=tmp_path)]):
+        with bare_stack.factory() as s:
+            emit(s, "lesson_cancelled", recipients=list(range(1, n + 1)), data=LESSON)
+            s.commit()
+        wait_until(lambda: len(bot_api.messages()) >= n, 120 + 10 * n / rate, message=f"{n} messages at {rate}/s")
+    times = [m["time"] for m in bot_api.messages()]
+    assert len(times) == n  # each once
+    assert max_in_window(times, 1.0) <= rate

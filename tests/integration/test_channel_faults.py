@@ -194,8 +194,7 @@ def test_telegram_429_seen_by_one_worker_pauses_another_through_redis(templates,
     first, second = Rig(templates, settings), Rig(templates, settings)
     for rig in (first, second):  # two worker processes: one shared limiter state
         rig.limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis_url))
-        rig.delivery.acquire = rig.limiter.acquire
-        rig.delivery.pause_channel = rig.limiter.pause
+        rig.delivery.limiter = rig.limiter
     try:
         [a] = first.emit(first.client(1, chat="1001"))
         [b] = second.emit(second.client(2, chat="1002"))

@@ -15,11 +15,13 @@ def _hammer(url: str, seconds: float, out) -> None:
     grants = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
-        wait = lim.acquire("telegram", "chat")
-        if wait == 0:
-            grants.append(backend.last_grant_ms)
-        else:
-            time.sleep(min(wait, 0.01))
+        batch = lim.reserve("telegram", [None] * 5, horizon_s=0.3)
+        now_mono, now_wall = time.monotonic(), time.time()
+        # each grant's slot on the host's wall clock (all three processes share it), in ms
+        grants += [int((now_wall + g.at - now_mono) * 1000) for g in batch if g.granted]
+        waits = [g.wait_s for g in batch if not g.granted]
+        if waits:
+            time.sleep(min(min(waits), 0.05))
     out.put(grants)
 
 
@@ -42,7 +44,7 @@ def test_three_processes_together_never_exceed_the_limit(redis_url, redis_client
     grants = [t for _ in procs for t in out.get(timeout=60)]
     for p in procs:
         p.join(timeout=30)
-    assert max_in_window(grants, 1000) <= 20  # Redis's own clock, milliseconds
+    assert max_in_window(grants, 1000) <= 20  # slots, on the host's clock, in milliseconds
     assert len(grants) >= 30  # ~2 s at 20/s, shared
 
 

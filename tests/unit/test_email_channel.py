@@ -263,7 +263,7 @@ def test_it_reconnects_when_the_server_closed_the_connection(channel, smtp_serve
     assert smtp_server.connections == 2
 
 
-def test_threads_share_one_connection_safely(channel, smtp_server):
+def test_each_sending_thread_keeps_its_own_connection(channel, smtp_server):
     errors: list[BaseException] = []
 
     def send_many(start: int) -> None:
@@ -281,7 +281,8 @@ def test_threads_share_one_connection_safely(channel, smtp_server):
 
     assert errors == []
     assert len({m["message_id"] for m in smtp_server.messages()}) == 20
-    assert smtp_server.connections == 1
+    assert smtp_server.connections == 4  # one per thread, each reused for its five messages
+    assert channel.connects == 4
 
 
 def test_close_quits_and_the_next_send_reconnects(channel, smtp_server):

@@ -8,7 +8,6 @@ import traceback
 from types import SimpleNamespace
 
 import pytest
-import requests
 
 from vestnik.shared.config import Settings
 from vestnik.shared.fakes.botapi import FakeBotApi
@@ -245,18 +244,47 @@ def test_refused_connection_is_transient(bot_api):
 
 
 def test_connect_timeout_is_transient(bot_api):
-    class TimingOut:
-        def post(self, url, **kwargs):
-            raise requests.ConnectTimeout(f"HTTPSConnectionPool: Max retries exceeded with url: {url}")
-
-        def close(self):
-            pass
-
-    channel = make_channel(bot_api, session=TimingOut())
-
-    error = failure(channel)
+    with socket.socket() as server:  # a listener that never accepts, its backlog full: connects time out
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        fillers = []
+        for _ in range(8):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(server.getsockname())
+            fillers.append(s)
+        channel = make_channel(bot_api, api_base=f"http://127.0.0.1:{server.getsockname()[1]}",
+                               connect_timeout_s=0.3, read_timeout_s=0.3)
+        try:
+            error = failure(channel)
+        finally:
+            for s in fillers:
+                s.close()
 
     assert error.outcome is Outcome.transient
+    assert bot_api.token not in str(error)
+
+
+def test_a_connection_lost_after_the_request_was_written_is_uncertain(bot_api):
+    """A server that reads the whole request and hangs up without answering may have acted on it."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def hang_up():
+            conn, _ = server.accept()
+            conn.recv(65536)
+            conn.close()
+
+        import threading
+
+        t = threading.Thread(target=hang_up, daemon=True)
+        t.start()
+        channel = make_channel(bot_api, api_base=f"http://127.0.0.1:{server.getsockname()[1]}")
+        error = failure(channel)
+        t.join(5)
+
+    assert error.outcome is Outcome.uncertain
     assert bot_api.token not in str(error)
 
 

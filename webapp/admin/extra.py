@@ -1,14 +1,17 @@
-"""Read-only admin views: outbox events (bad input is visible here) and the audit log."""
+"""Admin views of outbox events (bad input and failed handling are visible here; failed events can be
+retried once the cause is fixed) and the audit log (read-only)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from flask import flash
+from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
 
 from vestnik.shared.models import AuditLog, OutboxEvent, OutboxStatus
-from vestnik.webapp.admin.base import SecureModelView
+from vestnik.webapp.admin.base import SecureModelView, audit
 from vestnik.webapp.admin.views import AwareAfter, AwareBefore, AwareBetween, _choices, _full_text
 
 
@@ -57,6 +60,17 @@ class OutboxEventView(SecureModelView):
             AwareBetween(OutboxEvent.created_at, "Created (UTC)"),
         ]
         super().__init__(OutboxEvent, name="Events", endpoint="outboxevent", **kwargs)
+
+    @action("retry", "Retry failed", "Handle the selected failed events again (after fixing the cause)?")
+    def action_retry(self, ids: list[str]) -> None:
+        from vestnik.webapp.db import get_session
+        from vestnik.workers.handling import retry_failed
+
+        db = get_session()
+        changed = retry_failed(db, [int(i) for i in ids])
+        audit("event.retry", "outbox_event", ",".join(ids[:50]), {"changed": changed, "selected": len(ids)})
+        db.commit()
+        flash(f"{changed} of {len(ids)} event(s) will be handled again; others were not failed.", "success")
 
 
 class AuditView(SecureModelView):

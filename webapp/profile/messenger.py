@@ -35,6 +35,7 @@ from vestnik.workers.channels import build_channels
 from vestnik.workers.channels.base import Channel, RenderedMessage
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.limits import Limiter, build_limiter
+from vestnik.workers.notifications import seed_source
 
 log = logging.getLogger("vestnik.profile")
 
@@ -89,9 +90,8 @@ class SignInMessenger:
         self.settings = settings
         self.factory = factory
         self.channels = channels if channels is not None else build_channels(settings)
-        self.limiter = limiter if limiter is not None else build_limiter(settings)
-        self.delivery = Delivery(factory, self.channels, settings, pause_channel=self.limiter.pause,
-                                 acquire=self.limiter.acquire)
+        self.limiter = limiter if limiter is not None else build_limiter(settings, seed=seed_source(factory))
+        self.delivery = Delivery(factory, self.channels, settings, limiter=self.limiter)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vestnik-sign-in")
 
     def send(self, client_id: int, channel_name: str, message: SignInText) -> Future:

@@ -9,7 +9,10 @@ admin sees it, and skips the message (acked):
 
 - ``deliver_notification(id)``: the notification, if still pending or processing;
 - ``handle_event(id)``: the outbox event, if not processed yet;
-- anything else (maintenance, broadcasts): logged; the next tick redoes it.
+- ``handle_events([ids])``: a batch is split, each event goes on in a message of
+  its own (one of them is the poison; the others must not share its fate);
+- anything else (pump wake-ups, maintenance, broadcasts): logged; the rows
+  a pump held are the reaper's after their lease, and the next tick redoes the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from dramatiq.middleware import Middleware, SkipMessage
 from sqlalchemy import update
 
-from vestnik.outbox.contract import HANDLE_EVENT
+from vestnik.outbox.contract import HANDLE_EVENT, HANDLE_EVENTS, event_message
 from vestnik.shared.models import OutboxEvent, OutboxStatus, utcnow
 from vestnik.workers import notifications
 from vestnik.workers.broker import DELIVER
@@ -42,6 +45,12 @@ class PoisonMessages(Middleware):
         if count < self.delivery_limit:
             return
         reason = poison_reason(count)
+        if message.actor_name == HANDLE_EVENTS and message.args and len(message.args[0]) > 1:
+            for event_id in message.args[0]:
+                broker.enqueue(event_message(int(event_id)))
+            log.error("poison batch split into single events", extra={
+                "action": "worker.poison_split", "message_id": message.message_id, "events": len(message.args[0])})
+            raise SkipMessage(reason)
         target = self._fail(message.actor_name, message.args, reason)
         log.error("poison message failed instead of run", extra={
             "action": "worker.poison", "actor": message.actor_name, "message_id": message.message_id,
@@ -51,6 +60,8 @@ class PoisonMessages(Middleware):
     def _fail(self, actor: str, args: tuple, reason: str) -> dict[str, Any]:
         from vestnik.workers.app import runtime
 
+        if actor == HANDLE_EVENTS and args and len(args[0]) == 1:
+            actor, args = HANDLE_EVENT, (args[0][0],)
         if actor not in (DELIVER, HANDLE_EVENT) or not args:
             return {}
         now = utcnow()
