@@ -16,7 +16,14 @@ from vestnik.shared.errors import TemplateError, TemplateNotFound
 from vestnik.shared.events import get_event_type
 from vestnik.shared.messages import Attachment, Button, RenderedMessage
 from vestnik.shared.models import Client, NotificationTemplate
-from vestnik.shared.rendering import build_context, html_to_text, refuse_unsafe_links, render, telegram_html
+from vestnik.shared.rendering import (
+    build_context,
+    html_to_text,
+    refuse_unsafe_links,
+    render,
+    render_many,
+    telegram_html,
+)
 
 
 def find_template(
@@ -78,11 +85,17 @@ def compose(
         client=client_variables(client),
     )
     if template.channel == "email":
-        subject = render(template.subject or "", ctx, html_mode=False, locale=locale).strip()
+        # Subject and body in one call: a template that needs the render process makes one trip.
+        subject_or_error, body_or_error = render_many(
+            [(template.subject or "", ctx, False), (template.body, ctx, True)], locale=locale)
+        for result in (subject_or_error, body_or_error):
+            if isinstance(result, TemplateError):
+                raise result
+        subject = str(subject_or_error).strip()
         if len(subject.splitlines()) > 1:  # CR, LF and every other line end Python's email package knows
             raise TemplateError("the subject renders to more than one line")
         # A javascript: or data: link, from the template or from a variable in an href, fails this notification.
-        html_body = refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale))
+        html_body = refuse_unsafe_links(str(body_or_error))
         return RenderedMessage(
             notification_id=notification_id,
             subject=subject,

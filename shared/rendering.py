@@ -8,8 +8,11 @@ phone and Telegram schemes (:func:`unsafe_links`).
 
 Jinja2's sandbox stops attribute access, not work: ``{{ 'x' * 10**9 }}``, three
 nested loops over ``range(1000)`` or a macro calling itself twice would hold a
-worker for minutes or take gigabytes.  So one render is bounded (limits
-below, each failure a TemplateError naming the limit):
+worker for minutes or take gigabytes.  So a template that can do more than
+print its data renders in a child process under a memory and CPU budget
+(``render_sandbox.py``: the budget no template can bypass), and every render,
+wherever it runs, is also bounded step by step (limits below, each failure a
+TemplateError naming the limit):
 
 - every string or list a template builds (``*``, ``+``, ``~``, ``%``, string
   methods, filters) stays within ``MAX_VALUE_CHARS``; widths and counts given
@@ -35,11 +38,10 @@ import math
 import re
 import string
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from html.parser import HTMLParser
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,6 +52,8 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, 
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from vestnik.shared import bounds
+from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import TemplateError
 
 MAX_OUTPUT_CHARS = 100_000
@@ -115,9 +119,9 @@ def _date_filter(value: Any, pattern: str | None = None) -> str:
 @pass_context
 def _money_filter(ctx: Any, value: Any, currency: str = "RUB") -> str:
     try:
-        amount = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
+        amount = bounds.amount(value, "amount", allow_negative=True)
+    except BoundsError:  # not an amount (or a 60,000-digit one from before amounts were bounded)
+        return str(value)[:40]
     try:
         return format_currency(amount, str(currency), locale=ctx.get("_locale", "ru"))
     except Exception:  # noqa: BLE001 - unknown currency code: show plainly
@@ -132,13 +136,14 @@ class _Budget:
     def __init__(self) -> None:
         self.steps = 0
         self.produced = 0
-        self.deadline = time.monotonic() + MAX_RENDER_S
+        # CPU time of this thread, not the wall clock: a loaded machine does not fail honest templates.
+        self.deadline = time.thread_time() + MAX_RENDER_S
 
     def step(self) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
             raise SecurityError(f"the template made more than {MAX_STEPS} loop iterations and calls")
-        if self.steps % 512 == 0 and time.monotonic() > self.deadline:
+        if self.steps % 512 == 0 and time.thread_time() > self.deadline:
             raise SecurityError(f"the template ran longer than {MAX_RENDER_S} s")
 
     def produce(self, chars: int) -> None:
@@ -392,6 +397,11 @@ def check_syntax(source: str) -> set[str]:
     return names - set(_HTML_ENV.globals)
 
 
+def parse(source: str) -> nodes.Template:
+    """The template's syntax tree (TemplateSyntaxError if it has none)."""
+    return _HTML_ENV.parse(source)
+
+
 @functools.lru_cache(maxsize=512)
 def _compile(source: str, html_mode: bool) -> Any:
     """Compiling is most of a render's cost and templates change rarely: keep the last 512.
@@ -401,7 +411,56 @@ def _compile(source: str, html_mode: bool) -> Any:
 
 
 def render(source: str, context: Mapping[str, Any], *, html_mode: bool, locale: str = "ru") -> str:
-    """Render one template string; any failure becomes a TemplateError with a reason."""
+    """Render one template string within the render budget; any failure is a TemplateError with a reason."""
+    [text] = render_many([(source, context, html_mode)], locale=locale)
+    if isinstance(text, TemplateError):
+        raise text
+    return text
+
+
+def render_many(jobs: Sequence[tuple[str, Mapping[str, Any], bool]], *, locale: str = "ru"
+                ) -> list[str | TemplateError]:
+    """Render several (source, context, html_mode) jobs; each result is the text or its TemplateError.
+
+    Templates that only print their data render here; the others go to a render
+    process together, in one message (``render_sandbox.py``).
+    """
+    from vestnik.shared import render_sandbox
+
+    results: list[str | TemplateError | None] = [None] * len(jobs)
+    isolated: list[int] = []
+    for i, (source, context, html_mode) in enumerate(jobs):
+        if render_sandbox.needs_child(source):
+            isolated.append(i)
+            continue
+        try:
+            results[i] = render_here(source, context, html_mode=html_mode, locale=locale)
+        except TemplateError as exc:
+            results[i] = exc
+    if isolated:
+        outcomes = render_sandbox.pool().render(
+            [render_sandbox.Job(jobs[i][0], _portable(jobs[i][1]), jobs[i][2], locale) for i in isolated])
+        for i, outcome in zip(isolated, outcomes, strict=True):
+            results[i] = outcome.text if outcome.error is None else TemplateError(outcome.error)
+    return results  # type: ignore[return-value]
+
+
+def _portable(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context as plain values a render process can receive (unpicklable values shown as text)."""
+    import pickle
+
+    out: dict[str, Any] = {}
+    for name, value in context.items():
+        try:
+            pickle.dumps(value)
+            out[name] = value
+        except Exception:  # noqa: BLE001 - e.g. a callable from a caller: the child gets its text
+            out[name] = str(value)
+    return out
+
+
+def render_here(source: str, context: Mapping[str, Any], *, html_mode: bool, locale: str = "ru") -> str:
+    """Render in this process (the step-by-step limits only); any failure becomes a TemplateError."""
     budget = _Budget()
     token = _BUDGET.set(budget)
     try:
@@ -423,6 +482,8 @@ def render(source: str, context: Mapping[str, Any], *, html_mode: bool, locale: 
         raise TemplateError(f"template uses an undefined variable: {exc.message}") from None
     except SecurityError as exc:
         raise TemplateError(f"template blocked by the sandbox: {exc}") from None
+    except MemoryError:
+        raise  # the render process's budget: reported by render_sandbox, never as a template error
     except Exception as exc:  # noqa: BLE001 - any other error is the template's, named for the admin
         raise TemplateError(f"template failed: {type(exc).__name__}: {exc}") from None
     finally:

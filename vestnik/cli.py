@@ -210,26 +210,24 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
-    """One configured template to one client, now, through the normal pipeline."""
-    from sqlalchemy import select
-
-    from vestnik.outbox import emit
+    """One configured template to one client, now, through delivery (not as an event or a broadcast)."""
     from vestnik.shared.db import session_scope
-    from vestnik.shared.models import NotificationTemplate
+    from vestnik.shared.models import utcnow
+    from vestnik.workers import direct_send
+    from vestnik.workers.channels import build_channels
 
     data = _json_object(args.data, "--data")
-    with session_scope(_session_factory(settings)) as session:
-        template = session.scalars(
-            select(NotificationTemplate).where(NotificationTemplate.code == args.template_code)
-        ).first()
-        if template is None:
-            print(f"error: no template with code {args.template_code!r}", file=sys.stderr)
-            return 1
-        event_id = emit(session, "mass_broadcast", recipients=[args.to], initiator="cli",
-                        data={**data, "template_code": args.template_code, "category": template.category})
-        _audit(session, "cli", "notification.send", "client", str(args.to), {"template": args.template_code,
-                                                                              "event_id": event_id})
-    print(event_id)
+    channels = build_channels(settings)
+    try:
+        with session_scope(_session_factory(settings)) as session:
+            made = direct_send.send(session, channels, args.template_code, args.to, data, now=utcnow())
+            _audit(session, "cli", "notification.send", "client", str(args.to),
+                   {"template": args.template_code, "notifications": [nid for nid, _ in made]})
+    finally:
+        for channel in channels.values():
+            channel.close()
+    for nid, channel in made:
+        print(f"{nid}\t{channel}")  # the scheduler hands them to delivery within a tick
     return 0
 
 

@@ -216,8 +216,15 @@ def _sample(b: Broadcast, by: Mapping[tuple[str, str], int], now: datetime) -> N
 
 
 def _unhealthy(b: Broadcast, sent: int, failed: int) -> str | None:
-    """Judge the failure rate of the messages finished since the last window; roll the window."""
-    base = b.health or {"sent": 0, "failed": 0}
+    """Judge the failure rate of the messages finished since the last window; roll the window.
+
+    No window yet (a new stage, a resume) starts one at the counts of now: failures from before
+    (the test stage's, those that made it pause) are never judged twice.
+    """
+    if b.health is None:
+        b.health = {"sent": sent, "failed": failed}
+        return None
+    base = b.health
     d_sent, d_failed = sent - int(base["sent"]), failed - int(base["failed"])
     window = d_sent + d_failed
     if window >= MIN_SAMPLE and d_failed / window > b.max_failure_rate:

@@ -160,6 +160,7 @@ def audit(session: Session, actor: str, action: str, b: Broadcast, **details: An
 
 def begin_stage(b: Broadcast, stage: str, now: datetime) -> None:
     b.stage = stage
+    b.health = None  # the failure-rate window starts at this stage's first tick
     b.expand_cursor = 0
     b.expanded_clients = 0
     b.expand_done = False
@@ -253,7 +254,7 @@ def resume(session: Session, b: Broadcast, actor: str) -> None:
     else:
         b.status = BroadcastStatus.testing.value if b.stage == "test" else BroadcastStatus.running.value
     b.paused_reason = None
-    b.health = None  # a fresh failure-rate window: the admin looked at the failures
+    b.health = None  # a fresh failure-rate window from the next tick: the failures so far are judged
     b.fed_at = None
     b.expanded_at = None  # an expansion stopped by the pause continues at the next tick
     audit(session, actor, "broadcast.resume", b)

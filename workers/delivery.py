@@ -370,16 +370,6 @@ class Delivery:
                                                                  client.quiet_hours_end_min),
                                       policies=self.quiet.get(session))
 
-    def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
-                     ) -> datetime | None:
-        if client is None:
-            return None
-        return quiet_hours.hold_until(now, category=c.category, event_type=c.event_type,
-                                      zone=quiet_hours.zone_of(client.timezone, self.settings.default_timezone),
-                                      own=quiet_hours.own_window(client.quiet_hours_start_min,
-                                                                 client.quiet_hours_end_min),
-                                      policies=self.quiet.get(session))
-
     @staticmethod
     def _refusal_now(client: Client | None, c: state.Claimed, channel: Channel | None) -> str | None:
         if client is None or channel is None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from bench.limits_exact import max_in_window
 from tests.e2e.runs import add_clients
 from tests.processes import running, vestnik, wait_until
 from vestnik.outbox import emit
@@ -62,16 +63,6 @@ def test_per_chat_limit_spaces_messages_to_one_chat(env, bot_api, tmp_path):
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 1.0 - 0.05, gaps  # default: 1 message per second per chat
     assert timedelta(seconds=sum(gaps)) >= timedelta(seconds=2.9)
-
-
-def max_in_window(times: list[float], window_s: float) -> int:
-    times = sorted(times)
-    best, j = 0, 0
-    for i, t in enumerate(times):
-        while times[j] <= t - window_s:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
 
 
 def test_the_limit_holds_at_the_receiver_in_every_sliding_window(bare_stack, bot_api, tmp_path):

@@ -213,6 +213,7 @@ def test_failure_rate_pauses_the_broadcast(school):
         s.commit()
         bid = b.id
     _expand_all(school, bid)
+    feed(school, bid, PACE)  # the stage's first tick (nothing is handed over before it) starts the window
     with school() as s:
         ids = s.scalars(select(Notification.id).where(Notification.broadcast_id == bid)
                         .order_by(Notification.id).limit(20)).all()
@@ -224,6 +225,47 @@ def test_failure_rate_pauses_the_broadcast(school):
         b = s.get(Broadcast, bid)
         assert b.status == "paused" and "of the last 20 messages failed" in b.paused_reason
         assert s.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.actor == "system")) == 1
+
+
+def _finish(factory, bid, n: int, failed_every: int | None) -> None:
+    """The next ``n`` waiting rows finish: sent, or failed every ``failed_every``-th."""
+    with factory() as s:
+        rows = s.scalars(select(Notification).where(Notification.broadcast_id == bid,
+                                                    Notification.status.in_(["pending", "processing"]))
+                         .order_by(Notification.id).limit(n)).all()
+        assert len(rows) == n
+        for i, row in enumerate(rows):
+            row.status = "failed" if failed_every and i % failed_every == 0 else "sent"
+        s.commit()
+
+
+def test_after_a_resume_only_new_failures_count(school):
+    with school() as s:
+        b = _new(s, max_failure_rate=0.2)
+        broadcasts.send_all(s, b, "admin:1", typed="34")
+        s.commit()
+        bid = b.id
+    _expand_all(school, bid)
+    feed(school, bid, PACE)
+    _finish(school, bid, 20, failed_every=2)  # a fault: half of them fail
+    feed(school, bid, PACE)
+    with school() as s:
+        assert s.get(Broadcast, bid).status == "paused"
+        broadcasts.resume(s, s.get(Broadcast, bid), "admin:1")  # the fault is fixed
+        s.commit()
+    feed(school, bid, PACE)
+    _finish(school, bid, 7, failed_every=None)  # all sent now; the 10 old failures are history
+    feed(school, bid, PACE)
+    with school() as s:
+        assert s.get(Broadcast, bid).status == "running", s.get(Broadcast, bid).paused_reason
+
+
+def test_a_new_stage_judges_only_its_own_failures(school):
+    with school() as s:
+        b = _new(s, max_failure_rate=0.2)
+        b.health = {"sent": 0, "failed": 0}
+        broadcasts.begin_stage(b, "all", datetime.now(UTC))
+        assert b.health is None  # the next tick starts the window at that moment's counts
 
 
 def test_completion_after_everything_finished(school):

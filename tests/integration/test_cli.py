@@ -111,15 +111,52 @@ def test_a_sign_in_message_is_not_resent(cli_db, session_factory, capsys):
         assert s.scalar(select(func.count()).select_from(Notification)) == 1
 
 
-def test_send_one_template_to_one_client(cli_db, session_factory, capsys):
+def test_send_one_template_to_one_client_renders_as_its_event_does(cli_db, session_factory, capsys, bot_api,
+                                                                  smtp_server):
+    from vestnik.shared.config import Settings
+    from vestnik.shared.models import Broadcast
+    from vestnik.workers.channels import build_channels
+    from vestnik.workers.delivery import Delivery
+
     capsys.readouterr()
-    assert main(["send", "ANNOUNCEMENT", "--to", "1", "--data", '{"title": "Hi", "text": "Hello"}']) == 0
-    event_id = int(capsys.readouterr().out)
+    # No "reason": the optional field is simply empty; starts_at is shown in the client's zone and language.
+    data = {"lesson_title": "Робототехника", "starts_at": "2026-11-25T13:00:00+00:00"}
+    assert main(["send", "LESSON_CANCELLED", "--to", "1", "--data", json.dumps(data)]) == 0
+    made = {channel: int(nid) for nid, channel in (line.split("\t") for line in
+                                                     capsys.readouterr().out.splitlines())}
+    assert set(made) == {"telegram", "email"}
     with session_factory() as s:
-        event = s.get(OutboxEvent, event_id)
-        assert s.get(Client, 1) is not None
-    assert event.event_type == "mass_broadcast" and event.data["template_code"] == "ANNOUNCEMENT"
+        assert s.scalar(select(func.count()).select_from(OutboxEvent)) == 0  # not an event ...
+        assert s.scalar(select(func.count()).select_from(Broadcast)) == 0  # ... and not a broadcast
+        rows = {n.channel: n for n in s.scalars(select(Notification))}
+        assert {n.event_type for n in rows.values()} == {"lesson_cancelled"} and rows["email"].initiator == "cli"
+    settings = Settings(telegram_token=bot_api.token, telegram_api_base=bot_api.url, smtp_url=smtp_server.url,
+                        email_from="Школа <school@example.com>", telegram_chat_rate_per_s=1000)
+    channels = build_channels(settings)
+    try:
+        delivery = Delivery(session_factory, channels, settings)
+        for nid in made.values():
+            delivery.deliver(nid)
+    finally:
+        for channel in channels.values():
+            channel.close()
+    with session_factory() as s:
+        assert {n.status for n in s.scalars(select(Notification))} == {"sent"}
+    [tg] = bot_api.messages()
+    [mail] = smtp_server.messages()
+    for text in (tg["text"], mail["html"], mail["subject"]):
+        assert "25 ноября, 16:00" in text and "2026-11-25T13" not in text, text
+
+
+def test_send_names_what_is_missing_and_makes_nothing(cli_db, session_factory, capsys):
+    capsys.readouterr()
+    assert main(["send", "LESSON_CANCELLED", "--to", "1", "--data", '{"lesson_title": "X"}']) == 1
+    assert "data.starts_at: required" in capsys.readouterr().err
     assert main(["send", "NOPE", "--to", "1"]) == 1
+    assert "no active template with code 'NOPE'" in capsys.readouterr().err
+    assert main(["send", "LESSON_CANCELLED", "--to", "404", "--data", '{}']) == 1
+    with session_factory() as s:
+        assert s.scalar(select(func.count()).select_from(Notification)) == 0
 
 
 def test_bad_configuration_names_the_variable(monkeypatch, capsys):
