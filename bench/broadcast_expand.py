@@ -4,8 +4,8 @@
    and email; one broadcast to all of them (200,000 messages).  Measures the
    exact count the admin confirms, the expansion (``run_expansion``: keyset
    batches of ``INSERT ... SELECT``), its peak Python memory (tracemalloc) and
-   the process's peak RSS, and the time until the first delivery message is
-   handed to the broker (a recording broker stands in for RabbitMQ here).
+   the process's peak RSS, and the time until the first channel pump is woken
+   for the first rows (a recording broker stands in for RabbitMQ here).
 2. **Send time** (production shape: PostgreSQL, RabbitMQ, Redis, real
    ``vestnik worker`` and ``vestnik scheduler`` processes, the fake Bot API):
    a Telegram-only broadcast to N recipients at the configured limit, from
@@ -39,6 +39,7 @@ from vestnik.shared.models import Notification
 from vestnik.shared.seeds import install_default_templates
 from vestnik.workers import broadcasts
 from vestnik.workers.broadcasting import run_expansion
+from vestnik.workers.broker import PUMP
 from vestnik.workers.channels import build_channels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,14 +65,14 @@ def _seed(url: str, clients: int, *, email: bool = True) -> None:
 
 
 class RecordingBroker:
-    """Stands in for RabbitMQ: notes when each message would have been published."""
+    """Stands in for RabbitMQ: notes when each pump wake-up would have been published."""
 
     def __init__(self) -> None:
         self.first_delivery_at: float | None = None
         self.deliveries = 0
 
     def enqueue(self, message, delay=None):  # noqa: ANN001 - dramatiq's signature
-        if message.actor_name == "deliver_notification":
+        if message.actor_name == PUMP:
             self.deliveries += 1
             if self.first_delivery_at is None:
                 self.first_delivery_at = time.perf_counter()
@@ -113,9 +114,9 @@ def expansion(report: Report, clients: int) -> None:
     report.add("expansion: rate", rows / elapsed if rows else None, "rows/s")
     report.add("expansion: peak Python memory", peak / 1024 / 1024, "MiB")
     report.add("expansion: process peak RSS", rss_after / 1024, "MiB")
-    report.add("first delivery handed to the broker", None if first is None else first * 1000, "ms")
+    report.add("first channel pump woken", None if first is None else first * 1000, "ms")
     report.note(f"{whole.messages:,} messages to {whole.clients:,} clients; RSS before {rss_before / 1024:.0f} MiB; "
-                f"{broker.deliveries} handed during expansion (the feeder keeps ~3 s of each channel's limit queued)")
+                f"{broker.deliveries} wake-ups during expansion (the feeder keeps ~3 s of each limit due)")
 
 def send_time(report: Report, recipients: int, rate: float) -> None:
     vhost = f"bench_{uuid.uuid4().hex[:6]}"

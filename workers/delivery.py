@@ -467,6 +467,12 @@ class Delivery:
             if st.id not in ours:
                 log.warning("late result", extra={"action": "delivery.late", "notification_id": c.id})
             metrics.delivery(c.channel, st.outcome, s.error.reason if s.error else None)
+            # One line per attempt, so an operator can follow one notification through the logs.
+            fields = {"action": "delivery.outcome", "notification_id": c.id, "channel": c.channel,
+                      "outcome": st.outcome, "status": st.status, "attempt": item.attempt_no}
+            if s.error is not None:
+                fields["reason"] = s.error.reason
+            log.info("delivery outcome", extra=fields)
             requeue = None
             if st.status == NotificationStatus.pending.value and st.send_at is not None:
                 requeue = max(0.0, (st.send_at - now).total_seconds())
