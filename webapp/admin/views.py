@@ -296,7 +296,10 @@ class TemplateView(SecureModelView):
     def preview_view(self):
         if not can_write():
             abort(403)
-        return jsonify(preview(get_session(), Draft.from_form(request.form)).as_json())
+        from vestnik.webapp import get_settings  # the app package imports this module
+
+        draft = Draft.from_form(request.form)
+        return jsonify(preview(get_session(), draft, default_zone=get_settings().default_timezone).as_json())
 
     @expose("/send-test/", methods=["POST"])
     def send_test_view(self):
