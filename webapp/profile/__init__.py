@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, session
 from flask import url_for as flask_url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from vestnik.shared import bounds, client_auth
 from vestnik.shared.audit import client_action as audit
@@ -155,7 +155,9 @@ def _start_session(db: Session, client_id: int, how: str) -> Any:
 def _find_client(db: Session, email: str) -> Client | None:
     owner = select(ClientAddress.client_id).where(ClientAddress.channel == SIGN_IN_CHANNEL,
                                                   func.lower(ClientAddress.address) == email)
-    return db.scalars(select(Client).where(Client.id.in_(owner)).order_by(Client.id)).first()
+    # The addresses in the same statement: a found client must cost the statements a stranger costs.
+    return db.scalars(select(Client).options(joinedload(Client.addresses)).where(Client.id.in_(owner))
+                      .order_by(Client.id)).unique().first()
 
 
 @bp.route("/login", methods=["GET", "POST"])
