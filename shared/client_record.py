@@ -17,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic import Field as Declared
 
 from vestnik.shared import wire
-from vestnik.shared.addresses import ADDRESS_FIELDS
+from vestnik.shared.addresses import ADDRESS_FIELDS, check
 from vestnik.shared.events import Boolean, ClientId, Group, Locale, Tag, Timestamp, problems_of
 
 Name = wire.text(200).type
 Email = wire.EMAIL.type
 TelegramChatId = wire.TELEGRAM_CHAT_ID.type
+WebhookUrl = wire.WEBHOOK_URL.type
 TimeZone = wire.TIMEZONE.type
 
 #: record field -> ``clients`` column, for the consents whose names differ (the per-channel switches
@@ -45,10 +46,14 @@ class ClientFields(BaseModel):
     telegram_chat_id: TelegramChatId | None = Declared(None, examples=["123456789"],
                                                        description="usually set by the bot when the client "
                                                                    "presses Start; null removes it")
+    webhook_url: WebhookUrl | None = Declared(None, examples=["https://crm.example.com/vestnik-hook"],
+                                              description="notifications POSTed here as signed JSON (the webhook "
+                                                          "channel); null removes it")
     locale: Locale = Declared(None, examples=["ru"])
     timezone: TimeZone = Declared(None, examples=["Europe/Moscow"])
     telegram_enabled: Boolean = Declared(None, description="the client's switch for Telegram")
     email_enabled: Boolean = Declared(None, description="the client's switch for email")
+    webhook_enabled: Boolean = Declared(None, description="the client's switch for the webhook")
     allow_service: Boolean = Declared(None, description="service notifications (default on)")
     allow_marketing: Boolean = Declared(None, description="marketing consent (default off: opt-in)")
     groups: list[Group] = Declared(None, max_length=200, description="exactly these groups (empty: none)")
@@ -79,4 +84,12 @@ def record_problems(client_id: Any, fields: Any) -> list[str]:
         ClientFields.model_validate(fields)
     except ValidationError as exc:
         problems += problems_of(exc, "", ClientFields)
+        return problems
+    for field_name, channel in ADDRESS_FIELDS.items():  # each channel's own check (a webhook's target)
+        value = fields.get(field_name)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            try:
+                check(channel, str(value))
+            except ValueError as exc:
+                problems.append(f"{field_name}: {exc}")
     return problems

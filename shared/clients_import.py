@@ -39,11 +39,12 @@ from sqlalchemy.orm import Session
 
 from vestnik.shared import bounds
 from vestnik.shared.addresses import ADDRESS_FIELDS, SWITCH_FIELDS
+from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
 
 REQUIRED = ("id",)
-CONTACT = ("name", "email", "telegram_chat_id", "locale", "timezone")
+CONTACT = ("name", "email", "telegram_chat_id", "webhook_url", "locale", "timezone")
 PREFERENCES = {
     **{field: field for field in SWITCH_FIELDS},  # a channel's switch: a row of client_addresses
     "allow_service": "allow_service_notifications",
@@ -151,6 +152,11 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
             problems.append(f"telegram_chat_id: must be a number, got {chat[:40]!r}")
         else:
             out["telegram_chat_id"] = chat
+    if url := cell("webhook_url"):
+        try:
+            out["webhook_url"] = check_address(ADDRESS_FIELDS["webhook_url"], url)
+        except ValueError as exc:
+            problems.append(f"webhook_url: {exc}")
     if locale := cell("locale").lower():
         if not re.fullmatch(r"[a-z]{2}([_-][a-z]{2,4})?", locale):
             problems.append(f"locale: expected a language code like ru or en, got {locale[:20]!r}")

@@ -7,7 +7,7 @@ admin previews is exactly what a client gets.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -22,8 +22,18 @@ from vestnik.shared.rendering import (
     refuse_unsafe_links,
     render,
     render_many,
-    telegram_html,
 )
+
+
+class Form(Protocol):
+    """What the composer needs to know of a channel (``workers.channels.base.Channel`` declares it)."""
+
+    #: "required", "optional" or "none"
+    subject_mode: str
+    #: an HTML part plus a plain-text part made from it; otherwise one text, finished by finish_text
+    html_part: bool
+
+    def finish_text(self, text: str) -> str: ...
 
 
 def find_template(
@@ -62,6 +72,7 @@ def _declared(event_type: str) -> tuple[set[str], set[str]]:
 def compose(
     template: NotificationTemplate,
     *,
+    form: Form,
     event_type: str,
     data: Mapping[str, Any],
     client: Client,
@@ -84,30 +95,31 @@ def compose(
         tz=client.timezone or default_zone,  # VESTNIK_DEFAULT_TIMEZONE for a client without one
         client=client_variables(client),
     )
-    if template.channel == "email":
+    about = {"event_type": event_type, "client_id": client.id or None, "locale": locale}
+    if form.html_part:
         # Subject and body in one call: a template that needs the render process makes one trip.
-        subject_or_error, body_or_error = render_many(
-            [(template.subject or "", ctx, False), (template.body, ctx, True)], locale=locale)
-        for result in (subject_or_error, body_or_error):
+        with_subject = form.subject_mode != "none" and bool((template.subject or "").strip())
+        jobs = [(template.subject or "", ctx, False)] if with_subject else []
+        results = render_many([*jobs, (template.body, ctx, True)], locale=locale)
+        for result in results:
             if isinstance(result, TemplateError):
                 raise result
-        subject = str(subject_or_error).strip()
-        if len(subject.splitlines()) > 1:  # CR, LF and every other line end Python's email package knows
+        subject = str(results[0]).strip() if with_subject else None
+        if subject is not None and len(subject.splitlines()) > 1:  # CR, LF and every other line end
             raise TemplateError("the subject renders to more than one line")
         # A javascript: or data: link, from the template or from a variable in an href, fails this notification.
-        html_body = refuse_unsafe_links(str(body_or_error))
+        html_body = refuse_unsafe_links(str(results[-1]))
         return RenderedMessage(
             notification_id=notification_id,
-            subject=subject,
+            subject=(subject or "") if form.subject_mode == "required" else subject,
             text=html_to_text(html_body),
             html=html_body,
             headers=dict(headers or {}),
             attachment=attachment,
+            **about,
         )
-    text = refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale))
-    if template.channel == "telegram":
-        text = telegram_html(text)
+    text = form.finish_text(refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale)))
     if not text.strip():
         raise TemplateError("the template renders to an empty message")
     return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}),
-                           buttons=buttons, attachment=attachment)
+                           buttons=buttons, attachment=attachment, **about)

@@ -42,6 +42,11 @@ class Settings:
     smtp_url: str = field(default="", repr=False)  # smtp://user:pass@host:587 or smtps://...:465
     smtp_timeout_s: float = 30.0
     email_from: str = "Vestnik <noreply@example.com>"
+    # The webhook channel (docs/configuration.md): outbound POSTs signed with this secret
+    webhook_signing_secret: str = field(default="", repr=False)
+    webhook_connect_timeout_s: float = 5.0
+    webhook_read_timeout_s: float = 10.0
+    webhook_allow_private: bool = False  # private, loopback and link-local targets (a test stand only)
 
     # Web
     secret_key: str = field(default="", repr=False)
@@ -66,6 +71,7 @@ class Settings:
     email_rate_per_min: int = 20
     email_rate_per_hour: int = 300
     email_rate_per_day: int = 480
+    webhook_rate_per_s: float = 10.0  # per receiving host
 
     # Retries
     max_attempts: int = 5
@@ -82,6 +88,7 @@ class Settings:
     delivery_batch_size: int = 100  # rows one worker claims, renders and sends as a batch
     telegram_connections: int = 4  # Bot API connections (sending threads) per worker process
     smtp_connections: int = 2  # SMTP connections (sending threads) per worker process
+    webhook_connections: int = 4  # webhook connections (sending threads) per worker process
     event_max_retries: int = 20  # an event whose handling fails this many more times is marked failed
 
     # Relay
@@ -191,7 +198,8 @@ def _validate(settings: Settings) -> None:
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
                  "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",
                  "client_sign_in_per_address", "client_sign_in_per_ip", "broker_delivery_limit",
-                 "api_rate_per_min"):
+                 "api_rate_per_min", "webhook_rate_per_s", "webhook_connections", "webhook_connect_timeout_s",
+                 "webhook_read_timeout_s"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
     check("log_format", settings.log_format in ("text", "json"), "must be text or json")
@@ -206,7 +214,7 @@ def _validate(settings: Settings) -> None:
 
 
 _SECRET_FIELDS = ("metrics_token", "telegram_token", "smtp_url", "secret_key", "webhook_secrets", "database_url",
-                  "broker_url", "redis_url")
+                  "broker_url", "redis_url", "webhook_signing_secret")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -242,7 +250,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 
 def secrets_of(settings: Settings) -> list[str]:
     """Every secret value in the settings, for log redaction."""
-    found = [settings.telegram_token, settings.secret_key, *settings.webhook_secret_list]
+    found = [settings.telegram_token, settings.secret_key, *settings.webhook_secret_list,
+             settings.webhook_signing_secret]
     if settings.smtp and settings.smtp.password:
         found.append(settings.smtp.password)
     for url in (settings.database_url, *settings.broker_url.split(";"), settings.redis_url):

@@ -39,3 +39,7 @@ class RenderedMessage:
     buttons: tuple[tuple[Button, ...], ...] = ()
     attachment: Attachment | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: whom and what it is about (the webhook channel sends these; others ignore them)
+    event_type: str = ""
+    client_id: int | None = None
+    locale: str = ""

@@ -1,4 +1,4 @@
-"""Default templates shipped with Vestnik (Russian and English, Telegram and email).
+"""Default templates shipped with Vestnik (Russian and English; Telegram, email and webhook).
 
 ``install_default_templates`` runs at every ``vestnik db upgrade``: it adds
 missing templates and refreshes shipped ones, but never touches a template an
@@ -246,6 +246,13 @@ DEFAULTS: list[Default] = [
             "<p>Hello {{ name }},</p><h3>{{ title }}</h3><p>{{ text }}</p>" + _EMAIL_FOOTER["en"],
             subject="{{ title }}"),
 ]
+
+
+# ---- webhook: what the email says, for a receiving system (the CRM, the client's own system), without the
+# email's footer; the JSON carries the subject, the HTML and a plain-text part made from it.
+DEFAULTS += [Default(d.code, d.event_type, d.locale, "webhook", d.name, d.body.replace(_EMAIL_FOOTER[d.locale], ""),
+                     subject=d.subject, category=d.category)
+             for d in list(DEFAULTS) if d.channel == "email"]
 
 
 def _variables_schema(event_type: str) -> dict:

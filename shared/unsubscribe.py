@@ -7,12 +7,15 @@ so a token cannot be guessed for another client and needs no table.  Tokens
 do not expire: a link in a year-old email must still work (RFC 8058 asks
 that the URL keep working).
 
+Each channel declares how its messages carry the link (``Channel.unsubscribe``):
+
 - Email: ``List-Unsubscribe: <https://.../unsubscribe/TOKEN>`` and
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click``; the mail client
   POSTs ``List-Unsubscribe=One-Click`` to the URL, without cookies or a CSRF
   token, so the POST endpoint authenticates by the token alone.
 - Telegram: an "Unsubscribe" URL button opening the same page, where one
   button POSTs.  A GET never unsubscribes (link scanners fetch links).
+- Webhook: ``unsubscribe_url`` in the JSON body, for the receiving system to offer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Protocol
 
 from vestnik.shared import bounds
 from vestnik.shared.bounds import BoundsError
@@ -59,25 +63,26 @@ def unsubscribe_url(settings: Settings, client_id: int) -> str:
     return f"{settings.public_url.rstrip('/')}/unsubscribe/{make_token(settings.secret_key, client_id)}"
 
 
-def email_headers(settings: Settings, client_id: int) -> dict[str, str]:
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url(settings, client_id)}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+class Unsubscribing(Protocol):
+    """What a channel declares about its way out (``workers.channels.base.Channel.unsubscribe``)."""
+
+    def unsubscribe(self, url: str, locale: str) -> tuple[dict[str, str], tuple[tuple[Button, ...], ...]]: ...
 
 
-def telegram_buttons(settings: Settings, client_id: int, locale: str) -> tuple[tuple[Button, ...], ...]:
-    label = _LABEL.get(locale, _LABEL["en"])
-    return ((Button(label, url=unsubscribe_url(settings, client_id)),),)
+def button_label(locale: str) -> str:
+    """The label of an unsubscribe button (channels with buttons)."""
+    return _LABEL.get(locale, _LABEL["en"])
 
 
-def marketing_extras(settings: Settings, category: str, channel: str, client_id: int, locale: str
+def one_click_headers(url: str) -> dict[str, str]:
+    """RFC 2369 + RFC 8058 headers: a mail client unsubscribes with one POST to ``url``."""
+    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+
+
+def marketing_extras(settings: Settings, category: str, channel: Unsubscribing, client_id: int, locale: str
                      ) -> tuple[dict[str, str], tuple[tuple[Button, ...], ...]]:
-    """(email headers, Telegram buttons) a message of this category carries: marketing gets a way out."""
+    """(headers, buttons) a message of this category carries on ``channel`` (a registered channel
+    class or instance): marketing gets a way out, in the channel's own form."""
     if category != "marketing":
         return {}, ()
-    if channel == "email":
-        return email_headers(settings, client_id), ()
-    if channel == "telegram":
-        return {}, telegram_buttons(settings, client_id, locale)
-    return {}, ()
+    return channel.unsubscribe(unsubscribe_url(settings, client_id), locale)

@@ -71,6 +71,9 @@ CHAT_ID_PATTERN = r"^-?[0-9]{1,20}$"
 LOCALE_PATTERN = r"^[a-z]{2}([_-][A-Za-z]{2,4})?$"
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+/-]{1,63}$"
 CHANNEL_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+#: a webhook channel's address: http(s), a host without user name or password, no #fragment (the
+#: channel's own check also refuses private targets: workers/channels/webhook.py)
+WEBHOOK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s<>" + '"' + r"'`@#/?]+([/?][^\s<>" + '"' + r"'`#]*)?$"
 #: JSON's safe integers; BIGINT columns hold more, JavaScript does not
 INT_MAX = 2**53 - 1
 BIGINT_MAX = bounds.MAX_BIGINT
@@ -195,6 +198,9 @@ DATE = _string("date", pattern=DATE_PATTERN, max_length=10, fmt="date",
 URL = _string("url", pattern=URL_PATTERN, max_length=2000, error="must be an http(s) URL of at most 2000 characters",
               variable_type="url")
 EMAIL = _string("email", pattern=EMAIL_PATTERN, max_length=320, error="must be one email address")
+WEBHOOK_URL = _string("webhook_url", pattern=WEBHOOK_URL_PATTERN, max_length=2048,
+                      error="must be an http(s) URL of at most 2048 characters, without a user name, password "
+                            "or #fragment")
 PHONE = _string("phone", pattern=PHONE_PATTERN, max_length=16,
                 error="must be a phone number in E.164 form, e.g. +79161234567")
 LOCALE = _string("locale", pattern=LOCALE_PATTERN, max_length=10,

@@ -77,6 +77,9 @@ def cmd_emit(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_clients_import(settings: Settings, args: argparse.Namespace) -> int:
     from vestnik.shared.clients_import import decode_csv, import_clients
     from vestnik.shared.db import session_scope
+    from vestnik.workers.channels import build_channels
+
+    build_channels(settings)  # each channel's address check (a webhook URL's target) for the rows
 
     try:
         with open(args.file, "rb") as raw:

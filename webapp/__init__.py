@@ -106,6 +106,10 @@ def create_app(
     if config:
         app.config.update(config)
     app.extensions["vestnik_settings"] = settings
+    from vestnik.workers.channels import build_channels
+
+    # The configured channels: their address checks are what every save path asks (admin, API, profile).
+    app.extensions["vestnik_channels"] = build_channels(settings)
     if settings.trusted_proxies > 0:
         # Behind N proxies, the client's address is the Nth X-Forwarded-For entry from the right;
         # without this every client would share the proxy's address (and its per-IP limits).

@@ -144,7 +144,7 @@ class Count:
     by_channel: dict[str, int] = field(default_factory=dict)
 
     def sentence(self) -> str:
-        parts = ", ".join(f"{n:,} {ch.capitalize() if ch != 'email' else 'email'}"
+        parts = ", ".join(f"{n:,} {CHANNELS[ch].noun if ch in CHANNELS else ch}"
                           for ch, n in self.by_channel.items() if n)
         return f"You will send {self.messages:,} messages to {self.clients:,} clients" + (f": {parts}" if parts
                                                                                            else "")

@@ -168,7 +168,7 @@ class Delivery:
                 self.limiter.pause = pause_channel  # type: ignore[method-assign]
         self.clock = clock
         self.quiet = quiet_hours.PolicyCache()
-        sizes = pool_sizes or {"telegram": settings.telegram_connections, "email": settings.smtp_connections}
+        sizes = pool_sizes or {name: type(ch).connections(settings) for name, ch in channels.items()}
         self.pools = {name: SenderPool(ch, sizes.get(name, 2)) for name, ch in channels.items()}
         self.batch_size = settings.delivery_batch_size
         #: a batch gives its unsent rows back after this long, well inside the processing lease
@@ -335,9 +335,9 @@ class Delivery:
             raise template
         data = c.payload or {}
         step = step_of(c.event_type, c.step)
-        buttons = buttons_for(step, data, c.locale) if c.channel == "telegram" else ()
-        headers, more = marketing_extras(self.settings, c.category, c.channel, c.recipient_id, c.locale)
-        return compose(template, event_type=c.event_type, data=data, client=client, notification_id=c.id,
+        buttons = buttons_for(step, data, c.locale) if channel.supports_buttons else ()
+        headers, more = marketing_extras(self.settings, c.category, channel, c.recipient_id, c.locale)
+        return compose(template, form=channel, event_type=c.event_type, data=data, client=client, notification_id=c.id,
                        buttons=buttons + more, headers=headers, default_zone=self.settings.default_timezone)
 
     def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:

@@ -112,29 +112,11 @@ class ChannelRules:
         return any(r.window_s >= SEEDED_WINDOW_S for r in self.overall)
 
 
-def _telegram_key_rules(chat: Rule, group: Rule) -> Callable[[str], tuple[Rule, ...]]:
-    def rules(key: str) -> tuple[Rule, ...]:
-        # Groups, supergroups and channels have negative ids (or an @name): 20 a minute there too.
-        return (chat, group) if key.startswith(("-", "@")) else (chat,)
-
-    return rules
-
-
 def rules_for(settings: Settings) -> dict[str, ChannelRules]:
-    return {
-        "telegram": ChannelRules(
-            overall=(Rule.per_second("global", settings.telegram_rate_per_s),),
-            per_key=_telegram_key_rules(Rule.per_second("chat", settings.telegram_chat_rate_per_s),
-                                        Rule("group", settings.telegram_group_rate_per_min, 60.0)),
-        ),
-        "email": ChannelRules(
-            overall=(
-                Rule("minute", settings.email_rate_per_min, 60.0),
-                Rule("hour", settings.email_rate_per_hour, 3600.0),
-                Rule("day", settings.email_rate_per_day, 86400.0),
-            ),
-        ),
-    }
+    """Every registered channel's limits, as the channel declares them (``Channel.limit_rules``)."""
+    from vestnik.workers.channels import CHANNELS  # the channels import this module's Rule
+
+    return {name: cls.limit_rules(settings) for name, cls in CHANNELS.items()}
 
 
 @dataclass(frozen=True)

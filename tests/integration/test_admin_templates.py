@@ -86,7 +86,7 @@ def test_preview_escapes_data_and_shows_problems_at_their_field(app):
     answer = _preview(c, csrf, body="{{ ''.__class__ }}").get_json()
     assert "sandbox" in answer["problems"]["body"][0] or "unsafe" in answer["problems"]["body"][0]
     answer = _preview(c, csrf, channel="email", body="<p>{{ name }}</p>", subject="").get_json()
-    assert answer["problems"]["subject"] == ["an email needs a subject"]
+    assert answer["problems"]["subject"] == ["Email needs a subject"]
 
 
 def test_preview_of_an_email_with_a_real_client(app):
@@ -133,7 +133,7 @@ def test_saving_an_email_template_from_the_editor(app, session_factory):
         "description": "", "subject": "", "body": "<div>{{ name }}</div>", "is_active": "y",
         "csrf_token": token(html)})
     assert resp.status_code == 200  # the form again, with the problem at the subject
-    assert "an email needs a subject" in resp.text
+    assert "Email needs a subject" in resp.text
     with session_factory() as s:
         assert s.scalar(select(NotificationTemplate).where(NotificationTemplate.name == "x")) is None
 

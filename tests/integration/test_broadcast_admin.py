@@ -11,8 +11,10 @@ from werkzeug.security import generate_password_hash
 from vestnik.shared.config import Settings
 from vestnik.shared.models import AdminUser, AuditLog, Broadcast, Client, ClientGroup, Notification
 from vestnik.shared.seeds import install_default_templates
-from vestnik.shared.unsubscribe import email_headers, make_token, marketing_extras
+from vestnik.shared.unsubscribe import make_token, marketing_extras, one_click_headers, unsubscribe_url
 from vestnik.webapp import create_app
+from vestnik.workers.channels.email import EmailChannel
+from vestnik.workers.channels.telegram import TelegramChannel
 
 PASSWORD = "correct horse battery"
 SECRET = "k" * 32
@@ -133,7 +135,7 @@ def test_marketing_preview_shows_the_unsubscribe_header_and_button(app):
 
 def test_one_click_unsubscribe_turns_marketing_off_and_cancels_what_waits(app, session_factory):
     settings = Settings(secret_key=SECRET, public_url="https://vestnik.school.test")
-    headers = email_headers(settings, 2)
+    headers = one_click_headers(unsubscribe_url(settings, 2))
     url = headers["List-Unsubscribe"].strip("<>")
     assert url.startswith("https://vestnik.school.test/unsubscribe/2.")
     with session_factory() as s:
@@ -171,10 +173,10 @@ def test_unsubscribe_tokens_cannot_be_forged(app):
 
 def test_only_marketing_carries_the_way_out():
     settings = Settings(secret_key=SECRET)
-    assert marketing_extras(settings, "service", "email", 1, "ru") == ({}, ())
-    headers, _ = marketing_extras(settings, "marketing", "email", 1, "ru")
+    assert marketing_extras(settings, "service", EmailChannel, 1, "ru") == ({}, ())
+    headers, _ = marketing_extras(settings, "marketing", EmailChannel, 1, "ru")
     assert set(headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"}
-    _, buttons = marketing_extras(settings, "marketing", "telegram", 1, "en")
+    _, buttons = marketing_extras(settings, "marketing", TelegramChannel, 1, "en")
     assert buttons[0][0].text == "Unsubscribe" and "/unsubscribe/1." in buttons[0][0].url
 
 

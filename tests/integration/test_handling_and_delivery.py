@@ -18,6 +18,7 @@ from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationTemplate, OutboxEvent, utcnow
 from vestnik.shared.seeds import install_default_templates
 from vestnik.workers import notifications, scheduling
+from vestnik.workers.channels import CHANNELS
 from vestnik.workers.channels.base import Channel, DeliveryError
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.handling import handle_event
@@ -31,6 +32,9 @@ class ScriptedChannel(Channel):
     def __init__(self, name: str = "telegram", pref: str = "notifications_telegram_enabled") -> None:
         self.name = name
         self.preference_field = pref
+        real = CHANNELS[name]  # the registered channel's form: a subject and an HTML part for email
+        self.subject_mode, self.html_part, self.supports_buttons = real.subject_mode, real.html_part, \
+            real.supports_buttons
         self.sent: list[tuple[str, str]] = []
         self.script: list[DeliveryError | None] = []
 

@@ -7,12 +7,14 @@ from typing import ClassVar
 import pytest
 
 import vestnik.workers.channels as registry
+from vestnik.shared.addresses import ADDRESS_FIELDS, SWITCH_FIELDS
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, utcnow
 from vestnik.workers.channels import CHANNELS, build_channels, register
 from vestnik.workers.channels.base import Addressable, Channel, DeliveryError, Outcome, RenderedMessage
 from vestnik.workers.channels.email import EmailChannel
 from vestnik.workers.channels.telegram import TelegramChannel
+from vestnik.workers.channels.webhook import WebhookChannel
 from vestnik.workers.rules import plan_event
 
 
@@ -47,8 +49,22 @@ def restore_registry():
     CHANNELS.update(before)
 
 
-def test_telegram_and_email_are_registered():
-    assert CHANNELS == {"telegram": TelegramChannel, "email": EmailChannel}
+def test_telegram_email_and_webhook_are_registered():
+    assert CHANNELS == {"telegram": TelegramChannel, "email": EmailChannel, "webhook": WebhookChannel}
+
+
+def test_the_wire_names_on_the_ground_floor_are_the_channels_own():
+    """shared/addresses.py repeats what each channel declares (shared/ cannot import the registry)."""
+    assert ADDRESS_FIELDS == {cls.address_field: name for name, cls in CHANNELS.items() if cls.address_field}
+    assert SWITCH_FIELDS == {cls.switch_field: name for name, cls in CHANNELS.items()}
+
+
+def test_every_channel_declares_what_it_supports():
+    for cls in CHANNELS.values():
+        assert cls.subject_mode in ("required", "optional", "none"), cls
+        assert cls.title and cls.address_label and cls.switch_field, cls
+        assert isinstance(cls.limit_rules(Settings()).overall, tuple), cls
+        assert cls.connections(Settings()) > 0, cls
 
 
 def test_a_third_channel_registers_and_is_built_without_editing_other_modules():
@@ -56,7 +72,7 @@ def test_a_third_channel_registers_and_is_built_without_editing_other_modules():
 
     built = build_channels(Settings())
 
-    assert set(built) == {"telegram", "email", "sms"}
+    assert set(built) == {"telegram", "email", "webhook", "sms"}
     assert isinstance(built["sms"], SmsChannel)
     assert built["sms"].send("+79990000000", RenderedMessage(notification_id=1, text="hi")) == "sms-1"
     assert registry.CHANNELS["sms"] is SmsChannel

@@ -35,4 +35,4 @@ def test_telegram_tags_and_length():
 
 def test_email_needs_a_subject():
     assert check_template("LESSON_CANCELLED", "email", "", "<p>{{ name }}</p>") == [
-        ("subject", "an email needs a subject")]
+        ("subject", "Email needs a subject")]

@@ -223,9 +223,9 @@ class BroadcastView(SecureView):
                 template = find_template(db, b.template_code, ch, client.locale, settings.default_locale)
                 from vestnik.shared.unsubscribe import marketing_extras
 
-                headers, buttons = marketing_extras(settings, b.category, ch, client.id, client.locale)
-                msg = compose(template, event_type=broadcasts.EVENT_TYPE, data=b.data or {}, client=client,
-                              headers=headers, buttons=buttons, default_zone=settings.default_timezone)
+                headers, buttons = marketing_extras(settings, b.category, CHANNELS[ch], client.id, client.locale)
+                msg = compose(template, form=CHANNELS[ch], event_type=broadcasts.EVENT_TYPE, data=b.data or {},
+                              client=client, headers=headers, buttons=buttons, default_zone=settings.default_timezone)
                 # Telegram HTML (the allowed subset) shown as the app shows it: lines kept, tags applied.
                 srcdoc = msg.html or f'<div style="white-space: pre-wrap; font-family: sans-serif">{msg.text}</div>'
                 out.append({"channel": ch, "subject": msg.subject, "text": msg.text, "html": msg.html,

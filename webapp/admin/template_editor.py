@@ -116,13 +116,14 @@ class Preview:
     html: str | None = None
     text: str | None = None
     length: int | None = None
+    limit: int | None = None
     event: str | None = None
     client: str | None = None
     message: RenderedMessage | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"problems": self.problems, "subject": self.subject, "html": self.html, "text": self.text,
-                "length": self.length, "limit": TELEGRAM_MAX_CHARS if self.length is not None else None,
+                "length": self.length, "limit": self.limit,
                 "event": self.event, "client": self.client}
 
 
@@ -144,7 +145,8 @@ def preview(db: Session, draft: Draft, *, default_zone: str, client: Client | No
     out.event = event.name if event else None
     out.client = f"{client.name} (#{client.id})"
     try:
-        message = compose(draft.template(), event_type=event.name if event else "", client=client,
+        message = compose(draft.template(), form=CHANNELS[draft.channel], event_type=event.name if event else "",
+                          client=client,
                           data=event.example_data() if event else {}, default_zone=default_zone)
     except TemplateError as exc:
         if not out.problems:
@@ -152,12 +154,10 @@ def preview(db: Session, draft: Draft, *, default_zone: str, client: Client | No
         return out
     out.message = message
     out.subject = message.subject
-    if draft.channel == "email":
-        out.html, out.text = message.html, message.text
-    else:
-        out.text = message.text
-        if draft.channel == "telegram":
-            out.length = len(message.text)
+    out.html, out.text = message.html, message.text
+    out.limit = CHANNELS[draft.channel].body_maxlen
+    if out.limit is not None:  # the editor shows the count against the channel's limit
+        out.length = len(message.text)
     return out
 
 
@@ -169,7 +169,11 @@ class TestSendRefused(Exception):
 
 
 def admin_address(admin: AdminUser, channel: str) -> str | None:
-    return {"email": admin.email, "telegram": getattr(admin, "telegram_chat_id", None)}.get(channel)
+    """The admin's own address on a channel: the account's field of the channel's record name
+    (``email``, ``telegram_chat_id``); None where the account has none (a webhook)."""
+    field_name = CHANNELS[channel].address_field if channel in CHANNELS else None
+    value = getattr(admin, field_name, None) if field_name else None
+    return str(value).strip() or None if value else None
 
 
 def send_test(db: Session, delivery: Delivery, draft: Draft, admin: AdminUser) -> Result:
@@ -182,11 +186,12 @@ def send_test(db: Session, delivery: Delivery, draft: Draft, admin: AdminUser) -
     """
     address = admin_address(admin, draft.channel)
     if not address:
-        what = "Telegram chat id" if draft.channel == "telegram" else f"{draft.channel} address"
+        cls = CHANNELS.get(draft.channel)
+        what = cls.address_label if cls is not None else f"{draft.channel} address"
         raise TestSendRefused(f"your account has no {what}; set it under My account")
     zone = delivery.settings.default_timezone
-    me = Client(id=0, name=admin.email.split("@")[0], locale=draft.locale, timezone=zone,
-                email=admin.email, telegram_chat_id=getattr(admin, "telegram_chat_id", None))
+    me = Client(id=0, name=admin.email.split("@")[0], locale=draft.locale, timezone=zone)
+    me.set_address(draft.channel, address)
     rendered = preview(db, draft, client=me, default_zone=zone)
     if rendered.message is None:
         problems = "; ".join(m for ms in rendered.problems.values() for m in ms)

@@ -12,10 +12,11 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import BooleanField, SelectField, TextAreaField
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import ValidationError
 
 from vestnik.shared import bounds
+from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import (
     AdminUser,
@@ -527,6 +528,21 @@ def _channel_columns() -> dict[str, tuple[str, str, Any]]:
 
 
 _CHANNEL_COLUMNS = _channel_columns()
+
+
+def _address_check(channel: str) -> Any:
+    """The channel's own check of a typed address; blank removes it."""
+    def check(form, field) -> None:
+        value = (field.data or "").strip()
+        if not value:
+            field.data = ""
+            return
+        try:
+            field.data = check_address(channel, value)
+        except ValueError as exc:
+            raise ValidationError(f"{CHANNELS[channel].address_label}: {exc}") from None
+
+    return check
 _CHANNEL_NAMES = sorted(CHANNELS)
 
 
@@ -539,7 +555,8 @@ class ClientView(SecureModelView):
     column_searchable_list = ("name", "addresses.address")
     column_filters = ("locale", "allow_marketing_notifications")
     column_default_sort = ("id", False)
-    form_columns = ("allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
+    form_columns = (*(f"set_address_{c}" for c in _CHANNEL_NAMES), *(f"enabled_{c}" for c in _CHANNEL_NAMES),
+                    "allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
     column_details_list = ("id", "name",
                            *(n for c in _CHANNEL_NAMES for n in (f"address_{c}", f"reachability_{c}")),
                            "locale", "timezone", *(f"enabled_{c}" for c in _CHANNEL_NAMES),
@@ -555,8 +572,13 @@ class ClientView(SecureModelView):
         "locale": {"validators": [_language_code]},
         "timezone": {"validators": [_known_time_zone]},
     }
-    #: the client's switch per channel (a row of client_addresses, not a column)
-    form_extra_fields = {f"enabled_{c}": BooleanField(CHANNELS[c].title) for c in _CHANNEL_NAMES}
+    #: the client's address and switch per channel (rows of client_addresses, not columns); an address is
+    #: checked by its channel (a webhook URL: http(s), a public target) and refused naming the field
+    form_extra_fields = {
+        **{f"set_address_{c}": StringField(CHANNELS[c].address_label, validators=[_address_check(c)])
+           for c in _CHANNEL_NAMES},
+        **{f"enabled_{c}": BooleanField(CHANNELS[c].title) for c in _CHANNEL_NAMES},
+    }
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name="Clients", endpoint="client", **kwargs)
@@ -565,17 +587,25 @@ class ClientView(SecureModelView):
         model = self.get_one(id)
         for channel in _CHANNEL_NAMES:
             getattr(form, f"enabled_{channel}").data = model.channel_enabled(channel)
+            getattr(form, f"set_address_{channel}").data = model.address(channel) or ""
 
     def on_model_change(self, form, model: Client, is_created: bool) -> None:
         from sqlalchemy import inspect
 
         changes = {}
         for channel in _CHANNEL_NAMES:
+            typed = getattr(form, f"set_address_{channel}", None)
+            if typed is not None and (typed.data or None) != model.address(channel):
+                changes[f"address_{channel}"] = [model.address(channel), typed.data or None]
+                model.set_address(channel, typed.data or None)
             field = getattr(form, f"enabled_{channel}", None)
             if field is not None and bool(field.data) != model.channel_enabled(channel):
                 changes[f"enabled_{channel}"] = [model.channel_enabled(channel), bool(field.data)]
                 model.set_channel_enabled(channel, bool(field.data))
-        for attr in inspect(model).attrs:
+        state = inspect(model)
+        for attr in state.attrs:
+            if attr.key not in state.mapper.column_attrs:
+                continue  # the addresses (relationship rows) are in changes already, by channel
             hist = attr.history
             if hist.has_changes():
                 changes[attr.key] = [hist.deleted[0] if hist.deleted else None,

@@ -28,10 +28,12 @@ class Client(BaseModel):
     name: str
     email: str | None
     telegram_chat_id: str | None
+    webhook_url: str | None
     locale: str
     timezone: str
     telegram_enabled: bool
     email_enabled: bool
+    webhook_enabled: bool
     allow_service: bool
     allow_marketing: bool
     groups: list[str]

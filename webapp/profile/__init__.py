@@ -33,18 +33,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
 from vestnik.shared import bounds, client_auth
+from vestnik.shared.addresses import check as check_address
 from vestnik.shared.audit import client_action as audit
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, ClientAddress, ClientToken, ClientTokenPurpose, Notification, utcnow
 from vestnik.webapp.db import get_session, session_factory
 from vestnik.webapp.profile.i18n import LANGUAGES, pick_language, translate
 from vestnik.webapp.profile.messenger import SignInMessenger, code_telegram, link_email
+from vestnik.workers.channels import CHANNELS
 from vestnik.workers.channels.email import EmailChannel
+from vestnik.workers.channels.telegram import TelegramChannel
 
 bp = Blueprint("profile", __name__, url_prefix="/me")
 
-#: a client signs in with the address they have on this channel (a link or a code is sent there)
+#: a client signs in with the address they have on this channel (a link is sent there) ...
 SIGN_IN_CHANNEL = EmailChannel.name
+#: ... or with a code sent by the bot; the profile's Telegram card binds a chat through the bot's /start
+CODE_CHANNEL = TelegramChannel.name
 
 SESSION_KEY = "vestnik_client"
 CHALLENGE_KEY = "vestnik_sign_in_challenge"
@@ -53,12 +58,25 @@ LANG_KEY = "vestnik_lang"
 PAGE_SIZE = 20
 MAX_PAGE = 500
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+#: the consents' form fields -> client columns (each channel's switch is the form field named after it)
 PREFERENCES = {
-    "telegram": "notifications_telegram_enabled",
-    "email": "notifications_email_enabled",
     "service": "allow_service_notifications",
     "marketing": "allow_marketing_notifications",
 }
+
+
+def channel_rows(client: Client, lang: str) -> list[dict[str, Any]]:
+    """Each registered channel as the profile shows it: its switch, the address, whether it works."""
+    rows = []
+    for name, cls in sorted(CHANNELS.items()):
+        label_key = f"{name}_on"
+        address = client.address(name)
+        rows.append({"name": name, "title": cls.title, "address_label": cls.address_label,
+                     "label": translate(label_key, lang) if label_key != translate(label_key, lang)
+                     else f"{cls.title}",
+                     "enabled": client.channel_enabled(name), "address": address,
+                     "unreachable": client.unreachable_reason(name), "editable": cls.profile_editable})
+    return rows
 
 
 def settings() -> Settings:
@@ -189,13 +207,13 @@ def login():
         if client is not None:
             message = link_email(public_url("profile.login_link", token=raw), _minutes(), pick_language(client.locale),
                                  client.name)
-            messenger().send(client.id, "email", message, store=functools.partial(
+            messenger().send(client.id, SIGN_IN_CHANNEL, message, store=functools.partial(
                 client_auth.issue, secret_key=key, client_id=client.id, purpose=ClientTokenPurpose.sign_in_link,
                 ttl_s=ttl_s, now=now, ip=ip, raw=raw))
         return render_template("profile/login.html", email=email, notice=t("link_sent", minutes=_minutes()))
     challenge, code = client_auth.new_code()
-    if client is not None and client.telegram_chat_id:
-        messenger().send(client.id, "telegram", code_telegram(code, _minutes(), pick_language(client.locale)),
+    if client is not None and client.address(CODE_CHANNEL):
+        messenger().send(client.id, CODE_CHANNEL, code_telegram(code, _minutes(), pick_language(client.locale)),
                          store=functools.partial(client_auth.store_code, secret_key=key, client_id=client.id,
                                                  challenge=challenge, code=code, ttl_s=ttl_s, now=now, ip=ip))
     session[CHALLENGE_KEY] = challenge
@@ -297,7 +315,7 @@ def index():
     ).all()
     items = [_item(n) for n in rows[:PAGE_SIZE]]
     return render_template("profile/index.html", items=items, page=page, has_next=len(rows) > PAGE_SIZE,
-                           telegram=_telegram_state(db))
+                           telegram=_telegram_state(db), channels=channel_rows(g.client, g.lang))
 
 
 @bp.get("/notifications/<int:notification_id>")
@@ -314,9 +332,14 @@ def notification(notification_id: int):
 def preferences():
     client: Client = g.client
     changes: dict[str, list[Any]] = {}
+    for name in sorted(CHANNELS):
+        if not client.address(name):
+            continue  # the switch is disabled until there is an address (Telegram connected): keep it
+        new = request.form.get(name) == "on"
+        if client.channel_enabled(name) != new:
+            changes[f"notifications_{name}_enabled"] = [client.channel_enabled(name), new]  # the audit's key
+            client.set_channel_enabled(name, new)
     for field, attr in PREFERENCES.items():
-        if field == "telegram" and not client.telegram_chat_id:
-            continue  # the switch is disabled until Telegram is connected: keep what is stored
         new = request.form.get(field) == "on"
         if getattr(client, attr) != new:
             changes[attr] = [getattr(client, attr), new]
@@ -336,6 +359,36 @@ def preferences():
     return redirect(flask_url_for("profile.index") + "#settings")
 
 
+# ------------------------------------------------------------------ addresses the client types (a webhook URL)
+
+
+@bp.post("/address/<channel>")
+@signed_in
+def address(channel: str):
+    """Save or remove the client's address on a channel whose address the profile edits; the channel
+    checks it (a webhook URL: http(s), a public target), and a refusal names the field."""
+    cls = CHANNELS.get(channel)
+    if cls is None or not cls.profile_editable:
+        abort(404)
+    client: Client = g.client
+    typed = "" if request.form.get("remove") else (request.form.get("address") or "").strip()
+    if typed:
+        try:
+            typed = check_address(channel, typed)
+        except ValueError as exc:
+            flash(f"{cls.address_label}: {exc}", "error")
+            return redirect(flask_url_for("profile.index") + f"#address-{channel}")
+    old = client.address(channel)
+    if client.set_address(channel, typed or None):
+        db = get_session()
+        audit(db, client.id, "client.address", {"channel": channel, "changes": [old, typed or None]})
+        db.commit()
+        flash(t("address_saved") if typed else t("address_removed"), "success")
+    else:
+        flash(t("nothing_changed"), "info")
+    return redirect(flask_url_for("profile.index") + f"#address-{channel}")
+
+
 # ------------------------------------------------------------------ Telegram
 
 
@@ -349,7 +402,7 @@ def _telegram_state(db: Session) -> dict[str, Any]:
             waiting = pending[1]
         else:
             session.pop(TG_PENDING_KEY, None)
-    return {"connected": bool(client.telegram_chat_id), "unreachable": client.telegram_unreachable_reason,
+    return {"connected": bool(client.address(CODE_CHANNEL)), "unreachable": client.unreachable_reason(CODE_CHANNEL),
             "link": waiting, "configured": bool(settings().telegram_bot_username and settings().telegram_token)}
 
 
@@ -383,18 +436,18 @@ def telegram_status():
     if pending:
         row = get_session().get(ClientToken, pending[0])
         used = row is not None and row.client_id == g.client.id and row.used_at is not None
-    return jsonify({"connected": bool(g.client.telegram_chat_id) and used})
+    return jsonify({"connected": bool(g.client.address(CODE_CHANNEL)) and used})
 
 
 @bp.post("/telegram/disconnect")
 @signed_in
 def telegram_disconnect():
     client: Client = g.client
-    if client.telegram_chat_id:
+    if client.address(CODE_CHANNEL):
         db = get_session()
-        audit(db, client.id, "client.telegram_disconnected", {"chat_id": client.telegram_chat_id})
-        client.telegram_chat_id = None
-        client.telegram_unreachable_reason = None
+        audit(db, client.id, "client.telegram_disconnected", {"chat_id": client.address(CODE_CHANNEL)})
+        client.set_address(CODE_CHANNEL, None)
+        client.set_unreachable(CODE_CHANNEL, None)
         db.commit()
         flash(t("tg_disconnected"), "info")
     return redirect(flask_url_for("profile.index") + "#telegram")

@@ -72,6 +72,20 @@ STRINGS: dict[str, dict[str, str]] = {
     "tg_not_configured": {"ru": "Подключение Telegram пока не настроено.",
                           "en": "Connecting Telegram is not set up yet."},
     "tg_needs_connection": {"ru": "сначала подключите Telegram", "en": "connect Telegram first"},
+    # A channel's switch is disabled while the client has no address on it ("needs_address_<channel>").
+    "needs_address_telegram": {"ru": "сначала подключите Telegram", "en": "connect Telegram first"},
+    "needs_address_email": {"ru": "адрес почты не указан", "en": "no email address on file"},
+    "needs_address_webhook": {"ru": "сначала укажите адрес вебхука", "en": "set the webhook URL first"},
+    "webhook_on": {"ru": "Уведомления на вебхук", "en": "Webhook notifications"},
+    "address_webhook_help": {"ru": "Уведомления придут POST-запросом с JSON, подписанным HMAC (заголовки "
+                                   "X-Vestnik-Timestamp и X-Vestnik-Signature).",
+                             "en": "Notifications arrive as a POST with JSON, signed with HMAC (the "
+                                   "X-Vestnik-Timestamp and X-Vestnik-Signature headers)."},
+    "address_saved": {"ru": "Адрес сохранён.", "en": "Address saved."},
+    "address_removed": {"ru": "Адрес удалён.", "en": "Address removed."},
+    "address_unreachable": {"ru": "Адрес не принимает уведомления: {reason}",
+                            "en": "The address does not accept notifications: {reason}"},
+    "remove": {"ru": "Удалить", "en": "Remove"},
     "on": {"ru": "вкл.", "en": "on"},
     "not_found": {"ru": "Не найдено", "en": "Not found"},
     "form_expired": {"ru": "Форма устарела, попробуйте ещё раз.", "en": "The form has expired; try again."},

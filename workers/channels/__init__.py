@@ -15,19 +15,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from vestnik.shared.addresses import install_checks
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
 from vestnik.workers.channels.email import EmailChannel
 from vestnik.workers.channels.telegram import TelegramChannel
+from vestnik.workers.channels.webhook import WebhookChannel
 
 if TYPE_CHECKING:
     from vestnik.shared.config import Settings
 
 __all__ = ["CHANNELS", "Channel", "DeliveryError", "EmailChannel", "Outcome", "RenderedMessage",
-           "TelegramChannel", "build_channels", "register"]
+           "TelegramChannel", "WebhookChannel", "build_channels", "register"]
 
 CHANNELS: dict[str, type[Channel]] = {
     "telegram": TelegramChannel,
     "email": EmailChannel,
+    "webhook": WebhookChannel,
 }
 
 
@@ -52,5 +55,8 @@ def register(cls: type[Channel], *, replace: bool = False) -> type[Channel]:
 
 
 def build_channels(settings: Settings) -> dict[str, Channel]:
-    """One instance of every registered channel, configured from ``settings``."""
-    return {name: cls.from_settings(settings) for name, cls in CHANNELS.items()}  # type: ignore[attr-defined]
+    """One instance of every registered channel, configured from ``settings``; their address checks
+    become the ones every save path asks (``shared.addresses.check``)."""
+    built = {name: cls.from_settings(settings) for name, cls in CHANNELS.items()}  # type: ignore[attr-defined]
+    install_checks({name: channel.check_address for name, channel in built.items()})
+    return built

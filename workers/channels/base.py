@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from vestnik.shared.messages import Attachment, Button, RenderedMessage
+from vestnik.workers.limits import ChannelRules
+
+if TYPE_CHECKING:
+    from vestnik.shared.config import Settings
 
 __all__ = ["Addressable", "Attachment", "Button", "Channel", "DeliveryError", "Outcome", "RenderedMessage"]
 
@@ -99,14 +103,32 @@ class Channel(ABC):
     title: ClassVar[str] = ""
     #: how the admin and the profile label the client's address on this channel
     address_label: ClassVar[str] = ""
-    #: the client preference column that switches this channel on and off
-    preference_field: ClassVar[str]
-    #: longest text the provider accepts, in characters (None: no limit)
-    body_maxlen: ClassVar[int | None] = None
-    #: the client column holding the address, for set-based queries (broadcast targeting)
+    #: how a count of its messages reads ("5 Telegram, 3 email"); default: the title
+    noun: ClassVar[str] = ""
+    #: the client record's field (CSV column, API and ``vestnik_client`` field) holding the address
+    #: (``shared/addresses.py`` repeats it for the ground floor); None: the channel has no client address
     address_field: ClassVar[str | None] = None
+    #: the record's field holding the client's switch for the channel
+    switch_field: ClassVar[str] = ""
     #: addresses compare case-insensitively (email): a broadcast sends once per address
     address_casefold: ClassVar[bool] = False
+    #: the client may type the address in the profile (/me); otherwise it comes from the CRM or a binding
+    profile_editable: ClassVar[bool] = False
+    #: longest text the provider accepts, in characters (None: no limit)
+    body_maxlen: ClassVar[int | None] = None
+
+    # What the channel can carry: the composer, the delivery and the template editor ask these.
+    #: inline buttons (a rating, an unsubscribe button)
+    supports_buttons: ClassVar[bool] = False
+    #: a file sent with the message (a report)
+    supports_attachments: ClassVar[bool] = False
+    #: HTML reaches the recipient as HTML
+    supports_html: ClassVar[bool] = False
+    #: the template's subject: "required", "optional" or "none" (not rendered, not checked)
+    subject_mode: ClassVar[str] = "none"
+    #: the message has an HTML part and a plain-text part made from it (email, webhook); otherwise
+    #: one text, finished by :meth:`finish_text`
+    html_part: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -114,6 +136,7 @@ class Channel(ABC):
         if isinstance(name, str):
             cls.title = cls.__dict__.get("title") or name.capitalize()
             cls.address_label = cls.__dict__.get("address_label") or f"{cls.title} address"
+            cls.noun = cls.__dict__.get("noun") or cls.title
 
     def address_of(self, client: Addressable) -> str | None:
         """The client's address on this channel, or None when it has none."""
@@ -126,6 +149,53 @@ class Channel(ABC):
     def limit_key(self, address: str) -> str | None:
         """The per-recipient rate-limit key (e.g. a chat id), or None."""
         return None
+
+    def check_address(self, value: str) -> str:
+        """The address as stored (normalised), or ValueError saying what is wrong with it
+        (the caller names the field).  Asked wherever an address is saved."""
+        address = (value or "").strip()
+        if not address:
+            raise ValueError("is empty")
+        return address
+
+    @classmethod
+    def finish_text(cls, text: str) -> str:
+        """The rendered body as the provider takes it (one-text channels: e.g. Telegram's HTML subset)."""
+        return text
+
+    @classmethod
+    def template_problems(cls, subject: str, body: str) -> list[tuple[str, str]]:
+        """This channel's own checks of a template's source, as (field, message)."""
+        if cls.subject_mode == "required" and not subject.strip():
+            return [("subject", f"{cls.title} needs a subject")]
+        return []
+
+    @classmethod
+    def rendered_problems(cls, rendered_body: str) -> list[tuple[str, str]]:
+        """This channel's checks of a body rendered with example data (its length)."""
+        if cls.body_maxlen is None:
+            return []
+        length = len(cls.finish_text(rendered_body))
+        if length <= cls.body_maxlen:
+            return []
+        return [("body", f"renders to {length} characters with the example data; "
+                         f"{cls.title}'s limit is {cls.body_maxlen}")]
+
+    @classmethod
+    def unsubscribe(cls, url: str, locale: str) -> tuple[dict[str, str], tuple[tuple[Button, ...], ...]]:
+        """How a marketing message carries its way out here, as (headers, buttons); ``url`` is the
+        client's one-click unsubscribe link.  Default: a header a receiving system can act on."""
+        return {"List-Unsubscribe": f"<{url}>"}, ()
+
+    @classmethod
+    def limit_rules(cls, settings: Settings) -> ChannelRules:
+        """The provider's limits (``workers/limits.py`` enforces them); default: none."""
+        return ChannelRules(overall=())
+
+    @classmethod
+    def connections(cls, settings: Settings) -> int:
+        """Provider connections (sending threads) per worker process."""
+        return 2
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections held between messages."""

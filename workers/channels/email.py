@@ -53,7 +53,10 @@ from email.utils import formataddr, formatdate, parseaddr
 from typing import Any, ClassVar
 
 from vestnik.shared.config import Settings, SmtpParams
-from vestnik.workers.channels.base import Addressable, Channel, DeliveryError, RenderedMessage
+from vestnik.shared.unsubscribe import one_click_headers
+from vestnik.shared.wire import EMAIL_PATTERN
+from vestnik.workers.channels.base import Addressable, Button, Channel, DeliveryError, RenderedMessage
+from vestnik.workers.limits import ChannelRules, Rule
 
 #: CRLF line ends and base64/quoted-printable for anything non-ASCII.
 POLICY = SMTP_POLICY.clone(cte_type="7bit")
@@ -78,6 +81,14 @@ class EmailChannel(Channel):
     address_field: ClassVar[str | None] = "email"
     address_casefold: ClassVar[bool] = True
     body_maxlen: ClassVar[int | None] = None
+    switch_field: ClassVar[str] = "email_enabled"
+    title: ClassVar[str] = "Email"
+    address_label: ClassVar[str] = "Email"
+    noun: ClassVar[str] = "email"
+    supports_attachments: ClassVar[bool] = True
+    supports_html: ClassVar[bool] = True
+    subject_mode: ClassVar[str] = "required"
+    html_part: ClassVar[bool] = True
 
     def __init__(self, *, smtp: SmtpParams | None, email_from: str, timeout_s: float = 30,
                  max_idle_s: float = 60) -> None:
@@ -104,6 +115,28 @@ class EmailChannel(Channel):
 
     def address_of(self, client: Addressable) -> str | None:
         return (client.email or "").strip() or None
+
+    def check_address(self, value: str) -> str:
+        address = str(value).strip()
+        if len(address) > 320 or not re.fullmatch(EMAIL_PATTERN, address):
+            raise ValueError(f"not a single valid address: {address[:80]!r}")
+        return address
+
+    @classmethod
+    def unsubscribe(cls, url: str, locale: str) -> tuple[dict[str, str], tuple[tuple[Button, ...], ...]]:
+        return one_click_headers(url), ()
+
+    @classmethod
+    def limit_rules(cls, settings: Settings) -> ChannelRules:
+        return ChannelRules(overall=(
+            Rule("minute", settings.email_rate_per_min, 60.0),
+            Rule("hour", settings.email_rate_per_hour, 3600.0),
+            Rule("day", settings.email_rate_per_day, 86400.0),
+        ))
+
+    @classmethod
+    def connections(cls, settings: Settings) -> int:
+        return settings.smtp_connections
 
     def describe(self) -> dict[str, Any]:
         if self.smtp is None:

@@ -49,8 +49,12 @@ from typing import Any, ClassVar
 import requests
 
 from vestnik.shared.config import Settings
+from vestnik.shared.rendering import telegram_html, unknown_telegram_tags
+from vestnik.shared.unsubscribe import button_label
 from vestnik.workers.channels.base import Addressable, Button, Channel, DeliveryError, Outcome, RenderedMessage
+from vestnik.workers.limits import ChannelRules, Rule
 
+_CHAT_ID = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}")
 DEFAULT_API_BASE = "https://api.telegram.org"
 
 #: Descriptions (lower-case substrings) meaning the recipient cannot be reached at this
@@ -83,6 +87,11 @@ class TelegramChannel(Channel):
     address_field: ClassVar[str | None] = "telegram_chat_id"
     body_maxlen: ClassVar[int] = 4096
     caption_maxlen: ClassVar[int] = 1024
+    switch_field: ClassVar[str] = "telegram_enabled"
+    address_label: ClassVar[str] = "Telegram chat id"
+    supports_buttons: ClassVar[bool] = True
+    supports_attachments: ClassVar[bool] = True
+    supports_html: ClassVar[bool] = True  # Telegram's subset (finish_text)
     callback_data_maxlen: ClassVar[int] = 64  # bytes
 
     def __init__(
@@ -134,6 +143,46 @@ class TelegramChannel(Channel):
 
     def limit_key(self, address: str) -> str | None:
         return address
+
+    # ------------------------------------------------------------------ what the channel declares
+
+    def check_address(self, value: str) -> str:
+        chat = str(value).strip()
+        if not _CHAT_ID.fullmatch(chat):
+            raise ValueError(f"must be a Telegram chat id (a number) or @channel name, got {chat[:40]!r}")
+        return chat
+
+    @classmethod
+    def finish_text(cls, text: str) -> str:
+        return telegram_html(text)
+
+    @classmethod
+    def template_problems(cls, subject: str, body: str) -> list[tuple[str, str]]:
+        problems = super().template_problems(subject, body)
+        bad = unknown_telegram_tags(body)
+        if bad:
+            problems.append(("body", "Telegram does not accept these tags: " + ", ".join(sorted(bad))
+                             + " (allowed: b, i, u, s, a, code, pre, blockquote, span class=tg-spoiler)"))
+        return problems
+
+    @classmethod
+    def unsubscribe(cls, url: str, locale: str) -> tuple[dict[str, str], tuple[tuple[Button, ...], ...]]:
+        return {}, ((Button(button_label(locale), url=url),),)
+
+    @classmethod
+    def limit_rules(cls, settings: Settings) -> ChannelRules:
+        chat = Rule.per_second("chat", settings.telegram_chat_rate_per_s)
+        group = Rule("group", settings.telegram_group_rate_per_min, 60.0)
+
+        def per_chat(key: str) -> tuple[Rule, ...]:
+            # Groups, supergroups and channels have negative ids (or an @name): 20 a minute there too.
+            return (chat, group) if key.startswith(("-", "@")) else (chat,)
+
+        return ChannelRules(overall=(Rule.per_second("global", settings.telegram_rate_per_s),), per_key=per_chat)
+
+    @classmethod
+    def connections(cls, settings: Settings) -> int:
+        return settings.telegram_connections
 
     def describe(self) -> dict[str, Any]:
         return {
