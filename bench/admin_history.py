@@ -34,7 +34,7 @@ from vestnik.shared.models import AdminUser
 PASSWORD = "bench-password"
 
 # Weighted choices as cumulative thresholds on random().
-EVENTS = [("lesson_scheduled", "LESSON_REMINDER", 0.33), ("invoice_created", "INVOICE_CREATED", 0.15),
+EVENTS = [("lesson_reminder", "LESSON_REMINDER", 0.33), ("invoice_created", "INVOICE_CREATED", 0.15),
           ("payment_success", "PAYMENT_SUCCESS", 0.12), ("lesson_cancelled", "LESSON_CANCELLED", 0.08),
           ("lesson_rescheduled", "LESSON_RESCHEDULED", 0.07), ("booking_created", "BOOKING_CONFIRMED", 0.08),
           ("client_registered", "ONBOARDING_1", 0.05), ("mass_broadcast", "ANNOUNCEMENT", 0.04),

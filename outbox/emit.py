@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vestnik.shared.errors import EventValidationError, UnknownEventType
-from vestnik.shared.events import key_problems, parse_send_at, validate_event
+from vestnik.shared.events import canonical_event_type, key_problems, parse_send_at, validate_event
 from vestnik.shared.models import OutboxEvent
 
 _TABLE = OutboxEvent.__table__
@@ -48,7 +48,9 @@ def check(
 
     Shapes are not assumed: whatever arrives (JSON from the HTTP API, a CRM's
     Python) is looked at and named, never trusted to be a dict or a list.
+    A deprecated event name (``shared.events.ALIASES``) is stored under its new name.
     """
+    event_type = canonical_event_type(event_type)
     data = dict(data) if isinstance(data, Mapping) else ({} if data is None else data)
     if recipients is None:
         recipient_list: Any = []

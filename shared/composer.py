@@ -71,8 +71,8 @@ def compose(
     event_type: str,
     data: Mapping[str, Any],
     client: Client,
+    default_zone: str,
     notification_id: int = 0,
-    tz: str | None = None,
     headers: Mapping[str, str] | None = None,
     buttons: tuple[tuple[Button, ...], ...] = (),
     attachment: Attachment | None = None,
@@ -89,7 +89,7 @@ def compose(
         data,
         datetime_fields=datetime_fields,
         locale=locale,
-        tz=tz or client.timezone or "UTC",
+        tz=client.timezone or default_zone,  # VESTNIK_DEFAULT_TIMEZONE for a client without one
         client=client_variables(client),
     )
     if template.channel == "email":

@@ -149,6 +149,18 @@ CLIENT_VARIABLES = (
 
 _REGISTRY: dict[str, EventType] = {}
 
+#: Deprecated event names still accepted at every entry point (``emit``, the Python client, the HTTP
+#: API, ``vestnik_emit``) and stored under the new name; docs/events.md lists them.  An old name
+#: is kept until every CRM has moved: removing one breaks CRMs that still send it.
+ALIASES: dict[str, str] = {
+    "lesson_scheduled": "lesson_reminder",  # the specification's name is lesson_reminder (renamed 2026-11)
+}
+
+
+def canonical_event_type(name: Any) -> Any:
+    """The registered name for ``name``: a deprecated alias maps to its new name, anything else is kept."""
+    return ALIASES.get(name, name) if isinstance(name, str) else name
+
 
 def event(name: str, category: Category, *, template_code: str | None = None, targets_field: str | None = None):
     """Register the decorated data model as event type ``name`` (its docstring is the description)."""
@@ -163,7 +175,7 @@ def event(name: str, category: Category, *, template_code: str | None = None, ta
 
 def get_event_type(name: str) -> EventType:
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[canonical_event_type(name)]
     except KeyError:
         raise UnknownEventType(name, close_matches(name)) from None
 
@@ -365,6 +377,7 @@ def registry_document() -> dict[str, Any]:
             e.name: {"category": e.category.value, "targets_field": e.targets_field, "data": json_schema(e.model)}
             for e in all_event_types()
         },
+        "aliases": dict(sorted(ALIASES.items())),
     }
 
 
@@ -449,9 +462,10 @@ class MassBroadcast(OpenEventData):
 # ---------------------------------------------------------------- time-based flows (rules in workers/rules.py)
 
 
-@event("lesson_scheduled", Category.service)
-class LessonScheduled(EventData):
-    """A lesson was scheduled for these clients (or they enrolled): reminders are planned before it."""
+@event("lesson_reminder", Category.service)
+class LessonReminder(EventData):
+    """A lesson was scheduled for these clients (or they enrolled): reminders are planned before it.
+    Formerly ``lesson_scheduled`` (still accepted, stored as ``lesson_reminder``)."""
 
     lesson_title: Text = Declared(examples=["Робототехника"])
     starts_at: Timestamp = Declared(examples=["2026-11-25T16:00:00+03:00"])

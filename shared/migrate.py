@@ -38,7 +38,10 @@ def store_registry(conn: Connection, defaults: Mapping[str, str] | None = None) 
     from vestnik.shared.models import RegistryEntry, utcnow
 
     doc = registry_document()
-    rows = {f"event:{name}": spec for name, spec in doc.pop("events").items()}
+    events = doc.pop("events")
+    rows = {f"event:{name}": spec for name, spec in events.items()}
+    # vestnik_emit checks a deprecated name as its new name; the alias trigger stores it under the new one
+    rows.update({f"event:{old}": events[new] for old, new in doc["aliases"].items() if new in events})
     doc.pop("comment", None)
     rows.update(doc)
     rows["defaults"] = {"locale": "ru", "timezone": "Europe/Moscow", **(defaults or {})}
@@ -48,9 +51,10 @@ def store_registry(conn: Connection, defaults: Mapping[str, str] | None = None) 
     conn.execute(insert(table), [{"name": name, "document": document, "updated_at": now}
                                  for name, document in rows.items()])
     if conn.dialect.name == "postgresql":  # the SQL entry points' fast path, compiled from the same document
-        from vestnik.shared.registry_sql import event_ok_function
+        from vestnik.shared.registry_sql import alias_trigger, event_ok_function
 
         conn.exec_driver_sql(event_ok_function(registry_document()))
+        conn.exec_driver_sql(alias_trigger(registry_document()))
     return len(rows)
 
 

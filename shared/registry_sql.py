@@ -113,14 +113,16 @@ def event_ok_function(doc: Mapping[str, Any]) -> str:
     session, on first use (a SQL-language function would be planned on every call).
     """
     limits = doc["limits"]
-    cases = []
+    checks = {}
     for name, spec in doc["events"].items():
         recipients_present = "jsonb_array_length(recipients) > 0"
         if spec.get("targets_field"):
             targets = "data->" + _lit(spec["targets_field"])
             recipients_present = f"({recipients_present} OR {_truthy(targets)})"
-        cases.append(f"WHEN {_lit(name)} THEN\n            RETURN coalesce({recipients_present} AND "
-                     f"{compile_node(spec['data'], 'data')}, false);")
+        checks[name] = f"{recipients_present} AND {compile_node(spec['data'], 'data')}"
+    # a deprecated name (the document's "aliases") is checked as its new name
+    checks.update({old: checks[new] for old, new in doc.get("aliases", {}).items() if new in checks})
+    cases = [f"WHEN {_lit(name)} THEN\n            RETURN coalesce({check}, false);" for name, check in checks.items()]
     key = compile_node(doc["key"], "to_jsonb(k)")
     whens = "\n        ".join(cases)
     return f"""
@@ -166,4 +168,27 @@ LANGUAGE sql STABLE AS $fn$
         AND {compile_node(doc['client'], 'fields')},
         false)
 $fn$
+"""
+
+
+def alias_trigger(doc: Mapping[str, Any]) -> str:
+    """A trigger that stores an event sent under a deprecated name (the registry's ``aliases``) under its
+    new name, whichever way it was inserted (``vestnik_emit`` or a plain INSERT)."""
+    aliases = doc.get("aliases", {})
+    drop = "DROP TRIGGER IF EXISTS outbox_events_alias ON outbox_events;"
+    if not aliases:
+        return drop
+    whens = " ".join(f"WHEN {_lit(old)} THEN {_lit(new)}" for old, new in aliases.items())
+    names = ", ".join(_lit(old) for old in aliases)
+    return f"""
+CREATE OR REPLACE FUNCTION vestnik_event_alias() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    NEW.event_type := CASE NEW.event_type {whens} ELSE NEW.event_type END;
+    RETURN NEW;
+END
+$fn$;
+{drop}
+CREATE TRIGGER outbox_events_alias BEFORE INSERT ON outbox_events
+    FOR EACH ROW WHEN (NEW.event_type IN ({names})) EXECUTE FUNCTION vestnik_event_alias();
 """

@@ -100,8 +100,8 @@ DEFAULTS: list[Default] = [
             "{% if invoice_number %} for invoice {{ invoice_number }}{% endif %}. Thank you!</p>"
             + _EMAIL_FOOTER["en"],
             subject="Payment of {{ amount|money(currency) }} received"),
-    # ---- lesson reminders (lesson_scheduled, lesson_rescheduled)
-    *[Default("LESSON_REMINDER", "lesson_scheduled", loc, ch, name, body, subj) for loc, ch, name, body, subj in (
+    # ---- lesson reminders (lesson_reminder, lesson_rescheduled)
+    *[Default("LESSON_REMINDER", "lesson_reminder", loc, ch, name, body, subj) for loc, ch, name, body, subj in (
         ("ru", "telegram", "Напоминание о занятии",
          "⏰ Напоминаем: <b>{{ lesson_title }}</b> — {{ starts_at }}{% if room %}, {{ room }}{% endif %}.", None),
         ("en", "telegram", "Lesson reminder",

@@ -340,7 +340,8 @@ class Delivery:
         buttons = buttons_for(step, data, c.locale) if c.channel == "telegram" else ()
         headers, more = marketing_extras(self.settings, c.category, c.channel, c.recipient_id, c.locale)
         return compose(template, event_type=c.event_type, data=data, client=client, notification_id=c.id,
-                       buttons=buttons + more, headers=headers, memo=memo)
+                       buttons=buttons + more, headers=headers, default_zone=self.settings.default_timezone,
+                       memo=memo)
 
     def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
         """Fetch the files some steps send (a report); a fetch that fails is that row's attempt."""

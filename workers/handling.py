@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import EventValidationError, VestnikError
-from vestnik.shared.events import validate_event
+from vestnik.shared.events import canonical_event_type, validate_event
 from vestnik.shared.models import (
     Client,
     OutboxEvent,
@@ -142,6 +142,8 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
     if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
         log.info("event already handled", extra={"action": "event.duplicate", "event_id": event_id})
         return HandleResult(event_id, "duplicate")
+    # a row written under a deprecated name before the entry points mapped it (or by hand): the new name
+    event.event_type = canonical_event_type(event.event_type)
     try:
         validate_event(event.event_type, event.data, recipients=event.recipients)
     except EventValidationError as exc:

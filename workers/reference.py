@@ -10,7 +10,7 @@ Markdown so the docs cannot drift: a test compares the file with the output.
 
 from __future__ import annotations
 
-from vestnik.shared.events import EventType, all_event_types
+from vestnik.shared.events import ALIASES, EventType, all_event_types
 from vestnik.workers.rules import DEFAULT_RULES, Rule, Step
 
 HEADER = """# Events and rules
@@ -86,8 +86,20 @@ def _event(event: EventType, rule: Rule | None) -> list[str]:
     return lines
 
 
+def _aliases() -> list[str]:
+    if not ALIASES:
+        return []
+    lines = ["## Deprecated names", "",
+             "Still accepted by `emit`, the Python client, the HTTP API and `vestnik_emit`, and stored under "
+             "the new name (the history, rules and templates show only the new one). Move a CRM to the new "
+             "name: an old one is removed in a later major version.", "",
+             "| old name | new name |", "|---|---|"]
+    lines += [f"| `{old}` | `{new}` |" for old, new in sorted(ALIASES.items())]
+    return [*lines, ""]
+
+
 def events_markdown() -> str:
-    lines = [HEADER]
+    lines = [HEADER, *_aliases()]
     for event in all_event_types():
         lines += _event(event, DEFAULT_RULES.get(event.name))
     return "\n".join(lines).rstrip() + "\n"

@@ -85,7 +85,7 @@ _BOOKING_FEEDBACK = Step("feedback", "BOOKING_FEEDBACK", offsets_s=(2 * HOUR,), 
 DEFAULT_RULES: dict[str, Rule] = {
     r.event_type: r
     for r in (
-        Rule("lesson_scheduled", (_LESSON_REMINDER,)),
+        Rule("lesson_reminder", (_LESSON_REMINDER,)),
         Rule("lesson_rescheduled", (Step("notice", "LESSON_RESCHEDULED"), _LESSON_REMINDER), cancels_key=True),
         Rule("lesson_cancelled", (Step("notice", "LESSON_CANCELLED"),), cancels_key=True),
         Rule("invoice_created", (

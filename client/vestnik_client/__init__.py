@@ -114,6 +114,8 @@ def emit(
     ``conn`` that cannot carry the event in the caller's transaction.
     """
     doc = registry()
+    if isinstance(event_type, str):  # a deprecated name (registry "aliases") is stored under its new name
+        event_type = doc.get("aliases", {}).get(event_type, event_type)
     spec = doc["events"].get(event_type) if isinstance(event_type, str) else None
     if spec is None:
         raise UnknownEventType(event_type, _close_matches(event_type))

@@ -52,7 +52,7 @@ def seed(session_factory: Any) -> None:
         events = [("lesson_cancelled", "LESSON_CANCELLED", "❌ <b>Занятие отменено</b>\nРобототехника, 25 ноября"),
                   ("invoice_created", "INVOICE_CREATED", "🧾 Счёт INV-2026-017 на 4 500,00 ₽"),
                   ("payment_success", "PAYMENT_SUCCESS", "✅ Оплата 4 500,00 ₽ получена"),
-                  ("lesson_scheduled", "LESSON_REMINDER", "⏰ Завтра в 16:00 — Робототехника")]
+                  ("lesson_reminder", "LESSON_REMINDER", "⏰ Завтра в 16:00 — Робототехника")]
         statuses = ["sent"] * 7 + ["failed", "pending", "canceled"]
         for i in range(240):
             event, code, body = events[i % len(events)]

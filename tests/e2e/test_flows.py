@@ -78,12 +78,12 @@ def post_signed(web, path: str, payload: dict):
 def test_lesson_reminders_follow_reschedule_and_cancel(stack, bot_api):
     starts = at(timedelta(days=3))
     with stack.run("relay", "worker", "scheduler"):
-        crm(stack, "lesson_scheduled", [3], {"lesson_title": "Робототехника", "starts_at": starts}, "lesson:42")
-        crm(stack, "lesson_scheduled", [3], {"lesson_title": "Шахматы", "starts_at": starts}, "lesson:43")
+        crm(stack, "lesson_reminder", [3], {"lesson_title": "Робототехника", "starts_at": starts}, "lesson:42")
+        crm(stack, "lesson_reminder", [3], {"lesson_title": "Шахматы", "starts_at": starts}, "lesson:43")
         # Its reminder (24 h before) is already in the past: it is not created, let alone sent.
-        crm(stack, "lesson_scheduled", [3], {"lesson_title": "Лепка", "starts_at": at(timedelta(hours=2))},
+        crm(stack, "lesson_reminder", [3], {"lesson_title": "Лепка", "starts_at": at(timedelta(hours=2))},
             "lesson:44")
-        wait_until(lambda: all_events_handled(stack), 60, message="three lesson_scheduled events handled")
+        wait_until(lambda: all_events_handled(stack), 60, message="three lesson_reminder events handled")
         assert statuses(stack, "lesson:42") == {"reminder@-86400": "pending"}
         assert statuses(stack, "lesson:44") == {}
         [reminder] = stack.rows(Notification.key == "lesson:42", Notification.channel == "telegram")
@@ -122,7 +122,7 @@ def test_a_cancel_right_after_a_reschedule_stays_cancelled_with_two_workers(stac
     with stack.run("relay", "worker", "scheduler", worker_processes=2):
         for n in range(5):
             key, lesson = f"lesson:{100 + n}", {"lesson_title": f"Группа {n}", "starts_at": starts}
-            crm(stack, "lesson_scheduled", [3], lesson, key)
+            crm(stack, "lesson_reminder", [3], lesson, key)
             crm(stack, "lesson_rescheduled", [3], {**lesson, "old_starts_at": starts,
                                                    "starts_at": at(timedelta(days=4))}, key)
             crm(stack, "lesson_cancelled", [3], lesson, key)
@@ -138,7 +138,7 @@ def test_after_scheduler_downtime_due_reminders_go_once_and_too_late_ones_are_ca
     """The scheduler was down for a while: what fell due meanwhile and still makes sense goes out
     once; a reminder whose lesson already started is dropped with a reason."""
     for key, title in (("lesson:7", "Робототехника"), ("lesson:8", "Шахматы")):
-        crm(stack, "lesson_scheduled", [3], {"lesson_title": title, "starts_at": at(timedelta(days=3))}, key)
+        crm(stack, "lesson_reminder", [3], {"lesson_title": title, "starts_at": at(timedelta(days=3))}, key)
     with stack.run("relay", "worker"):
         wait_until(lambda: all_events_handled(stack), 60, message="events handled")
     past = datetime.now(UTC) - timedelta(minutes=5)

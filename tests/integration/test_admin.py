@@ -204,27 +204,27 @@ def test_rules_page_switches_an_event_off_and_changes_offsets_audited(app, sessi
     login(c)
     page = c.get("/admin/rules/")
     assert page.status_code == 200 and 'name="offsets_reminder"' in page.text
-    no_csrf = c.post("/admin/rules/lesson_scheduled", data={"enabled": "on", "offsets_reminder": "-24h"})
+    no_csrf = c.post("/admin/rules/lesson_reminder", data={"enabled": "on", "offsets_reminder": "-24h"})
     assert no_csrf.status_code == 400
-    bad = c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text), "enabled": "on",
+    bad = c.post("/admin/rules/lesson_reminder", data={"csrf_token": token(page.text), "enabled": "on",
                                                         "offsets_reminder": "yesterday"}, follow_redirects=True)
     assert "is not an offset" in bad.text
-    c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text), "enabled": "on",
+    c.post("/admin/rules/lesson_reminder", data={"csrf_token": token(page.text), "enabled": "on",
                                                   "offsets_reminder": "-2h, -1d"})
     c.post("/admin/rules/payment_success", data={"csrf_token": token(page.text)})  # unchecked: switched off
     with session_factory() as s:
-        assert effective_rule("lesson_scheduled", load_override(s, "lesson_scheduled")).steps[0].offsets_s == (
+        assert effective_rule("lesson_reminder", load_override(s, "lesson_reminder")).steps[0].offsets_s == (
             -86400.0, -7200.0)
         assert effective_rule("payment_success", load_override(s, "payment_success")).enabled is False
         entries = s.scalars(select(AuditLog).where(AuditLog.action == "rule.update").order_by(AuditLog.id)).all()
-        assert [(e.actor, e.object_id) for e in entries] == [("admin:1", "lesson_scheduled"),
+        assert [(e.actor, e.object_id) for e in entries] == [("admin:1", "lesson_reminder"),
                                                               ("admin:1", "payment_success")]
         assert entries[0].details["after"]["offsets"] == {"reminder": [-86400.0, -7200.0]}
     # Back to the defaults: the override row goes away, the change is audited too.
-    c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text), "enabled": "on",
+    c.post("/admin/rules/lesson_reminder", data={"csrf_token": token(page.text), "enabled": "on",
                                                   "offsets_reminder": "-1d"})
     with session_factory() as s:
-        assert load_override(s, "lesson_scheduled") is None
+        assert load_override(s, "lesson_reminder") is None
 
 
 def test_support_sees_rules_but_cannot_change_them(app):
@@ -232,7 +232,7 @@ def test_support_sees_rules_but_cannot_change_them(app):
     login(c, email="support@school.test")
     page = c.get("/admin/rules/")
     assert page.status_code == 200 and "Save" not in page.text
-    assert c.post("/admin/rules/lesson_scheduled", data={"csrf_token": token(page.text)}).status_code == 403
+    assert c.post("/admin/rules/lesson_reminder", data={"csrf_token": token(page.text)}).status_code == 403
 
 
 def test_client_card_shows_reachability_and_the_latest_notifications(app):

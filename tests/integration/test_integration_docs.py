@@ -68,7 +68,7 @@ def test_the_python_client_example(pg_url, factory, tmp_path):
     with factory() as s:
         event = s.scalars(select(OutboxEvent)).one()
         assert first == f"event {event.id}"
-        assert (event.event_type, event.recipients, event.key) == ("lesson_scheduled", [1042], "lesson:7")
+        assert (event.event_type, event.recipients, event.key) == ("lesson_reminder", [1042], "lesson:7")
         assert event.data == {"lesson_title": "Робототехника", "starts_at": "2027-03-15T16:00:00+03:00"}
         assert s.get(Client, 1042).email == "anna@example.com"
         assert s.execute(text("SELECT count(*) FROM enrolments")).scalar() == 1

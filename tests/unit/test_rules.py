@@ -85,20 +85,20 @@ def test_missing_address_unreachable_and_unknown_clients_are_skipped_with_reason
 
 def test_reminders_are_planned_before_the_lesson_and_several_offsets_allowed():
     data = {"lesson_title": "X", "starts_at": "2026-11-25T16:00:00+03:00"}
-    planned, _ = plan_event("lesson_scheduled", data, [1], [client(1)], CHANNELS, now=NOW)
+    planned, _ = plan_event("lesson_reminder", data, [1], [client(1)], CHANNELS, now=NOW)
     assert {(p.channel, p.send_at.isoformat(), p.step) for p in planned} == {
         ("telegram", "2026-11-24T16:00:00+03:00", "reminder@-86400"),
         ("email", "2026-11-24T16:00:00+03:00", "reminder@-86400")}
     assert all(p.expires_at.isoformat() == "2026-11-25T16:00:00+03:00" for p in planned)
     override = Override(offsets_s={"reminder": [-86400, -7200]})
-    planned, _ = plan_event("lesson_scheduled", data, [1], [client(1)], {"telegram": CHANNELS["telegram"]},
+    planned, _ = plan_event("lesson_reminder", data, [1], [client(1)], {"telegram": CHANNELS["telegram"]},
                             now=NOW, override=override)
     assert sorted(p.step for p in planned) == ["reminder@-7200", "reminder@-86400"]
 
 
 def test_a_reminder_whose_time_has_passed_is_not_planned():
     data = {"lesson_title": "X", "starts_at": (NOW + timedelta(hours=3)).isoformat()}
-    planned, skipped = plan_event("lesson_scheduled", data, [1], [client(1)], CHANNELS, now=NOW)
+    planned, skipped = plan_event("lesson_reminder", data, [1], [client(1)], CHANNELS, now=NOW)
     assert planned == [] and "has passed" in skipped[0].reason
 
 

@@ -126,8 +126,9 @@ class Preview:
                 "event": self.event, "client": self.client}
 
 
-def preview(db: Session, draft: Draft, *, client: Client | None = None) -> Preview:
-    """Render the draft; problems by field (the save-time checks, then the render itself)."""
+def preview(db: Session, draft: Draft, *, default_zone: str, client: Client | None = None) -> Preview:
+    """Render the draft; problems by field (the save-time checks, then the render itself).
+    ``default_zone`` (VESTNIK_DEFAULT_TIMEZONE) is used for a client without a time zone."""
     out = Preview()
     if draft.channel not in CHANNELS:
         out.problems["channel"] = [f"unknown channel {draft.channel!r}"]
@@ -144,7 +145,7 @@ def preview(db: Session, draft: Draft, *, client: Client | None = None) -> Previ
     out.client = f"{client.name} (#{client.id})"
     try:
         message = compose(draft.template(), event_type=event.name if event else "", client=client,
-                          data=event.example_data() if event else {})
+                          data=event.example_data() if event else {}, default_zone=default_zone)
     except TemplateError as exc:
         if not out.problems:
             out.problems.setdefault("body", []).append(str(exc))
@@ -183,9 +184,10 @@ def send_test(db: Session, delivery: Delivery, draft: Draft, admin: AdminUser) -
     if not address:
         what = "Telegram chat id" if draft.channel == "telegram" else f"{draft.channel} address"
         raise TestSendRefused(f"your account has no {what}; set it under My account")
-    me = Client(id=0, name=admin.email.split("@")[0], locale=draft.locale, timezone="Europe/Moscow",
+    zone = delivery.settings.default_timezone
+    me = Client(id=0, name=admin.email.split("@")[0], locale=draft.locale, timezone=zone,
                 email=admin.email, telegram_chat_id=getattr(admin, "telegram_chat_id", None))
-    rendered = preview(db, draft, client=me)
+    rendered = preview(db, draft, client=me, default_zone=zone)
     if rendered.message is None:
         problems = "; ".join(m for ms in rendered.problems.values() for m in ms)
         raise TestSendRefused(f"the template does not render: {problems}")

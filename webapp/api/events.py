@@ -20,6 +20,7 @@ from sqlalchemy import select
 from vestnik.outbox.emit import check, insert_checked
 from vestnik.shared import wire
 from vestnik.shared.errors import EventValidationError
+from vestnik.shared.events import canonical_event_type
 from vestnik.shared.models import AuditLog, OutboxEvent
 from vestnik.webapp.api import schemas
 from vestnik.webapp.api.auth import current_key
@@ -57,8 +58,9 @@ def _idempotency_key(api_key_id: int) -> str | None:
 
 
 def _same_request(event: OutboxEvent, body: dict[str, Any]) -> bool:
-    return (event.event_type == body.get("event_type") and event.recipients == body.get("recipients", [])
-            and event.data == body.get("data", {}) and event.key == body.get("key"))
+    return (event.event_type == canonical_event_type(body.get("event_type"))
+            and event.recipients == body.get("recipients", []) and event.data == body.get("data", {})
+            and event.key == body.get("key"))
 
 
 def create():
@@ -92,7 +94,7 @@ def create():
         event_id = first.id
     else:
         session.add(AuditLog(actor=api_key.actor, action="event.emit", object_type="event",
-                             object_id=str(event_id), details={"event_type": body["event_type"]}))
+                             object_id=str(event_id), details={"event_type": event["event_type"]}))
     session.commit()
     response = jsonify(schemas.EventAccepted(id=event_id).model_dump())
     response.status_code = 202
