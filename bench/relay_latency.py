@@ -3,7 +3,9 @@
 PostgreSQL + RabbitMQ; the relay runs as in production (LISTEN/NOTIFY wake-up,
 publisher confirms).  Events are committed one by one at a steady rate; the
 latency of each is ``published_at - created_at`` (both written on this host).
-Run: ``.venv/bin/python -m bench.relay_latency --events 2000 --rate 200``.
+With ``--backlog N``, N events are committed first and the relay, started
+after them, is timed until it has published them all: its throughput.
+Run: ``.venv/bin/python -m bench.relay_latency --events 2000 --rate 200 --backlog 20000``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=200, help="events per second")
+    parser.add_argument("--backlog", type=int, default=0, help="events waiting before the relay starts")
     args = parser.parse_args()
     vhost = f"bench_{uuid.uuid4().hex[:6]}"
     subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
@@ -41,10 +44,24 @@ def main() -> int:
             engine = make_engine(url)
             factory = make_session_factory(engine)
             stop = threading.Event()
+            backlog_ids = 0
+            for start in range(0, args.backlog, 1000):
+                with factory() as s:
+                    for _ in range(min(1000, args.backlog - start)):
+                        backlog_ids = max(backlog_ids, emit(s, "lesson_cancelled", recipients=[1], data=DATA) or 0)
+                    s.commit()
             publisher = build_publisher(Settings(database_url=url, broker_url=AMQP + vhost))
             relay = Relay(engine, publisher, batch_size=100, poll_interval_s=1.0, stop_event=stop)
             thread = threading.Thread(target=relay.run_forever, daemon=True)
+            started = time.perf_counter()
             thread.start()
+            backlog_s = None
+            if args.backlog:
+                deadline = time.monotonic() + 60 + args.backlog / 100  # even at 100 events/s it would end
+                while relay.published_total < args.backlog and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if relay.published_total >= args.backlog:
+                    backlog_s = time.perf_counter() - started
             time.sleep(0.5)
             interval = 1.0 / args.rate
             t0 = time.perf_counter()
@@ -56,22 +73,26 @@ def main() -> int:
                 if ahead > 0:
                     time.sleep(ahead)
             deadline = time.monotonic() + 60
-            while relay.published_total < args.events and time.monotonic() < deadline:
+            while relay.published_total < args.backlog + args.events and time.monotonic() < deadline:
                 time.sleep(0.05)
             stop.set()
             thread.join(10)
             publisher.close()
             with factory() as s:
-                rows = s.execute(select(OutboxEvent.created_at, OutboxEvent.published_at)).all()
+                rows = s.execute(select(OutboxEvent.created_at, OutboxEvent.published_at)
+                                 .where(OutboxEvent.id > backlog_ids)).all()
             lat = [(p - c).total_seconds() * 1000 for c, p in rows if p is not None]
             engine.dispose()
     finally:
         subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
     report = Report("bench.relay_latency", "relay latency, the CRM's commit to the broker's confirm "
                     "(PostgreSQL + RabbitMQ, LISTEN/NOTIFY wake-up)",
-                    size=f"{args.events} events committed one by one at {args.rate:g} events/s")
+                    size=f"{args.events} events committed one by one at {args.rate:g} events/s"
+                    + (f", after a backlog of {args.backlog}" if args.backlog else ""))
     report.add("published", len(lat), "events")
     report.add_percentiles("latency", lat, "ms", ps=(50, 99))
+    if args.backlog:
+        report.add("backlog drained", None if backlog_s is None else args.backlog / backlog_s, "events/s")
     return report.finish()
 
 if __name__ == "__main__":

@@ -52,11 +52,16 @@ def forget_expired(session: Session, client_id: int, now: datetime) -> None:
     session.execute(delete(ClientToken).where(ClientToken.expires_at < now - timedelta(days=1)))
 
 
+def new_secret() -> str:
+    """A fresh one-time secret in clear (made for known and unknown addresses alike)."""
+    return secrets.token_urlsafe(32)
+
+
 def issue(session: Session, secret_key: str, client_id: int, purpose: ClientTokenPurpose, ttl_s: float,
-          now: datetime, *, ip: str | None = None) -> str:
-    """Store a new one-time secret for ``client_id``; return it (the only time it exists in clear)."""
+          now: datetime, *, ip: str | None = None, raw: str | None = None) -> str:
+    """Store a one-time secret for ``client_id`` (``raw``, or a new one); return it in clear."""
     forget_expired(session, client_id, now)
-    raw = secrets.token_urlsafe(32)
+    raw = raw if raw is not None else new_secret()
     session.add(ClientToken(client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, raw),
                             created_at=now, expires_at=now + timedelta(seconds=ttl_s), ip=ip))
     return raw
@@ -93,23 +98,33 @@ def find(session: Session, secret_key: str, purpose: ClientTokenPurpose, raw: st
 # ------------------------------------------------------------------ codes by the bot
 
 
+def new_code() -> tuple[str, str]:
+    """A (challenge, code) pair in clear.  The challenge stays in the browser, the code goes to the bot."""
+    return secrets.token_urlsafe(24), f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+
+
+def store_code(session: Session, secret_key: str, client_id: int, challenge: str, code: str, ttl_s: float,
+               now: datetime, *, ip: str | None = None) -> None:
+    """Keep the hashes of a (challenge, code) pair for ``client_id``, so that ``consume_code`` can check it."""
+    forget_expired(session, client_id, now)
+    purpose = ClientTokenPurpose.sign_in_code
+    session.add(ClientToken(
+        client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, challenge),
+        code_hash=digest(secret_key, purpose, f"{challenge}:{code}"), created_at=now,
+        expires_at=now + timedelta(seconds=ttl_s), ip=ip,
+    ))
+
+
 def issue_code(session: Session, secret_key: str, client_id: int | None, ttl_s: float, now: datetime,
                *, ip: str | None = None) -> tuple[str, str]:
-    """A (challenge, code) pair.  The challenge stays in the browser, the code goes to the bot.
+    """A (challenge, code) pair, stored for ``client_id``.
 
     With ``client_id`` None nothing is stored (an unknown address gets a
     challenge that no code will ever satisfy: the same page either way).
     """
-    challenge = secrets.token_urlsafe(24)
-    code = f"{secrets.randbelow(10 ** CODE_DIGITS):0{CODE_DIGITS}d}"
+    challenge, code = new_code()
     if client_id is not None:
-        forget_expired(session, client_id, now)
-        purpose = ClientTokenPurpose.sign_in_code
-        session.add(ClientToken(
-            client_id=client_id, purpose=purpose.value, token_hash=digest(secret_key, purpose, challenge),
-            code_hash=digest(secret_key, purpose, f"{challenge}:{code}"), created_at=now,
-            expires_at=now + timedelta(seconds=ttl_s), ip=ip,
-        ))
+        store_code(session, secret_key, client_id, challenge, code, ttl_s, now, ip=ip)
     return challenge, code
 
 

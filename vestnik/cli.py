@@ -209,6 +209,63 @@ def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bar(sent: int, failed: int, canceled: int, total: int, width: int = 30) -> str:
+    """``[####x.....]``: # sent, x failed, - canceled, . waiting."""
+    if total <= 0:
+        return "[" + " " * width + "]"
+    cells = [("#", sent), ("x", failed), ("-", canceled)]
+    out = "".join(ch * int(round(n * width / total)) for ch, n in cells)[:width]
+    return "[" + out + "." * (width - len(out)) + "]"
+
+
+def broadcast_progress_text(session, broadcast_id: int, settings: Settings) -> tuple[str, bool]:
+    """The progress of a broadcast as lines a person reads (as the admin shows it); and whether it
+    is finished.  Raises VestnikError when the broadcast does not exist."""
+    from vestnik.shared.models import Broadcast
+    from vestnik.workers import broadcast_eta
+
+    b = session.get(Broadcast, broadcast_id)
+    if b is None:
+        raise VestnikError(f"broadcast {broadcast_id} does not exist")
+    e = broadcast_eta.estimate(session, b, settings)
+    lines = [f"broadcast {b.id} {b.name!r}: {b.status}" + (f" ({b.stage} stage)" if b.stage else "")]
+    for c in e.channels:
+        parts = [f"{c.sent} sent", f"{c.failed} failed", f"{c.waiting} waiting"]
+        if c.canceled:
+            parts.append(f"{c.canceled} canceled")
+        if c.rate_per_min is not None:
+            parts.append(f"{c.rate_per_min:g} a minute")
+        lines.append(f"  {c.channel:<9} {_bar(c.sent, c.failed, c.canceled, c.total)} " + " · ".join(parts))
+    if e.ends_at is not None:
+        lines.append(f"  estimated end: {broadcast_eta.duration_text(e.seconds_left)}, "
+                     f"{e.ends_at:%Y-%m-%d %H:%M} UTC (set by {e.decided_by})")
+    if b.paused_reason and b.status == "paused":
+        lines.append(f"  paused: {b.paused_reason}")
+    return "\n".join(lines), b.status in broadcast_eta.FINAL
+
+
+def cmd_broadcast_progress(settings: Settings, args: argparse.Namespace) -> int:
+    """Per channel bars, the rate and the estimated end; ``--watch`` refreshes until it finishes."""
+    import time
+
+    factory = _session_factory(settings)
+    shown = 0
+    while True:
+        with factory() as session:
+            try:
+                text, finished = broadcast_progress_text(session, args.id, settings)
+            except VestnikError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+        if shown and sys.stdout.isatty():
+            sys.stdout.write(f"\x1b[{shown}F\x1b[J")  # redraw in place on a terminal
+        print(text, flush=True)
+        shown = text.count("\n") + 1
+        if finished or not args.watch:
+            return 0
+        time.sleep(args.every)  # a person's refresh interval, not a synchronisation
+
+
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     """One configured template to one client, now, through delivery (not as an event or a broadcast)."""
     from vestnik.shared.db import session_scope
@@ -428,6 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resend", help="send a copy of a notification again")
     p.add_argument("id", type=_id)
     p.set_defaults(func=cmd_resend)
+
+    bc = sub.add_parser("broadcast", help="broadcasts").add_subparsers(dest="broadcast_command", required=True)
+    p = bc.add_parser("progress", help="per channel bars, rate and estimated end of a broadcast")
+    p.add_argument("id", type=int)
+    p.add_argument("--watch", action="store_true", help="refresh until the broadcast has finished")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between refreshes with --watch")
+    p.set_defaults(func=cmd_broadcast_progress)
 
     p = sub.add_parser("send", help="send one configured template to one client now")
     p.add_argument("template_code")

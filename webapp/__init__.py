@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 csrf = CSRFProtect()
 
+#: the largest request body (forms, webhooks); CSV imports go through the CLI
+MAX_CONTENT_LENGTH = 2 * 1024 * 1024
+
 #: No inline scripts or styles: the pages load /static files only.
 DEFAULT_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -78,7 +81,7 @@ def _config_from(settings: Settings) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": secure,
         "PREFERRED_URL_SCHEME": "https" if secure else "http",
-        "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,  # forms and webhooks; CSV imports go through the CLI
+        "MAX_CONTENT_LENGTH": MAX_CONTENT_LENGTH,
         "WTF_CSRF_TIME_LIMIT": 3600,
         "CONTENT_SECURITY_POLICY": DEFAULT_CSP,
         "JSON_SORT_KEYS": False,

@@ -50,7 +50,7 @@ def _postgres(session: Session) -> bool:
 # ------------------------------------------------------------------ birth
 
 
-def _insert(session: Session) -> Any:
+def insert_ignoring_duplicates(session: Session) -> Any:
     """INSERT ... ON CONFLICT DO NOTHING: a row that exists already (the same event, client,
     channel and step; the same broadcast and address) is skipped, so a repeat creates nothing twice."""
     if _postgres(session):
@@ -75,7 +75,7 @@ def add_pending(session: Session, rows: Sequence[dict[str, Any]]) -> list[Added]
     if not rows:
         return []
     values = [{**row, "status": PENDING} for row in rows]
-    stmt = _insert(session).returning(_N.c.id, _N.c.channel, _N.c.recipient_address, _N.c.send_at)
+    stmt = insert_ignoring_duplicates(session).returning(_N.c.id, _N.c.channel, _N.c.recipient_address, _N.c.send_at)
     return [Added(*r) for r in session.execute(stmt, values).all()]
 
 
@@ -83,7 +83,8 @@ def add_pending_from(session: Session, columns: Sequence[str], rows: Select) -> 
     """Insert what a SELECT yields (columns named by ``columns``) as ``pending`` rows, set-based
     (a broadcast's expansion); returns how many were inserted."""
     with_status = rows.add_columns(literal(PENDING, type_=_N.c.status.type).label("status"))
-    return session.execute(_insert(session).from_select([*columns, "status"], with_status)).rowcount or 0
+    stmt = insert_ignoring_duplicates(session).from_select([*columns, "status"], with_status)
+    return session.execute(stmt).rowcount or 0
 
 
 def add_claimed(session: Session, row: dict[str, Any], *, now: datetime, lease_s: float) -> int:

@@ -5,7 +5,8 @@ PostgreSQL; 50 client threads wait at a barrier and fire together.  Each
 limit must let exactly its number of attempts through: the admin lockout
 (5 per address), a sign-in code's tries (5 per challenge, the right code
 included), the sign-in throttle per address (5 an hour) and per IP (30 an
-hour).  Each test uses its own addresses and client IPs (the server trusts
+hour), a sign-in link's single use, and an API key's requests a minute
+(shared by the processes through Redis).  Each test uses its own addresses and client IPs (the server trusts
 one proxy, so ``X-Forwarded-For`` names the client), so they share nothing.
 """
 
@@ -22,18 +23,19 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from tests.processes import free_port, running, vestnik, wait_until
-from vestnik.shared import client_auth
+from vestnik.shared import api_keys, client_auth
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.migrate import upgrade
-from vestnik.shared.models import AdminUser, Client, ClientToken, utcnow
+from vestnik.shared.models import AdminUser, Client, ClientToken, ClientTokenPurpose, utcnow
 
 SECRET_KEY = "p" * 40
 PASSWORD = "correct horse battery"
 PARALLEL = 50
+API_RATE_PER_MIN = 10
 
 
 @pytest.fixture(scope="module")
-def server(pg_template, tmp_path_factory):
+def server(pg_template, tmp_path_factory, redis_url):
     """``vestnik web`` on a database of this module's own (a copy of the migrated template)."""
     from sqlalchemy import create_engine, text
 
@@ -54,7 +56,8 @@ def server(pg_template, tmp_path_factory):
     port = free_port()
     env = {"VESTNIK_DATABASE_URL": url, "VESTNIK_SECRET_KEY": SECRET_KEY, "VESTNIK_TRUSTED_PROXIES": "1",
            "VESTNIK_CLIENT_SIGN_IN_PER_ADDRESS": "5", "VESTNIK_CLIENT_SIGN_IN_PER_IP": "30",
-           "VESTNIK_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+           "VESTNIK_PUBLIC_URL": f"http://127.0.0.1:{port}", "VESTNIK_REDIS_URL": redis_url,
+           "VESTNIK_API_RATE_PER_MIN": str(API_RATE_PER_MIN)}
     base = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -171,3 +174,25 @@ def _session_cookie(data: dict) -> str:
     app = Flask("forge")
     app.secret_key = SECRET_KEY
     return app.session_interface.get_signing_serializer(app).dumps(data)
+
+
+def test_a_sign_in_link_signs_in_exactly_once_however_many_uses_arrive_at_once(server):
+    base, factory, _ = server
+    with factory() as s:
+        raw = client_auth.issue(s, SECRET_KEY, 1, ClientTokenPurpose.sign_in_link, 600, utcnow())
+        s.commit()
+    cookies, token = _form(base, f"/me/login/t/{raw}", "198.51.100.40")  # looking never uses it up
+    answers = _at_once(lambda i: requests.post(
+        f"{base}/me/login/t/{raw}", data={"csrf_token": token}, cookies=cookies,
+        headers={"X-Forwarded-For": f"198.51.100.{150 + i % 100}"}, timeout=120, allow_redirects=False))
+    assert _statuses(answers) == {302: 1, 410: PARALLEL - 1}
+
+
+def test_an_api_key_gets_exactly_its_rate_a_minute_however_many_requests_arrive_at_once(server):
+    base, factory, _ = server
+    with factory() as s:
+        _, raw = api_keys.create(s, "parallel", "test")
+        s.commit()
+    answers = _at_once(lambda i: requests.get(
+        f"{base}/api/v1/notifications", headers={"Authorization": f"Bearer {raw}"}, timeout=120))
+    assert _statuses(answers) == {200: API_RATE_PER_MIN, 429: PARALLEL - API_RATE_PER_MIN}

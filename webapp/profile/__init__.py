@@ -172,22 +172,25 @@ def login():
     db.commit()  # counted, whatever happens next
     if over:
         return render_template("profile/login.html", email=email, error=t("throttled")), 429
+    # From here the request does the same work for any address (one look-up, the same secrets made, a
+    # hand-off to the background pool, which stores the secret and sends it): its time tells nothing.
     client = _find_client(db, email)
     ttl_s = settings().client_token_ttl_s
+    ip = _ip()
     if method == "link":
-        raw = client_auth.issue(db, key, client.id, ClientTokenPurpose.sign_in_link, ttl_s, now,
-                                ip=_ip()) if client is not None else None
-        db.commit()
-        if client is not None and raw is not None:
+        raw = client_auth.new_secret()
+        if client is not None:
             message = link_email(public_url("profile.login_link", token=raw), _minutes(), pick_language(client.locale),
                                  client.name)
-            messenger().send(client.id, "email", message)
+            messenger().send(client.id, "email", message, store=functools.partial(
+                client_auth.issue, secret_key=key, client_id=client.id, purpose=ClientTokenPurpose.sign_in_link,
+                ttl_s=ttl_s, now=now, ip=ip, raw=raw))
         return render_template("profile/login.html", email=email, notice=t("link_sent", minutes=_minutes()))
-    has_telegram = client is not None and bool(client.telegram_chat_id)
-    challenge, code = client_auth.issue_code(db, key, client.id if has_telegram else None, ttl_s, now, ip=_ip())
-    db.commit()
-    if has_telegram:
-        messenger().send(client.id, "telegram", code_telegram(code, _minutes(), pick_language(client.locale)))
+    challenge, code = client_auth.new_code()
+    if client is not None and client.telegram_chat_id:
+        messenger().send(client.id, "telegram", code_telegram(code, _minutes(), pick_language(client.locale)),
+                         store=functools.partial(client_auth.store_code, secret_key=key, client_id=client.id,
+                                                 challenge=challenge, code=code, ttl_s=ttl_s, now=now, ip=ip))
     session[CHALLENGE_KEY] = challenge
     flash(t("code_sent", minutes=_minutes()), "info")
     return redirect(flask_url_for("profile.login_code"))

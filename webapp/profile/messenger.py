@@ -10,7 +10,9 @@ Why not an outbox event and the queue like every other notification:
   itself; the history row keeps the text with the secret masked;
 - the send runs on a small background pool, so the sign-in page answers at
   once and as fast for an unknown address as for a known one (no account
-  enumeration by timing).
+  enumeration by timing).  The secret's row is written there too, just
+  before the send: the request itself runs the same statements whoever the
+  address belongs to (``tests/integration/test_sign_in_enumeration.py``).
 
 What stays the same as the pipeline: it *is* the pipeline's delivery path,
 ``Delivery.send_now`` (``workers/delivery.py``): the channel classes and their
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -105,16 +108,23 @@ class SignInMessenger:
         self.delivery = Delivery(factory, self.channels, settings, limiter=self.limiter)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vestnik-sign-in")
 
-    def send(self, client_id: int, channel_name: str, message: SignInText) -> Future:
-        return self._pool.submit(self._send, client_id, channel_name, message)
+    def send(self, client_id: int, channel_name: str, message: SignInText,
+             store: Callable[[Session], None] | None = None) -> Future:
+        """Send ``message`` in the background; ``store(session)`` first keeps the secret it carries (committed)."""
+        return self._pool.submit(self._send, client_id, channel_name, message, store)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         for channel in self.channels.values():
             channel.close()
 
-    def _send(self, client_id: int, channel_name: str, message: SignInText) -> str:
+    def _send(self, client_id: int, channel_name: str, message: SignInText,
+              store: Callable[[Session], None] | None) -> str:
         try:
+            if store is not None:
+                with self.factory() as session:
+                    store(session)
+                    session.commit()
             return self._deliver(client_id, channel_name, message)
         except Exception:
             log.exception("sign-in message failed", extra={"action": "profile.sign_in_error",
