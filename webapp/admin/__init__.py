@@ -20,6 +20,7 @@ from vestnik.webapp.admin.api_keys import ApiKeyView
 from vestnik.webapp.admin.broadcasts import BroadcastView
 from vestnik.webapp.admin.dashboard import DashboardView
 from vestnik.webapp.admin.extra import AuditView, OutboxEventView
+from vestnik.webapp.admin.reports import ReportsView
 from vestnik.webapp.admin.rules import RulesView
 from vestnik.webapp.admin.views import ClientView, NotificationView, TemplateView
 
@@ -51,6 +52,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
     admin.add_view(BroadcastView())
+    admin.add_view(ReportsView(name="Reports", endpoint="reports", url="/admin/reports"))
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
     admin.add_view(AuditView())

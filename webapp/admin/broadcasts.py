@@ -13,6 +13,7 @@ picks a started broadcast up within a second and the workers send it.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
@@ -36,11 +37,11 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from vestnik.shared import bounds
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
-from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, NotificationTemplate
+from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
 from vestnik.shared.targeting import parse_client_ids
-from vestnik.webapp.admin.base import SecureView, can_write
+from vestnik.webapp.admin.base import SecureView, audit, can_write
 from vestnik.webapp.db import get_session
-from vestnik.workers import broadcast_eta, broadcast_resend, broadcasts
+from vestnik.workers import broadcast_eta, broadcast_resend, broadcasts, reports
 from vestnik.workers.audience import channels_for, sample
 from vestnik.workers.channels import CHANNELS
 
@@ -196,10 +197,12 @@ class BroadcastView(SecureView):
         audit = db.scalars(select(AuditLog).where(AuditLog.object_type == "broadcast",
                                                   AuditLog.object_id == str(b.id)).order_by(AuditLog.id)).all()
         resend = broadcast_resend.count(db, b) if broadcast_resend.why_not(b) is None else None
+        report = reports.report(db, "broadcast", b.created_at - timedelta(seconds=1), utcnow() + timedelta(seconds=1),
+                                key=b.id)
         return self.render(
             "admin/broadcasts/details.html", b=b, whole=whole, test=test, picks=picks, chosen=chosen,
             preview=preview, preview_error=preview_error, progress=broadcasts.progress(db, b), audit=audit,
-            eta=self._estimate(b), resend=resend,
+            eta=self._estimate(b), resend=resend, report=report[0] if report else None,
             unknown=broadcasts.unknown_listed(db, b) if b.targeting.get("client_list") else 0,
             describe=broadcasts.Targeting.parse(b.targeting).describe(), confirm=ConfirmForm(),
             action=ActionForm(), can_write=can_write(),
@@ -244,6 +247,25 @@ class BroadcastView(SecureView):
     def progress_json(self, broadcast_id: int):
         b = self._get(broadcast_id)
         return jsonify({**broadcasts.progress(get_session(), b).to_json(), "estimate": self._estimate(b)})
+
+    @expose("/<int:broadcast_id>/failed.csv")
+    def failed_csv(self, broadcast_id: int):
+        """The broadcast's failed recipients, streamed (``webapp/admin/export.py``)."""
+        from vestnik.webapp.admin.export import csv_response, stream_select
+
+        b = self._get(broadcast_id)
+        stmt = (select(Notification.recipient_id, Client.name, Notification.channel, Notification.recipient_address,
+                       Notification.last_error, Notification.delivery_uncertain, Notification.attempts,
+                       Notification.step, Notification.updated_at, Notification.id)
+                .outerjoin(Client, Client.id == Notification.recipient_id)
+                .where(Notification.broadcast_id == b.id, Notification.status == "failed")
+                .order_by(Notification.id))
+        audit("broadcast.export_failed", "broadcast", b.id)
+        get_session().commit()
+        return csv_response(f"broadcast-{b.id}-failed.csv",
+                            ["client_id", "client_name", "channel", "address", "reason", "delivery_uncertain",
+                             "attempts", "round", "failed_at_utc", "notification_id"],
+                            stream_select(get_session(), stmt))
 
     @expose("/<int:broadcast_id>/resend-failed", methods=("POST",))
     def resend_failed(self, broadcast_id: int):
