@@ -329,7 +329,7 @@ class Delivery:
         if key not in templates:
             try:
                 templates[key] = find_template(session, c.template_code, c.channel, c.locale,
-                                               self.settings.default_locale)
+                                               self.settings.default_locale, self.settings.fallback)
             except TemplateError as exc:
                 templates[key] = exc
         template = templates[key]
@@ -414,7 +414,7 @@ class Delivery:
     def _open(self, session: Session, chunk: list[_Item], now: datetime) -> None:
         """Open the chunk's attempts, keeping the exact text each row sends (what the client gets)."""
         rendered = {it.claimed.id: (it.message.subject, it.message.html if it.message.html is not None
-                                    else it.message.text) for it in chunk}
+                                    else it.message.text, it.message.locale) for it in chunk}
         numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now, rendered=rendered))
         for item in chunk:
             item.attempt_no = numbers.get(item.claimed.id, item.claimed.attempts + 1)

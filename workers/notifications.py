@@ -251,13 +251,17 @@ def claim_due(session: Session, channel: str, *, limit: int, now: datetime, leas
                   limit, now, lease_s)
 
 
-def store_rendered(session: Session, rendered: Sequence[tuple[int, str | None, str | None]]) -> None:
-    """Keep the exact subject and text of each claimed row (what the client gets)."""
+def store_rendered(session: Session,
+                   rendered: Sequence[tuple[int, str | None, str | None, str | None]]) -> None:
+    """Keep the exact subject and text of each claimed row (what the client gets), and the locale of the
+    template it came from (a fallback's when the client's locale had none): the history shows it."""
     if rendered:
         session.execute(
             update(_N).where(_N.c.id == bindparam("b_id")).values(subject=bindparam("b_subject"),
-                                                                  body=bindparam("b_body")),
-            [{"b_id": i, "b_subject": s, "b_body": b} for i, s, b in rendered],
+                                                                  body=bindparam("b_body"),
+                                                                  locale=func.coalesce(bindparam("b_locale"),
+                                                                                       _N.c.locale)),
+            [{"b_id": i, "b_subject": s, "b_body": b, "b_locale": loc} for i, s, b, loc in rendered],
             execution_options={"synchronize_session": False},
         )
 
@@ -267,11 +271,12 @@ def store_rendered(session: Session, rendered: Sequence[tuple[int, str | None, s
 _OPEN_PG = text("""
 WITH v AS (
     SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:subjects AS text[]), CAST(:bodies AS text[]),
-                         CAST(:keep AS boolean[])) AS v(id, subject, body, keep)
+                         CAST(:locales AS text[]), CAST(:keep AS boolean[])) AS v(id, subject, body, locale, keep)
 ), n AS (
     UPDATE notifications SET attempts = notifications.attempts + 1, updated_at = :now,
         subject = CASE WHEN v.keep THEN v.subject ELSE notifications.subject END,
-        body = CASE WHEN v.keep THEN v.body ELSE notifications.body END
+        body = CASE WHEN v.keep THEN v.body ELSE notifications.body END,
+        locale = coalesce(v.locale, notifications.locale)
     FROM v WHERE notifications.id = v.id AND notifications.status = 'processing'
     RETURNING notifications.id, notifications.attempts
 )
@@ -282,10 +287,12 @@ RETURNING notification_id, attempt_no
 
 
 def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
-                  rendered: Mapping[int, tuple[str | None, str | None]] | None = None) -> list[tuple[int, int]]:
+                  rendered: Mapping[int, tuple[str | None, str | None, str | None]] | None = None
+                  ) -> list[tuple[int, int]]:
     """Count one more attempt on these processing rows and write their attempt rows, before the
     provider is called; returns ``(notification id, attempt number)`` pairs.  ``rendered``: the exact
-    subject and text each row is about to send (what the client gets), kept in the same statement."""
+    subject and text each row is about to send (what the client gets) and the locale of the template it
+    came from (see :func:`store_rendered`), kept in the same statement."""
     if not ids:
         return []
     rendered = rendered or {}
@@ -294,7 +301,8 @@ def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
         texts = [rendered.get(i) for i in ids]
         numbered = session.execute(_OPEN_PG, {
             "ids": ids, "subjects": [t[0] if t else None for t in texts],
-            "bodies": [t[1] if t else None for t in texts], "keep": [t is not None for t in texts],
+            "bodies": [t[1] if t else None for t in texts], "locales": [t[2] if t else None for t in texts],
+            "keep": [t is not None for t in texts],
             "now": now}).all()
         return sorted((int(i), int(n)) for i, n in numbered)
     store_rendered(session, [(i, *rendered[i]) for i in ids if i in rendered])
