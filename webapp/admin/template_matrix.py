@@ -18,6 +18,7 @@ from typing import Any
 from flask_admin import expose
 from sqlalchemy import select
 
+from vestnik.shared.locales import SUPPORTED
 from vestnik.shared.models import NotificationTemplate
 from vestnik.webapp.admin.base import SecureView, can_write
 from vestnik.webapp.db import get_session
@@ -55,7 +56,7 @@ def _lines() -> list[tuple[str, str, str, tuple[str, ...] | None]]:
 
 def matrix(templates: list[NotificationTemplate]) -> tuple[list[str], list[str], list[Line]]:
     channels = sorted({t.channel for t in templates} | {c for c, cls in CHANNELS.items() if cls.address_field})
-    locales = sorted({t.locale for t in templates} or {"ru"})
+    locales = sorted({t.locale for t in templates} | set(SUPPORTED))
     by_key = {(t.code, t.channel, t.locale): t for t in templates}
     wanted = _lines()
     used = {code for _, _, code, _ in wanted}
