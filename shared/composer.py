@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vestnik.shared import locales
 from vestnik.shared.errors import TemplateError, TemplateNotFound
 from vestnik.shared.events import get_event_type
 from vestnik.shared.messages import Attachment, Button, RenderedMessage
@@ -27,9 +28,11 @@ from vestnik.shared.rendering import (
 
 
 def find_template(
-    session: Session, code: str, channel: str, locale: str, default_locale: str = "ru"
+    session: Session, code: str, channel: str, locale: str, default_locale: str = "ru",
+    fallback: Mapping[str, tuple[str, ...]] | None = None,
 ) -> NotificationTemplate:
-    """The active template for code x channel in the client's locale, else the default locale."""
+    """The active template for code x channel in the client's locale, else the next one of its fallback
+    chain (``shared.locales.chain``: VESTNIK_LOCALE_FALLBACK, then the default locale, then the rest)."""
     rows = session.scalars(
         select(NotificationTemplate).where(
             NotificationTemplate.code == code,
@@ -38,12 +41,25 @@ def find_template(
         )
     ).all()
     by_locale = {t.locale: t for t in rows}
-    for candidate in (locale, default_locale, "en", "ru"):
+    for candidate in locales.chain(locale, fallback, default_locale):
         if candidate in by_locale:
             return by_locale[candidate]
     if rows:
         return rows[0]
     raise TemplateNotFound(f"no active template {code!r} for channel {channel!r}")
+
+
+def missing_translations(session: Session) -> dict[tuple[str, str], tuple[str, ...]]:
+    """``(code, channel) -> the supported locales without an active template``, for the pairs that lack
+    some: a client in such a locale gets a fallback's text (``shared.locales.chain``).  The admin's
+    template list marks these rows, so a missing translation is found there, not by a client."""
+    have: dict[tuple[str, str], set[str]] = {}
+    for code, channel, locale in session.execute(
+            select(NotificationTemplate.code, NotificationTemplate.channel, NotificationTemplate.locale)
+            .where(NotificationTemplate.is_active.is_(True))):
+        have.setdefault((code, channel), set()).add(locale)
+    out = {pair: tuple(loc for loc in locales.SUPPORTED if loc not in found) for pair, found in have.items()}
+    return {pair: missing for pair, missing in out.items() if missing}
 
 
 def client_variables(client: Client) -> dict[str, Any]:
@@ -103,6 +119,7 @@ def compose(
             html=html_body,
             headers=dict(headers or {}),
             attachment=attachment,
+            locale=locale,
         )
     text = refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale))
     if template.channel == "telegram":
@@ -110,4 +127,4 @@ def compose(
     if not text.strip():
         raise TemplateError("the template renders to an empty message")
     return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}),
-                           buttons=buttons, attachment=attachment)
+                           buttons=buttons, attachment=attachment, locale=locale)

@@ -52,7 +52,7 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes, 
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import TemplateError
 
@@ -72,7 +72,8 @@ MAX_RENDER_S = 1.0
 BUDGET_FILTER = "_vestnik_budget"
 #: the schemes a link may use (anything else, e.g. javascript: or data:, is refused)
 SAFE_URL_SCHEMES = frozenset({"http", "https", "mailto", "tel", "tg"})
-DEFAULT_DATETIME_PATTERN = {"ru": "d MMMM, HH:mm", "en": "d MMMM, HH:mm"}
+#: how a time reads when the template gives no pattern, per locale (Babel spells the month in each language)
+DEFAULT_DATETIME_PATTERN = {"ru": "d MMMM, HH:mm", "uz-latn": "d-MMMM, HH:mm", "en": "d MMMM, HH:mm"}
 
 #: The tags Telegram's HTML parse mode accepts (Bot API "HTML style").
 TELEGRAM_TAGS = frozenset(
@@ -94,7 +95,7 @@ class LocalTime:
 
     def format(self, pattern: str | None = None) -> str:
         pattern = pattern or DEFAULT_DATETIME_PATTERN.get(self.locale, "d MMMM, HH:mm")
-        return format_datetime(self.local(), pattern, locale=self.locale)
+        return format_datetime(self.local(), pattern, locale=locales.babel(self.locale))
 
     def __str__(self) -> str:
         return self.format()
@@ -123,7 +124,7 @@ def _money_filter(ctx: Any, value: Any, currency: str = "RUB") -> str:
     except BoundsError:  # not an amount (or a 60,000-digit one from before amounts were bounded)
         return str(value)[:40]
     try:
-        return format_currency(amount, str(currency), locale=ctx.get("_locale", "ru"))
+        return format_currency(amount, str(currency), locale=locales.babel(ctx.get("_locale", "ru")))
     except Exception:  # noqa: BLE001 - unknown currency code: show plainly
         return f"{amount} {currency}"
 

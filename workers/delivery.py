@@ -327,7 +327,7 @@ class Delivery:
         if key not in templates:
             try:
                 templates[key] = find_template(session, c.template_code, c.channel, c.locale,
-                                               self.settings.default_locale)
+                                               self.settings.default_locale, self.settings.fallback)
             except TemplateError as exc:
                 templates[key] = exc
         template = templates[key]
@@ -399,7 +399,8 @@ class Delivery:
                                       item.key, NotificationStatus.pending.value))
         state.release_each(session, waiting, now=now)
         state.store_rendered(session, [(it.claimed.id, it.message.subject,
-                                        it.message.html if it.message.html is not None else it.message.text)
+                                        it.message.html if it.message.html is not None else it.message.text,
+                                        it.message.locale)
                                        for it in go])
         go.sort(key=lambda it: it.grant.at)  # type: ignore[union-attr]
         chunks: list[list[_Item]] = []

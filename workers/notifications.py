@@ -182,13 +182,17 @@ def claim_due(session: Session, channel: str, *, limit: int, now: datetime, leas
                   limit, now, lease_s)
 
 
-def store_rendered(session: Session, rendered: Sequence[tuple[int, str | None, str | None]]) -> None:
-    """Keep the exact subject and text of each claimed row (what the client gets)."""
+def store_rendered(session: Session,
+                   rendered: Sequence[tuple[int, str | None, str | None, str | None]]) -> None:
+    """Keep the exact subject and text of each claimed row (what the client gets), and the locale of the
+    template it came from (a fallback's when the client's locale had none): the history shows it."""
     if rendered:
         session.execute(
             update(_N).where(_N.c.id == bindparam("b_id")).values(subject=bindparam("b_subject"),
-                                                                  body=bindparam("b_body")),
-            [{"b_id": i, "b_subject": s, "b_body": b} for i, s, b in rendered],
+                                                                  body=bindparam("b_body"),
+                                                                  locale=func.coalesce(bindparam("b_locale"),
+                                                                                       _N.c.locale)),
+            [{"b_id": i, "b_subject": s, "b_body": b, "b_locale": loc} for i, s, b, loc in rendered],
             execution_options={"synchronize_session": False},
         )
 

@@ -145,12 +145,17 @@ def test_one_click_unsubscribe_turns_marketing_off_and_cancels_what_waits(app, s
     c = app.test_client()
     path = url.removeprefix("https://vestnik.school.test")
     page = c.get(path)  # a GET (a link scanner) changes nothing
-    assert page.status_code == 200 and "Unsubscribe from news" in page.text
+    assert page.status_code == 200 and "Отписаться от новостей" in page.text and 'lang="ru"' in page.text
     with session_factory() as s:
         assert s.get(Client, 2).allow_marketing_notifications is True
     # RFC 8058: a POST with List-Unsubscribe=One-Click, no cookie, no CSRF token.
     resp = c.post(path, data={"List-Unsubscribe": "One-Click"})
-    assert resp.status_code == 200 and "You are unsubscribed" in resp.text
+    assert resp.status_code == 200 and "Вы отписаны" in resp.text
+    with session_factory() as s:  # the page speaks the client's language
+        s.get(Client, 2).locale = "uz-latn"
+        s.commit()
+    page = c.get(path)
+    assert "Siz axborot xabarlariga obunani bekor qildingiz" in page.text and 'lang="uz-latn"' in page.text
     assert c.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200  # repeating is harmless
     with session_factory() as s:
         assert s.get(Client, 2).allow_marketing_notifications is False
@@ -176,6 +181,8 @@ def test_only_marketing_carries_the_way_out():
     assert set(headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"}
     _, buttons = marketing_extras(settings, "marketing", "telegram", 1, "en")
     assert buttons[0][0].text == "Unsubscribe" and "/unsubscribe/1." in buttons[0][0].url
+    _, buttons = marketing_extras(settings, "marketing", "telegram", 1, "uz-latn")
+    assert buttons[0][0].text == "Obunani bekor qilish"
 
 
 def test_history_links_to_the_broadcast_and_back(app, session_factory):

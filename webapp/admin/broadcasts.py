@@ -223,7 +223,8 @@ class BroadcastView(SecureView):
         settings = get_settings()
         for ch in channels:
             try:
-                template = find_template(db, b.template_code, ch, client.locale, settings.default_locale)
+                template = find_template(db, b.template_code, ch, client.locale, settings.default_locale,
+                                         settings.fallback)
                 from vestnik.shared.unsubscribe import marketing_extras
 
                 headers, buttons = marketing_extras(settings, b.category, ch, client.id, client.locale)

@@ -15,8 +15,9 @@ from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.bounds import BoundsError
+from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
     Client,
@@ -291,10 +292,27 @@ def _channel_choices() -> list[tuple[str, str]]:
     return _choices(sorted(CHANNELS))
 
 
+def _translations(view, context, model, name) -> Markup:
+    """The supported locales this code x channel has no active template in (computed once a request)."""
+    from flask import g
+
+    if "vestnik_missing_translations" not in g:
+        g.vestnik_missing_translations = missing_translations(get_session())
+    missing = g.vestnik_missing_translations.get((model.code, model.channel), ())
+    if not missing:
+        return Markup('<span class="translations-complete">{}</span>').format(", ".join(locales.SUPPORTED))
+    return Markup('<span class="badge missing-translation" data-missing="{}" title="{}">{}</span>').format(
+        " ".join(missing), "clients in these locales get a fallback's text",
+        "missing: " + ", ".join(missing))
+
+
 class TemplateView(SecureModelView):
     allow_create = True
     allow_edit = True
-    column_list = ("code", "channel", "locale", "name", "category", "is_active", "updated_at", "updated_by")
+    column_list = ("code", "channel", "locale", "name", "category", "is_active", "updated_at", "updated_by",
+                   "translations")
+    column_labels = {"translations": "Translations"}
+    column_formatters = {"translations": _translations}
     column_filters = ("code", "channel", "locale", "is_active", "category")
     column_searchable_list = ("code", "name")
     column_default_sort = ("code", False)
@@ -302,7 +320,7 @@ class TemplateView(SecureModelView):
     form_overrides = {"channel": SelectField, "locale": SelectField, "category": SelectField, "body": TextAreaField}
     form_args = {
         "channel": {"choices": _channel_choices},
-        "locale": {"choices": [("ru", "ru"), ("en", "en")]},
+        "locale": {"choices": [(code, code) for code in locales.SUPPORTED]},
         "category": {"choices": [("service", "service"), ("marketing", "marketing")]},
     }
     column_details_list = ("code", "channel", "locale", "category", "name", "description", "subject", "body",
@@ -315,6 +333,9 @@ class TemplateView(SecureModelView):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NotificationTemplate, name="Templates", endpoint="template", **kwargs)
+
+    def is_visible(self) -> bool:
+        return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
 
     # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
 
@@ -531,10 +552,11 @@ def _known_time_zone(form, field) -> None:
 
 
 def _language_code(form, field) -> None:
-    """ru, en, uz_Latn...: the same rule as the CSV import."""
-    if not re.fullmatch(r"[a-z]{2}([_-][A-Za-z]{2,4})?", (field.data or "").strip(), re.ASCII):
-        raise ValidationError("expected a language code like ru or en")
-    field.data = field.data.strip()
+    """ru, uz-latn (uz_Latn), en: the same rule as the CSV import (shared/locales.py)."""
+    try:
+        field.data = locales.normalize(field.data or "")
+    except locales.LocaleError as exc:
+        raise ValidationError(str(exc).split(": ", 1)[1]) from None
 
 
 class ClientView(SecureModelView):
