@@ -39,3 +39,5 @@ class RenderedMessage:
     buttons: tuple[tuple[Button, ...], ...] = ()
     attachment: Attachment | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: the locale of the template that was rendered (a fallback's when the client's was missing)
+    locale: str | None = None

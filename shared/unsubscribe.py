@@ -21,13 +21,13 @@ import base64
 import hashlib
 import hmac
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.messages import Button
 
-_LABEL = {"ru": "Отписаться от рассылок", "en": "Unsubscribe"}
+_LABEL = {"ru": "Отписаться от рассылок", "uz-latn": "Obunani bekor qilish", "en": "Unsubscribe"}
 
 
 def _key(secret_key: str) -> bytes:
@@ -67,7 +67,7 @@ def email_headers(settings: Settings, client_id: int) -> dict[str, str]:
 
 
 def telegram_buttons(settings: Settings, client_id: int, locale: str) -> tuple[tuple[Button, ...], ...]:
-    label = _LABEL.get(locale, _LABEL["en"])
+    label = locales.pick(_LABEL, locale)
     return ((Button(label, url=unsubscribe_url(settings, client_id)),),)
 
 

@@ -14,13 +14,16 @@ from flask import Flask, g, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
-from vestnik.webapp.admin import auth
+from vestnik.webapp.admin import audit_format, auth
 from vestnik.webapp.admin.account import AccountView
 from vestnik.webapp.admin.api_keys import ApiKeyView
 from vestnik.webapp.admin.broadcasts import BroadcastView
 from vestnik.webapp.admin.dashboard import DashboardView
 from vestnik.webapp.admin.extra import AuditView, OutboxEventView
+from vestnik.webapp.admin.quiet_hours import QuietHoursView
+from vestnik.webapp.admin.reports import ReportsView
 from vestnik.webapp.admin.rules import RulesView
+from vestnik.webapp.admin.template_matrix import TemplatesByEventView
 from vestnik.webapp.admin.views import ClientView, NotificationView, TemplateView
 
 
@@ -48,13 +51,17 @@ def init_app(app: Flask) -> Admin:
         index_view=DashboardView(name="Dashboard", url="/admin"), csp_nonce_generator=_nonce,
     )
     admin.add_view(NotificationView())
+    admin.add_view(TemplatesByEventView(name="Templates", endpoint="templates", url="/admin/templates"))
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
     admin.add_view(BroadcastView())
+    admin.add_view(ReportsView(name="Reports", endpoint="reports", url="/admin/reports"))
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
+    admin.add_view(QuietHoursView(name="Quiet hours", endpoint="quiet_hours", url="/admin/quiet-hours"))
     admin.add_view(AuditView())
     admin.add_view(ApiKeyView(name="API keys", endpoint="apikeys", url="/admin/api-keys"))
     admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
     app.after_request(_admin_csp)
+    audit_format.install(app)
     return admin

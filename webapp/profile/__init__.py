@@ -32,7 +32,7 @@ from flask import url_for as flask_url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from vestnik.shared import bounds, client_auth
+from vestnik.shared import bounds, client_auth, locales
 from vestnik.shared.audit import client_action as audit
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, ClientAddress, ClientToken, ClientTokenPurpose, Notification, utcnow
@@ -108,7 +108,7 @@ def _load_client() -> None:
             g.client = db.get(Client, row.client_id)
             g.session_row_id = row.id
     g.lang = pick_language(g.client.locale if g.client is not None else session.get(LANG_KEY),
-                           request.accept_languages.best_match(LANGUAGES))
+                           *request.accept_languages.values())
 
 
 @bp.after_request
@@ -120,7 +120,8 @@ def _no_store(response):
 @bp.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {"t": t, "lang": g.get("lang", "ru"), "html_lang": g.get("lang", "ru"), "client": g.get("client"),
-            "languages": LANGUAGES, "minutes": _minutes()}
+            "languages": LANGUAGES, "language_names": locales.NAMES, "language_short": locales.SHORT,
+            "minutes": _minutes()}
 
 
 @bp.errorhandler(404)
@@ -450,7 +451,7 @@ def _when(value: datetime | None) -> str:
     except (KeyError, ValueError):
         zone = ZoneInfo("UTC")
     try:
-        return format_datetime(value, "short", tzinfo=zone, locale=g.lang)
+        return format_datetime(value, "short", tzinfo=zone, locale=locales.babel(g.lang))
     except (OverflowError, ValueError):
         # A time at the edge of datetime's range (stored before times were bounded at emit):
         # shown as stored, so one odd row never takes the whole page down.
