@@ -47,7 +47,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from vestnik.shared.models import (
-    Client,
     ClientAddress,
     DeliveryAttempt,
     Notification,
