@@ -217,3 +217,42 @@ def test_schedule_at_local_time_and_see_it_planned(chromium, site):
     _shots(chromium, site.url, "planned", "/admin/broadcasts/")
     page.goto(site.url + "/admin/quiet-hours/")
     expect(page.locator("#qh-marketing")).to_contain_text("on, 21:00–09:00")
+
+
+def test_a_client_sets_own_quiet_hours_in_the_profile(chromium, site):
+    """The profile's quiet hours are the client's window for marketing (workers/quiet_hours.py)."""
+    from playwright.sync_api import expect
+
+    from vestnik.shared import client_auth
+    from vestnik.shared.models import AuditLog, ClientTokenPurpose
+    from vestnik.workers import quiet_hours
+
+    with site.session_factory() as s:
+        raw = client_auth.issue(s, "s" * 32, 3, ClientTokenPurpose.sign_in_link, 600, utcnow())
+        s.commit()
+    page = chromium.new_page(viewport={"width": 390, "height": 900})
+    page.goto(f"{site.url}/me/login/t/{raw}")
+    page.locator("form button.btn.primary").click()
+    quiet = page.locator("#quiet")
+    expect(quiet).to_contain_text("21:00–09:00")  # the marketing default it follows
+    expect(page.locator("#quiet_start")).to_have_value("21:00")
+    quiet.locator("input[name=quiet_own]").check()
+    page.fill("#quiet_start", "22:30")
+    page.fill("#quiet_end", "07:15")
+    page.locator("#settings button[type=submit]").click()
+    expect(page.locator("#quiet_start")).to_have_value("22:30")
+    expect(quiet.locator("input[name=quiet_own]")).to_be_checked()
+    with site.session_factory() as s:
+        client = s.get(Client, 3)
+        own = quiet_hours.own_window(client.quiet_hours_start_min, client.quiet_hours_end_min)
+        assert own is not None and own.label() == "22:30–07:15"
+        change = s.scalars(select(AuditLog).where(AuditLog.actor == "client:3").order_by(AuditLog.id.desc())).first()
+        assert change.details["changes"]["quiet_hours_start_min"] == [None, 22 * 60 + 30]
+    if os.environ.get("VESTNIK_SCREENSHOTS") == "1":
+        page.locator("#settings").screenshot(path=str(SHOTS / "profile-quiet-hours-phone.png"))
+    # Back to the default: unchecked, both cleared.
+    quiet.locator("input[name=quiet_own]").uncheck()
+    page.locator("#settings button[type=submit]").click()
+    expect(quiet.locator("input[name=quiet_own]")).not_to_be_checked()
+    with site.session_factory() as s:
+        assert s.get(Client, 3).quiet_hours_start_min is None
