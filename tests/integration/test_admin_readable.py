@@ -80,3 +80,22 @@ def test_audit_names_the_person_links_the_object_and_shows_the_change(app):
         assert raw not in body, body[body.index(raw) - 200:body.index(raw) + 200]  # no raw JSON
     details = _client(app).get("/admin/broadcasts/3").text
     assert "Anna Smirnova" in details
+
+
+def test_admin_sets_quiet_hours_per_category(app, session_factory):
+    from vestnik.workers import quiet_hours
+
+    c = _client(app)
+    page = c.get("/admin/quiet-hours/").text
+    assert "marketing messages" in page and "on</strong>, 21:00–09:00" in page
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    bad = c.post("/admin/quiet-hours/", data={"csrf_token": csrf, "category": "service", "enabled": "1",
+                                              "start": "24:00", "end": "08:00"}, follow_redirects=True)
+    assert "Not saved: start" in bad.text
+    ok = c.post("/admin/quiet-hours/", data={"csrf_token": csrf, "category": "service", "enabled": "1",
+                                             "start": "22:00", "end": "08:00"}, follow_redirects=True)
+    assert "service messages: on, 22:00–08:00" in ok.text
+    with session_factory() as s:
+        policy = quiet_hours.load_policies(s)["service"]
+        assert policy.enabled and policy.window.label() == "22:00–08:00"
+        assert s.scalars(select(AuditLog).where(AuditLog.action == "quiet_hours.update")).one().actor == "admin:1"

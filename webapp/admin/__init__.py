@@ -20,6 +20,7 @@ from vestnik.webapp.admin.api_keys import ApiKeyView
 from vestnik.webapp.admin.broadcasts import BroadcastView
 from vestnik.webapp.admin.dashboard import DashboardView
 from vestnik.webapp.admin.extra import AuditView, OutboxEventView
+from vestnik.webapp.admin.quiet_hours import QuietHoursView
 from vestnik.webapp.admin.reports import ReportsView
 from vestnik.webapp.admin.rules import RulesView
 from vestnik.webapp.admin.template_matrix import TemplatesByEventView
@@ -57,6 +58,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(ReportsView(name="Reports", endpoint="reports", url="/admin/reports"))
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
+    admin.add_view(QuietHoursView(name="Quiet hours", endpoint="quiet_hours", url="/admin/quiet-hours"))
     admin.add_view(AuditView())
     admin.add_view(ApiKeyView(name="API keys", endpoint="apikeys", url="/admin/api-keys"))
     admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
