@@ -6,7 +6,7 @@ admin previews is exactly what a client gets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -21,10 +21,16 @@ from vestnik.shared.rendering import (
     build_context,
     html_to_text,
     refuse_unsafe_links,
-    render,
     render_many,
     telegram_html,
+    variables_read,
 )
+
+#: A batch's memo (a dict the caller keeps for one batch, one thread): a template that reads the same
+#: values renders to the same text, so a batch of one event renders once per distinct input, not per
+#: client (a Telegram template that does not greet by name renders once for a hundred clients).
+Memo = dict[Any, Any]
+_ABSENT = object()
 
 
 def find_template(
@@ -86,8 +92,10 @@ def compose(
     headers: Mapping[str, str] | None = None,
     buttons: tuple[tuple[Button, ...], ...] = (),
     attachment: Attachment | None = None,
+    memo: Memo | None = None,
 ) -> RenderedMessage:
-    """Render a template for one client; raises TemplateError naming what failed."""
+    """Render a template for one client; raises TemplateError naming what failed.  ``memo``: see
+    :data:`Memo` (delivery passes one per batch; the admin's preview renders afresh)."""
     locale = template.locale or client.locale or "ru"
     declared, datetime_fields = _declared(event_type)
     # Optional fields the event left out are defined as None, so `{% if reason %}`
@@ -102,8 +110,8 @@ def compose(
     )
     if template.channel == "email":
         # Subject and body in one call: a template that needs the render process makes one trip.
-        subject_or_error, body_or_error = render_many(
-            [(template.subject or "", ctx, False), (template.body, ctx, True)], locale=locale)
+        subject_or_error, body_or_error = _render_many(
+            [(template.subject or "", ctx, False), (template.body, ctx, True)], locale, memo)
         for result in (subject_or_error, body_or_error):
             if isinstance(result, TemplateError):
                 raise result
@@ -111,20 +119,61 @@ def compose(
         if len(subject.splitlines()) > 1:  # CR, LF and every other line end Python's email package knows
             raise TemplateError("the subject renders to more than one line")
         # A javascript: or data: link, from the template or from a variable in an href, fails this notification.
-        html_body = refuse_unsafe_links(str(body_or_error))
+        html_body = _once(memo, "links", refuse_unsafe_links, str(body_or_error))
         return RenderedMessage(
             notification_id=notification_id,
             subject=subject,
-            text=html_to_text(html_body),
+            text=_once(memo, "text", html_to_text, html_body),
             html=html_body,
             headers=dict(headers or {}),
             attachment=attachment,
             locale=locale,
         )
-    text = refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale))
+    [body_or_error] = _render_many([(template.body, ctx, True)], locale, memo)
+    if isinstance(body_or_error, TemplateError):
+        raise body_or_error
+    text = _once(memo, "links", refuse_unsafe_links, body_or_error)
     if template.channel == "telegram":
-        text = telegram_html(text)
+        text = _once(memo, "telegram", telegram_html, text)
     if not text.strip():
         raise TemplateError("the template renders to an empty message")
     return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}),
                            buttons=buttons, attachment=attachment, locale=locale)
+
+
+def _once(memo: Memo | None, kind: str, fn: Callable[[str], str], text: str) -> str:
+    """``fn(text)``, computed once per batch for equal texts (errors are raised each time)."""
+    if memo is None:
+        return fn(text)
+    key = (kind, text)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = fn(text)
+    return found
+
+
+def _render_many(jobs: list[tuple[str, Mapping[str, Any], bool]], locale: str, memo: Memo | None
+                 ) -> list[str | TemplateError]:
+    """:func:`render_many`, reusing the batch's texts of the same source rendered from the same values
+    of the names it reads (a failure is not kept: it is raised again for each row)."""
+    if memo is None:
+        return render_many(jobs, locale=locale)
+    keys: list[Any] = []
+    for source, ctx, html_mode in jobs:
+        names = variables_read(source)
+        key = None
+        if names is not None:
+            key = ("render", source, html_mode, locale, tuple(ctx.get(n, _ABSENT) for n in names))
+            try:
+                hash(key)
+            except TypeError:  # a list or a dict in the data: rendered each time
+                key = None
+        keys.append(key)
+    results: list[str | TemplateError | None] = [memo.get(k) if k is not None else None for k in keys]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        for i, out in zip(todo, render_many([jobs[i] for i in todo], locale=locale), strict=True):
+            results[i] = out
+            if keys[i] is not None and not isinstance(out, TemplateError):
+                memo[keys[i]] = out
+    return results  # type: ignore[return-value]

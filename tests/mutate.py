@@ -65,11 +65,13 @@ class Module:
 
 MODULES = (
     Module("workers/retry.py", ("tests/unit/test_retry.py",)),
-    Module("workers/limits.py", ("tests/unit/test_limits.py",)),
-    Module("shared/events.py", ("tests/unit/test_registry.py", "tests/unit/test_events.py")),
-    Module("shared/wire.py", ("tests/unit/test_registry.py", "tests/unit/test_events.py")),
+    # Both backends: the Redis one runs on a private redis-server (tests/conftest.py), a fraction of a second.
+    Module("workers/limits.py", ("tests/unit/test_limits.py", "tests/unit/test_limits_details.py",
+                                 "tests/integration/test_limits_backends.py")),
+    Module("shared/events.py", ("tests/unit/test_registry.py",)),
+    Module("shared/wire.py", ("tests/unit/test_registry.py",)),
     Module("webapp/signatures.py", ("tests/unit/test_signatures.py",)),
-    Module("shared/bounds.py", ("tests/unit/test_bounds.py",)),
+    Module("shared/bounds.py", ("tests/unit/test_bounds.py", "tests/unit/test_bounds_messages.py")),
     # The render budget's checks (which templates may render in process), not the child-process pool.
     Module("shared/render_sandbox.py", ("tests/unit/test_render_checks.py",),
            functions=("x_is_linear_*", "x__count_*", "x__statement_*", "x__data_loop_*", "x__expression_*",
@@ -90,10 +92,12 @@ def stage(module: Module) -> Path:
     for folder, target in PACKAGE_DIRS.items():
         shutil.copytree(ROOT / folder, where / target, ignore=ignore)
     shutil.copytree(ROOT / "tests", where / "tests", ignore=ignore)
+    shutil.copytree(ROOT / "client", where / "client", ignore=ignore)  # the registry tests read its registry.json
     shutil.copy2(ROOT / "setup.cfg", where / "setup.cfg")
     tests = ", ".join(json.dumps(t) for t in module.tests)
     (where / "pyproject.toml").write_text(f"""[tool.mutmut]
 source_paths = ["vestnik"]
+also_copy = ["client"]
 only_mutate = [{json.dumps(module.staged)}]
 pytest_add_cli_args_test_selection = [{tests}]
 pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-o", "addopts=", "--timeout=300"]
@@ -115,6 +119,9 @@ def run(module: Module, children: int) -> dict[str, int | None]:
         raise SystemExit(f"{module.path}: mutmut made no results (exit {proc.returncode}); see {log}\n"
                          + proc.stdout[-3000:])
     results = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    if proc.returncode != 0 and all(v is None for v in results.values()):
+        raise SystemExit(f"{module.path}: mutmut stopped before testing a mutant (exit {proc.returncode}); "
+                         f"see {log}\n" + proc.stdout[-3000:])
     return {k: v for k, v in results.items() if any(_match(k, p) for p in module.patterns)}
 
 

@@ -12,8 +12,9 @@ One batch, :meth:`Delivery.pump` (docs/operations.md, "Delivery in batches"):
    channel (``FOR UPDATE SKIP LOCKED``), render each (a template error fails
    only that row; a client who said no since cancels it), ask the limiter for
    the whole batch in one round trip, give the rows without a slot back to
-   pending (not an attempt), store the rendered texts, open the attempt rows
-   of the first chunk; commit.
+   pending (not an attempt), open the attempt rows of the first chunk (each
+   with the exact text it sends, one statement); commit.  Rows of one event
+   render once per distinct input (``compose``'s memo), not once per client.
 2. **Sends** over the channel's pool of connections (``workers/senders.py``),
    each at its slot and never after its deadline.
 3. **Record a chunk at a time**: one transaction closes the chunk's attempts,
@@ -45,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared import faults
-from vestnik.shared.composer import compose, find_template
+from vestnik.shared.composer import Memo, compose, find_template
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
@@ -279,6 +280,7 @@ class Delivery:
         ids = {c.recipient_id for c in claimed if c.recipient_id is not None}
         clients = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(ids)))} if ids else {}
         templates: dict[tuple[str, str, str], NotificationTemplate | TemplateError] = {}
+        memo: Memo = {}  # one batch's renders: the clients of one event mostly get the same text
         items: list[_Item] = []
         canceled: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
@@ -299,7 +301,7 @@ class Delivery:
                 out.results.append(Result(c.id, "held", channel=c.channel, status=NotificationStatus.pending.value))
                 continue
             try:
-                message = self._render(session, c, client, channel, templates)
+                message = self._render(session, c, client, channel, templates, memo)
             except TemplateError as exc:
                 failed.append((c.id, f"render failed: {exc}"))
                 metrics.delivery(c.channel, "render_failed", "render failed")
@@ -320,7 +322,7 @@ class Delivery:
         return self._attachments(session, items, now, out)
 
     def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None,
-                templates: dict[tuple[str, str, str], Any]) -> RenderedMessage:
+                templates: dict[tuple[str, str, str], Any], memo: Memo | None = None) -> RenderedMessage:
         if channel is None:
             raise TemplateError(f"channel {c.channel!r} is not registered in this worker")
         key = (c.template_code, c.channel, c.locale)
@@ -338,7 +340,8 @@ class Delivery:
         buttons = buttons_for(step, data, c.locale) if c.channel == "telegram" else ()
         headers, more = marketing_extras(self.settings, c.category, c.channel, c.recipient_id, c.locale)
         return compose(template, event_type=c.event_type, data=data, client=client, notification_id=c.id,
-                       buttons=buttons + more, headers=headers, default_zone=self.settings.default_timezone)
+                       buttons=buttons + more, headers=headers, default_zone=self.settings.default_timezone,
+                       memo=memo)
 
     def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
         """Fetch the files some steps send (a report); a fetch that fails is that row's attempt."""
@@ -398,10 +401,6 @@ class Delivery:
                                       grant.wait_s if grant.wait_s <= MAX_BROKER_DELAY_S else None, channel,
                                       item.key, NotificationStatus.pending.value))
         state.release_each(session, waiting, now=now)
-        state.store_rendered(session, [(it.claimed.id, it.message.subject,
-                                        it.message.html if it.message.html is not None else it.message.text,
-                                        it.message.locale)
-                                       for it in go])
         go.sort(key=lambda it: it.grant.at)  # type: ignore[union-attr]
         chunks: list[list[_Item]] = []
         for item in go:
@@ -413,7 +412,10 @@ class Delivery:
         return chunks
 
     def _open(self, session: Session, chunk: list[_Item], now: datetime) -> None:
-        numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now))
+        """Open the chunk's attempts, keeping the exact text each row sends (what the client gets)."""
+        rendered = {it.claimed.id: (it.message.subject, it.message.html if it.message.html is not None
+                                    else it.message.text, it.message.locale) for it in chunk}
+        numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now, rendered=rendered))
         for item in chunk:
             item.attempt_no = numbers.get(item.claimed.id, item.claimed.attempts + 1)
 

@@ -74,9 +74,32 @@ class OutboxEventView(SecureModelView):
         flash(f"{changed} of {len(ids)} event(s) will be handled again; others were not failed.", "success")
 
 
+def _audit_actor(view, context, model, name) -> Markup:
+    from vestnik.webapp.admin.audit_format import actor_label
+
+    return actor_label(model.actor)
+
+
+def _audit_object(view, context, model, name) -> Markup:
+    from vestnik.webapp.admin.audit_format import object_link
+
+    return object_link(model.object_type, model.object_id)
+
+
+def _audit_details(view, context, model, name) -> Markup:
+    from vestnik.webapp.admin.audit_format import details_html
+
+    return details_html(model.details)
+
+
 class AuditView(SecureModelView):
-    column_list = ("created_at", "actor", "action", "object_type", "object_id", "details")
-    column_default_sort = ("id", True)
+    """Who did what to which object: a person's name and email, a link, and what changed."""
+
+    column_list = ("created_at", "actor", "action", "object_id", "details")
+    column_labels = {"created_at": "When (UTC)", "actor": "Who", "object_id": "Object", "details": "What changed"}
+    column_formatters = {"actor": _audit_actor, "object_id": _audit_object, "details": _audit_details}
+    column_details_list = ("id", "created_at", "actor", "action", "object_type", "object_id", "details")
+    column_formatters_detail = column_formatters
 
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [

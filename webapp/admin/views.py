@@ -339,6 +339,9 @@ class TemplateView(SecureModelView):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NotificationTemplate, name=_l("Templates"), endpoint="template", **kwargs)
 
+    def is_visible(self) -> bool:
+        return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
+
     # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
 
     def catalogue(self) -> dict[str, Any]:
