@@ -305,7 +305,7 @@ class DeliveryAttempt(Base):
     """One row per call to a provider, written before the call and closed after it."""
 
     __tablename__ = "delivery_attempts"
-    __table_args__ = (Index("ix_attempts_notification", "notification_id"),)
+    __table_args__ = (Index("ix_attempts_notification", "notification_id"), Index("ix_attempts_started", "started_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     notification_id: Mapped[int] = mapped_column(BigId, ForeignKey("notifications.id", ondelete="CASCADE"))
