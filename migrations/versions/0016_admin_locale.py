@@ -1,7 +1,7 @@
 """admin_users.locale: the language each admin reads the admin in (ru or en)
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-11-30 02:00:00
 
 NULL until the admin picks one: the browser's Accept-Language decides then
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
