@@ -436,6 +436,8 @@ class AdminUser(Base):
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     telegram_chat_id: Mapped[str | None] = mapped_column(String(64))  # "send test to me" on Telegram
+    # The admin's language (shared.locales.ADMIN_LOCALES); NULL: the browser's Accept-Language decides.
+    locale: Mapped[str | None] = mapped_column(String(10))
 
     def __str__(self) -> str:
         return self.email
