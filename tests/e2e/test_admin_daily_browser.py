@@ -111,7 +111,7 @@ def test_resend_failed_then_progress_with_an_estimate_updates_live(chromium, sit
     page.locator("#resend").get_by_role("button", name="Resend failed").click()
     expect(page.get_by_role("alert")).to_contain_text("Resending 2 failed messages (round 1)")
     email = page.locator('#p-channels [data-channel="email"]')
-    expect(email).to_contain_text("1 sent · 3 failed · 2 waiting")
+    expect(email).to_contain_text("1 sent · 3 failed (2 resent) · 2 waiting")
     # Three a day, the day's three used already (the attempts above): the end is days away.
     expect(page.locator("#p-eta")).to_be_visible()
     expect(page.locator("#p-ends-in")).to_contain_text("day")
@@ -126,7 +126,7 @@ def test_resend_failed_then_progress_with_an_estimate_updates_live(chromium, sit
                                              Notification.step == "resend-failed-1",
                                              Notification.recipient_id == 2).values(status="sent"))
         s.commit()
-    expect(email).to_contain_text("2 sent · 3 failed · 1 waiting")
+    expect(email).to_contain_text("2 sent · 3 failed (2 resent) · 1 waiting")
     expect(bar).to_have_attribute("aria-label", "email: 2 sent, 3 failed, 1 waiting of 6")
     assert page.evaluate("window.__noReload") is True
     assert not errors, errors  # no CSP violation, no failed request
