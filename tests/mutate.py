@@ -68,8 +68,8 @@ MODULES = (
     # Both backends: the Redis one runs on a private redis-server (tests/conftest.py), a fraction of a second.
     Module("workers/limits.py", ("tests/unit/test_limits.py", "tests/unit/test_limits_details.py",
                                  "tests/integration/test_limits_backends.py")),
-    Module("shared/events.py", ("tests/unit/test_registry.py",)),
-    Module("shared/wire.py", ("tests/unit/test_registry.py",)),
+    Module("shared/events.py", ("tests/unit/test_registry.py", "tests/unit/test_events.py")),
+    Module("shared/wire.py", ("tests/unit/test_registry.py", "tests/unit/test_wire.py", "tests/unit/test_events.py")),
     Module("webapp/signatures.py", ("tests/unit/test_signatures.py",)),
     Module("shared/bounds.py", ("tests/unit/test_bounds.py", "tests/unit/test_bounds_messages.py")),
     # The render budget's checks (which templates may render in process), not the child-process pool.

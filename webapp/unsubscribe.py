@@ -75,6 +75,10 @@ def one_click(token: str):
     client.updated_at = now
     canceled = notifications.cancel_category(db, client.id, Category.marketing.value,
                                              "the client unsubscribed from marketing", now)
+    if was:  # counted for the last marketing message the client got (workers/reactions.py)
+        from vestnik.workers.reactions import record_unsubscribe
+
+        record_unsubscribe(db, client.id, now)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     db.add(AuditLog(actor=f"client:{client.id}", action="client.unsubscribe", object_type="client",
                     object_id=str(client.id), details={"category": "marketing", "was_allowed": was,

@@ -256,6 +256,11 @@ def _callback(session: Session, update_id: Any, callback: dict[str, Any]) -> Bot
     chat_id = (callback.get("message") or {}).get("chat", {}).get("id") or (callback.get("from") or {}).get("id")
     match = _RATE.match(data)
     client = client_for_chat(session, chat_id) if chat_id is not None else None
+    if client is not None and data:
+        from vestnik.shared.models import utcnow
+        from vestnik.workers.reactions import record_button
+
+        record_button(session, chat_id, (callback.get("message") or {}).get("message_id"), data, utcnow())
     if match is None or client is None:
         return BotReply("answerCallbackQuery", {**answer, "text": "—"})
     booking_id, rating = match.group(1), int(match.group(2))

@@ -1,13 +1,9 @@
 """Reports: per broadcast, template or event type — sent, failed by reason, unsubscribed, button presses.
 
 Counts come from the notification rows created in the period (one GROUP BY each, served by the
-indexes on ``created_at``).  Two numbers are *attributed*, since neither act names a message:
-
-- **unsubscribed**: a client's unsubscribe (``client.unsubscribe`` in the audit) counts for the
-  last message sent to that client before it (the one whose link or header they most likely used);
-- **button presses**: a press of a Telegram button (a ``feedback_received`` event from the bot)
-  counts for the last Telegram message sent to that client before it.  Presses are read from the
-  outbox, so they are there for as long as the outbox keeps its events.
+indexes on ``created_at``).  **Unsubscribed** and **button presses** are the reactions recorded on
+those messages when they happened (``workers/reactions.py``: a press on the message its button was
+on; an unsubscribe on the client's last marketing message before it).
 
 A failure's *reason* is its last error with the attempt count left out ("gave up after 5
 attempts: timeout" and "gave up after 3 attempts: timeout" are one reason), cut to
@@ -17,7 +13,6 @@ attempts: timeout" and "gave up after 3 attempts: timeout" are one reason), cut 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,13 +20,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import AuditLog, Broadcast, Notification, NotificationStatus, OutboxEvent
+from vestnik.shared.models import Broadcast, Notification, NotificationReaction, NotificationStatus, ReactionKind
 
 BY = {"broadcast": Notification.broadcast_id, "template": Notification.template_code,
       "event": Notification.event_type}
 REASON_CHARS = 80
-#: at most this many unsubscribes or presses are attributed per report (each costs one indexed lookup)
-ATTRIBUTED_MAX = 5000
 _ATTEMPTS = re.compile(r"^gave up after \d+ attempts: ")
 
 
@@ -60,46 +53,6 @@ class Row:
     def failure_pct(self) -> float:
         done = self.sent + self.failed
         return 100.0 * self.failed / done if done else 0.0
-
-
-def _last_sent_before(session: Session, client_id: int, at: datetime, channel: str | None = None):
-    stmt = (select(Notification.broadcast_id, Notification.template_code, Notification.event_type,
-                   Notification.created_at)
-            .where(Notification.recipient_id == client_id, Notification.status == NotificationStatus.sent.value,
-                   Notification.created_at <= at)
-            .order_by(Notification.created_at.desc()).limit(1))
-    if channel:
-        stmt = stmt.where(Notification.channel == channel)
-    return session.execute(stmt).first()
-
-
-def _attributed(session: Session, by: str, since: datetime, until: datetime
-                ) -> tuple[dict[Any, int], dict[Any, int]]:
-    """(unsubscribes, presses) per key, each credited to the last message sent before it."""
-    index = {"broadcast": 0, "template": 1, "event": 2}[by]
-    unsub: dict[Any, int] = defaultdict(int)
-    presses: dict[Any, int] = defaultdict(int)
-    acts = session.execute(
-        select(AuditLog.object_id, AuditLog.created_at)
-        .where(AuditLog.action == "client.unsubscribe", AuditLog.created_at >= since, AuditLog.created_at < until)
-        .order_by(AuditLog.id).limit(ATTRIBUTED_MAX)).all()
-    for client_id, at in acts:
-        if client_id and client_id.isdigit():
-            last = _last_sent_before(session, int(client_id), at)
-            if last is not None and last[3] >= since:
-                unsub[last[index]] += 1
-    pressed = session.execute(
-        select(OutboxEvent.initiator, OutboxEvent.created_at)
-        .where(OutboxEvent.event_type == "feedback_received", OutboxEvent.initiator.like("client:%"),
-               OutboxEvent.created_at >= since, OutboxEvent.created_at < until)
-        .order_by(OutboxEvent.id).limit(ATTRIBUTED_MAX)).all()
-    for initiator, at in pressed:
-        client_id = initiator.split(":", 1)[1]
-        if client_id.isdigit():
-            last = _last_sent_before(session, int(client_id), at, "telegram")
-            if last is not None and last[3] >= since:
-                presses[last[index]] += 1
-    return unsub, presses
 
 
 def report(session: Session, by: str, since: datetime, until: datetime, *, key: Any = None) -> list[Row]:
@@ -132,13 +85,15 @@ def report(session: Session, by: str, since: datetime, until: datetime, *, key: 
         if k in rows:
             reason = reason_of(error)
             rows[k].reasons[reason] = rows[k].reasons.get(reason, 0) + n
-    unsub, presses = _attributed(session, by, since, until)
-    for k, n in unsub.items():
+    for k, kind, n in session.execute(
+            select(col, NotificationReaction.kind, func.count())
+            .join(Notification, Notification.id == NotificationReaction.notification_id)
+            .where(*conds).group_by(col, NotificationReaction.kind)):
         if k in rows:
-            rows[k].unsubscribed = n
-    for k, n in presses.items():
-        if k in rows:
-            rows[k].presses = n
+            if kind == ReactionKind.unsubscribe.value:
+                rows[k].unsubscribed += n
+            elif kind == ReactionKind.button.value:
+                rows[k].presses += n
     if by == "broadcast" and rows:
         names = dict(session.execute(select(Broadcast.id, Broadcast.name).where(Broadcast.id.in_(list(rows)))).all())
         for k, r in rows.items():

@@ -9,14 +9,15 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from vestnik.shared.config import Settings
-from vestnik.shared.models import AdminUser, AuditLog, Broadcast, Client, Notification, OutboxEvent, utcnow
+from vestnik.shared.models import AdminUser, AuditLog, Broadcast, Client, Notification, utcnow
 from vestnik.shared.seeds import install_default_templates
 from vestnik.webapp import create_app
 from vestnik.webapp.admin.export import csv_chunks, safe_cell
-from vestnik.workers import reports
+from vestnik.workers import reactions, reports
 
 
 @pytest.fixture(autouse=True)
@@ -42,9 +43,12 @@ def app(session_factory):
         s.flush()
 
         def n(cid, ch, status, err=None, ago=60, **kw):
+            bid = kw.pop("bid", 7)
             s.add(Notification(recipient_id=cid, channel=ch, recipient_address=f"{ch}-{cid}", status=status,
                                event_type=kw.pop("event_type", "mass_broadcast"), last_error=err,
-                               template_code=kw.pop("template_code", "ANNOUNCEMENT"), broadcast_id=kw.pop("bid", 7),
+                               template_code=kw.pop("template_code", "ANNOUNCEMENT"), broadcast_id=bid,
+                               category="marketing" if bid else "service",
+                               sent_at=now - timedelta(seconds=ago) if status == "sent" else None,
                                step=kw.pop("step", "broadcast"), created_at=now - timedelta(seconds=ago), **kw))
         n(1, "email", "sent")
         n(1, "telegram", "failed", "gave up after 5 attempts: timeout")
@@ -53,10 +57,11 @@ def app(session_factory):
         n(2, "email", "sent", step="resend-failed-1", ago=30)
         n(1, "email", "sent", event_type="lesson_reminder", template_code="LESSON_REMINDER", bid=None, ago=20)
         n(1, "telegram", "sent", event_type="lesson_reminder", template_code="LESSON_REMINDER", bid=None, ago=15)
-        s.add(AuditLog(actor="client:2", action="client.unsubscribe", object_type="client", object_id="2",
-                       created_at=now - timedelta(seconds=10)))
-        s.add(OutboxEvent(event_type="feedback_received", recipients=[1], data={}, initiator="client:1",
-                          created_at=now - timedelta(seconds=5)))
+        s.flush()
+        # The client unsubscribes after the broadcast's resend reached them; client 1 presses a button on
+        # the reminder (no message id known: the last Telegram message to that chat).
+        assert reactions.record_unsubscribe(s, 2, now - timedelta(seconds=10)) is not None
+        assert reactions.record_button(s, "telegram-1", None, "rate:9:5", now - timedelta(seconds=5)) is not None
         s.commit()
     return create_app(Settings(secret_key="k" * 32), session_factory=session_factory,
                       config={"TESTING": True, "SESSION_COOKIE_SECURE": False})
@@ -140,3 +145,24 @@ def test_formula_cells_are_made_inert(value, expected):
 def test_chunks_hold_a_bounded_number_of_rows():
     chunks = list(csv_chunks(["n"], ([i] for i in range(10)), batch=4))
     assert len(chunks) == 3 and chunks[0].count("\n") == 5  # BOM+header and 4 rows
+
+
+def test_a_button_press_counts_for_the_message_it_was_on(session_factory):
+    from vestnik.shared.models import NotificationReaction
+    from vestnik.workers.bot import handle_update
+
+    now = utcnow()
+    with session_factory() as s:
+        s.add(Client(id=1, name="A", telegram_chat_id="11"))
+        s.flush()
+        for i, ext in ((1, "500"), (2, "501")):
+            s.add(Notification(id=i, recipient_id=1, channel="telegram", recipient_address="11", status="sent",
+                               event_type="booking_created", template_code="BOOKING_FEEDBACK", external_id=ext,
+                               sent_at=now - timedelta(minutes=10 - i)))
+        s.commit()
+        handle_update(s, {"update_id": 1, "callback_query": {
+            "id": "q", "data": "rate:b1:5", "from": {"id": 11},
+            "message": {"message_id": 500, "chat": {"id": 11, "type": "private"}}}})
+        s.commit()
+        got = s.scalars(select(NotificationReaction)).one()
+        assert (got.notification_id, got.kind, got.value) == (1, "button", "rate:b1:5")  # not the later message

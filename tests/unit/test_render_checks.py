@@ -51,6 +51,13 @@ LINEAR = [
     "{% for v in stats.values() %}{{ v }}{% else %}none{% endfor %}",
     "{% if a %}{% for x in items %}{{ x }}{% endfor %}{% endif %}",
     "{{ '" + "x" * 200 + "' }}",  # a constant of 200 characters is still text
+    # One growing filter is allowed per value: inside an attribute, an index, a slice, an argument, a test
+    "{{ (x|e).y }}",
+    "{{ (x|e)[0] }}",
+    "{{ items[:n|e] }}",
+    "{{ items[n|e:] }}",
+    "{{ x|truncate(n|e) }}",
+    "{% if a|e %}x{% endif %}",
 ]
 
 NOT_LINEAR = [
@@ -78,6 +85,14 @@ NOT_LINEAR = [
     "{% for a in x %}{% endfor %}{% for b in y %}{% endfor %}",  # two loops multiply nothing, but count
     "{% for i in range(3) %}{% endfor %}",
     "{% for i in lipsum %}{% endfor %}",
+    "{% for i in range %}{% endfor %}",
+    "{% for i in cycler %}{% endfor %}",
+    "{% for i in joiner %}{% endfor %}",
+    "{% for x in stats.items(k=1) %}{% endfor %}",
+    "{% for x in stats.items(*a) %}{% endfor %}",
+    "{% for x in stats.items(**k) %}{% endfor %}",
+    "{{ (x|e).y|e }}",
+    "{{ (x|e)[0]|e }}",
     "{% for x in items if x %}{{ x }}{% endfor %}",  # a loop filter
     "{% for x in items recursive %}{{ loop(x) }}{% endfor %}",
     "{% for x in items(1) %}{% endfor %}",

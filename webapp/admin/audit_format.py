@@ -81,7 +81,12 @@ def object_link(object_type: str | None, object_id: str | None) -> Markup:
 
 
 def _short(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
+        text = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"  # {"email": 4} -> "email 4"
+    elif isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
+        text = ", ".join(str(v) for v in value) or "none"
+    else:
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
 
 

@@ -107,10 +107,11 @@ def dashboard_data() -> dict[str, Any]:
 
 
 def _oldest_due_s(now) -> float:
-    """How long the oldest due message has waited (the queues' lag now)."""
-    oldest = get_session().scalar(select(func.min(func.coalesce(Notification.send_at, Notification.created_at)))
-                                  .where(Notification.status == NotificationStatus.pending.value,
-                                         (Notification.send_at <= now) | Notification.send_at.is_(None)))
+    """How long the oldest due message has waited (the queues' lag now): the earliest ``send_at`` of
+    a pending row (index ix_notifications_due); a broadcast's held rows (no ``send_at``) wait for
+    their broadcast's pace, not in a queue."""
+    oldest = get_session().scalar(select(func.min(Notification.send_at)).where(
+        Notification.status == NotificationStatus.pending.value, Notification.send_at <= now))
     return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
 
 

@@ -10,6 +10,8 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import SelectField, TextAreaField
@@ -236,7 +238,7 @@ class NotificationView(SecureModelView):
             sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, "Delivery uncertain"),
             sqla_filters.IntEqualFilter(Notification.broadcast_id, "Broadcast id"),
         ]
-        super().__init__(Notification, name="History", endpoint="notification", **kwargs)
+        super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
     @action("resend", "Resend", "Send a copy of the selected notifications again?")
     def action_resend(self, ids: list[str]) -> None:
@@ -300,10 +302,11 @@ def _translations(view, context, model, name) -> Markup:
         g.vestnik_missing_translations = missing_translations(get_session())
     missing = g.vestnik_missing_translations.get((model.code, model.channel), ())
     if not missing:
-        return Markup('<span class="translations-complete">{}</span>').format(", ".join(locales.SUPPORTED))
+        return Markup('<span class="translations-complete" title="{}">{}</span>').format(
+            ", ".join(locales.SUPPORTED), gettext("complete"))
     return Markup('<span class="badge missing-translation" data-missing="{}" title="{}">{}</span>').format(
-        " ".join(missing), "clients in these locales get a fallback's text",
-        "missing: " + ", ".join(missing))
+        " ".join(missing), gettext("clients in these locales get a fallback's text"),
+        gettext("missing: %(locales)s", locales=", ".join(missing)))
 
 
 class TemplateView(SecureModelView):
@@ -311,7 +314,9 @@ class TemplateView(SecureModelView):
     allow_edit = True
     column_list = ("code", "channel", "locale", "name", "category", "is_active", "updated_at", "updated_by",
                    "translations")
-    column_labels = {"translations": "Translations"}
+    column_labels = {"code": _l("Code"), "channel": _l("Channel"), "locale": _l("Locale"), "name": _l("Name"),
+                     "category": _l("Category"), "is_active": _l("Active"), "updated_at": _l("Updated"),
+                     "updated_by": _l("Updated by"), "translations": _l("Translations")}
     column_formatters = {"translations": _translations}
     column_filters = ("code", "channel", "locale", "is_active", "category")
     column_searchable_list = ("code", "name")
@@ -332,7 +337,7 @@ class TemplateView(SecureModelView):
     form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"}}
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NotificationTemplate, name="Templates", endpoint="template", **kwargs)
+        super().__init__(NotificationTemplate, name=_l("Templates"), endpoint="template", **kwargs)
 
     def is_visible(self) -> bool:
         return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
@@ -588,7 +593,7 @@ class ClientView(SecureModelView):
     }
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(Client, name="Clients", endpoint="client", **kwargs)
+        super().__init__(Client, name=_l("Clients"), endpoint="client", **kwargs)
 
     def on_model_change(self, form, model: Client, is_created: bool) -> None:
         from sqlalchemy import inspect

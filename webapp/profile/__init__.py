@@ -290,7 +290,37 @@ def index():
     ).all()
     items = [_item(n) for n in rows[:PAGE_SIZE]]
     return render_template("profile/index.html", items=items, page=page, has_next=len(rows) > PAGE_SIZE,
-                           telegram=_telegram_state(db))
+                           telegram=_telegram_state(db), quiet=_quiet_state(db, g.client))
+
+
+def _quiet_state(db: Session, client: Client) -> dict[str, Any]:
+    """The client's own quiet hours, or the marketing default they follow (``workers/quiet_hours.py``)."""
+    from vestnik.workers import quiet_hours
+
+    own = quiet_hours.own_window(client.quiet_hours_start_min, client.quiet_hours_end_min)
+    default = quiet_hours.load_policies(db)["marketing"].window
+    window = own or default
+    return {"own": own is not None, "start": quiet_hours.hhmm(window.start_min),
+            "end": quiet_hours.hhmm(window.end_min), "default": default.label()}
+
+
+def _quiet_changes(client: Client, changes: dict[str, list[Any]]) -> bool:
+    """Apply the form's quiet hours to ``client``; False when a time is not understood (nothing changed)."""
+    from vestnik.workers import quiet_hours
+
+    if request.form.get("quiet_own") != "on":
+        start = end = None
+    else:
+        try:
+            window = quiet_hours.Window.parse(request.form.get("quiet_start", ""), request.form.get("quiet_end", ""))
+        except ValueError:
+            return False
+        start, end = window.start_min, window.end_min
+    for attr, new in (("quiet_hours_start_min", start), ("quiet_hours_end_min", end)):
+        if getattr(client, attr) != new:
+            changes[attr] = [getattr(client, attr), new]
+            setattr(client, attr, new)
+    return True
 
 
 @bp.get("/notifications/<int:notification_id>")
@@ -314,6 +344,10 @@ def preferences():
         if getattr(client, attr) != new:
             changes[attr] = [getattr(client, attr), new]
             setattr(client, attr, new)
+    if "quiet_start" in request.form and not _quiet_changes(client, changes):
+        get_session().rollback()
+        flash(t("quiet_invalid"), "error")
+        return redirect(flask_url_for("profile.index") + "#settings")
     lang = request.form.get("lang")
     if lang in LANGUAGES and lang != client.locale:
         changes["locale"] = [client.locale, lang]

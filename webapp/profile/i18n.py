@@ -214,6 +214,39 @@ STRINGS: dict[str, dict[str, str]] = {
         "uz-latn": "Saqlash",
         "en": "Save",
     },
+    "quiet_hours": {
+        "ru": "Тихие часы",
+        "uz-latn": "Sokin soatlar",
+        "en": "Quiet hours",
+    },
+    "quiet_own": {
+        "ru": "Свои тихие часы для рекламных сообщений",
+        "uz-latn": "Reklama xabarlari uchun oʻz sokin soatlarim",
+        "en": "My own quiet hours for marketing messages",
+    },
+    "quiet_from": {
+        "ru": "с",
+        "uz-latn": "boshlanishi",
+        "en": "from",
+    },
+    "quiet_to": {
+        "ru": "до",
+        "uz-latn": "tugashi",
+        "en": "to",
+    },
+    "quiet_hint": {
+        "ru": "Сообщение, пришедшее в это время, подождёт до конца (по вашему времени). Без своих — {default}. "
+              "Срочные, например отмена занятия, приходят сразу.",
+        "uz-latn": "Bu vaqtda kelgan xabar uning tugashini kutadi (sizning vaqtingiz boʻyicha). Oʻzingizniki "
+                   "boʻlmasa — {default}. Shoshilinch xabarlar, masalan dars bekor qilinishi, darhol keladi.",
+        "en": "A message due then waits for its end (your local time). Without your own: {default}. "
+              "Urgent news, such as a cancelled lesson, comes at once.",
+    },
+    "quiet_invalid": {
+        "ru": "Тихие часы: укажите время от 00:00 до 23:59. Ничего не сохранено.",
+        "uz-latn": "Sokin soatlar: 00:00 dan 23:59 gacha vaqtni kiriting. Hech narsa saqlanmadi.",
+        "en": "Quiet hours: enter a time between 00:00 and 23:59. Nothing was saved.",
+    },
     "saved": {
         "ru": "Настройки сохранены. Они действуют со следующего уведомления.",
         "uz-latn": "Sozlamalar saqlandi. Ular keyingi bildirishnomadan boshlab amal qiladi.",
