@@ -69,7 +69,7 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize(("call", "message"), REFUSALS, ids=[m for _, m in REFUSALS])
+@pytest.mark.parametrize(("call", "message"), REFUSALS, ids=[f"refusal{i}" for i in range(len(REFUSALS))])
 def test_each_refusal_names_the_field_and_says_why_in_these_words(call, message):
     with pytest.raises(BoundsError) as caught:
         call()
