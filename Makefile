@@ -13,7 +13,7 @@ PORT   ?= 8000
 # overlap well on two cores (7.9 min instead of 15.5 for the whole suite).
 TEST_WORKERS ?= 2
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench mutate clean
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Vestnik needs Python 3.11 or newer")'
@@ -45,6 +45,19 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
+
+# Mutation testing of the core pure modules (mutmut 3), one module at a time; slow, so not part of
+# `make test`.  `make mutate MODULES=shared/bounds.py` for one; docs/testing.md has the figures.
+mutate: $(STAMP)
+	$(BIN)/python -m tests.mutate $(MODULES)
+
+# The admin's catalogues (webapp/translations): new marked strings into the .po files, then the
+# .mo files that are committed beside them (a clean clone needs no build step to have them).
+translations: $(STAMP)
+	mkdir -p var
+	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --omit-header -o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d webapp/translations --no-location --width 120
+	$(BIN)/pybabel compile -d webapp/translations --statistics
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

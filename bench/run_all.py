@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench.scheduler_lateness": ["--events", "200", "--spread", "30"],
     "bench.limits_exact": ["--seconds", "300"],
     "bench.admin_history": [],
+    "bench.history_export": ["--rows", "1000000"],
     "bench.broadcast_expand": ["--clients", "100000", "--send", "2000", "--rate", "30"],
     "bench.sign_in_timing": ["--requests", "200"],
     "bench.admin_login_timing": ["--requests", "100"],
@@ -45,6 +46,8 @@ def smoke_args() -> dict[str, list[str]]:
         # A database of its own, dropped at the end: never the full run's vestnik_bench_history.
         "bench.admin_history": ["--rows", "3000", "--clients", "300", "--repeat", "2", "--drop",
                                 "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],
+        "bench.history_export": ["--rows", "3000", "--clients", "300", "--drop",
+                                 "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],
         "bench.broadcast_expand": ["--clients", "200", "--send", "10", "--rate", "100"],
         "bench.sign_in_timing": ["--requests", "5"],
         "bench.admin_login_timing": ["--requests", "4"],

@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import ADDRESS_FIELDS, SWITCH_FIELDS
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
@@ -157,11 +157,11 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
             out["webhook_url"] = check_address(ADDRESS_FIELDS["webhook_url"], url)
         except ValueError as exc:
             problems.append(f"webhook_url: {exc}")
-    if locale := cell("locale").lower():
-        if not re.fullmatch(r"[a-z]{2}([_-][a-z]{2,4})?", locale):
-            problems.append(f"locale: expected a language code like ru or en, got {locale[:20]!r}")
-        else:
-            out["locale"] = locale
+    if locale := cell("locale"):
+        try:  # uz_Latn, UZ-LATN, ru-RU: written the way Vestnik stores them (shared/locales.py)
+            out["locale"] = locales.normalize(locale)
+        except locales.LocaleError as exc:
+            problems.append(str(exc))
     if tz := cell("timezone"):
         try:
             ZoneInfo(tz)

@@ -6,12 +6,13 @@ admin previews is exactly what a client gets.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vestnik.shared import locales
 from vestnik.shared.errors import TemplateError, TemplateNotFound
 from vestnik.shared.events import get_event_type
 from vestnik.shared.messages import Attachment, Button, RenderedMessage
@@ -20,9 +21,15 @@ from vestnik.shared.rendering import (
     build_context,
     html_to_text,
     refuse_unsafe_links,
-    render,
     render_many,
+    variables_read,
 )
+
+#: A batch's memo (a dict the caller keeps for one batch, one thread): a template that reads the same
+#: values renders to the same text, so a batch of one event renders once per distinct input, not per
+#: client (a Telegram template that does not greet by name renders once for a hundred clients).
+Memo = dict[Any, Any]
+_ABSENT = object()
 
 
 class Form(Protocol):
@@ -37,9 +44,11 @@ class Form(Protocol):
 
 
 def find_template(
-    session: Session, code: str, channel: str, locale: str, default_locale: str = "ru"
+    session: Session, code: str, channel: str, locale: str, default_locale: str = "ru",
+    fallback: Mapping[str, tuple[str, ...]] | None = None,
 ) -> NotificationTemplate:
-    """The active template for code x channel in the client's locale, else the default locale."""
+    """The active template for code x channel in the client's locale, else the next one of its fallback
+    chain (``shared.locales.chain``: VESTNIK_LOCALE_FALLBACK, then the default locale, then the rest)."""
     rows = session.scalars(
         select(NotificationTemplate).where(
             NotificationTemplate.code == code,
@@ -48,12 +57,25 @@ def find_template(
         )
     ).all()
     by_locale = {t.locale: t for t in rows}
-    for candidate in (locale, default_locale, "en", "ru"):
+    for candidate in locales.chain(locale, fallback, default_locale):
         if candidate in by_locale:
             return by_locale[candidate]
     if rows:
         return rows[0]
     raise TemplateNotFound(f"no active template {code!r} for channel {channel!r}")
+
+
+def missing_translations(session: Session) -> dict[tuple[str, str], tuple[str, ...]]:
+    """``(code, channel) -> the supported locales without an active template``, for the pairs that lack
+    some: a client in such a locale gets a fallback's text (``shared.locales.chain``).  The admin's
+    template list marks these rows, so a missing translation is found there, not by a client."""
+    have: dict[tuple[str, str], set[str]] = {}
+    for code, channel, locale in session.execute(
+            select(NotificationTemplate.code, NotificationTemplate.channel, NotificationTemplate.locale)
+            .where(NotificationTemplate.is_active.is_(True))):
+        have.setdefault((code, channel), set()).add(locale)
+    out = {pair: tuple(loc for loc in locales.SUPPORTED if loc not in found) for pair, found in have.items()}
+    return {pair: missing for pair, missing in out.items() if missing}
 
 
 def client_variables(client: Client) -> dict[str, Any]:
@@ -81,8 +103,10 @@ def compose(
     headers: Mapping[str, str] | None = None,
     buttons: tuple[tuple[Button, ...], ...] = (),
     attachment: Attachment | None = None,
+    memo: Memo | None = None,
 ) -> RenderedMessage:
-    """Render a template for one client; raises TemplateError naming what failed."""
+    """Render a template for one client; raises TemplateError naming what failed.  ``memo``: see
+    :data:`Memo` (delivery passes one per batch; the admin's preview renders afresh)."""
     locale = template.locale or client.locale or "ru"
     declared, datetime_fields = _declared(event_type)
     # Optional fields the event left out are defined as None, so `{% if reason %}`
@@ -100,7 +124,7 @@ def compose(
         # Subject and body in one call: a template that needs the render process makes one trip.
         with_subject = form.subject_mode != "none" and bool((template.subject or "").strip())
         jobs = [(template.subject or "", ctx, False)] if with_subject else []
-        results = render_many([*jobs, (template.body, ctx, True)], locale=locale)
+        results = _render_many([*jobs, (template.body, ctx, True)], locale, memo)
         for result in results:
             if isinstance(result, TemplateError):
                 raise result
@@ -108,18 +132,60 @@ def compose(
         if subject is not None and len(subject.splitlines()) > 1:  # CR, LF and every other line end
             raise TemplateError("the subject renders to more than one line")
         # A javascript: or data: link, from the template or from a variable in an href, fails this notification.
-        html_body = refuse_unsafe_links(str(results[-1]))
+        html_body = _once(memo, "links", refuse_unsafe_links, str(results[-1]))
         return RenderedMessage(
             notification_id=notification_id,
             subject=(subject or "") if form.subject_mode == "required" else subject,
-            text=html_to_text(html_body),
+            text=_once(memo, "text", html_to_text, html_body),
             html=html_body,
             headers=dict(headers or {}),
             attachment=attachment,
             **about,
         )
-    text = form.finish_text(refuse_unsafe_links(render(template.body, ctx, html_mode=True, locale=locale)))
+    [body_or_error] = _render_many([(template.body, ctx, True)], locale, memo)
+    if isinstance(body_or_error, TemplateError):
+        raise body_or_error
+    text = _once(memo, "links", refuse_unsafe_links, body_or_error)
+    text = _once(memo, f"finish:{getattr(form, 'name', '')}", form.finish_text, text)
     if not text.strip():
         raise TemplateError("the template renders to an empty message")
     return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}),
                            buttons=buttons, attachment=attachment, **about)
+
+
+def _once(memo: Memo | None, kind: str, fn: Callable[[str], str], text: str) -> str:
+    """``fn(text)``, computed once per batch for equal texts (errors are raised each time)."""
+    if memo is None:
+        return fn(text)
+    key = (kind, text)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = fn(text)
+    return found
+
+
+def _render_many(jobs: list[tuple[str, Mapping[str, Any], bool]], locale: str, memo: Memo | None
+                 ) -> list[str | TemplateError]:
+    """:func:`render_many`, reusing the batch's texts of the same source rendered from the same values
+    of the names it reads (a failure is not kept: it is raised again for each row)."""
+    if memo is None:
+        return render_many(jobs, locale=locale)
+    keys: list[Any] = []
+    for source, ctx, html_mode in jobs:
+        names = variables_read(source)
+        key = None
+        if names is not None:
+            key = ("render", source, html_mode, locale, tuple(ctx.get(n, _ABSENT) for n in names))
+            try:
+                hash(key)
+            except TypeError:  # a list or a dict in the data: rendered each time
+                key = None
+        keys.append(key)
+    results: list[str | TemplateError | None] = [memo.get(k) if k is not None else None for k in keys]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if todo:
+        for i, out in zip(todo, render_many([jobs[i] for i in todo], locale=locale), strict=True):
+            results[i] = out
+            if keys[i] is not None and not isinstance(out, TemplateError):
+                memo[keys[i]] = out
+    return results  # type: ignore[return-value]

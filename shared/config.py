@@ -97,11 +97,20 @@ class Settings:
 
     # Content
     default_locale: str = "ru"
+    # What a locale without a template (or a word) falls back to, e.g. uz-latn:ru,ru:en (shared/locales.py)
+    locale_fallback: str = "uz-latn:ru,ru:en"
     default_timezone: str = "Europe/Moscow"
 
     log_level: str = "INFO"
     log_format: str = "text"  # text | json
     worker_metrics_port: int = 0  # >0: Dramatiq's Prometheus exposition on this port (worker processes)
+
+    @property
+    def fallback(self) -> dict[str, tuple[str, ...]]:
+        """VESTNIK_LOCALE_FALLBACK read: locale -> the locales to try next, in order."""
+        from vestnik.shared.locales import parse_fallback
+
+        return parse_fallback(self.locale_fallback)
 
     @property
     def smtp(self) -> SmtpParams | None:
@@ -202,6 +211,14 @@ def _validate(settings: Settings) -> None:
                  "webhook_read_timeout_s"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+    from vestnik.shared import locales
+
+    check("default_locale", locales.match(settings.default_locale) == settings.default_locale,
+          f"must be one of {locales.supported_list()}")
+    try:
+        locales.parse_fallback(settings.locale_fallback)
+    except locales.LocaleError as exc:
+        raise ConfigError(_env_name("locale_fallback"), str(exc)) from None
     check("log_format", settings.log_format in ("text", "json"), "must be text or json")
     check("log_level", settings.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
           "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")

@@ -16,6 +16,7 @@ Each event's data is a pydantic model built from the value kinds of
 """
 
 import difflib
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -92,7 +93,10 @@ def _kind_of(annotation: Any) -> wire.Kind | None:
     return None
 
 
+@functools.cache
 def fields_of(model: type[BaseModel]) -> tuple[Field, ...]:
+    """The fields a data model declares (cached per model: classes do not change, and delivery asks
+    for every message it renders)."""
     out = []
     for name, info in model.model_fields.items():
         kind = next((m for m in info.metadata if isinstance(m, wire.Kind)), None) or _kind_of(info.annotation)

@@ -39,7 +39,8 @@ class RenderedMessage:
     buttons: tuple[tuple[Button, ...], ...] = ()
     attachment: Attachment | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: the locale of the template that was rendered (a fallback's when the client's was missing)
+    locale: str | None = None
     #: whom and what it is about (the webhook channel sends these; others ignore them)
     event_type: str = ""
     client_id: int | None = None
-    locale: str = ""

@@ -406,7 +406,7 @@ class DeliveryAttempt(Base):
     """One row per call to a provider, written before the call and closed after it."""
 
     __tablename__ = "delivery_attempts"
-    __table_args__ = (Index("ix_attempts_notification", "notification_id"),)
+    __table_args__ = (Index("ix_attempts_notification", "notification_id"), Index("ix_attempts_started", "started_at"))
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     notification_id: Mapped[int] = mapped_column(BigId, ForeignKey("notifications.id", ondelete="CASCADE"))
@@ -436,6 +436,8 @@ class AdminUser(Base):
     last_login_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     telegram_chat_id: Mapped[str | None] = mapped_column(String(64))  # "send test to me" on Telegram
+    # The admin's language (shared.locales.ADMIN_LOCALES); NULL: the browser's Accept-Language decides.
+    locale: Mapped[str | None] = mapped_column(String(10))
 
     def __str__(self) -> str:
         return self.email

@@ -1,4 +1,5 @@
-"""Default templates shipped with Vestnik (Russian and English; Telegram, email and webhook).
+"""Default templates shipped with Vestnik: every code x channel in every locale of
+``shared/locales.py`` (Russian, Uzbek in the Latin script, English), Telegram, email and webhook.
 
 ``install_default_templates`` runs at every ``vestnik db upgrade``: it adds
 missing templates and refreshes shipped ones, but never touches a template an
@@ -31,7 +32,119 @@ class Default:
 _EMAIL_FOOTER = {
     "ru": "<p style=\"color:#777\">Это автоматическое сообщение, отвечать на него не нужно.</p>",
     "en": "<p style=\"color:#777\">This is an automatic message; there is no need to reply.</p>",
+    "uz-latn": "<p style=\"color:#777\">Bu avtomatik xabar, unga javob berish shart emas.</p>",
 }
+_UZ_FOOTER = _EMAIL_FOOTER["uz-latn"]
+
+#: Uzbek (Latin script): oʻ and gʻ are written with U+02BB, the tutuq belgisi (maʼlumot) with U+02BC,
+#: as the 1995 alphabet and the flower shop's texts do.  Suffixes are not glued to a variable
+#: ("{{ starts_at }}dan"): the sentences are built so that a variable stands alone.
+_UZBEK: list[Default] = [
+    Default(code, event, "uz-latn", channel, name, body, subject)
+    for code, event, channel, name, body, subject in (
+        ("LESSON_CANCELLED", "lesson_cancelled", "telegram", "Dars bekor qilindi",
+         "❌ <b>Dars bekor qilindi</b>\n{{ lesson_title }}, {{ starts_at }}"
+         "{% if reason %}\nSabab: {{ reason }}{% endif %}", None),
+        ("LESSON_CANCELLED", "lesson_cancelled", "email", "Dars bekor qilindi",
+         "<p>Assalomu alaykum, {{ name }}!</p><p><b>{{ lesson_title }}</b> darsi ({{ starts_at }}) bekor qilindi."
+         "{% if reason %} Sabab: {{ reason }}.{% endif %}</p>" + _UZ_FOOTER,
+         "«{{ lesson_title }}» darsi ({{ starts_at }}) bekor qilindi"),
+        ("LESSON_RESCHEDULED", "lesson_rescheduled", "telegram", "Dars koʻchirildi",
+         "🔁 <b>Dars koʻchirildi</b>\n{{ lesson_title }}: {{ old_starts_at }} → <b>{{ starts_at }}</b>"
+         "{% if room %}\nXona: {{ room }}{% endif %}", None),
+        ("LESSON_RESCHEDULED", "lesson_rescheduled", "email", "Dars koʻchirildi",
+         "<p>Assalomu alaykum, {{ name }}!</p><p><b>{{ lesson_title }}</b> darsi koʻchirildi. Yangi vaqt: "
+         "<b>{{ starts_at }}</b> (avval: {{ old_starts_at }}).{% if room %} Xona: {{ room }}.{% endif %}</p>"
+         + _UZ_FOOTER,
+         "«{{ lesson_title }}» darsi koʻchirildi: {{ starts_at }}"),
+        ("INVOICE_CREATED", "invoice_created", "telegram", "Toʻlov uchun hisob",
+         "🧾 <b>Hisob {{ invoice_number }}</b>: {{ amount|money(currency) }}"
+         "{% if due_date %}\nToʻlov muddati: {{ due_date }}{% endif %}\n"
+         "<a href=\"{{ payment_url }}\">Toʻlash</a>", None),
+        ("INVOICE_CREATED", "invoice_created", "email", "Toʻlov uchun hisob",
+         "<p>Assalomu alaykum, {{ name }}!</p><p>Sizga <b>{{ invoice_number }}</b> raqamli hisob yuborildi, "
+         "summasi: <b>{{ amount|money(currency) }}</b>.{% if due_date %} Toʻlov muddati: {{ due_date }}.{% endif %}"
+         "</p><p><a href=\"{{ payment_url }}\">Onlayn toʻlash</a></p>" + _UZ_FOOTER,
+         "Hisob {{ invoice_number }}: {{ amount|money(currency) }}"),
+        ("PAYMENT_SUCCESS", "payment_success", "telegram", "Toʻlov qabul qilindi",
+         "✅ <b>Toʻlov qabul qilindi</b>: {{ amount|money(currency) }}"
+         "{% if invoice_number %} (hisob {{ invoice_number }}){% endif %}. Rahmat!", None),
+        ("PAYMENT_SUCCESS", "payment_success", "email", "Toʻlov qabul qilindi",
+         "<p>Assalomu alaykum, {{ name }}!</p><p>Toʻlovingiz qabul qilindi: <b>{{ amount|money(currency) }}</b>"
+         "{% if invoice_number %} (hisob {{ invoice_number }}){% endif %}. Rahmat!</p>" + _UZ_FOOTER,
+         "Toʻlov qabul qilindi: {{ amount|money(currency) }}"),
+        ("LESSON_REMINDER", "lesson_reminder", "telegram", "Dars haqida eslatma",
+         "⏰ Eslatma: <b>{{ lesson_title }}</b> — {{ starts_at }}{% if room %}, {{ room }}{% endif %}.", None),
+        ("LESSON_REMINDER", "lesson_reminder", "email", "Dars haqida eslatma",
+         "<p>Assalomu alaykum, {{ name }}!</p><p>Eslatib oʻtamiz: <b>{{ lesson_title }}</b> darsi — {{ starts_at }}"
+         "{% if room %} ({{ room }}){% endif %}.</p>" + _UZ_FOOTER,
+         "Eslatma: {{ lesson_title }}, {{ starts_at }}"),
+        ("PAYMENT_REMINDER", "invoice_created", "telegram", "Toʻlov haqida eslatma",
+         "💳 <b>{{ invoice_number }}</b> raqamli hisob ({{ amount|money(currency) }}) hali toʻlanmagan.\n"
+         "<a href=\"{{ payment_url }}\">Toʻlash</a>", None),
+        ("PAYMENT_REMINDER", "invoice_created", "email", "Toʻlov haqida eslatma",
+         "<p>Assalomu alaykum, {{ name }}!</p><p><b>{{ invoice_number }}</b> raqamli hisob "
+         "({{ amount|money(currency) }}) hali toʻlanmagan.</p>"
+         "<p><a href=\"{{ payment_url }}\">Onlayn toʻlash</a></p>" + _UZ_FOOTER,
+         "Eslatma: hisob {{ invoice_number }} toʻlanmagan"),
+        ("ONBOARDING_1", "client_registered", "telegram", "Tanishuv: 0-kun",
+         "👋 {{ name }}, xush kelibsiz! Shu yerdan boshlang: <a href=\"{{ first_step_url }}\">birinchi qadam</a>",
+         None),
+        ("ONBOARDING_2", "client_registered", "telegram", "Tanishuv: 3-kun",
+         "{{ name }}, siz hali birinchi darsga yozilmadingiz. <a href=\"{{ first_step_url }}\">Yozilish</a>",
+         None),
+        ("ONBOARDING_3", "client_registered", "telegram", "Tanishuv: 7-kun",
+         "{{ name }}, sizni kutamiz! Birinchi dars — bepul: <a href=\"{{ first_step_url }}\">yozilish</a>",
+         None),
+        ("ONBOARDING_1", "client_registered", "email", "Tanishuv: 0-kun",
+         "<p>{{ name }}, xush kelibsiz!</p><p><a href=\"{{ first_step_url }}\">Birinchi qadam</a></p>",
+         "Xush kelibsiz!"),
+        ("ONBOARDING_2", "client_registered", "email", "Tanishuv: 3-kun",
+         "<p>{{ name }}, siz hali birinchi darsga yozilmadingiz.</p>"
+         "<p><a href=\"{{ first_step_url }}\">Yozilish</a></p>", "Birinchi dars sizni kutmoqda"),
+        ("ONBOARDING_3", "client_registered", "email", "Tanishuv: 7-kun",
+         "<p>{{ name }}, birinchi dars — bepul.</p><p><a href=\"{{ first_step_url }}\">Yozilish</a></p>",
+         "Birinchi dars bepul"),
+        ("BOOKING_CONFIRMED", "booking_created", "telegram", "Yozilish tasdiqlandi",
+         "✅ Siz yozildingiz: <b>{{ service }}</b>, {{ starts_at }}{% if place %}, {{ place }}{% endif %}.", None),
+        ("BOOKING_CONFIRMED", "booking_created", "email", "Yozilish tasdiqlandi",
+         "<p>{{ name }}, siz yozildingiz: <b>{{ service }}</b>, {{ starts_at }}"
+         "{% if place %}, {{ place }}{% endif %}.</p>", "Yozilish tasdiqlandi: {{ service }}, {{ starts_at }}"),
+        ("BOOKING_REMINDER", "booking_created", "telegram", "Yozilish haqida eslatma",
+         "⏰ Ertaga: <b>{{ service }}</b>, {{ starts_at }}{% if place %}, {{ place }}{% endif %}.", None),
+        ("BOOKING_REMINDER", "booking_created", "email", "Yozilish haqida eslatma",
+         "<p>{{ name }}, eslatib oʻtamiz: <b>{{ service }}</b>, {{ starts_at }}.</p>", "Eslatma: {{ service }}"),
+        ("BOOKING_FEEDBACK", "booking_created", "telegram", "Tashrifni baholash",
+         "«{{ service }}» qanday oʻtdi? 1 dan 5 gacha baho bering:", None),
+        ("BOOKING_MOVED", "booking_moved", "telegram", "Yozilish koʻchirildi",
+         "🔁 Yozilish koʻchirildi: <b>{{ service }}</b>, yangi vaqt: {{ starts_at }}.", None),
+        ("BOOKING_MOVED", "booking_moved", "email", "Yozilish koʻchirildi",
+         "<p>{{ name }}, <b>{{ service }}</b> yozilishingiz koʻchirildi. Yangi vaqt: {{ starts_at }}.</p>",
+         "Yozilish koʻchirildi: {{ starts_at }}"),
+        ("BOOKING_CANCELLED", "booking_cancelled", "telegram", "Yozilish bekor qilindi",
+         "❌ Yozilish bekor qilindi: <b>{{ service }}</b>, {{ starts_at }}.", None),
+        ("BOOKING_CANCELLED", "booking_cancelled", "email", "Yozilish bekor qilindi",
+         "<p>{{ name }}, <b>{{ service }}</b> ({{ starts_at }}) yozilishingiz bekor qilindi.</p>",
+         "Yozilish bekor qilindi"),
+        ("FEEDBACK_REVIEW_LINKS", "feedback_received", "telegram", "Beshlik baho uchun rahmat",
+         "Yuqori baho uchun rahmat! 🙏 Fikr qoldirsangiz, juda xursand boʻlamiz: "
+         "<a href=\"https://yandex.ru/maps\">Yandex Xaritalar</a> · <a href=\"https://2gis.ru\">2GIS</a>", None),
+        ("FEEDBACK_THANKS", "feedback_received", "telegram", "Baho uchun rahmat",
+         "Bahoingiz ({{ rating }}) uchun rahmat! Fikringizni albatta inobatga olamiz.", None),
+        ("JOB_FINISHED", "job_finished", "telegram", "Vazifa bajarildi",
+         "📊 <b>{{ job_title }}</b> tayyor.\n{% for k, v in stats.items() %}{{ k }}: {{ v }}\n{% endfor %}", None),
+        ("LOW_BALANCE", "balance_changed", "telegram", "Balans kam",
+         "⚠️ Balansingizda {{ balance|money(currency) }} qoldi — bu {{ threshold|money(currency) }} chegarasidan "
+         "kam.", None),
+        ("LOW_BALANCE", "balance_changed", "email", "Balans kam",
+         "<p>{{ name }}, balansingizda {{ balance|money(currency) }} qoldi — bu "
+         "{{ threshold|money(currency) }} chegarasidan kam.</p>", "Balans chegaradan past: "
+         "{{ threshold|money(currency) }}"),
+        ("ANNOUNCEMENT", "mass_broadcast", "telegram", "Eʼlon", "📣 <b>{{ title }}</b>\n{{ text }}", None),
+        ("ANNOUNCEMENT", "mass_broadcast", "email", "Eʼlon",
+         "<p>Assalomu alaykum, {{ name }}!</p><h3>{{ title }}</h3><p>{{ text }}</p>" + _UZ_FOOTER, "{{ title }}"),
+    )
+]
 
 DEFAULTS: list[Default] = [
     # ---- lesson_cancelled
@@ -245,6 +358,7 @@ DEFAULTS: list[Default] = [
     Default("ANNOUNCEMENT", "mass_broadcast", "en", "email", "Announcement",
             "<p>Hello {{ name }},</p><h3>{{ title }}</h3><p>{{ text }}</p>" + _EMAIL_FOOTER["en"],
             subject="{{ title }}"),
+    *_UZBEK,
 ]
 
 

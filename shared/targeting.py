@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Any
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.bounds import BoundsError
 
 MAX_LIST = 200
@@ -54,7 +54,9 @@ class Targeting:
                 raise ValueError(f"targeting.{flag}: must be true or false")
         return cls(
             groups=_names(raw, "groups", 200), tags=_names(raw, "tags", 100), all_tags=raw.get("all_tags", False),
-            locales=_names(raw, "locales", 10), has_telegram=raw.get("has_telegram", False),
+            # uz_Latn or RU target the stored spelling (shared/locales.py); another code is kept as given
+            locales=tuple(dict.fromkeys(locales.match(n) or n for n in _names(raw, "locales", 10))),
+            has_telegram=raw.get("has_telegram", False),
             has_email=raw.get("has_email", False), active_since=since, client_list=raw.get("client_list", False),
         )
 

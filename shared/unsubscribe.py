@@ -25,13 +25,13 @@ import hashlib
 import hmac
 from typing import Protocol
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.messages import Button
 
-_LABEL = {"ru": "Отписаться от рассылок", "en": "Unsubscribe"}
+_LABEL = {"ru": "Отписаться от рассылок", "uz-latn": "Obunani bekor qilish", "en": "Unsubscribe"}
 
 
 def _key(secret_key: str) -> bytes:
@@ -71,7 +71,7 @@ class Unsubscribing(Protocol):
 
 def button_label(locale: str) -> str:
     """The label of an unsubscribe button (channels with buttons)."""
-    return _LABEL.get(locale, _LABEL["en"])
+    return locales.pick(_LABEL, locale)
 
 
 def one_click_headers(url: str) -> dict[str, str]:

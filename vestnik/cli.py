@@ -233,7 +233,8 @@ def broadcast_progress_text(session, broadcast_id: int, settings: Settings) -> t
     e = broadcast_eta.estimate(session, b, settings)
     lines = [f"broadcast {b.id} {b.name!r}: {b.status}" + (f" ({b.stage} stage)" if b.stage else "")]
     for c in e.channels:
-        parts = [f"{c.sent} sent", f"{c.failed} failed", f"{c.waiting} waiting"]
+        parts = [f"{c.sent} sent", f"{c.failed} failed" + (f" ({c.resent} resent)" if c.resent else ""),
+                 f"{c.waiting} waiting"]
         if c.canceled:
             parts.append(f"{c.canceled} canceled")
         if c.rate_per_min is not None:

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vestnik.outbox import emit
-from vestnik.shared import bounds, client_auth
+from vestnik.shared import bounds, client_auth, locales
 from vestnik.shared.audit import client_action
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
@@ -117,34 +117,47 @@ def check_update(update: Any) -> None:
 
 _WORDS = {
     "connected": {"ru": "Готово: Telegram подключён, {name}. Уведомления будут приходить сюда. /stop — выключить.",
-                  "en": "Done: Telegram is connected, {name}. Notifications will come here. /stop turns them off."},
+                  "en": "Done: Telegram is connected, {name}. Notifications will come here. /stop turns them off.",
+                  "uz-latn": "Tayyor: Telegram ulandi, {name}. Bildirishnomalar shu yerga keladi. /stop — oʻchirish."},
     "bad_token": {"ru": "Ссылка устарела или уже использована. Откройте личный кабинет и нажмите "
                         "«Подключить Telegram» ещё раз: {url}",
                   "en": "This link has expired or was used. Open your profile and press \"Connect Telegram\" "
-                        "again: {url}"},
+                        "again: {url}",
+                  "uz-latn": "Havola eskirgan yoki allaqachon ishlatilgan. Shaxsiy kabinetni oching va "
+                             "«Telegramni ulash» tugmasini yana bosing: {url}"},
     "welcome_back": {"ru": "С возвращением! Уведомления в Telegram включены. /stop — выключить.",
-                     "en": "Welcome back! Telegram notifications are on. /stop turns them off."},
+                     "en": "Welcome back! Telegram notifications are on. /stop turns them off.",
+                     "uz-latn": "Xush kelibsiz! Telegramdagi bildirishnomalar yoqildi. /stop — oʻchirish."},
     "unknown": {"ru": "Чтобы получать уведомления здесь, откройте личный кабинет и нажмите «Подключить Telegram»: "
                       "{url}",
-                "en": "To get notifications here, open your profile and press \"Connect Telegram\": {url}"},
+                "en": "To get notifications here, open your profile and press \"Connect Telegram\": {url}",
+                "uz-latn": "Bildirishnomalarni shu yerda olish uchun shaxsiy kabinetni oching va "
+                           "«Telegramni ulash» tugmasini bosing: {url}"},
     "stopped": {"ru": "Уведомления в Telegram выключены. /start — включить снова.",
-                "en": "Telegram notifications are off. /start turns them back on."},
+                "en": "Telegram notifications are off. /start turns them back on.",
+                "uz-latn": "Telegramdagi bildirishnomalar oʻchirildi. /start — qayta yoqish."},
     "private_only": {"ru": "Подключить можно только личный чат с ботом.",
-                     "en": "Only a private chat with the bot can be connected."},
+                     "en": "Only a private chat with the bot can be connected.",
+                     "uz-latn": "Faqat bot bilan shaxsiy chatni ulash mumkin."},
+    "thanks": {"ru": "Спасибо!", "en": "Thank you!", "uz-latn": "Rahmat!"},
 }
 
 
 def _say(key: str, lang: str, **values: Any) -> str:
     import html
 
-    words = _WORDS[key]
-    return (words.get(lang) or words["en"]).format(**{k: html.escape(str(v)) for k, v in values.items()})
+    return locales.pick(_WORDS[key], lang).format(**{k: html.escape(str(v)) for k, v in values.items()})
 
 
 def _lang(client: Client | None, user: dict[str, Any]) -> str:
-    if client is not None and client.locale in ("ru", "en"):
-        return client.locale
-    return "ru" if str(user.get("language_code") or "ru").lower().startswith(("ru", "uk", "be", "kk")) else "en"
+    """The client's locale; for a stranger, their Telegram app's language (Russian for the languages of
+    Russian readers, Uzbek for uz, English otherwise)."""
+    if client is not None and locales.match(client.locale):
+        return locales.match(client.locale) or "ru"
+    code = str(user.get("language_code") or "ru").lower()
+    if code.startswith(("ru", "uk", "be", "kk")):
+        return "ru"
+    return locales.match(code) or "en"
 
 
 def _send(chat_id: Any, text: str) -> BotReply:
@@ -252,6 +265,11 @@ def _callback(session: Session, update_id: Any, callback: dict[str, Any]) -> Bot
     chat_id = (callback.get("message") or {}).get("chat", {}).get("id") or (callback.get("from") or {}).get("id")
     match = _RATE.match(data)
     client = client_for_chat(session, chat_id) if chat_id is not None else None
+    if client is not None and data:
+        from vestnik.shared.models import utcnow
+        from vestnik.workers.reactions import record_button
+
+        record_button(session, chat_id, (callback.get("message") or {}).get("message_id"), data, utcnow())
     if match is None or client is None:
         return BotReply("answerCallbackQuery", {**answer, "text": "—"})
     booking_id, rating = match.group(1), int(match.group(2))
@@ -265,5 +283,4 @@ def _callback(session: Session, update_id: Any, callback: dict[str, Any]) -> Bot
         idempotency_key=f"feedback:{booking_id}:{client.id}",
         initiator=f"client:{client.id}",
     )
-    thanks = "Спасибо!" if (client.locale or "ru") == "ru" else "Thank you!"
-    return BotReply("answerCallbackQuery", {**answer, "text": thanks})
+    return BotReply("answerCallbackQuery", {**answer, "text": _say("thanks", client.locale or "ru")})

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from vestnik.shared.config import Settings
 from vestnik.shared.models import (
@@ -109,6 +109,7 @@ class ChannelProgress:
     failed: int
     waiting: int  # pending, processing, and not made yet (the rest of the confirmed count)
     canceled: int
+    resent: int  # failed rows a resend round has made again (counted in ``failed``, not lost)
     rate_per_min: float | None
     seconds_left: float | None
     decided_by: str  # what the end depends on, in words
@@ -167,6 +168,13 @@ def estimate(session: Session, b: Broadcast, settings: Settings, now: datetime |
         counts[ch][bucket] += int(n)
         if bucket == "waiting" and latest is not None and latest > now:
             hold_until[ch] = max(latest, hold_until.get(ch, latest))
+    later = aliased(Notification)
+    resent = dict(session.execute(
+        select(Notification.channel, func.count())
+        .where(Notification.broadcast_id == b.id, Notification.status == NotificationStatus.failed.value,
+               exists().where(later.broadcast_id == b.id, later.channel == Notification.channel,
+                              later.recipient_id == Notification.recipient_id, later.id > Notification.id))
+        .group_by(Notification.channel)).all())
     later_wave = session.scalar(select(func.max(BroadcastWave.send_at)).where(
         BroadcastWave.broadcast_id == b.id, BroadcastWave.started_at.is_(None)))
     rules = rules_for(settings)
@@ -195,7 +203,8 @@ def estimate(session: Session, b: Broadcast, settings: Settings, now: datetime |
                 if wait_end is not None and (wait_end - now).total_seconds() > seconds:
                     seconds, why = (wait_end - now).total_seconds(), f"{ch}: {what}"
         out.append(ChannelProgress(ch, c.get("sent", 0), c.get("failed", 0), waiting, c.get("canceled", 0),
-                                   round(rate * 60, 1) if rate is not None else None, seconds, why))
+                                   int(resent.get(ch, 0)), round(rate * 60, 1) if rate is not None else None,
+                                   seconds, why))
     if b.status == "scheduled" and b.scheduled_at is not None and b.scheduled_at > now:
         # Nothing goes before the first moment: the limits' time counts from then.
         start = (b.scheduled_at - now).total_seconds()

@@ -12,8 +12,9 @@ One batch, :meth:`Delivery.pump` (docs/operations.md, "Delivery in batches"):
    channel (``FOR UPDATE SKIP LOCKED``), render each (a template error fails
    only that row; a client who said no since cancels it), ask the limiter for
    the whole batch in one round trip, give the rows without a slot back to
-   pending (not an attempt), store the rendered texts, open the attempt rows
-   of the first chunk; commit.
+   pending (not an attempt), open the attempt rows of the first chunk (each
+   with the exact text it sends, one statement); commit.  Rows of one event
+   render once per distinct input (``compose``'s memo), not once per client.
 2. **Sends** over the channel's pool of connections (``workers/senders.py``),
    each at its slot and never after its deadline.
 3. **Record a chunk at a time**: one transaction closes the chunk's attempts,
@@ -45,7 +46,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared import faults
-from vestnik.shared.composer import compose, find_template
+from vestnik.shared.composer import Memo, compose, find_template
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
@@ -73,6 +74,8 @@ HORIZON_S = 2.0
 #: a chunk (one record transaction) holds at most this many rows, whose slots lie within CHUNK_S
 CHUNK_ROWS = 16
 CHUNK_S = 0.2
+#: a chunk whose slots end sooner than this when its turn comes asks for them again first
+REFRESH_MARGIN_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,12 @@ class Delivery:
             if stop is not None:
                 self._give_back([it for c in chunks[i:] for it in c], stop, out)
                 break
+            chunk = self._refresh(chunk, out)
+            if not chunk:  # all given back: the next chunk's attempts open here instead of at this record
+                if i + 1 < len(chunks):
+                    with self.factory() as session, session.begin():
+                        self._open(session, chunks[i + 1], self.clock())
+                continue
             sent = [pool_future.result() for pool_future in [self._submit(it) for it in chunk]]
             faults.hit("worker.after_send")
             following = chunks[i + 1] if i + 1 < len(chunks) else []
@@ -242,6 +251,28 @@ class Delivery:
                 self._give_back([it for c in chunks[i + 1:] for it in c], ("paused", limited), out)
                 break
         return out
+
+    def _refresh(self, chunk: list[_Item], out: BatchResult) -> list[_Item]:
+        """A chunk whose slots' deadlines passed while the chunks before it were sent (a long batch, a
+        loaded machine) asks for slots again, in one round trip for the chunk (not one per row as each
+        sending thread would); rows without a slot within CHUNK_S go back, not counted as attempts."""
+        soon = time.monotonic() + REFRESH_MARGIN_S
+        stale = [it for it in chunk
+                 if it.grant is not None and it.grant.deadline is not None and it.grant.deadline < soon]
+        if not stale:
+            return chunk
+        grants = self.limiter.reserve(chunk[0].claimed.channel, [it.key for it in stale], horizon_s=CHUNK_S)
+        lost: list[_Item] = []
+        for item, grant in zip(stale, grants, strict=True):
+            if grant.granted:
+                item.grant = grant
+            else:
+                lost.append(item)
+        if lost:  # due again at once, like a send that missed its deadline: the next claim's slots decide
+            self._give_back(lost, ("no slot when its turn came", 0.0), out)
+            kept = {id(it) for it in lost}
+            chunk = [it for it in chunk if id(it) not in kept]
+        return chunk
 
     def _submit(self, item: _Item):  # noqa: ANN202 - a Future[Sent]
         grant = item.grant
@@ -279,6 +310,7 @@ class Delivery:
         ids = {c.recipient_id for c in claimed if c.recipient_id is not None}
         clients = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(ids)))} if ids else {}
         templates: dict[tuple[str, str, str], NotificationTemplate | TemplateError] = {}
+        memo: Memo = {}  # one batch's renders: the clients of one event mostly get the same text
         items: list[_Item] = []
         canceled: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
@@ -299,7 +331,7 @@ class Delivery:
                 out.results.append(Result(c.id, "held", channel=c.channel, status=NotificationStatus.pending.value))
                 continue
             try:
-                message = self._render(session, c, client, channel, templates)
+                message = self._render(session, c, client, channel, templates, memo)
             except TemplateError as exc:
                 failed.append((c.id, f"render failed: {exc}"))
                 metrics.delivery(c.channel, "render_failed", "render failed")
@@ -320,14 +352,14 @@ class Delivery:
         return self._attachments(session, items, now, out)
 
     def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None,
-                templates: dict[tuple[str, str, str], Any]) -> RenderedMessage:
+                templates: dict[tuple[str, str, str], Any], memo: Memo | None = None) -> RenderedMessage:
         if channel is None:
             raise TemplateError(f"channel {c.channel!r} is not registered in this worker")
         key = (c.template_code, c.channel, c.locale)
         if key not in templates:
             try:
                 templates[key] = find_template(session, c.template_code, c.channel, c.locale,
-                                               self.settings.default_locale)
+                                               self.settings.default_locale, self.settings.fallback)
             except TemplateError as exc:
                 templates[key] = exc
         template = templates[key]
@@ -337,8 +369,9 @@ class Delivery:
         step = step_of(c.event_type, c.step)
         buttons = buttons_for(step, data, c.locale) if channel.supports_buttons else ()
         headers, more = marketing_extras(self.settings, c.category, channel, c.recipient_id, c.locale)
-        return compose(template, form=channel, event_type=c.event_type, data=data, client=client, notification_id=c.id,
-                       buttons=buttons + more, headers=headers, default_zone=self.settings.default_timezone)
+        return compose(template, form=channel, event_type=c.event_type, data=data, client=client,
+                       notification_id=c.id, buttons=buttons + more, headers=headers,
+                       default_zone=self.settings.default_timezone, memo=memo)
 
     def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
         """Fetch the files some steps send (a report); a fetch that fails is that row's attempt."""
@@ -398,9 +431,6 @@ class Delivery:
                                       grant.wait_s if grant.wait_s <= MAX_BROKER_DELAY_S else None, channel,
                                       item.key, NotificationStatus.pending.value))
         state.release_each(session, waiting, now=now)
-        state.store_rendered(session, [(it.claimed.id, it.message.subject,
-                                        it.message.html if it.message.html is not None else it.message.text)
-                                       for it in go])
         go.sort(key=lambda it: it.grant.at)  # type: ignore[union-attr]
         chunks: list[list[_Item]] = []
         for item in go:
@@ -412,7 +442,10 @@ class Delivery:
         return chunks
 
     def _open(self, session: Session, chunk: list[_Item], now: datetime) -> None:
-        numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now))
+        """Open the chunk's attempts, keeping the exact text each row sends (what the client gets)."""
+        rendered = {it.claimed.id: (it.message.subject, it.message.html if it.message.html is not None
+                                    else it.message.text, it.message.locale) for it in chunk}
+        numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now, rendered=rendered))
         for item in chunk:
             item.attempt_no = numbers.get(item.claimed.id, item.claimed.attempts + 1)
 

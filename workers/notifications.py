@@ -20,15 +20,40 @@ that another owner already moved on.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    JSON,
+    Select,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import ClientAddress, DeliveryAttempt, Notification, NotificationStatus, utcnow
+from vestnik.shared.models import (
+    ClientAddress,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+    UTCDateTime,
+    utcnow,
+)
 
 _N = Notification.__table__
 _A = DeliveryAttempt.__table__
@@ -70,10 +95,61 @@ class Added:
     send_at: datetime | None
 
 
+def _array_type(column: Any) -> str:
+    """The PostgreSQL array a column's values travel in (strings and JSON as text: the INSERT casts)."""
+    if isinstance(column.type, JSON):
+        return "text[]"
+    name = column.type.compile(dialect=postgresql.dialect())
+    return "text[]" if name.startswith(("VARCHAR", "TEXT")) else f"{name}[]"
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_unnest(columns: tuple[str, ...]) -> Any:
+    """INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING: one short statement whatever the
+    number of rows.  (A multi-row VALUES is a new SQL text for every size, which psycopg parses in
+    Python each time: most of an event's handling.)"""
+    cols = [_N.c[name] for name in columns]
+    arrays = ", ".join(f"CAST(:{name} AS {_array_type(c)})" for name, c in zip(columns, cols, strict=True))
+    picked = ", ".join(f"CAST(v.{name} AS jsonb)" if isinstance(c.type, JSON) else f"v.{name}"
+                       for name, c in zip(columns, cols, strict=True))
+    return text(
+        f"INSERT INTO notifications ({', '.join(columns)}, status) "
+        f"SELECT {picked}, '{PENDING}' FROM unnest({arrays}) AS v({', '.join(columns)}) "
+        "ON CONFLICT DO NOTHING RETURNING id, channel, recipient_address, send_at")
+
+
+def _column_values(name: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
+    values = [row[name] for row in rows]
+    column = _N.c[name]
+    if isinstance(column.type, JSON):
+        dumped: dict[int, str | None] = {}  # an event's rows share one payload: dumped once
+        out = []
+        for v in values:
+            if id(v) not in dumped:
+                dumped[id(v)] = None if v is None else json.dumps(v)
+            out.append(dumped[id(v)])
+        return out
+    if isinstance(column.type, UTCDateTime):
+        for v in values:
+            if v is not None and v.tzinfo is None:
+                raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+    return values
+
+
 def add_pending(session: Session, rows: Sequence[dict[str, Any]]) -> list[Added]:
     """Insert planned rows as ``pending``, a batch per statement; returns the rows inserted."""
     if not rows:
         return []
+    given = set(rows[0])
+    if _postgres(session) and "status" not in given and all(r.keys() == given for r in rows):
+        # The columns' Python-side defaults (the ORM's INSERT would apply them), once for the batch.
+        defaults = {c.name: c.default.arg if c.default.is_scalar else c.default.arg(None)
+                    for c in _N.columns if c.name not in given and c.name != "status" and c.default is not None
+                    and not c.primary_key and (c.default.is_scalar or c.default.is_callable)}
+        columns = tuple(sorted(given | set(defaults)))
+        values = {name: _column_values(name, rows) if name in given else [defaults[name]] * len(rows)
+                  for name in columns}
+        return [Added(*r) for r in session.execute(_insert_unnest(columns), values).all()]
     values = [{**row, "status": PENDING} for row in rows]
     stmt = insert_ignoring_duplicates(session).returning(_N.c.id, _N.c.channel, _N.c.recipient_address, _N.c.send_at)
     return [Added(*r) for r in session.execute(stmt, values).all()]
@@ -182,22 +258,61 @@ def claim_due(session: Session, channel: str, *, limit: int, now: datetime, leas
                   limit, now, lease_s)
 
 
-def store_rendered(session: Session, rendered: Sequence[tuple[int, str | None, str | None]]) -> None:
-    """Keep the exact subject and text of each claimed row (what the client gets)."""
+def store_rendered(session: Session,
+                   rendered: Sequence[tuple[int, str | None, str | None, str | None]]) -> None:
+    """Keep the exact subject and text of each claimed row (what the client gets), and the locale of the
+    template it came from (a fallback's when the client's locale had none): the history shows it."""
     if rendered:
         session.execute(
             update(_N).where(_N.c.id == bindparam("b_id")).values(subject=bindparam("b_subject"),
-                                                                  body=bindparam("b_body")),
-            [{"b_id": i, "b_subject": s, "b_body": b} for i, s, b in rendered],
+                                                                  body=bindparam("b_body"),
+                                                                  locale=func.coalesce(bindparam("b_locale"),
+                                                                                       _N.c.locale)),
+            [{"b_id": i, "b_subject": s, "b_body": b, "b_locale": loc} for i, s, b, loc in rendered],
             execution_options={"synchronize_session": False},
         )
 
 
-def open_attempts(session: Session, ids: Sequence[int], *, now: datetime) -> list[tuple[int, int]]:
+#: open_attempts on PostgreSQL: one statement for a chunk (count the attempt, keep the text, write the
+#: attempt rows), the rows passed as arrays.
+_OPEN_PG = text("""
+WITH v AS (
+    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:subjects AS text[]), CAST(:bodies AS text[]),
+                         CAST(:locales AS text[]), CAST(:keep AS boolean[])) AS v(id, subject, body, locale, keep)
+), n AS (
+    UPDATE notifications SET attempts = notifications.attempts + 1, updated_at = :now,
+        subject = CASE WHEN v.keep THEN v.subject ELSE notifications.subject END,
+        body = CASE WHEN v.keep THEN v.body ELSE notifications.body END,
+        locale = coalesce(v.locale, notifications.locale)
+    FROM v WHERE notifications.id = v.id AND notifications.status = 'processing'
+    RETURNING notifications.id, notifications.attempts
+)
+INSERT INTO delivery_attempts (notification_id, attempt_no, started_at)
+SELECT id, attempts, :now FROM n
+RETURNING notification_id, attempt_no
+""")
+
+
+def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
+                  rendered: Mapping[int, tuple[str | None, str | None, str | None]] | None = None
+                  ) -> list[tuple[int, int]]:
     """Count one more attempt on these processing rows and write their attempt rows, before the
-    provider is called; returns ``(notification id, attempt number)`` pairs."""
+    provider is called; returns ``(notification id, attempt number)`` pairs.  ``rendered``: the exact
+    subject and text each row is about to send (what the client gets) and the locale of the template it
+    came from (see :func:`store_rendered`), kept in the same statement."""
     if not ids:
         return []
+    rendered = rendered or {}
+    if _postgres(session):
+        ids = list(ids)
+        texts = [rendered.get(i) for i in ids]
+        numbered = session.execute(_OPEN_PG, {
+            "ids": ids, "subjects": [t[0] if t else None for t in texts],
+            "bodies": [t[1] if t else None for t in texts], "locales": [t[2] if t else None for t in texts],
+            "keep": [t is not None for t in texts],
+            "now": now}).all()
+        return sorted((int(i), int(n)) for i, n in numbered)
+    store_rendered(session, [(i, *rendered[i]) for i in ids if i in rendered])
     numbered = session.execute(
         update(_N).where(_N.c.id.in_(list(ids)), _N.c.status == PROCESSING)
         .values(attempts=_N.c.attempts + 1, updated_at=now)
@@ -307,11 +422,45 @@ class Settled:
     queued: bool = False  # a retry handed to the broker's delay already (the scheduler leaves it)
 
 
+#: record on PostgreSQL: one statement for a chunk (close the attempts, move the rows still ours),
+#: the outcomes passed as arrays.  The attempt is closed whoever owns the row now (as below).
+_RECORD_PG = text("""
+WITH v AS (
+    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:nos AS integer[]), CAST(:outcomes AS text[]),
+                         CAST(:errors AS text[]), CAST(:externals AS text[]), CAST(:statuses AS text[]),
+                         CAST(:last_errors AS text[]), CAST(:send_ats AS timestamptz[]),
+                         CAST(:uncertain AS boolean[]), CAST(:uncount AS integer[]), CAST(:queued AS boolean[]))
+        AS v(id, no, outcome, error, external, status, last_error, send_at, uncertain, uncount, queued)
+), closed AS (
+    UPDATE delivery_attempts a SET finished_at = :now, outcome = v.outcome, error = v.error,
+        external_id = v.external
+    FROM v WHERE a.notification_id = v.id AND a.attempt_no = v.no AND a.outcome IS NULL
+)
+UPDATE notifications n SET status = v.status, last_error = v.last_error, external_id = v.external,
+    sent_at = CASE WHEN v.status = 'sent' THEN CAST(:now AS timestamptz) END,
+    send_at = coalesce(v.send_at, n.send_at), delivery_uncertain = v.uncertain,
+    attempts = n.attempts - v.uncount,
+    queued_at = CASE WHEN v.status = 'pending' THEN
+        CASE WHEN v.queued THEN CAST(:now AS timestamptz) END ELSE n.queued_at END,
+    locked_until = NULL, updated_at = :now
+FROM v WHERE n.id = v.id AND n.status = 'processing'
+RETURNING n.id
+""")
+
+
 def record(session: Session, settled: Sequence[Settled], *, now: datetime) -> set[int]:
     """Close the attempts and move the rows, a chunk at a time; returns the ids that were still
     ours (``processing``).  A row the reaper took back meanwhile keeps the reaper's verdict."""
     if not settled:
         return set()
+    if _postgres(session):
+        return {int(i) for i in session.scalars(_RECORD_PG, {
+            "ids": [s.id for s in settled], "nos": [s.attempt_no for s in settled],
+            "outcomes": [s.outcome for s in settled], "errors": [s.error for s in settled],
+            "externals": [s.external_id for s in settled], "statuses": [s.status for s in settled],
+            "last_errors": [s.last_error for s in settled], "send_ats": [s.send_at for s in settled],
+            "uncertain": [s.uncertain for s in settled], "uncount": [0 if s.counts else 1 for s in settled],
+            "queued": [s.queued for s in settled], "now": now})}
     session.execute(
         # The open attempt: a 429 does not count, so the next attempt has the same number.
         update(_A).where(_A.c.notification_id == bindparam("b_id"), _A.c.attempt_no == bindparam("b_no"),

@@ -31,7 +31,8 @@ def event_types_using(code: str) -> list[EventType]:
 
 
 def example_client(locale: str = "ru") -> Client:
-    return Client(id=42, name="Анна Смирнова" if locale == "ru" else "Anna Smith", locale=locale,
+    names = {"ru": "Анна Смирнова", "uz-latn": "Dilnoza Karimova"}
+    return Client(id=42, name=names.get(locale, "Anna Smith"), locale=locale,
                   timezone="Europe/Moscow")
 
 

@@ -41,7 +41,7 @@ def main() -> None:
             shot("login", full=False)
             page.fill("#password", ADMIN_PASSWORD)
             page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_text("Sent and failed per channel")).to_be_visible()
+            expect(page.locator("#charts svg").first).to_be_visible()
             shot("dashboard")
             page.goto(site.url + "/admin/notification/")
             shot("history", full=False)

@@ -26,6 +26,7 @@ ADMIN_PASSWORD = "correct horse battery"
 class AdminSite:
     url: str
     session_factory: Any
+    app: Any
     _server: Any
     _thread: threading.Thread
 
@@ -101,4 +102,4 @@ def start(folder: Path, *, settings_overrides: dict[str, Any] | None = None) -> 
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="admin-site", daemon=True)
     thread.start()
-    return AdminSite(f"http://127.0.0.1:{server.server_port}", factory, server, thread)
+    return AdminSite(f"http://127.0.0.1:{server.server_port}", factory, app, server, thread)

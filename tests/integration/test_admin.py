@@ -248,5 +248,5 @@ def test_dashboard_counts_a_pending_row_without_send_at_as_due(app):
     c = app.test_client()
     login(c)
     html = c.get("/admin/").text
-    due = re.search(r"Due now, waiting</h6><h3><a [^>]+>(\d+)</a>", html)
+    due = re.search(r"Due now, waiting</h2><p class=\"h4 mb-1\"><a [^>]+>(\d+)</a>", html)
     assert due and due.group(1) == "1"  # the fixture's one pending row (send_at NULL: delivery claims it now)

@@ -147,12 +147,17 @@ def test_one_click_unsubscribe_turns_marketing_off_and_cancels_what_waits(app, s
     c = app.test_client()
     path = url.removeprefix("https://vestnik.school.test")
     page = c.get(path)  # a GET (a link scanner) changes nothing
-    assert page.status_code == 200 and "Unsubscribe from news" in page.text
+    assert page.status_code == 200 and "Отписаться от новостей" in page.text and 'lang="ru"' in page.text
     with session_factory() as s:
         assert s.get(Client, 2).allow_marketing_notifications is True
     # RFC 8058: a POST with List-Unsubscribe=One-Click, no cookie, no CSRF token.
     resp = c.post(path, data={"List-Unsubscribe": "One-Click"})
-    assert resp.status_code == 200 and "You are unsubscribed" in resp.text
+    assert resp.status_code == 200 and "Вы отписаны" in resp.text
+    with session_factory() as s:  # the page speaks the client's language
+        s.get(Client, 2).locale = "uz-latn"
+        s.commit()
+    page = c.get(path)
+    assert "Siz axborot xabarlariga obunani bekor qildingiz" in page.text and 'lang="uz-latn"' in page.text
     assert c.post(path, data={"List-Unsubscribe": "One-Click"}).status_code == 200  # repeating is harmless
     with session_factory() as s:
         assert s.get(Client, 2).allow_marketing_notifications is False
@@ -178,6 +183,8 @@ def test_only_marketing_carries_the_way_out():
     assert set(headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"}
     _, buttons = marketing_extras(settings, "marketing", TelegramChannel, 1, "en")
     assert buttons[0][0].text == "Unsubscribe" and "/unsubscribe/1." in buttons[0][0].url
+    _, buttons = marketing_extras(settings, "marketing", "telegram", 1, "uz-latn")
+    assert buttons[0][0].text == "Obunani bekor qilish"
 
 
 def test_history_links_to_the_broadcast_and_back(app, session_factory):
@@ -208,3 +215,36 @@ def test_client_details_show_groups_and_tags(app, session_factory):
     login(c)
     page = c.get("/admin/client/details/?id=3").text
     assert "Шахматы" in page and "#vip" in page
+
+
+def test_admin_schedules_at_local_time_moves_edits_unschedules_and_sees_it_planned(app, session_factory):
+    from datetime import date, timedelta
+
+    c = app.test_client()
+    login(c)
+    bid = _create(c)
+    page = c.get(f"/admin/broadcasts/{bid}").text
+    assert "…or schedule it for later" in page
+    day = (date.today() + timedelta(days=3)).isoformat()
+    form = {"csrf_token": token(page), "s-kind": "local", "s-local_date": day, "s-local_time": "10:00"}
+    wrong = c.post(f"/admin/broadcasts/{bid}/schedule", data={**form, "s-typed": "3"}, follow_redirects=True)
+    assert "type the number of messages, 20" in wrong.text
+    bad = c.post(f"/admin/broadcasts/{bid}/schedule", data={**form, "s-local_time": "25:00", "s-typed": "20"},
+                 follow_redirects=True)
+    assert "Not scheduled: local time" in bad.text
+    done = c.post(f"/admin/broadcasts/{bid}/schedule", data={**form, "s-typed": "20"}, follow_redirects=True)
+    assert f"Scheduled at 10:00 on {day} in each client&#39;s time zone" in done.text
+    listing = c.get("/admin/broadcasts/").text
+    assert 'id="planned"' in listing and "Турнир" in listing.split('id="planned"')[1].split("All broadcasts")[0]
+    moved = c.post(f"/admin/broadcasts/{bid}/schedule", data={**form, "s-local_time": "11:30"}, follow_redirects=True)
+    assert f"Moved: at 11:30 on {day}" in moved.text
+    saved = c.post(f"/admin/broadcasts/{bid}/text", data={"csrf_token": token(page), "t-name": "Турнир!",
+                                                          "t-template_data": '{"title": "Т", "text": "Новое"}'},
+                   follow_redirects=True)
+    assert "Saved." in saved.text and "Турнир!" in saved.text
+    assert c.post(f"/admin/broadcasts/{bid}/unschedule", data={"csrf_token": token(page)}).status_code == 302
+    with session_factory() as s:
+        b = s.get(Broadcast, bid)
+        assert b.status == "draft" and b.data["text"] == "Новое"
+        actions = [a for a in s.scalars(select(AuditLog.action).where(AuditLog.object_id == str(bid)))]
+    assert actions[-4:] == ["broadcast.schedule", "broadcast.reschedule", "broadcast.edit", "broadcast.unschedule"]

@@ -155,6 +155,6 @@ def test_cli_shows_bars_and_the_estimated_end(school, db_url, monkeypatch, capsy
     assert main(["broadcast", "progress", str(bid)]) == 0
     out = capsys.readouterr().out
     assert f"broadcast {bid} 'News': running" in out
-    assert "email     [####" in out and "4 sent · 7 failed · 4 waiting" in out
+    assert "email     [####" in out and "4 sent · 7 failed (5 resent) · 4 waiting" in out
     assert "estimated end: about 2 days" in out and "email limit 3 a day" in out
     assert main(["broadcast", "progress", "999"]) == 1

@@ -174,3 +174,17 @@ def test_progress_is_reported_per_chunk(session_factory, monkeypatch):
     with session_factory() as s:
         report = import_clients(s, io.StringIO(text), progress=seen.append)
     assert report.created == 25 and seen == [10, 20, 25]
+
+
+def test_locales_are_read_in_any_spelling_of_a_supported_one_and_others_are_named(session_factory):
+    rows = "id,name,locale\n1,Dilnoza,uz-latn\n2,Jasur,uz_Latn\n3,Anna,RU\n4,Bob,en-GB\n5,Olim,uz-cyrl\n6,Hans,de\n"
+    with session_factory() as s:
+        report = import_clients(s, io.StringIO(rows))
+        s.commit()
+    assert report.created == 4
+    assert dict(report.errors) == {
+        6: "locale: 'uz-cyrl' is not a supported locale (supported: ru, uz-latn, en)",
+        7: "locale: 'de' is not a supported locale (supported: ru, uz-latn, en)"}
+    with session_factory() as s:
+        assert dict(s.execute(select(Client.id, Client.locale)).all()) == {1: "uz-latn", 2: "uz-latn", 3: "ru",
+                                                                          4: "en"}

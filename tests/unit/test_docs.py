@@ -65,3 +65,17 @@ def test_every_variable_the_code_reads_is_documented_and_every_documented_one_is
     unread = sorted(documented - set(in_sources))
     assert not unread, f"docs/configuration.md lists variables nothing reads: {unread}"
 
+
+
+def test_every_documented_default_is_the_settings_default():
+    """A row of docs/configuration.md with a default in backticks gives the value Settings starts with."""
+    from dataclasses import fields
+
+    from vestnik.shared.config import PREFIX, Settings, load_settings
+
+    defaults = {f"{PREFIX}{f.name.upper()}": (f.name, f.default) for f in fields(Settings)}
+    rows = re.findall(r"^\| `(VESTNIK_[A-Z0-9_]+)` \| `([^`]*)` \|", (DOCS / "configuration.md").read_text(), re.M)
+    wrong = {name: (shown, defaults[name][1]) for name, shown in rows if name in defaults
+             and getattr(load_settings({name: shown}), defaults[name][0]) != defaults[name][1]}
+    assert "VESTNIK_LOCALE_FALLBACK" in dict(rows)
+    assert not wrong, f"docs/configuration.md shows other defaults than shared/config.py: {wrong}"

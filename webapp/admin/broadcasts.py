@@ -13,10 +13,12 @@ picks a started broadcast up within a second and the workers send it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, timedelta
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -24,6 +26,7 @@ from sqlalchemy import select
 from wtforms import (
     BooleanField,
     DateField,
+    DateTimeLocalField,
     IntegerField,
     SelectField,
     SelectMultipleField,
@@ -36,11 +39,11 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from vestnik.shared import bounds
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
-from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, NotificationTemplate
+from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
 from vestnik.shared.targeting import parse_client_ids
-from vestnik.webapp.admin.base import SecureView, can_write
+from vestnik.webapp.admin.base import SecureView, audit, can_write
 from vestnik.webapp.db import get_session
-from vestnik.workers import broadcast_eta, broadcast_resend, broadcasts
+from vestnik.workers import broadcast_eta, broadcast_resend, broadcast_schedule, broadcasts, reports
 from vestnik.workers.audience import channels_for, sample
 from vestnik.workers.channels import CHANNELS
 
@@ -95,6 +98,31 @@ class BroadcastForm(FlaskForm):
                                    validators=[InputRequired(), NumberRange(1, 100)])
 
 
+class ScheduleForm(FlaskForm):
+    """When a broadcast goes: a moment (UTC), or a time of day on a date in each client's own zone."""
+
+    kind = SelectField("Send", choices=[("local", "at a local time in each client's time zone"),
+                                        ("moment", "at one moment (UTC)")], default="local")
+    local_date = DateField("Date", validators=[Optional()])
+    local_time = StringField("Local time (HH:MM)", default="10:00", validators=[Optional(), Length(max=5)])
+    moment = DateTimeLocalField("Moment (UTC)", format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    typed = StringField("Type the number of messages to confirm", validators=[Optional(), Length(max=20)])
+
+    def when(self) -> broadcast_schedule.When:
+        if self.kind.data == "moment":
+            if self.moment.data is None:
+                raise broadcasts.BroadcastError("moment: choose a date and a time (UTC)")
+            return broadcast_schedule.When.at(self.moment.data.replace(tzinfo=UTC))
+        if self.local_date.data is None:
+            raise broadcasts.BroadcastError("date: choose the day")
+        return broadcast_schedule.When.local(self.local_date.data, (self.local_time.data or "").strip())
+
+
+class TextForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
+    template_data = TextAreaField("Template data (JSON)", validators=[_json_object])
+
+
 class ConfirmForm(FlaskForm):
     typed = StringField("Type the number of messages to confirm", validators=[DataRequired()])
 
@@ -116,7 +144,7 @@ class BroadcastView(SecureView):
     """Flask-Admin view at /admin/broadcasts/."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(name="Broadcasts", endpoint="broadcasts", url="/admin/broadcasts", **kwargs)
+        super().__init__(name=_l("Broadcasts"), endpoint="broadcasts", url="/admin/broadcasts", **kwargs)
 
     # ------------------------------------------------------------ list and create
 
@@ -124,7 +152,13 @@ class BroadcastView(SecureView):
     def index(self):
         db = get_session()
         rows = db.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(100)).all()
-        return self.render("admin/broadcasts/list.html", rows=rows,
+        planned = db.scalars(select(Broadcast).where(Broadcast.status == "scheduled")
+                             .order_by(Broadcast.scheduled_at, Broadcast.id)).all()
+        by_day: dict[str, list[tuple[Broadcast, str]]] = {}
+        for b in planned:
+            when = broadcast_schedule.when_of(b)
+            by_day.setdefault(f"{b.scheduled_at:%Y-%m-%d (%A)}", []).append((b, when.describe() if when else ""))
+        return self.render("admin/broadcasts/list.html", rows=rows, planned=by_day,
                            progress={b.id: broadcasts.progress(db, b) for b in rows}, can_write=can_write())
 
     def _form(self) -> BroadcastForm:
@@ -196,10 +230,17 @@ class BroadcastView(SecureView):
         audit = db.scalars(select(AuditLog).where(AuditLog.object_type == "broadcast",
                                                   AuditLog.object_id == str(b.id)).order_by(AuditLog.id)).all()
         resend = broadcast_resend.count(db, b) if broadcast_resend.why_not(b) is None else None
+        report = reports.report(db, "broadcast", b.created_at - timedelta(seconds=1), utcnow() + timedelta(seconds=1),
+                                key=b.id)
         return self.render(
             "admin/broadcasts/details.html", b=b, whole=whole, test=test, picks=picks, chosen=chosen,
             preview=preview, preview_error=preview_error, progress=broadcasts.progress(db, b), audit=audit,
-            eta=self._estimate(b), resend=resend,
+            eta=self._estimate(b), resend=resend, report=report[0] if report else None,
+            schedule=ScheduleForm(prefix="s"), text_form=TextForm(prefix="t", name=b.name,
+                                                                  template_data=json.dumps(b.data or {},
+                                                                                           ensure_ascii=False)),
+            waves=broadcast_schedule.waves(db, b.id) if b.status == "scheduled" else [],
+            when=broadcast_schedule.when_of(b),
             unknown=broadcasts.unknown_listed(db, b) if b.targeting.get("client_list") else 0,
             describe=broadcasts.Targeting.parse(b.targeting).describe(), confirm=ConfirmForm(),
             action=ActionForm(), can_write=can_write(),
@@ -220,7 +261,8 @@ class BroadcastView(SecureView):
         settings = get_settings()
         for ch in channels:
             try:
-                template = find_template(db, b.template_code, ch, client.locale, settings.default_locale)
+                template = find_template(db, b.template_code, ch, client.locale, settings.default_locale,
+                                         settings.fallback)
                 from vestnik.shared.unsubscribe import marketing_extras
 
                 headers, buttons = marketing_extras(settings, b.category, CHANNELS[ch], client.id, client.locale)
@@ -244,6 +286,25 @@ class BroadcastView(SecureView):
     def progress_json(self, broadcast_id: int):
         b = self._get(broadcast_id)
         return jsonify({**broadcasts.progress(get_session(), b).to_json(), "estimate": self._estimate(b)})
+
+    @expose("/<int:broadcast_id>/failed.csv")
+    def failed_csv(self, broadcast_id: int):
+        """The broadcast's failed recipients, streamed (``webapp/admin/export.py``)."""
+        from vestnik.webapp.admin.export import csv_response, stream_select
+
+        b = self._get(broadcast_id)
+        stmt = (select(Notification.recipient_id, Client.name, Notification.channel, Notification.recipient_address,
+                       Notification.last_error, Notification.delivery_uncertain, Notification.attempts,
+                       Notification.step, Notification.updated_at, Notification.id)
+                .outerjoin(Client, Client.id == Notification.recipient_id)
+                .where(Notification.broadcast_id == b.id, Notification.status == "failed")
+                .order_by(Notification.id))
+        audit("broadcast.export_failed", "broadcast", b.id)
+        get_session().commit()
+        return csv_response(f"broadcast-{b.id}-failed.csv",
+                            ["client_id", "client_name", "channel", "address", "reason", "delivery_uncertain",
+                             "attempts", "round", "failed_at_utc", "notification_id"],
+                            stream_select(get_session(), stmt))
 
     @expose("/<int:broadcast_id>/resend-failed", methods=("POST",))
     def resend_failed(self, broadcast_id: int):
@@ -306,6 +367,63 @@ class BroadcastView(SecureView):
         else:
             db.commit()
             flash(f"Started: {whole.sentence()}.", "success")
+        return redirect(url_for(".details", broadcast_id=broadcast_id))
+
+    @expose("/<int:broadcast_id>/schedule", methods=("POST",))
+    def schedule(self, broadcast_id: int):
+        """Schedule (with the typed count) or, when scheduled already, move it."""
+        from vestnik.webapp import get_settings
+
+        _require_write()
+        form = ScheduleForm(prefix="s")
+        if not form.validate_on_submit():
+            flash("Not scheduled: " + "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
+                                                for k, v in form.errors.items()), "error")
+            return redirect(url_for(".details", broadcast_id=broadcast_id))
+        db = get_session()
+        b = broadcasts.lock(db, broadcast_id) or abort(404)
+        zone = get_settings().default_timezone
+        try:
+            when = form.when()
+            if b.status == "scheduled":
+                broadcast_schedule.reschedule(db, b, _actor(), when, default_zone=zone)
+                message = f"Moved: {when.describe()}."
+            else:
+                whole = broadcast_schedule.schedule(db, b, _actor(), form.typed.data or "", when, default_zone=zone)
+                message = f"Scheduled {when.describe()}: {whole.sentence()}."
+        except broadcasts.BroadcastError as exc:
+            db.rollback()
+            flash(f"Not scheduled: {exc}", "error")
+        else:
+            db.commit()
+            flash(message, "success")
+        return redirect(url_for(".details", broadcast_id=broadcast_id))
+
+    @expose("/<int:broadcast_id>/unschedule", methods=("POST",))
+    def unschedule(self, broadcast_id: int):
+        def do(db, b):
+            broadcast_schedule.unschedule(db, b, _actor())
+            return "Unscheduled: it is a draft again; nothing was sent."
+        return self._act(broadcast_id, do)
+
+    @expose("/<int:broadcast_id>/text", methods=("POST",))
+    def edit_text(self, broadcast_id: int):
+        _require_write()
+        form = TextForm(prefix="t")
+        if not form.validate_on_submit():
+            flash("Not saved: " + "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
+                                            for k, v in form.errors.items()), "error")
+            return redirect(url_for(".details", broadcast_id=broadcast_id))
+        db = get_session()
+        b = broadcasts.lock(db, broadcast_id) or abort(404)
+        try:
+            broadcasts.update_text(db, b, _actor(), name=form.name.data, data=json.loads(form.template_data.data))
+        except broadcasts.BroadcastError as exc:
+            db.rollback()
+            flash(f"Not saved: {exc}", "error")
+        else:
+            db.commit()
+            flash("Saved.", "success")
         return redirect(url_for(".details", broadcast_id=broadcast_id))
 
     @expose("/<int:broadcast_id>/pause", methods=("POST",))

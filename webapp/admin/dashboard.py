@@ -1,5 +1,6 @@
-"""The admin's home: sent and failed per channel per day, queue depth, outbox
-lag, the most frequent failure reasons, each linking into the filtered history."""
+"""The admin's home, one screen: sent and failed per channel per day, delivery and outbox lag per
+day, uncertain deliveries per day (server-side SVG, ``webapp/admin/charts.py``, each with its
+table), queue depth now, the most frequent failure reasons, each linking into the filtered history."""
 
 from __future__ import annotations
 
@@ -8,13 +9,53 @@ from datetime import timedelta
 from typing import Any
 
 from flask_admin import expose
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
 from vestnik.webapp.admin.base import SecureIndexView
 from vestnik.webapp.db import get_session
 
 DAYS = 14
+
+
+def seconds_between(start: ColumnElement, end: ColumnElement) -> ColumnElement:
+    """``end - start`` in seconds, on PostgreSQL and SQLite."""
+    if get_session().get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def lag_per_day(since, days: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Average and worst wait per day: a sent message from due to sent (the queues and the limits),
+    an outbox event from commit to published (the relay)."""
+    db = get_session()
+    n_day = func.date(Notification.created_at)
+    due = func.coalesce(Notification.send_at, Notification.created_at)
+    wait = seconds_between(due, Notification.sent_at)
+    delivery = {str(d): (float(a or 0), float(m or 0)) for d, a, m in db.execute(
+        select(n_day, func.avg(wait), func.max(wait))
+        .where(Notification.created_at >= since, Notification.status == NotificationStatus.sent.value,
+               Notification.sent_at.is_not(None))
+        .group_by(n_day))}
+    o_day = func.date(OutboxEvent.created_at)
+    o_wait = seconds_between(OutboxEvent.created_at, OutboxEvent.published_at)
+    outbox = {str(d): (float(a or 0), float(m or 0)) for d, a, m in db.execute(
+        select(o_day, func.avg(o_wait), func.max(o_wait))
+        .where(OutboxEvent.created_at >= since, OutboxEvent.published_at.is_not(None)).group_by(o_day))}
+    return {
+        "delivery_avg": [max(0.0, delivery.get(d, (0, 0))[0]) for d in days],
+        "delivery_max": [max(0.0, delivery.get(d, (0, 0))[1]) for d in days],
+        "outbox_avg": [max(0.0, outbox.get(d, (0, 0))[0]) for d in days],
+        "outbox_max": [max(0.0, outbox.get(d, (0, 0))[1]) for d in days],
+    }
+
+
+def uncertain_per_day(since, days: list[str]) -> list[int]:
+    day = func.date(Notification.created_at)
+    got = {str(d): int(n) for d, n in get_session().execute(
+        select(day, func.count()).where(Notification.created_at >= since, Notification.delivery_uncertain.is_(True))
+        .group_by(day))}
+    return [got.get(d, 0) for d in days]
 
 
 def dashboard_data() -> dict[str, Any]:
@@ -54,7 +95,10 @@ def dashboard_data() -> dict[str, Any]:
                Notification.created_at >= now - timedelta(days=7))
         .group_by(Notification.last_error).order_by(func.count().desc()).limit(10)
     ).all()
+    uncertain = uncertain_per_day(since, days)
     return {
+        "lag": lag_per_day(since, days), "uncertain": uncertain, "uncertain_total": sum(uncertain),
+        "oldest_due_s": _oldest_due_s(now),
         "channels": sorted(per_day), "days": days, "per_day": per_day, "peak": peak,
         "due": due, "scheduled": scheduled, "processing": processing,
         "outbox_backlog": backlog, "outbox_lag_s": (now - oldest).total_seconds() if oldest else 0.0,
@@ -62,7 +106,41 @@ def dashboard_data() -> dict[str, Any]:
     }
 
 
+def _oldest_due_s(now) -> float:
+    """How long the oldest due message has waited (the queues' lag now): the earliest ``send_at`` of
+    a pending row (index ix_notifications_due); a broadcast's held rows (no ``send_at``) wait for
+    their broadcast's pace, not in a queue."""
+    oldest = get_session().scalar(select(func.min(Notification.send_at)).where(
+        Notification.status == NotificationStatus.pending.value, Notification.send_at <= now))
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+
+def charts(d: dict[str, Any]) -> dict[str, Any]:
+    """The SVGs of the dashboard (the template shows each with its table)."""
+    from vestnik.webapp.admin.charts import Series, bars
+
+    sent_failed = {}
+    for ch in d["channels"]:
+        sent = Series("sent", [d["per_day"][ch][day].get("sent", 0) for day in d["days"]], "#1e7e34")
+        failed = Series("failed", [d["per_day"][ch][day].get("failed", 0) for day in d["days"]], "#c82333")
+        sent_failed[ch] = {"svg": bars(f"{ch}: sent and failed per day", d["days"], [sent, failed],
+                                       unit="messages"), "series": [sent, failed]}
+    lag = [Series("delivery, average", d["lag"]["delivery_avg"], "#0062cc"),
+           Series("delivery, worst", d["lag"]["delivery_max"], "#5a6268"),
+           Series("outbox, average", d["lag"]["outbox_avg"], "#117a8b"),
+           Series("outbox, worst", d["lag"]["outbox_max"], "#343a40")]
+    uncertain = [Series("uncertain", d["uncertain"], "#b35900")]
+    return {
+        "sent_failed": sent_failed,
+        "lag": {"svg": bars("Wait per day in seconds: due to sent, outbox commit to published", d["days"], lag,
+                            unit="s", stacked=False), "series": lag},
+        "uncertain": {"svg": bars("Uncertain deliveries per day", d["days"], uncertain, unit="messages"),
+                      "series": uncertain},
+    }
+
+
 class DashboardView(SecureIndexView):
     @expose("/")
     def index(self):
-        return self.render("admin/dashboard.html", d=dashboard_data())
+        d = dashboard_data()
+        return self.render("admin/dashboard.html", d=d, charts=charts(d))

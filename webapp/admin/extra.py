@@ -8,6 +8,7 @@ from typing import Any
 from flask import flash
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from vestnik.shared.models import AuditLog, OutboxEvent, OutboxStatus
@@ -59,7 +60,7 @@ class OutboxEventView(SecureModelView):
             UnknownClientsFilter(OutboxEvent.unknown_clients, "Unknown clients", options=[("1", "yes"), ("0", "no")]),
             AwareBetween(OutboxEvent.created_at, "Created (UTC)"),
         ]
-        super().__init__(OutboxEvent, name="Events", endpoint="outboxevent", **kwargs)
+        super().__init__(OutboxEvent, name=_l("Events"), endpoint="outboxevent", **kwargs)
 
     @action("retry", "Retry failed", "Handle the selected failed events again (after fixing the cause)?")
     def action_retry(self, ids: list[str]) -> None:
@@ -73,9 +74,32 @@ class OutboxEventView(SecureModelView):
         flash(f"{changed} of {len(ids)} event(s) will be handled again; others were not failed.", "success")
 
 
+def _audit_actor(view, context, model, name) -> Markup:
+    from vestnik.webapp.admin.audit_format import actor_label
+
+    return actor_label(model.actor)
+
+
+def _audit_object(view, context, model, name) -> Markup:
+    from vestnik.webapp.admin.audit_format import object_link
+
+    return object_link(model.object_type, model.object_id)
+
+
+def _audit_details(view, context, model, name) -> Markup:
+    from vestnik.webapp.admin.audit_format import details_html
+
+    return details_html(model.details)
+
+
 class AuditView(SecureModelView):
-    column_list = ("created_at", "actor", "action", "object_type", "object_id", "details")
-    column_default_sort = ("id", True)
+    """Who did what to which object: a person's name and email, a link, and what changed."""
+
+    column_list = ("created_at", "actor", "action", "object_id", "details")
+    column_labels = {"created_at": "When (UTC)", "actor": "Who", "object_id": "Object", "details": "What changed"}
+    column_formatters = {"actor": _audit_actor, "object_id": _audit_object, "details": _audit_details}
+    column_details_list = ("id", "created_at", "actor", "action", "object_type", "object_id", "details")
+    column_formatters_detail = column_formatters
 
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [
@@ -87,4 +111,4 @@ class AuditView(SecureModelView):
             AwareAfter(AuditLog.created_at, "When (UTC)"),
             AwareBefore(AuditLog.created_at, "When (UTC)"),
         ]
-        super().__init__(AuditLog, name="Audit", endpoint="audit", **kwargs)
+        super().__init__(AuditLog, name=_l("Audit"), endpoint="audit", **kwargs)

@@ -10,14 +10,17 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import ValidationError
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
+from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
     Client,
@@ -191,6 +194,35 @@ class NotificationView(SecureModelView):
         "attempts_log": _attempts, "origin": _origin,
     }
 
+    # The history's "Export" link: the rows of the filters shown, every one of them, streamed.
+    can_export = True
+    export_types = ["csv"]
+    #: (header, column) of the export
+    export_sql_columns = (
+        ("id", Notification.id), ("created_at_utc", Notification.created_at), ("sent_at_utc", Notification.sent_at),
+        ("status", Notification.status), ("channel", Notification.channel), ("client_id", Notification.recipient_id),
+        ("address", Notification.recipient_address), ("event_type", Notification.event_type),
+        ("template", Notification.template_code), ("broadcast_id", Notification.broadcast_id),
+        ("initiator", Notification.initiator), ("attempts", Notification.attempts),
+        ("delivery_uncertain", Notification.delivery_uncertain), ("last_error", Notification.last_error),
+    )
+
+    def _export_csv(self, return_url: Any):
+        """Flask-Admin's export, streamed from a server-side cursor (``webapp/admin/export.py``)."""
+        from vestnik.webapp.admin.export import csv_response, stream_query
+
+        args = self._get_list_extra_args()
+        sort = self._get_column_by_idx(args.sort)
+        _, query = self.get_list(None, sort[0] if sort else None, args.sort_desc, args.search, args.filters,
+                                 execute=False, page_size=0)
+        if query == []:  # a filter value the database refused (flashed by get_list)
+            return redirect(return_url)
+        query = query.with_entities(*(c for _, c in self.export_sql_columns))
+        audit("notification.export", "notification", None, {"filters": request.query_string.decode()[:500]})
+        get_session().commit()
+        return csv_response(f"history-{utcnow():%Y%m%d-%H%M%S}.csv", [h for h, _ in self.export_sql_columns],
+                            stream_query(query))
+
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [
             AwareBetween(Notification.created_at, "Created (UTC)"),
@@ -207,7 +239,7 @@ class NotificationView(SecureModelView):
             sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, "Delivery uncertain"),
             sqla_filters.IntEqualFilter(Notification.broadcast_id, "Broadcast id"),
         ]
-        super().__init__(Notification, name="History", endpoint="notification", **kwargs)
+        super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
     @action("resend", "Resend", "Send a copy of the selected notifications again?")
     def action_resend(self, ids: list[str]) -> None:
@@ -263,10 +295,30 @@ def _channel_choices() -> list[tuple[str, str]]:
     return _choices(sorted(CHANNELS))
 
 
+def _translations(view, context, model, name) -> Markup:
+    """The supported locales this code x channel has no active template in (computed once a request)."""
+    from flask import g
+
+    if "vestnik_missing_translations" not in g:
+        g.vestnik_missing_translations = missing_translations(get_session())
+    missing = g.vestnik_missing_translations.get((model.code, model.channel), ())
+    if not missing:
+        return Markup('<span class="translations-complete" title="{}">{}</span>').format(
+            ", ".join(locales.SUPPORTED), gettext("complete"))
+    return Markup('<span class="badge missing-translation" data-missing="{}" title="{}">{}</span>').format(
+        " ".join(missing), gettext("clients in these locales get a fallback's text"),
+        gettext("missing: %(locales)s", locales=", ".join(missing)))
+
+
 class TemplateView(SecureModelView):
     allow_create = True
     allow_edit = True
-    column_list = ("code", "channel", "locale", "name", "category", "is_active", "updated_at", "updated_by")
+    column_list = ("code", "channel", "locale", "name", "category", "is_active", "updated_at", "updated_by",
+                   "translations")
+    column_labels = {"code": _l("Code"), "channel": _l("Channel"), "locale": _l("Locale"), "name": _l("Name"),
+                     "category": _l("Category"), "is_active": _l("Active"), "updated_at": _l("Updated"),
+                     "updated_by": _l("Updated by"), "translations": _l("Translations")}
+    column_formatters = {"translations": _translations}
     column_filters = ("code", "channel", "locale", "is_active", "category")
     column_searchable_list = ("code", "name")
     column_default_sort = ("code", False)
@@ -274,7 +326,7 @@ class TemplateView(SecureModelView):
     form_overrides = {"channel": SelectField, "locale": SelectField, "category": SelectField, "body": TextAreaField}
     form_args = {
         "channel": {"choices": _channel_choices},
-        "locale": {"choices": [("ru", "ru"), ("en", "en")]},
+        "locale": {"choices": [(code, code) for code in locales.SUPPORTED]},
         "category": {"choices": [("service", "service"), ("marketing", "marketing")]},
     }
     column_details_list = ("code", "channel", "locale", "category", "name", "description", "subject", "body",
@@ -286,7 +338,10 @@ class TemplateView(SecureModelView):
     form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"}}
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NotificationTemplate, name="Templates", endpoint="template", **kwargs)
+        super().__init__(NotificationTemplate, name=_l("Templates"), endpoint="template", **kwargs)
+
+    def is_visible(self) -> bool:
+        return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
 
     # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
 
@@ -502,10 +557,11 @@ def _known_time_zone(form, field) -> None:
 
 
 def _language_code(form, field) -> None:
-    """ru, en, uz_Latn...: the same rule as the CSV import."""
-    if not re.fullmatch(r"[a-z]{2}([_-][A-Za-z]{2,4})?", (field.data or "").strip(), re.ASCII):
-        raise ValidationError("expected a language code like ru or en")
-    field.data = field.data.strip()
+    """ru, uz-latn (uz_Latn), en: the same rule as the CSV import (shared/locales.py)."""
+    try:
+        field.data = locales.normalize(field.data or "")
+    except locales.LocaleError as exc:
+        raise ValidationError(str(exc).split(": ", 1)[1]) from None
 
 
 def _channel_columns() -> dict[str, tuple[str, str, Any]]:
@@ -581,7 +637,7 @@ class ClientView(SecureModelView):
     }
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(Client, name="Clients", endpoint="client", **kwargs)
+        super().__init__(Client, name=_l("Clients"), endpoint="client", **kwargs)
 
     def on_form_prefill(self, form, id) -> None:  # noqa: A002 - flask-admin's name
         model = self.get_one(id)

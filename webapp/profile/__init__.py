@@ -32,7 +32,7 @@ from flask import url_for as flask_url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, joinedload
 
-from vestnik.shared import bounds, client_auth
+from vestnik.shared import bounds, client_auth, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.audit import client_action as audit
 from vestnik.shared.config import Settings
@@ -126,7 +126,7 @@ def _load_client() -> None:
             g.client = db.get(Client, row.client_id)
             g.session_row_id = row.id
     g.lang = pick_language(g.client.locale if g.client is not None else session.get(LANG_KEY),
-                           request.accept_languages.best_match(LANGUAGES))
+                           *request.accept_languages.values())
 
 
 @bp.after_request
@@ -138,7 +138,8 @@ def _no_store(response):
 @bp.context_processor
 def _template_helpers() -> dict[str, Any]:
     return {"t": t, "lang": g.get("lang", "ru"), "html_lang": g.get("lang", "ru"), "client": g.get("client"),
-            "languages": LANGUAGES, "minutes": _minutes()}
+            "languages": LANGUAGES, "language_names": locales.NAMES, "language_short": locales.SHORT,
+            "minutes": _minutes()}
 
 
 @bp.errorhandler(404)
@@ -315,7 +316,38 @@ def index():
     ).all()
     items = [_item(n) for n in rows[:PAGE_SIZE]]
     return render_template("profile/index.html", items=items, page=page, has_next=len(rows) > PAGE_SIZE,
-                           telegram=_telegram_state(db), channels=channel_rows(g.client, g.lang))
+                           telegram=_telegram_state(db), quiet=_quiet_state(db, g.client),
+                           channels=channel_rows(g.client, g.lang))
+
+
+def _quiet_state(db: Session, client: Client) -> dict[str, Any]:
+    """The client's own quiet hours, or the marketing default they follow (``workers/quiet_hours.py``)."""
+    from vestnik.workers import quiet_hours
+
+    own = quiet_hours.own_window(client.quiet_hours_start_min, client.quiet_hours_end_min)
+    default = quiet_hours.load_policies(db)["marketing"].window
+    window = own or default
+    return {"own": own is not None, "start": quiet_hours.hhmm(window.start_min),
+            "end": quiet_hours.hhmm(window.end_min), "default": default.label()}
+
+
+def _quiet_changes(client: Client, changes: dict[str, list[Any]]) -> bool:
+    """Apply the form's quiet hours to ``client``; False when a time is not understood (nothing changed)."""
+    from vestnik.workers import quiet_hours
+
+    if request.form.get("quiet_own") != "on":
+        start = end = None
+    else:
+        try:
+            window = quiet_hours.Window.parse(request.form.get("quiet_start", ""), request.form.get("quiet_end", ""))
+        except ValueError:
+            return False
+        start, end = window.start_min, window.end_min
+    for attr, new in (("quiet_hours_start_min", start), ("quiet_hours_end_min", end)):
+        if getattr(client, attr) != new:
+            changes[attr] = [getattr(client, attr), new]
+            setattr(client, attr, new)
+    return True
 
 
 @bp.get("/notifications/<int:notification_id>")
@@ -344,6 +376,10 @@ def preferences():
         if getattr(client, attr) != new:
             changes[attr] = [getattr(client, attr), new]
             setattr(client, attr, new)
+    if "quiet_start" in request.form and not _quiet_changes(client, changes):
+        get_session().rollback()
+        flash(t("quiet_invalid"), "error")
+        return redirect(flask_url_for("profile.index") + "#settings")
     lang = request.form.get("lang")
     if lang in LANGUAGES and lang != client.locale:
         changes["locale"] = [client.locale, lang]
@@ -503,7 +539,7 @@ def _when(value: datetime | None) -> str:
     except (KeyError, ValueError):
         zone = ZoneInfo("UTC")
     try:
-        return format_datetime(value, "short", tzinfo=zone, locale=g.lang)
+        return format_datetime(value, "short", tzinfo=zone, locale=locales.babel(g.lang))
     except (OverflowError, ValueError):
         # A time at the edge of datetime's range (stored before times were bounded at emit):
         # shown as stored, so one odd row never takes the whole page down.

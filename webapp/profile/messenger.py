@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared import locales
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Category, Client
 from vestnik.workers.channels import build_channels
@@ -56,19 +57,32 @@ class SignInText:
     masked: str  # what the history keeps
 
 
+#: Sign-in messages in every locale (shared/locales.py); {name}, {minutes}, {code} are filled in.
+_LINK_EMAIL = {
+    "ru": ("Вход в личный кабинет", "Здравствуйте, {name}!", "Здравствуйте!",
+           "Чтобы войти в личный кабинет, откройте ссылку:",
+           "Ссылка действует {minutes} мин. и срабатывает один раз.",
+           "Если вы не запрашивали вход, просто удалите это письмо."),
+    "uz-latn": ("Shaxsiy kabinetga kirish", "Assalomu alaykum, {name}!", "Assalomu alaykum!",
+                "Shaxsiy kabinetga kirish uchun havolani oching:",
+                "Havola {minutes} daqiqa amal qiladi va faqat bir marta ishlaydi.",
+                "Agar siz kirishni soʻramagan boʻlsangiz, bu xatni oʻchirib tashlang."),
+    "en": ("Sign in to your profile", "Hello, {name}!", "Hello!", "To sign in to your profile, open this link:",
+           "The link works for {minutes} min. and only once.",
+           "If you did not ask to sign in, just delete this email."),
+}
+_CODE_TELEGRAM = {
+    "ru": "Код для входа в личный кабинет: <b>{code}</b>\nДействует {minutes} мин. Никому его не сообщайте.",
+    "uz-latn": "Shaxsiy kabinetga kirish kodi: <b>{code}</b>\n{minutes} daqiqa amal qiladi. "
+               "Uni hech kimga aytmang.",
+    "en": "Your sign-in code: <b>{code}</b>\nIt works for {minutes} min. Do not share it with anyone.",
+}
+
+
 def link_email(link: str, minutes: int, lang: str, name: str) -> SignInText:
     masked_link = link.rsplit("/", 1)[0] + "/" + MASK
-    if lang == "ru":
-        subject = "Вход в личный кабинет"
-        lines = [f"Здравствуйте, {name}!" if name else "Здравствуйте!",
-                 "Чтобы войти в личный кабинет, откройте ссылку:", "{link}",
-                 f"Ссылка действует {minutes} мин. и срабатывает один раз.",
-                 "Если вы не запрашивали вход, просто удалите это письмо."]
-    else:
-        subject = "Sign in to your profile"
-        lines = [f"Hello, {name}!" if name else "Hello!", "To sign in to your profile, open this link:", "{link}",
-                 f"The link works for {minutes} min. and only once.",
-                 "If you did not ask to sign in, just delete this email."]
+    subject, hello_name, hello, intro, works, ignore = locales.pick(_LINK_EMAIL, lang)
+    lines = [hello_name.format(name=name) if name else hello, intro, "{link}", works.format(minutes=minutes), ignore]
     text = "\n\n".join(lines)
     body_html = "".join(
         f'<p><a href="{html.escape(link)}">{html.escape(link)}</a></p>' if line == "{link}"
@@ -77,10 +91,7 @@ def link_email(link: str, minutes: int, lang: str, name: str) -> SignInText:
 
 
 def code_telegram(code: str, minutes: int, lang: str) -> SignInText:
-    if lang == "ru":
-        template = "Код для входа в личный кабинет: <b>{code}</b>\nДействует {minutes} мин. Никому его не сообщайте."
-    else:
-        template = "Your sign-in code: <b>{code}</b>\nIt works for {minutes} min. Do not share it with anyone."
+    template = locales.pick(_CODE_TELEGRAM, lang)
     return SignInText(None, template.format(code=code, minutes=minutes), None,
                       template.format(code=MASK, minutes=minutes))
 

@@ -19,7 +19,8 @@
   function pct(n, total) { return (total ? (100 * n / total) : 0).toFixed(2) + "%"; }
 
   function channelText(c) {
-    var parts = [c.sent + " sent", c.failed + " failed", c.waiting + " waiting"];
+    var parts = [c.sent + " sent", c.failed + " failed" + (c.resent ? " (" + c.resent + " resent)" : ""),
+                 c.waiting + " waiting"];
     if (c.canceled) { parts.push(c.canceled + " canceled"); }
     if (c.rate_per_min !== null) { parts.push(c.rate_per_min + " a minute"); }
     if (c.seconds_left !== null) { parts.push("ends in " + c.ends_in); }

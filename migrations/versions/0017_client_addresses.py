@@ -1,7 +1,7 @@
 """Addresses per client and channel: ``client_addresses`` replaces the per-channel client columns
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-11-30 01:40:00
 
 A client had one column per channel (``email``, ``telegram_chat_id``, their
@@ -24,8 +24,8 @@ import importlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0014"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
