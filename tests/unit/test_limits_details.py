@@ -217,7 +217,8 @@ def test_build_limiter_takes_redis_when_configured_and_memory_otherwise():
 
     memory = build_limiter(Settings(email_rate_per_min=7), seed=source)
     assert isinstance(memory.backend, MemoryLimiterBackend) and memory.seed_source is source
-    assert memory.rules["email"].overall[0] == Rule("minute", 7, 60.0) and set(memory.rules) == {"telegram", "email"}
+    assert memory.rules["email"].overall[0] == Rule("minute", 7, 60.0)
+    assert set(memory.rules) == {"telegram", "email", "webhook"}
     shared = build_limiter(Settings(redis_url="redis://127.0.0.1:1/0"))  # connects on first use only
     assert isinstance(shared.backend, RedisLimiterBackend) and shared.seed_source is None
     kwargs = shared.backend.client.connection_pool.connection_kwargs

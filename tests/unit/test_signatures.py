@@ -12,7 +12,7 @@ import hmac
 
 import pytest
 
-from vestnik.webapp import signatures
+from vestnik.shared import signatures  # the rule (webapp.signatures re-exports it)
 from vestnik.webapp.signatures import (
     MAX_TIMESTAMP,
     SIGNATURE_HEADER,

@@ -320,7 +320,7 @@ STRINGS: dict[str, dict[str, str]] = {
     # A channel's switch is disabled while the client has no address on it ("needs_address_<channel>").
     "needs_address_telegram": {"ru": "сначала подключите Telegram", "uz-latn": "avval Telegramni ulang",
                                "en": "connect Telegram first"},
-    "needs_address_email": {"ru": "адрес почты не указан", "uz-latn": "pochta manzili ko'rsatilmagan",
+    "needs_address_email": {"ru": "адрес почты не указан", "uz-latn": "pochta manzili koʻrsatilmagan",
                             "en": "no email address on file"},
     "needs_address_webhook": {"ru": "сначала укажите адрес вебхука", "uz-latn": "avval webhook manzilini kiriting",
                               "en": "set the webhook URL first"},
@@ -329,17 +329,17 @@ STRINGS: dict[str, dict[str, str]] = {
     "address_webhook_help": {
         "ru": "Уведомления придут POST-запросом с JSON, подписанным HMAC (заголовки X-Vestnik-Timestamp и "
               "X-Vestnik-Signature).",
-        "uz-latn": "Bildirishnomalar HMAC bilan imzolangan JSON POST so'rovi sifatida keladi "
+        "uz-latn": "Bildirishnomalar HMAC bilan imzolangan JSON POST soʻrovi sifatida keladi "
                    "(X-Vestnik-Timestamp va X-Vestnik-Signature sarlavhalari).",
         "en": "Notifications arrive as a POST with JSON, signed with HMAC (the X-Vestnik-Timestamp and "
               "X-Vestnik-Signature headers).",
     },
     "address_saved": {"ru": "Адрес сохранён.", "uz-latn": "Manzil saqlandi.", "en": "Address saved."},
-    "address_removed": {"ru": "Адрес удалён.", "uz-latn": "Manzil o'chirildi.", "en": "Address removed."},
+    "address_removed": {"ru": "Адрес удалён.", "uz-latn": "Manzil oʻchirildi.", "en": "Address removed."},
     "address_unreachable": {"ru": "Адрес не принимает уведомления: {reason}",
                             "uz-latn": "Manzil bildirishnomalarni qabul qilmayapti: {reason}",
                             "en": "The address does not accept notifications: {reason}"},
-    "remove": {"ru": "Удалить", "uz-latn": "O'chirish", "en": "Remove"},
+    "remove": {"ru": "Удалить", "uz-latn": "Oʻchirish", "en": "Remove"},
     "on": {
         "ru": "вкл.",
         "uz-latn": "yoq.",
