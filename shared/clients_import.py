@@ -1,8 +1,9 @@
 """``vestnik clients import FILE.csv``: merge clients by id; report every bad field by line.
 
 Only ``id`` is required.  The other columns are ``name, email,
-telegram_chat_id, locale, timezone``, the preferences ``telegram_enabled,
-email_enabled, allow_service, allow_marketing``, the broadcast targeting
+telegram_chat_id, webhook_url, locale, timezone``, the preferences
+``telegram_enabled, email_enabled, webhook_enabled, allow_service,
+allow_marketing``, the broadcast targeting
 columns ``groups`` and ``tags`` (names separated by ``;``) and
 ``last_active_at`` (ISO 8601).  An unknown column is refused by name, so a
 typo (``emial``) cannot pass for an import.

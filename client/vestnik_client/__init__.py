@@ -160,9 +160,9 @@ def upsert_clients(conn: Any, clients: Iterable[Mapping[str, Any]]) -> dict[str,
     """Create or update clients in the caller's transaction; return ``{"created": n, "updated": m}``.
 
     Each client is a mapping with ``id`` (the CRM's id) and any of ``name,
-    email, phone, telegram_chat_id, locale, timezone, telegram_enabled,
-    email_enabled, allow_service, allow_marketing, groups, tags,
-    last_active_at``.  A field that is absent is never changed, so the
+    email, telegram_chat_id, webhook_url, locale, timezone, telegram_enabled,
+    email_enabled, webhook_enabled, allow_service, allow_marketing, groups,
+    tags, last_active_at`` (the registry's client record).  A field that is absent is never changed, so the
     preferences a client chose in Vestnik's profile stay as they are unless
     the CRM names them; ``null`` removes an address.  Raises
     :class:`InvalidClient` naming every bad field of every client before

@@ -183,7 +183,7 @@ def test_only_marketing_carries_the_way_out():
     assert set(headers) == {"List-Unsubscribe", "List-Unsubscribe-Post"}
     _, buttons = marketing_extras(settings, "marketing", TelegramChannel, 1, "en")
     assert buttons[0][0].text == "Unsubscribe" and "/unsubscribe/1." in buttons[0][0].url
-    _, buttons = marketing_extras(settings, "marketing", "telegram", 1, "uz-latn")
+    _, buttons = marketing_extras(settings, "marketing", TelegramChannel, 1, "uz-latn")
     assert buttons[0][0].text == "Obunani bekor qilish"
 
 

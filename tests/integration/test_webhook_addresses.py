@@ -89,10 +89,10 @@ def test_the_profile_shows_and_saves_the_webhook_url(bot_api, smtp_server, sessi
     sign_in(c, smtp_server)
     page = c.get("/me/")
     assert 'id="address-webhook"' in page.text and "Webhook notifications" in page.text
-    refused = c.post("/me/address/webhook", data={"csrf_token": csrf(page.text), "address": "http://[::1]/x"},
+    refused = c.post("/me/address", data={"csrf_token": csrf(page.text), "channel": "webhook", "address": "http://[::1]/x"},
                      follow_redirects=True)
     assert "Webhook URL:" in refused.text and "loopback" in refused.text
-    saved = c.post("/me/address/webhook", data={"csrf_token": csrf(page.text), "address": PUBLIC_HOOK},
+    saved = c.post("/me/address", data={"csrf_token": csrf(page.text), "channel": "webhook", "address": PUBLIC_HOOK},
                    follow_redirects=True)
     assert "Address saved." in saved.text and PUBLIC_HOOK in saved.text
     with session_factory() as s:
@@ -103,4 +103,5 @@ def test_the_profile_shows_and_saves_the_webhook_url(bot_api, smtp_server, sessi
     with session_factory() as s:
         anna = s.get(Client, 1)
         assert anna.channel_enabled("webhook") is False and anna.channel_enabled("email") is True
-    assert c.post("/me/address/telegram", data={"csrf_token": csrf(page.text), "address": "1"}).status_code == 404
+    telegram = {"csrf_token": csrf(page.text), "channel": "telegram", "address": "1"}  # bound by the bot only
+    assert c.post("/me/address", data=telegram).status_code == 404

@@ -398,11 +398,13 @@ def preferences():
 # ------------------------------------------------------------------ addresses the client types (a webhook URL)
 
 
-@bp.post("/address/<channel>")
+@bp.post("/address")
 @signed_in
-def address(channel: str):
-    """Save or remove the client's address on a channel whose address the profile edits; the channel
-    checks it (a webhook URL: http(s), a public target), and a refusal names the field."""
+def address():
+    """Save or remove the signed-in client's address on a channel whose address the profile edits
+    (the form's ``channel``); the channel checks it (a webhook URL: http(s), a public target), and a
+    refusal names the field."""
+    channel = request.form.get("channel") or ""
     cls = CHANNELS.get(channel)
     if cls is None or not cls.profile_editable:
         abort(404)
