@@ -51,5 +51,13 @@ bench: $(STAMP)
 mutate: $(STAMP)
 	$(BIN)/python -m tests.mutate $(MODULES)
 
+# The admin's catalogues (webapp/translations): new marked strings into the .po files, then the
+# .mo files that are committed beside them (a clean clone needs no build step to have them).
+translations: $(STAMP)
+	mkdir -p var
+	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --omit-header -o var/messages.pot .
+	$(BIN)/pybabel update -i var/messages.pot -d webapp/translations --no-location --width 120
+	$(BIN)/pybabel compile -d webapp/translations --statistics
+
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 
 #: Every locale a person may get text in, in the order the admin shows them.
 SUPPORTED: tuple[str, ...] = ("ru", "uz-latn", "en")
+#: The admin's languages (Flask-Babel catalogues in webapp/translations; Flask-Admin ships both).
+ADMIN_LOCALES: tuple[str, ...] = ("ru", "en")
 #: Each locale's name in itself (language pickers).
 NAMES: dict[str, str] = {"ru": "Русский", "uz-latn": "Oʻzbekcha", "en": "English"}
 #: Each locale's short label (a switch of buttons); the full name goes in its title.

@@ -58,7 +58,8 @@ def test_wheel_holds_one_top_level_package_with_every_module_folder(wheel):
     assert not missing, f"folders with modules left out of pyproject.toml's packages: {sorted(missing)}"
     # Data the web app and Alembic read at run time travel with the code.
     for needed in ("vestnik/webapp/templates/base.html", "vestnik/webapp/static/vestnik.css",
-                   "vestnik/migrations/script.py.mako", "vestnik/migrations/versions/0001_initial_schema.py"):
+                   "vestnik/migrations/script.py.mako", "vestnik/migrations/versions/0001_initial_schema.py",
+                   "vestnik/webapp/translations/ru/LC_MESSAGES/messages.mo"):
         assert needed in names
 
 

@@ -13,8 +13,9 @@ import secrets
 from flask import Flask, g, request
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
+from flask_babel import lazy_gettext as _l
 
-from vestnik.webapp.admin import audit_format, auth
+from vestnik.webapp.admin import audit_format, auth, i18n
 from vestnik.webapp.admin.account import AccountView
 from vestnik.webapp.admin.api_keys import ApiKeyView
 from vestnik.webapp.admin.broadcasts import BroadcastView
@@ -46,22 +47,23 @@ def _admin_csp(response):
 
 def init_app(app: Flask) -> Admin:
     auth.init_app(app)
+    i18n.init_app(app)
     admin = Admin(
         app, name="Vestnik", url="/admin", theme=Bootstrap4Theme(base_template="admin/vestnik_base.html"),
-        index_view=DashboardView(name="Dashboard", url="/admin"), csp_nonce_generator=_nonce,
+        index_view=DashboardView(name=_l("Dashboard"), url="/admin"), csp_nonce_generator=_nonce,
     )
     admin.add_view(NotificationView())
-    admin.add_view(TemplatesByEventView(name="Templates", endpoint="templates", url="/admin/templates"))
+    admin.add_view(TemplatesByEventView(name=_l("Templates"), endpoint="templates", url="/admin/templates"))
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
     admin.add_view(BroadcastView())
-    admin.add_view(ReportsView(name="Reports", endpoint="reports", url="/admin/reports"))
+    admin.add_view(ReportsView(name=_l("Reports"), endpoint="reports", url="/admin/reports"))
     admin.add_view(OutboxEventView())
-    admin.add_view(RulesView(name="Rules", endpoint="rules", url="/admin/rules"))
-    admin.add_view(QuietHoursView(name="Quiet hours", endpoint="quiet_hours", url="/admin/quiet-hours"))
+    admin.add_view(RulesView(name=_l("Rules"), endpoint="rules", url="/admin/rules"))
+    admin.add_view(QuietHoursView(name=_l("Quiet hours"), endpoint="quiet_hours", url="/admin/quiet-hours"))
     admin.add_view(AuditView())
-    admin.add_view(ApiKeyView(name="API keys", endpoint="apikeys", url="/admin/api-keys"))
-    admin.add_view(AccountView(name="My account", endpoint="account", url="/admin/account"))
+    admin.add_view(ApiKeyView(name=_l("API keys"), endpoint="apikeys", url="/admin/api-keys"))
+    admin.add_view(AccountView(name=_l("My account"), endpoint="account", url="/admin/account"))
     app.after_request(_admin_csp)
     audit_format.install(app)
     return admin

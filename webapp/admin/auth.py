@@ -25,6 +25,8 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
@@ -34,7 +36,9 @@ from wtforms.validators import DataRequired, Length
 
 from vestnik.shared import bounds, counters
 from vestnik.shared.bounds import BoundsError
+from vestnik.shared.locales import ADMIN_LOCALES
 from vestnik.shared.models import AdminRole, AdminUser, AuditLog, utcnow
+from vestnik.webapp.admin import i18n
 from vestnik.webapp.db import get_session
 
 MAX_FAILED_LOGINS = 5
@@ -43,6 +47,7 @@ LOCKOUT = timedelta(minutes=15)
 bp = Blueprint("auth", __name__, url_prefix="/admin")
 login_manager = LoginManager()
 login_manager.login_view = "auth.login"
+login_manager.login_message = _l("Please sign in to see this page.")
 login_manager.session_protection = "strong"
 
 
@@ -54,6 +59,7 @@ class AdminPrincipal(UserMixin):
         self.email = user.email
         self.role = user.role
         self.token = user.session_token
+        self.locale = user.locale  # the admin's language (webapp/admin/i18n.py)
 
     def get_id(self) -> str:
         return f"{self.user_id}:{self.token}"
@@ -83,8 +89,8 @@ def _load(identity: str) -> AdminPrincipal | None:
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=500)])
+    email = EmailField(_l("Email"), validators=[DataRequired(), Length(max=320)])
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=500)])
 
 
 def safe_next(target: str | None) -> str:
@@ -111,7 +117,7 @@ def _dummy_hash() -> str:
 
 
 def _locked(form: LoginForm):
-    flash("Too many failed attempts. Try again later.", "error")
+    flash(gettext("Too many failed attempts. Try again later."), "error")
     return render_template("admin/login.html", form=form), 429
 
 
@@ -137,10 +143,13 @@ def login():
                 db.add(AuditLog(actor="anonymous", action="admin.locked_out", object_type="admin_login",
                                 object_id=None, details={"ip": request.remote_addr, "scope": scope[-12:]}))
                 db.commit()
-            flash("Invalid email or password.", "error")
+            flash(gettext("Invalid email or password."), "error")
             return render_template("admin/login.html", form=form), 401
         counters.reset(db, scope)
         user.last_login_at = now
+        chosen = session.get(i18n.SESSION_KEY)
+        if user.locale is None and chosen in ADMIN_LOCALES:  # picked on the sign-in page: kept from now on
+            user.locale = chosen
         db.commit()
         session.clear()  # no state carried over from before the login
         login_user(AdminPrincipal(user))
@@ -159,6 +168,23 @@ def logout():
     logout_user()
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+@bp.post("/language")
+def language():
+    """The admin's language switch (navbar, sign-in page): kept on the admin user when signed in."""
+    lang = request.form.get("lang", "")
+    if lang in ADMIN_LOCALES:
+        session[i18n.SESSION_KEY] = lang
+        if current_user.is_authenticated:
+            db = get_session()
+            user = db.get(AdminUser, current_user.user_id)
+            if user is not None and user.locale != lang:
+                db.add(AuditLog(actor=current_user.actor, action="admin.language", object_type="admin_user",
+                                object_id=str(user.id), details={"locale": [user.locale, lang]}))
+                user.locale = lang
+                db.commit()
+    return redirect(safe_next(request.form.get("next")))
 
 
 def init_app(app: Flask) -> None:

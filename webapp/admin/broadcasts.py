@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -143,7 +144,7 @@ class BroadcastView(SecureView):
     """Flask-Admin view at /admin/broadcasts/."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(name="Broadcasts", endpoint="broadcasts", url="/admin/broadcasts", **kwargs)
+        super().__init__(name=_l("Broadcasts"), endpoint="broadcasts", url="/admin/broadcasts", **kwargs)
 
     # ------------------------------------------------------------ list and create
 

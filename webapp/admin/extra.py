@@ -8,6 +8,7 @@ from typing import Any
 from flask import flash
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 
 from vestnik.shared.models import AuditLog, OutboxEvent, OutboxStatus
@@ -59,7 +60,7 @@ class OutboxEventView(SecureModelView):
             UnknownClientsFilter(OutboxEvent.unknown_clients, "Unknown clients", options=[("1", "yes"), ("0", "no")]),
             AwareBetween(OutboxEvent.created_at, "Created (UTC)"),
         ]
-        super().__init__(OutboxEvent, name="Events", endpoint="outboxevent", **kwargs)
+        super().__init__(OutboxEvent, name=_l("Events"), endpoint="outboxevent", **kwargs)
 
     @action("retry", "Retry failed", "Handle the selected failed events again (after fixing the cause)?")
     def action_retry(self, ids: list[str]) -> None:
@@ -110,4 +111,4 @@ class AuditView(SecureModelView):
             AwareAfter(AuditLog.created_at, "When (UTC)"),
             AwareBefore(AuditLog.created_at, "When (UTC)"),
         ]
-        super().__init__(AuditLog, name="Audit", endpoint="audit", **kwargs)
+        super().__init__(AuditLog, name=_l("Audit"), endpoint="audit", **kwargs)

@@ -10,9 +10,11 @@ from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla import filters as sqla_filters
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import SelectField, TextAreaField
+from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
 from vestnik.shared import bounds, locales
@@ -236,7 +238,7 @@ class NotificationView(SecureModelView):
             sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, "Delivery uncertain"),
             sqla_filters.IntEqualFilter(Notification.broadcast_id, "Broadcast id"),
         ]
-        super().__init__(Notification, name="History", endpoint="notification", **kwargs)
+        super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
     @action("resend", "Resend", "Send a copy of the selected notifications again?")
     def action_resend(self, ids: list[str]) -> None:
@@ -300,10 +302,11 @@ def _translations(view, context, model, name) -> Markup:
         g.vestnik_missing_translations = missing_translations(get_session())
     missing = g.vestnik_missing_translations.get((model.code, model.channel), ())
     if not missing:
-        return Markup('<span class="translations-complete">{}</span>').format(", ".join(locales.SUPPORTED))
+        return Markup('<span class="translations-complete" title="{}">{}</span>').format(
+            ", ".join(locales.SUPPORTED), gettext("complete"))
     return Markup('<span class="badge missing-translation" data-missing="{}" title="{}">{}</span>').format(
-        " ".join(missing), "clients in these locales get a fallback's text",
-        "missing: " + ", ".join(missing))
+        " ".join(missing), gettext("clients in these locales get a fallback's text"),
+        gettext("missing: %(locales)s", locales=", ".join(missing)))
 
 
 class TemplateView(SecureModelView):
@@ -311,7 +314,9 @@ class TemplateView(SecureModelView):
     allow_edit = True
     column_list = ("code", "channel", "locale", "name", "category", "is_active", "updated_at", "updated_by",
                    "translations")
-    column_labels = {"translations": "Translations"}
+    column_labels = {"code": _l("Code"), "channel": _l("Channel"), "locale": _l("Locale"), "name": _l("Name"),
+                     "category": _l("Category"), "is_active": _l("Active"), "updated_at": _l("Updated"),
+                     "updated_by": _l("Updated by"), "translations": _l("Translations")}
     column_formatters = {"translations": _translations}
     column_filters = ("code", "channel", "locale", "is_active", "category")
     column_searchable_list = ("code", "name")
@@ -332,7 +337,7 @@ class TemplateView(SecureModelView):
     form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"}}
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NotificationTemplate, name="Templates", endpoint="template", **kwargs)
+        super().__init__(NotificationTemplate, name=_l("Templates"), endpoint="template", **kwargs)
 
     def is_visible(self) -> bool:
         return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
@@ -519,8 +524,7 @@ def _client_notifications(view, context, model, name) -> Markup:
                   "<th>event</th><th>text</th></tr>{}</table>{}").format(rows, link)
 
 
-def _reachability(view, context, model, name) -> Markup:
-    reason = getattr(model, name)
+def _reachability_badge(reason: str | None) -> Markup:
     if not reason:
         return Markup('<span class="badge badge-success">reachable</span>')
     return Markup('<span class="badge badge-danger">unreachable</span> {}').format(reason)
@@ -559,41 +563,74 @@ def _language_code(form, field) -> None:
         raise ValidationError(str(exc).split(": ", 1)[1]) from None
 
 
+def _channel_columns() -> dict[str, tuple[str, str, Any]]:
+    """The client card's per-channel columns, from the channel registry: name -> (channel, label, formatter)."""
+    def address(channel: str) -> Any:
+        return lambda view, context, model, name: model.address(channel) or ""
+
+    def switch(channel: str) -> Any:
+        return lambda view, context, model, name: Markup("&#10003;") if model.channel_enabled(channel) else ""
+
+    def reachability(channel: str) -> Any:
+        return lambda view, context, model, name: _reachability_badge(model.unreachable_reason(channel))
+
+    out: dict[str, tuple[str, str, Any]] = {}
+    for channel, cls in sorted(CHANNELS.items()):
+        out[f"address_{channel}"] = (channel, cls.address_label, address(channel))
+        out[f"reachability_{channel}"] = (channel, f"{cls.title} reachability", reachability(channel))
+        out[f"enabled_{channel}"] = (channel, cls.title, switch(channel))
+    return out
+
+
+_CHANNEL_COLUMNS = _channel_columns()
+_CHANNEL_NAMES = sorted(CHANNELS)
+
+
 class ClientView(SecureModelView):
     allow_edit = True
-    column_list = ("id", "name", "email", "telegram_chat_id", "locale", "notifications_telegram_enabled",
-                   "notifications_email_enabled", "allow_marketing_notifications")
-    column_labels = {"notifications_telegram_enabled": "Telegram", "notifications_email_enabled": "Email",
-                     "allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service"}
-    column_searchable_list = ("name", "email")
-    column_filters = ("locale", "notifications_telegram_enabled", "notifications_email_enabled",
-                      "allow_marketing_notifications")
+    column_list = ("id", "name", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
+                   *(f"enabled_{c}" for c in _CHANNEL_NAMES), "allow_marketing_notifications")
+    column_labels = {"allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service",
+                     **{name: label for name, (_, label, _) in _CHANNEL_COLUMNS.items()}}
+    column_searchable_list = ("name", "addresses.address")
+    column_filters = ("locale", "allow_marketing_notifications")
     column_default_sort = ("id", False)
-    form_columns = ("notifications_telegram_enabled", "notifications_email_enabled",
-                    "allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
-    column_details_list = ("id", "name", "email", "email_unreachable_reason", "telegram_chat_id",
-                           "telegram_unreachable_reason", "locale", "timezone", "notifications_telegram_enabled",
-                           "notifications_email_enabled", "allow_service_notifications",
-                           "allow_marketing_notifications", "groups_and_tags", "last_active_at", "created_at",
-                           "updated_at", "history")
-    column_formatters_detail = {"history": _client_notifications, "email_unreachable_reason": _reachability,
-                                "telegram_unreachable_reason": _reachability, "groups_and_tags": _groups_and_tags}
-    column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
-                     "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications",
+    form_columns = ("allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
+    column_details_list = ("id", "name",
+                           *(n for c in _CHANNEL_NAMES for n in (f"address_{c}", f"reachability_{c}")),
+                           "locale", "timezone", *(f"enabled_{c}" for c in _CHANNEL_NAMES),
+                           "allow_service_notifications", "allow_marketing_notifications", "groups_and_tags",
+                           "last_active_at", "created_at", "updated_at", "history")
+    column_formatters = {name: formatter for name, (_, _, formatter) in _CHANNEL_COLUMNS.items()}
+    column_formatters_detail = {"history": _client_notifications, "groups_and_tags": _groups_and_tags,
+                                **{name: formatter for name, (_, _, formatter) in _CHANNEL_COLUMNS.items()}}
+    column_labels = {**column_labels, "history": "Notifications",
                      "groups_and_tags": "Groups and tags (broadcast targeting)"}
 
     form_args = {
         "locale": {"validators": [_language_code]},
         "timezone": {"validators": [_known_time_zone]},
     }
+    #: the client's switch per channel (a row of client_addresses, not a column)
+    form_extra_fields = {f"enabled_{c}": BooleanField(CHANNELS[c].title) for c in _CHANNEL_NAMES}
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(Client, name="Clients", endpoint="client", **kwargs)
+        super().__init__(Client, name=_l("Clients"), endpoint="client", **kwargs)
+
+    def on_form_prefill(self, form, id) -> None:  # noqa: A002 - flask-admin's name
+        model = self.get_one(id)
+        for channel in _CHANNEL_NAMES:
+            getattr(form, f"enabled_{channel}").data = model.channel_enabled(channel)
 
     def on_model_change(self, form, model: Client, is_created: bool) -> None:
         from sqlalchemy import inspect
 
         changes = {}
+        for channel in _CHANNEL_NAMES:
+            field = getattr(form, f"enabled_{channel}", None)
+            if field is not None and bool(field.data) != model.channel_enabled(channel):
+                changes[f"enabled_{channel}"] = [model.channel_enabled(channel), bool(field.data)]
+                model.set_channel_enabled(channel, bool(field.data))
         for attr in inspect(model).attrs:
             hist = attr.history
             if hist.has_changes():
