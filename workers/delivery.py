@@ -74,6 +74,8 @@ HORIZON_S = 2.0
 #: a chunk (one record transaction) holds at most this many rows, whose slots lie within CHUNK_S
 CHUNK_ROWS = 16
 CHUNK_S = 0.2
+#: a chunk whose slots end sooner than this when its turn comes asks for them again first
+REFRESH_MARGIN_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,12 @@ class Delivery:
             if stop is not None:
                 self._give_back([it for c in chunks[i:] for it in c], stop, out)
                 break
+            chunk = self._refresh(chunk, out)
+            if not chunk:  # all given back: the next chunk's attempts open here instead of at this record
+                if i + 1 < len(chunks):
+                    with self.factory() as session, session.begin():
+                        self._open(session, chunks[i + 1], self.clock())
+                continue
             sent = [pool_future.result() for pool_future in [self._submit(it) for it in chunk]]
             faults.hit("worker.after_send")
             following = chunks[i + 1] if i + 1 < len(chunks) else []
@@ -243,6 +251,28 @@ class Delivery:
                 self._give_back([it for c in chunks[i + 1:] for it in c], ("paused", limited), out)
                 break
         return out
+
+    def _refresh(self, chunk: list[_Item], out: BatchResult) -> list[_Item]:
+        """A chunk whose slots' deadlines passed while the chunks before it were sent (a long batch, a
+        loaded machine) asks for slots again, in one round trip for the chunk (not one per row as each
+        sending thread would); rows without a slot within CHUNK_S go back, not counted as attempts."""
+        soon = time.monotonic() + REFRESH_MARGIN_S
+        stale = [it for it in chunk
+                 if it.grant is not None and it.grant.deadline is not None and it.grant.deadline < soon]
+        if not stale:
+            return chunk
+        grants = self.limiter.reserve(chunk[0].claimed.channel, [it.key for it in stale], horizon_s=CHUNK_S)
+        lost: list[_Item] = []
+        for item, grant in zip(stale, grants, strict=True):
+            if grant.granted:
+                item.grant = grant
+            else:
+                lost.append(item)
+        if lost:  # due again at once, like a send that missed its deadline: the next claim's slots decide
+            self._give_back(lost, ("no slot when its turn came", 0.0), out)
+            kept = {id(it) for it in lost}
+            chunk = [it for it in chunk if id(it) not in kept]
+        return chunk
 
     def _submit(self, item: _Item):  # noqa: ANN202 - a Future[Sent]
         grant = item.grant

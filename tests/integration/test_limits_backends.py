@@ -84,3 +84,14 @@ def test_long_windows_are_seeded_once_from_past_sends(make):
     assert 30 < grants[1].wait_s < 62
     assert lim.reserve("email", [None], horizon_s=0)[0].granted is False
     assert calls == ["email"]  # once: the timeline is marked seeded
+
+
+def test_redis_keeps_seeded_timelines_two_days_and_marks_the_channel_seeded(redis_url, redis_client):
+    backend = RedisLimiterBackend(redis_url)
+    backend.seed("t:seeded", {"t:day": [(1000, "seed:a"), (3000, "seed:b")], "t:none": []}, 5)
+    two_days_ms = 2 * 86_400_000
+    assert redis_client.get("t:seeded") == b"1"
+    assert redis_client.zscore("t:day", "seed:a") == 1005 and redis_client.get("t:day:last") == b"3005"
+    for key in ("t:day", "t:day:last"):
+        assert two_days_ms - 60_000 < redis_client.pttl(key) <= two_days_ms, key
+    assert not redis_client.exists("t:none") and not redis_client.exists("t:none:last")

@@ -237,3 +237,55 @@ def test_send_at_is_read_from_iso_text_with_an_offset_or_z():
     far = "2200-01-01T00:00:00+00:00"
     value, found = parse_send_at(far)
     assert value == datetime(2200, 1, 1, tzinfo=UTC) and found[0].startswith("send_at: more than 366 days ahead")
+
+
+def test_the_fields_each_event_declares_as_the_editor_and_the_docs_show_them():
+    from vestnik.shared.events import Field as F
+
+    assert get_event_type("lesson_cancelled").fields == (
+        F("lesson_title", "str", True, (), "Робототехника", "the lesson's title"),
+        F("starts_at", "datetime", True, (), "2026-11-25T16:00:00+03:00", "when the lesson was to start"),
+        F("reason", "str", False, (), "болезнь преподавателя", "why it is cancelled"),
+    )
+    payment = {f.name: f for f in get_event_type("payment_success").fields}
+    assert payment["amount"] == F("amount", "money", True, (), "4500.00", "")
+    assert payment["method"] == F("method", "str", True, ("sbp", "manual"), "sbp", "sbp or manual")
+    invoice = {f.name: f for f in get_event_type("invoice_created").fields}
+    assert (invoice["payment_url"].type, invoice["due_date"].type, invoice["due_date"].required) == (
+        "url", "date", False)
+    broadcast = {f.name: f for f in get_event_type("mass_broadcast").fields}
+    assert broadcast["category"].choices == ("service", "marketing")
+    assert (broadcast["targeting"].type, broadcast["targeting"].example) == ("targeting", {"groups": ["Робототехника"]})
+    assert broadcast["channels"].type == "list of channel" and broadcast["channels"].required is False
+
+
+def test_a_field_of_no_declared_kind_is_shown_as_its_shape():
+    class Loose(events.EventData):
+        anything: dict
+        many: list[int]
+        nested: events.Targeting | None = None
+
+    shown = {f.name: (f.type, f.required, f.example) for f in events.fields_of(Loose)}
+    assert shown == {"anything": ("dict", True, None), "many": ("list of values", True, None),
+                     "nested": ("targeting", False, None)}
+
+
+def test_json_schemas_are_self_contained():
+    schema = events.json_schema(events.MassBroadcast)
+    text = json.dumps(schema)
+    assert "$ref" not in text and "$defs" not in text and '"title"' not in text
+    assert schema["properties"]["targeting"]["anyOf"][0]["properties"]["groups"]["anyOf"][0]["maxItems"] == 200
+    assert events.json_schema(list[int]) == {"items": {"type": "integer"}, "type": "array"}
+
+
+def test_a_broadcast_may_target_instead_of_listing_recipients_whatever_else_is_wrong():
+    good = {"template_code": "A", "category": "service", "targeting": {"groups": ["Робототехника"]}}
+    assert validate_event("mass_broadcast", good, recipients=[]).name == "mass_broadcast"
+    assert problems("mass_broadcast", ["x"], recipients=[]) == [
+        "data: must be an object", "recipients: at least one client id is required (or data.targeting)"]
+
+
+def test_a_send_at_given_as_a_datetime_is_checked_too():
+    naive = datetime(2026, 11, 30, 12, 0)
+    assert parse_send_at(naive) == (naive, [
+        "send_at: needs a time zone (an aware datetime or an ISO 8601 time with offset)"])

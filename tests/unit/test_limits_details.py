@@ -207,3 +207,34 @@ def test_rule_per_second_and_its_windows():
 
 def test_channel_rules_without_per_key_rules_have_none():
     assert ChannelRules(overall=()).per_key("anything") == ()
+
+
+def test_build_limiter_takes_redis_when_configured_and_memory_otherwise():
+    from vestnik.workers.limits import RedisLimiterBackend, build_limiter
+
+    def source(channel, since):
+        return []
+
+    memory = build_limiter(Settings(email_rate_per_min=7), seed=source)
+    assert isinstance(memory.backend, MemoryLimiterBackend) and memory.seed_source is source
+    assert memory.rules["email"].overall[0] == Rule("minute", 7, 60.0) and set(memory.rules) == {"telegram", "email"}
+    shared = build_limiter(Settings(redis_url="redis://127.0.0.1:1/0"))  # connects on first use only
+    assert isinstance(shared.backend, RedisLimiterBackend) and shared.seed_source is None
+    kwargs = shared.backend.client.connection_pool.connection_kwargs
+    assert (kwargs["socket_timeout"], kwargs["socket_connect_timeout"]) == (2, 2)  # fail closed fast
+
+
+def test_capacity_is_free_without_a_wait_when_the_first_free_slot_is_later_within_the_horizon():
+    clock = Clock()
+    lim, _ = make(clock, telegram_rate_per_s=2, telegram_chat_rate_per_s=100)
+    lim.reserve("telegram", [None, None], horizon_s=0)
+    assert lim.capacity("telegram", horizon_s=5, most=1) == (1, 0.0)
+    [later] = lim.reserve("telegram", [None], horizon_s=5)
+    assert later.at == 1000.0 + 1.040  # the tight deadline (25 ms) plus the 1.015 s window, to the millisecond
+
+
+def test_a_channel_without_rules_still_obeys_its_pause():
+    clock = Clock()
+    lim = Limiter({}, MemoryLimiterBackend(clock), clock=clock)
+    lim.pause("sms", 3)
+    assert [(g.granted, g.wait_s) for g in lim.reserve("sms", ["a"], horizon_s=10)] == [(False, 3.0)]
