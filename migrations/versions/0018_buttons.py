@@ -1,7 +1,7 @@
 """inline buttons an admin defines on a Telegram template, and who pressed one
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-11-30 02:30:00
 
 The editor's text (one row per line, ``text -> https://...`` or ``text -> callback:data``,
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
