@@ -60,12 +60,16 @@ def fill(url: str, rows: int, clients: int) -> float:
         conn.execute(text("SET maintenance_work_mem = '256MB'"))
         conn.execute(text("SELECT setseed(0.42)"))
         conn.execute(text(
-            "INSERT INTO clients (id, name, email, telegram_chat_id, locale, timezone, notifications_telegram_enabled,"
-            " notifications_email_enabled, allow_service_notifications, allow_marketing_notifications,"
-            " created_at, updated_at)"
-            " SELECT g, 'Client ' || g, 'client' || g || '@example.com', (100000 + g)::text,"
-            " CASE WHEN g % 10 = 0 THEN 'en' ELSE 'ru' END, 'Europe/Moscow', true, true, true, g % 3 = 0,"
+            "INSERT INTO clients (id, name, locale, timezone, allow_service_notifications,"
+            " allow_marketing_notifications, created_at, updated_at)"
+            " SELECT g, 'Client ' || g,"
+            " CASE WHEN g % 10 = 0 THEN 'en' ELSE 'ru' END, 'Europe/Moscow', true, g % 3 = 0,"
             " now() - interval '400 days', now() FROM generate_series(1, :n) g"), {"n": clients})
+        conn.execute(text(
+            "INSERT INTO client_addresses (client_id, channel, address, enabled, created_at, updated_at)"
+            " SELECT g, 'email', 'client' || g || '@example.com', true, now(), now() FROM generate_series(1, :n) g"
+            " UNION ALL SELECT g, 'telegram', (100000 + g)::text, true, now(), now()"
+            " FROM generate_series(1, :n) g"), {"n": clients})
         # Secondary indexes go during the fill; those behind a constraint (the primary key, the unique
         # origin and broadcast keys) stay, since dropping them would drop the constraint.
         indexes = conn.execute(text(

@@ -50,13 +50,17 @@ def _seed(url: str, clients: int, *, email: bool = True) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(text(
-            "INSERT INTO clients (id, name, email, telegram_chat_id, locale, timezone, "
-            "notifications_telegram_enabled, notifications_email_enabled, allow_service_notifications, "
+            "INSERT INTO clients (id, name, locale, timezone, allow_service_notifications, "
             "allow_marketing_notifications, created_at, updated_at) "
-            "SELECT g, 'Client ' || g, " + ("'c' || g || '@example.com'" if email else "NULL") +
-            ", (100000 + g)::text, 'ru', 'Europe/Moscow', true, true, true, false, now(), now() "
+            "SELECT g, 'Client ' || g, 'ru', 'Europe/Moscow', true, false, now(), now() "
             "FROM generate_series(1, :n) AS g"), {"n": clients})
+        conn.execute(text(
+            "INSERT INTO client_addresses (client_id, channel, address, enabled, created_at, updated_at) "
+            "SELECT g, 'telegram', (100000 + g)::text, true, now(), now() FROM generate_series(1, :n) AS g"
+            + (" UNION ALL SELECT g, 'email', 'c' || g || '@example.com', true, now(), now() "
+               "FROM generate_series(1, :n) AS g" if email else "")), {"n": clients})
         conn.execute(text("ANALYZE clients"))
+        conn.execute(text("ANALYZE client_addresses"))
     factory = make_session_factory(engine)
     with factory() as s:
         install_default_templates(s)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic import Field as Declared
 
 from vestnik.shared import wire
+from vestnik.shared.addresses import ADDRESS_FIELDS
 from vestnik.shared.events import Boolean, ClientId, Group, Locale, Tag, Timestamp, problems_of
 
 Name = wire.text(200).type
@@ -24,15 +25,14 @@ Email = wire.EMAIL.type
 TelegramChatId = wire.TELEGRAM_CHAT_ID.type
 TimeZone = wire.TIMEZONE.type
 
-#: record field -> ``clients`` column, for the preferences whose names differ
+#: record field -> ``clients`` column, for the consents whose names differ (the per-channel switches
+#: and addresses are rows of ``client_addresses``: ``shared/addresses.py``)
 PREFERENCE_COLUMNS = {
-    "telegram_enabled": "notifications_telegram_enabled",
-    "email_enabled": "notifications_email_enabled",
     "allow_service": "allow_service_notifications",
     "allow_marketing": "allow_marketing_notifications",
 }
 #: fields ``null`` may clear
-CLEARABLE = ("email", "telegram_chat_id", "last_active_at")
+CLEARABLE = (*ADDRESS_FIELDS, "last_active_at")
 
 
 class ClientFields(BaseModel):

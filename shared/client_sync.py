@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from vestnik.shared import bounds
+from vestnik.shared.addresses import ADDRESS_FIELDS, CHANNELS, SWITCH_FIELDS
 from vestnik.shared.client_ids import client_key
 from vestnik.shared.client_record import PREFERENCE_COLUMNS
 from vestnik.shared.models import (
@@ -57,12 +58,13 @@ def _key(client_id: Any) -> int:
 
 
 def _column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Record fields (already validated) as ``clients`` column values."""
+    """Record fields (already validated) as ``clients`` column values; the per-channel ones
+    (addresses, switches) keep their record names for :func:`apply`."""
     out: dict[str, Any] = {}
     for name, value in fields.items():
         if name in ("groups", "tags"):
             continue
-        if name == "telegram_chat_id" and value is not None:
+        if name in ADDRESS_FIELDS and value is not None:
             value = str(value)
         elif name == "last_active_at" and value is not None:
             value = bounds.moment(value, name)
@@ -72,13 +74,15 @@ def _column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply(session: Session, client: Client, values: Mapping[str, Any], *, groups: list[str] | None = None,
           tags: list[str] | None = None) -> None:
-    """Set the given column values on a known client; a changed address gets a fresh chance."""
+    """Set the given values on a client; a changed address gets a fresh chance (Client.set_address)."""
     for attr, value in values.items():
-        if attr == "telegram_chat_id" and value != client.telegram_chat_id:
-            client.telegram_unreachable_reason = None
-        if attr == "email" and value != client.email:
-            client.email_unreachable_reason = None
-        setattr(client, attr, value)
+        if attr in ADDRESS_FIELDS:
+            client.set_address(ADDRESS_FIELDS[attr], value)
+        elif attr in SWITCH_FIELDS:
+            if value is not None:
+                client.set_channel_enabled(SWITCH_FIELDS[attr], bool(value))
+        else:
+            setattr(client, attr, value)
     client.forgotten_at = None
     client.updated_at = utcnow()
     _memberships(session, client.id, groups, tags)
@@ -104,10 +108,11 @@ def upsert(session: Session, client_id: Any, fields: Mapping[str, Any], *, defau
         apply(session, client, values, groups=groups, tags=tags)
         return client, False
     now = utcnow()
+    columns = {k: v for k, v in values.items() if k not in ADDRESS_FIELDS and k not in SWITCH_FIELDS}
     client = Client(id=key, **{"name": "", "locale": default_locale, "timezone": default_timezone,
-                               "notifications_telegram_enabled": True, "notifications_email_enabled": True,
                                "allow_service_notifications": True, "allow_marketing_notifications": False,
-                               **values}, created_at=now, updated_at=now)
+                               **columns}, created_at=now, updated_at=now)
+    apply(session, client, {k: v for k, v in values.items() if k not in columns}, groups=None, tags=None)
     try:
         with session.begin_nested():  # a concurrent request may create the same client first
             session.add(client)
@@ -134,11 +139,13 @@ def view(session: Session, client: Client) -> dict[str, Any]:
                              .order_by(ClientGroup.name)).all()
     tags = session.scalars(select(ClientTag.tag).where(ClientTag.client_id == client.id).order_by(ClientTag.tag)).all()
     return {
-        "id": str(client.id), "name": client.name, "email": client.email,
-        "telegram_chat_id": client.telegram_chat_id, "locale": client.locale, "timezone": client.timezone,
+        "id": str(client.id), "name": client.name,
+        **{field: client.address(channel) for field, channel in ADDRESS_FIELDS.items()},
+        "locale": client.locale, "timezone": client.timezone,
+        **{field: client.channel_enabled(channel) for field, channel in SWITCH_FIELDS.items()},
         **{field: bool(getattr(client, column)) for field, column in PREFERENCE_COLUMNS.items()},
         "groups": list(groups), "tags": list(tags), "last_active_at": iso(client.last_active_at),
-        "unreachable": {"email": client.email_unreachable_reason, "telegram": client.telegram_unreachable_reason},
+        "unreachable": {channel: client.unreachable_reason(channel) for channel in CHANNELS},
         "created_at": iso(client.created_at), "updated_at": iso(client.updated_at),
         "forgotten_at": iso(client.forgotten_at),
     }
@@ -150,10 +157,10 @@ def forget(session: Session, client: Client) -> int:
     now = utcnow()
     key = client.id
     client.name = ""
-    client.email = None
-    client.telegram_chat_id = None
-    client.email_unreachable_reason = None
-    client.telegram_unreachable_reason = None
+    for channel in CHANNELS:
+        client.set_address(channel, None)
+        client.set_unreachable(channel, None)
+        client.set_channel_enabled(channel, False)
     client.last_active_at = None
     for column in PREFERENCE_COLUMNS.values():
         setattr(client, column, False)

@@ -38,14 +38,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from vestnik.shared import bounds, locales
+from vestnik.shared.addresses import ADDRESS_FIELDS, SWITCH_FIELDS
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
 
 REQUIRED = ("id",)
 CONTACT = ("name", "email", "telegram_chat_id", "locale", "timezone")
 PREFERENCES = {
-    "telegram_enabled": "notifications_telegram_enabled",
-    "email_enabled": "notifications_email_enabled",
+    **{field: field for field in SWITCH_FIELDS},  # a channel's switch: a row of client_addresses
     "allow_service": "allow_service_notifications",
     "allow_marketing": "allow_marketing_notifications",
 }
@@ -253,19 +253,22 @@ def _merge(session: Session, rows: Iterable[dict[str, Any]], report: ImportRepor
     labels = {kind: {v["id"]: v.pop(f"_{kind}") for v in chunk if f"_{kind}" in v} for kind in LABELS}
     for values in chunk:
         client = existing.get(values["id"])
-        if client is None:
-            values.setdefault("timezone", default_timezone)
-            session.add(Client(**values))
-            report.created += 1
-            continue
+        created = client is None
+        if created:
+            client = Client(id=values["id"], timezone=default_timezone)
+            session.add(client)
         for attr, value in values.items():
-            if attr == "telegram_chat_id" and value != client.telegram_chat_id:
-                client.telegram_unreachable_reason = None  # a new address gets a fresh chance
-            if attr == "email" and value != client.email:
-                client.email_unreachable_reason = None
-            setattr(client, attr, value)
+            if attr in ADDRESS_FIELDS:  # a new address gets a fresh chance (Client.set_address)
+                client.set_address(ADDRESS_FIELDS[attr], value)
+            elif attr in SWITCH_FIELDS:
+                client.set_channel_enabled(SWITCH_FIELDS[attr], value)
+            else:
+                setattr(client, attr, value)
         client.updated_at = utcnow()
-        report.updated += 1
+        if created:
+            report.created += 1
+        else:
+            report.updated += 1
     session.flush()
     for kind, model, column in (("groups", ClientGroup, ClientGroup.name), ("tags", ClientTag, ClientTag.tag)):
         if labels[kind]:

@@ -34,6 +34,7 @@ def store_registry(conn: Connection, defaults: Mapping[str, str] | None = None) 
     for what it leaves out (``locale``, ``timezone``: the settings'
     ``VESTNIK_DEFAULT_LOCALE``/``VESTNIK_DEFAULT_TIMEZONE``).
     """
+    from vestnik.shared.addresses import ADDRESS_FIELDS, SWITCH_FIELDS
     from vestnik.shared.events import registry_document
     from vestnik.shared.models import RegistryEntry, utcnow
 
@@ -45,6 +46,9 @@ def store_registry(conn: Connection, defaults: Mapping[str, str] | None = None) 
     doc.pop("comment", None)
     rows.update(doc)
     rows["defaults"] = {"locale": "ru", "timezone": "Europe/Moscow", **(defaults or {})}
+    # vestnik_upsert_client maps the record's fields to channels with these (migration 0014).
+    rows["address_fields"] = dict(ADDRESS_FIELDS)
+    rows["switch_fields"] = dict(SWITCH_FIELDS)
     now = utcnow()
     table = RegistryEntry.__table__
     conn.execute(delete(table))

@@ -29,7 +29,9 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, attribute_keyed_dict, mapped_column, relationship
+
+from vestnik.shared.addresses import ADDRESS_FIELDS
 
 # BIGINT on PostgreSQL; INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -97,17 +99,10 @@ class Client(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # the CRM's id
     name: Mapped[str] = mapped_column(String(200), default="")
-    email: Mapped[str | None] = mapped_column(String(320))
-    telegram_chat_id: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(10), default="ru")
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
-    notifications_telegram_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    notifications_email_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     allow_service_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
     allow_marketing_notifications: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Set when a provider says the address is dead (blocked bot, no mailbox); cleared on change.
-    telegram_unreachable_reason: Mapped[str | None] = mapped_column(Text)
-    email_unreachable_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     # The CRM's last activity of the client (a visit, a payment): broadcasts filter on it.
@@ -119,12 +114,118 @@ class Client(Base):
     # follow the category's default window; equal values mean "any time suits me".
     quiet_hours_start_min: Mapped[int | None] = mapped_column(Integer)
     quiet_hours_end_min: Mapped[int | None] = mapped_column(Integer)
+    #: the client's addresses and switches, one row per channel (``client_addresses``)
+    addresses: Mapped[dict[str, ClientAddress]] = relationship(
+        collection_class=attribute_keyed_dict("channel"), cascade="all, delete-orphan", lazy="selectin",
+        back_populates="client")
+
+    # -------------------------------------------------------------- per channel (no channel is named)
+
+    def _address_row(self, channel: str) -> ClientAddress:
+        row = self.addresses.get(channel)
+        if row is None:
+            row = self.addresses[channel] = ClientAddress(channel=channel)
+        return row
+
+    def address(self, channel: str) -> str | None:
+        """The client's address on ``channel`` as stored (None: none)."""
+        row = self.addresses.get(channel)
+        return row.address if row is not None else None
+
+    def set_address(self, channel: str, value: str | None) -> bool:
+        """Store an address (None or blank removes it); a changed address gets a fresh chance
+        (its unreachable mark is cleared).  Returns whether it changed."""
+        value = value.strip() if isinstance(value, str) else value
+        value = value or None
+        if value == self.address(channel):
+            return False
+        row = self._address_row(channel)
+        row.address = value
+        row.unreachable_reason = row.unreachable_at = row.verified_at = None
+        row.updated_at = utcnow()
+        return True
+
+    def channel_enabled(self, channel: str) -> bool:
+        """The client's own switch for the channel (on unless the client switched it off)."""
+        row = self.addresses.get(channel)
+        return True if row is None else bool(row.enabled)
+
+    def set_channel_enabled(self, channel: str, on: bool) -> None:
+        row = self.addresses.get(channel)
+        if row is None and on:
+            return  # on is what no row means
+        row = self._address_row(channel)
+        if row.enabled != bool(on):
+            row.enabled = bool(on)
+            row.updated_at = utcnow()
 
     def unreachable_reason(self, channel: str) -> str | None:
-        return getattr(self, f"{channel}_unreachable_reason", None)
+        row = self.addresses.get(channel)
+        return row.unreachable_reason if row is not None else None
+
+    def set_unreachable(self, channel: str, reason: str | None) -> None:
+        """A provider said the address is dead (``reason``), or it works again (None)."""
+        row = self.addresses.get(channel)
+        if row is None and reason is None:
+            return
+        row = self._address_row(channel)
+        row.unreachable_reason = reason[:500] if reason else None
+        row.unreachable_at = utcnow() if reason else None
+        row.updated_at = utcnow()
 
     def __str__(self) -> str:
         return f"{self.name} (#{self.id})"
+
+
+def _legacy_accessors() -> None:
+    """The names the client record uses (``client.email``, ``client.telegram_chat_id``,
+    ``client.notifications_<channel>_enabled``, ``client.<channel>_unreachable_reason``) as
+    plain Python accessors over ``addresses``, generated from the wire table: code and tests
+    that construct or read a client by those names keep working, and no column exists per channel."""
+    def address(channel: str) -> property:
+        return property(lambda self: self.address(channel), lambda self, v: self.set_address(channel, v))
+
+    def switch(channel: str) -> property:
+        return property(lambda self: self.channel_enabled(channel),
+                        lambda self, v: self.set_channel_enabled(channel, bool(v)))
+
+    def unreachable(channel: str) -> property:
+        return property(lambda self: self.unreachable_reason(channel),
+                        lambda self, v: self.set_unreachable(channel, v))
+
+    for field, channel in ADDRESS_FIELDS.items():
+        setattr(Client, field, address(channel))
+        setattr(Client, f"notifications_{channel}_enabled", switch(channel))
+        setattr(Client, f"{channel}_unreachable_reason", unreachable(channel))
+
+
+class ClientAddress(Base):
+    """A client's address on one channel, the client's switch for it, and whether a provider
+    declared it dead.  A new channel needs no new column: it is one more ``channel`` value."""
+
+    __tablename__ = "client_addresses"
+    __table_args__ = (
+        # The bot finds a client by chat id on every update; a broadcast de-duplicates by address.
+        Index("ix_client_addresses_channel_address", "channel", "address"),
+    )
+
+    client_id: Mapped[int] = mapped_column(BigId, ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    address: Mapped[str | None] = mapped_column(String(2048))
+    #: the client's own switch for the channel (the profile, the CRM's ``<channel>_enabled``)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: when the client proved the address is theirs (the bot's /start, a sign-in link); None: not proven
+    verified_at: Mapped[datetime | None] = mapped_column()
+    #: set when a provider says the address is dead (blocked bot, no mailbox, 410 Gone); cleared on change
+    unreachable_reason: Mapped[str | None] = mapped_column(Text)
+    unreachable_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    client: Mapped[Client] = relationship(back_populates="addresses")
+
+
+_legacy_accessors()
 
 
 class NotificationTemplate(Base):
@@ -470,10 +571,6 @@ class AttemptCounter(Base):
     scope: Mapped[str] = mapped_column(String(100), primary_key=True)  # "<kind>:<keyed hash or IP>"
     count: Mapped[int] = mapped_column(Integer, default=0)
     window_ends_at: Mapped[datetime] = mapped_column()
-
-
-# The bot finds a client by chat id on every update.
-Index("ix_clients_telegram_chat_id", Client.telegram_chat_id)
 
 
 # ------------------------------------------------------------------ broadcasts

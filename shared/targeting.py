@@ -60,6 +60,11 @@ class Targeting:
             has_email=raw.get("has_email", False), active_since=since, client_list=raw.get("client_list", False),
         )
 
+    def required_addresses(self) -> tuple[str, ...]:
+        """The channels on which a client must have an address to be selected."""
+        flags = {"telegram": self.has_telegram, "email": self.has_email}
+        return tuple(channel for channel, wanted in flags.items() if wanted)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in ("groups", "tags", "locales"):

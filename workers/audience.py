@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, and_, cast, distinct, exists, func, literal, or_, select, union_all
+from sqlalchemy import ColumnElement, String, cast, distinct, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import BroadcastClient, Category, Client, ClientGroup, ClientTag, Notification
+from vestnik.shared.models import BroadcastClient, Category, Client, ClientAddress, ClientGroup, ClientTag, Notification
 from vestnik.shared.targeting import Targeting
 from vestnik.workers.channels import CHANNELS
 
@@ -53,23 +53,28 @@ class Selection:
 # ------------------------------------------------------------------ the rule, as SQL
 
 
+def _row(channel: str) -> list[ColumnElement[bool]]:
+    return [ClientAddress.client_id == Client.id, ClientAddress.channel == channel]
+
+
 def address(channel: str) -> ColumnElement[str]:
     """A client's address on a channel, normalised so duplicates compare equal."""
-    cls = CHANNELS[channel]
-    expr = func.trim(getattr(Client, cls.address_field))
-    return func.lower(expr) if cls.address_casefold else expr
+    expr = func.trim(ClientAddress.address)
+    expr = func.lower(expr) if CHANNELS[channel].address_casefold else expr
+    # correlate(Client): also inside a NOT EXISTS over notifications (not_made), two levels down
+    return select(expr).where(*_row(channel)).correlate(Client).scalar_subquery()
+
+
+def has_address(channel: str) -> ColumnElement[bool]:
+    return exists().where(*_row(channel), ClientAddress.address.is_not(None),
+                          func.trim(ClientAddress.address) != "").correlate(Client)
 
 
 def reachable(channel: str) -> ColumnElement[bool]:
     """The client can get this channel: switched on, an address, not declared dead."""
-    cls = CHANNELS[channel]
-    column = getattr(Client, cls.address_field)
-    return and_(
-        getattr(Client, cls.preference_field).is_(True),
-        column.is_not(None),
-        func.trim(column) != "",
-        getattr(Client, f"{channel}_unreachable_reason").is_(None),
-    )
+    return exists().where(*_row(channel), ClientAddress.enabled.is_(True), ClientAddress.address.is_not(None),
+                          func.trim(ClientAddress.address) != "",
+                          ClientAddress.unreachable_reason.is_(None)).correlate(Client)
 
 
 def client_conditions(sel: Selection) -> list[ColumnElement[bool]]:
@@ -89,10 +94,7 @@ def client_conditions(sel: Selection) -> list[ColumnElement[bool]]:
         conds.append(Client.id.in_(tagged))
     if t.locales:
         conds.append(Client.locale.in_(t.locales))
-    if t.has_telegram:
-        conds.append(and_(Client.telegram_chat_id.is_not(None), func.trim(Client.telegram_chat_id) != ""))
-    if t.has_email:
-        conds.append(and_(Client.email.is_not(None), func.trim(Client.email) != ""))
+    conds += [has_address(channel) for channel in t.required_addresses()]
     if t.active_since:
         conds.append(Client.last_active_at >= t.active_since)
     if t.client_list:

@@ -35,7 +35,11 @@ from vestnik.shared import bounds, client_auth, locales
 from vestnik.shared.audit import client_action
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.config import Settings
-from vestnik.shared.models import Client, ClientTokenPurpose, utcnow
+from vestnik.shared.models import Client, ClientAddress, ClientTokenPurpose, utcnow
+from vestnik.workers.channels.telegram import TelegramChannel
+
+#: the bot is Telegram's own: the addresses it binds and the switch /stop turns off are that channel's
+CHANNEL = TelegramChannel.name
 
 _RATE = re.compile(r"^rate:([\w.:-]{1,40}):([1-5])$")
 
@@ -47,7 +51,9 @@ class BotReply:
 
 
 def client_for_chat(session: Session, chat_id: Any) -> Client | None:
-    return session.scalars(select(Client).where(Client.telegram_chat_id == str(chat_id))).first()
+    owner = select(ClientAddress.client_id).where(ClientAddress.channel == CHANNEL,
+                                                  ClientAddress.address == str(chat_id))
+    return session.scalars(select(Client).where(Client.id.in_(owner)).order_by(Client.id)).first()
 
 
 def handle_update(session: Session, update: dict[str, Any], *, settings: Settings | None = None) -> BotReply | None:
@@ -183,20 +189,20 @@ def _command(session: Session, message: dict[str, Any], settings: Settings | Non
         if client is None:
             return _send(chat_id, _say("unknown", _lang(None, user), url=profile_url))
         changed = {}
-        if client.telegram_unreachable_reason:
-            changed["telegram_unreachable_reason"] = [client.telegram_unreachable_reason, None]
-            client.telegram_unreachable_reason = None
-        if not client.notifications_telegram_enabled:
+        if client.unreachable_reason(CHANNEL):
+            changed["telegram_unreachable_reason"] = [client.unreachable_reason(CHANNEL), None]
+            client.set_unreachable(CHANNEL, None)
+        if not client.channel_enabled(CHANNEL):
             changed["notifications_telegram_enabled"] = [False, True]
-            client.notifications_telegram_enabled = True
+            client.set_channel_enabled(CHANNEL, True)
         if changed:
             _audit(session, client, "client.telegram_restarted", {"changes": changed})
         return _send(chat_id, _say("welcome_back", _lang(client, user)))
     if command == "/stop":
         if client is None:
             return _send(chat_id, _say("unknown", _lang(None, user), url=profile_url))
-        if client.notifications_telegram_enabled:
-            client.notifications_telegram_enabled = False
+        if client.channel_enabled(CHANNEL):
+            client.set_channel_enabled(CHANNEL, False)
             _audit(session, client, "client.preferences",
                    {"changes": {"notifications_telegram_enabled": [True, False]}, "via": "bot /stop"})
         return _send(chat_id, _say("stopped", _lang(client, user)))
@@ -214,19 +220,22 @@ def _connect(session: Session, chat_id: Any, token: str, user: dict[str, Any], s
             # A redelivered update (webhook retry): the token was used by this very chat; say "done" again.
             used = client_auth.find(session, secret_key, ClientTokenPurpose.telegram_connect, nonce)
             owner = session.get(Client, used.client_id) if used is not None and used.used_at else None
-            if owner is not None and owner.telegram_chat_id == str(chat_id):
+            if owner is not None and owner.address(CHANNEL) == str(chat_id):
                 return _send(chat_id, _say("connected", _lang(owner, user), name=owner.name))
     client = session.get(Client, row.client_id) if row is not None else None
     if client is None:
         return _send(chat_id, _say("bad_token", _lang(client_for_chat(session, chat_id), user), url=profile_url))
     chat = str(chat_id)
-    for previous in session.scalars(select(Client).where(Client.telegram_chat_id == chat, Client.id != client.id)):
-        previous.telegram_chat_id = None  # one chat, one client: the newest binding wins
+    taken = select(ClientAddress.client_id).where(ClientAddress.channel == CHANNEL, ClientAddress.address == chat,
+                                                  ClientAddress.client_id != client.id)
+    for previous in session.scalars(select(Client).where(Client.id.in_(taken))):
+        previous.set_address(CHANNEL, None)  # one chat, one client: the newest binding wins
         _audit(session, previous, "client.telegram_disconnected", {"chat_id": chat, "taken_by": client.id})
-    old = client.telegram_chat_id
-    client.telegram_chat_id = chat
-    client.notifications_telegram_enabled = True
-    client.telegram_unreachable_reason = None
+    old = client.address(CHANNEL)
+    client.set_address(CHANNEL, chat)
+    client.addresses[CHANNEL].verified_at = utcnow()  # the chat's owner opened the link: proven
+    client.set_channel_enabled(CHANNEL, True)
+    client.set_unreachable(CHANNEL, None)
     _audit(session, client, "client.telegram_connected", {"chat_id": chat, "previous_chat_id": old})
     return _send(chat_id, _say("connected", _lang(client, user), name=client.name or ""))
 
@@ -241,12 +250,12 @@ def _membership(session: Session, member: dict[str, Any]) -> None:
         return None
     if status == "kicked":
         reason = "the user blocked the bot (my_chat_member: kicked)"
-        if client.telegram_unreachable_reason != reason:
-            client.telegram_unreachable_reason = reason
+        if client.unreachable_reason(CHANNEL) != reason:
+            client.set_unreachable(CHANNEL, reason)
             _audit(session, client, "client.telegram_unreachable", {"reason": reason})
-    elif status == "member" and client.telegram_unreachable_reason:
-        _audit(session, client, "client.telegram_reachable", {"was": client.telegram_unreachable_reason})
-        client.telegram_unreachable_reason = None
+    elif status == "member" and client.unreachable_reason(CHANNEL):
+        _audit(session, client, "client.telegram_reachable", {"was": client.unreachable_reason(CHANNEL)})
+        client.set_unreachable(CHANNEL, None)
     return None
 
 

@@ -46,7 +46,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationStatus, UTCDateTime, utcnow
+from vestnik.shared.models import (
+    ClientAddress,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+    UTCDateTime,
+    utcnow,
+)
 
 _N = Notification.__table__
 _A = DeliveryAttempt.__table__
@@ -513,14 +520,11 @@ def mark_unreachable(session: Session, client_id: int | None, channel: str, addr
     only if it is still the address that failed (the client may have changed it since)."""
     if client_id is None:
         return  # an admin's own test address
-    column = {"telegram": (Client.telegram_chat_id, Client.telegram_unreachable_reason),
-              "email": (Client.email, Client.email_unreachable_reason)}.get(channel)
-    if column is None:
-        return
-    address_column, reason_column = column
+    now = utcnow()
     session.execute(
-        update(Client).where(Client.id == client_id, func.trim(address_column) == address.strip())
-        .values({reason_column: reason[:500]})
+        update(ClientAddress).where(ClientAddress.client_id == client_id, ClientAddress.channel == channel,
+                                    func.trim(ClientAddress.address) == address.strip())
+        .values(unreachable_reason=reason[:500], unreachable_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
 

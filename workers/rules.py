@@ -283,7 +283,7 @@ def plan_event(
 def channel_refusal(client: Client, name: str, channel: Channel) -> str | None:
     """Why this client must not be reached on this channel now, or None.  Asked when a
     notification is planned and again right before it is sent (preferences change meanwhile)."""
-    if not getattr(client, channel.preference_field, False):
+    if not client.channel_enabled(name):
         return "channel switched off by the client"
     if not channel.address_of(client):
         return "no address"

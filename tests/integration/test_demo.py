@@ -18,7 +18,7 @@ import requests
 from sqlalchemy import func, select
 
 from vestnik.cli import main as vestnik
-from vestnik.shared.models import Client, Notification, OutboxEvent
+from vestnik.shared.models import Client, ClientAddress, Notification, OutboxEvent
 from vestnik.webapp.demo import DEMO_ADMIN_EMAIL, DEMO_CLIENT_EMAIL, build_demo, demo_pages
 from vestnik.webapp.democrm_models import Lesson
 
@@ -174,7 +174,8 @@ def test_connecting_telegram_through_the_deep_link_works_against_the_fake_bot_ap
     me = requests.get(f"{demo.bot_api.url}/bot{demo.settings.telegram_token}/getMe", timeout=10).json()
     assert me["result"]["username"] == demo.settings.telegram_bot_username
     with demo.app.extensions["vestnik_db"]() as s:
-        olga = s.scalars(select(Client).where(Client.email == DEMO_CLIENT_EMAIL)).one()
+        olga = s.scalars(select(Client).where(Client.id.in_(
+            select(ClientAddress.client_id).where(ClientAddress.address == DEMO_CLIENT_EMAIL)))).one()
         assert olga.telegram_chat_id is None  # the seeded client to connect
     with requests.Session() as http:
         page = http.get(f"{demo.url}/me/login", timeout=10).text

@@ -109,7 +109,8 @@ SELECT vestnik_upsert_client('42', '{"name": "Анна Смирнова", "timez
     assert code == 0, err
     assert out.split() == ["created", "updated"]
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT name, email, timezone, allow_marketing_notifications FROM clients")).one()
+        row = conn.execute(text("SELECT name, a.address, timezone, allow_marketing_notifications FROM clients "
+                                "JOIN client_addresses a ON a.client_id = clients.id AND a.channel = 'email'")).one()
         tags = conn.execute(text("SELECT tag FROM client_tags")).scalars().all()
     assert tuple(row) == ("Анна Смирнова", "anna@example.com", "Asia/Tashkent", True)
     assert tags == ["VIP"]

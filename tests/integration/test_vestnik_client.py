@@ -199,8 +199,12 @@ def test_developer_mistakes_are_named_before_anything_is_written(crm, sa_engine)
 
 
 def _client(sa_engine, client_id: int):
-    with sa_engine.connect() as conn:
-        return conn.execute(text("SELECT * FROM clients WHERE id = :id"), {"id": client_id}).one()
+    from sqlalchemy.orm import Session
+
+    from vestnik.shared.models import Client
+
+    with Session(sa_engine) as s:  # the addresses come along (selectin); the accessors read them detached
+        return s.get(Client, client_id)
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
@@ -211,8 +215,9 @@ def test_upsert_clients_merges_and_never_resets_what_the_client_chose(crm, sa_en
         assert len(statements) == 1
         commit()
     with sa_engine.begin() as c:  # the client switches email off and consents to marketing in the profile
-        c.execute(text("UPDATE clients SET notifications_email_enabled = false, allow_marketing_notifications = true, "
-                       "email_unreachable_reason = 'mailbox full' WHERE id = 17"))
+        c.execute(text("UPDATE clients SET allow_marketing_notifications = true WHERE id = 17"))
+        c.execute(text("UPDATE client_addresses SET enabled = false, unreachable_reason = 'mailbox full' "
+                       "WHERE client_id = 17 AND channel = 'email'"))
     with crm(driver) as (conn, commit, _rollback, _):
         assert upsert_clients(conn, [{"id": 17, "name": "Анна Смирнова", "email": "anna@new.example.com",
                                       "locale": "en"}]) == {"created": 0, "updated": 1}

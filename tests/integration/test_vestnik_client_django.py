@@ -103,7 +103,8 @@ def test_emit_through_djangos_connection_follows_transaction_atomic(pg_url, tmp_
     engine = make_engine(pg_url)
     with engine.connect() as conn:
         events = conn.execute(text("SELECT id, recipients, data, key FROM outbox_events ORDER BY id")).all()
-        client = conn.execute(text("SELECT name, email FROM clients WHERE id = 7")).one()
+        client = conn.execute(text("SELECT name, a.address AS email FROM clients JOIN client_addresses a "
+                                   "ON a.client_id = clients.id AND a.channel = 'email' WHERE id = 7")).one()
     engine.dispose()
     assert [e.id for e in events] == [out["committed"]] and out["rolled_back"] != out["committed"]
     assert events[0].recipients == [7] and events[0].key.startswith("lesson:")

@@ -14,7 +14,7 @@ from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from sqlalchemy import select
-from wtforms import SelectField, TextAreaField
+from wtforms import BooleanField, SelectField, TextAreaField
 from wtforms.validators import ValidationError
 
 from vestnik.shared import bounds, locales
@@ -524,8 +524,7 @@ def _client_notifications(view, context, model, name) -> Markup:
                   "<th>event</th><th>text</th></tr>{}</table>{}").format(rows, link)
 
 
-def _reachability(view, context, model, name) -> Markup:
-    reason = getattr(model, name)
+def _reachability_badge(reason: str | None) -> Markup:
     if not reason:
         return Markup('<span class="badge badge-success">reachable</span>')
     return Markup('<span class="badge badge-danger">unreachable</span> {}').format(reason)
@@ -564,41 +563,74 @@ def _language_code(form, field) -> None:
         raise ValidationError(str(exc).split(": ", 1)[1]) from None
 
 
+def _channel_columns() -> dict[str, tuple[str, str, Any]]:
+    """The client card's per-channel columns, from the channel registry: name -> (channel, label, formatter)."""
+    def address(channel: str) -> Any:
+        return lambda view, context, model, name: model.address(channel) or ""
+
+    def switch(channel: str) -> Any:
+        return lambda view, context, model, name: Markup("&#10003;") if model.channel_enabled(channel) else ""
+
+    def reachability(channel: str) -> Any:
+        return lambda view, context, model, name: _reachability_badge(model.unreachable_reason(channel))
+
+    out: dict[str, tuple[str, str, Any]] = {}
+    for channel, cls in sorted(CHANNELS.items()):
+        out[f"address_{channel}"] = (channel, cls.address_label, address(channel))
+        out[f"reachability_{channel}"] = (channel, f"{cls.title} reachability", reachability(channel))
+        out[f"enabled_{channel}"] = (channel, cls.title, switch(channel))
+    return out
+
+
+_CHANNEL_COLUMNS = _channel_columns()
+_CHANNEL_NAMES = sorted(CHANNELS)
+
+
 class ClientView(SecureModelView):
     allow_edit = True
-    column_list = ("id", "name", "email", "telegram_chat_id", "locale", "notifications_telegram_enabled",
-                   "notifications_email_enabled", "allow_marketing_notifications")
-    column_labels = {"notifications_telegram_enabled": "Telegram", "notifications_email_enabled": "Email",
-                     "allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service"}
-    column_searchable_list = ("name", "email")
-    column_filters = ("locale", "notifications_telegram_enabled", "notifications_email_enabled",
-                      "allow_marketing_notifications")
+    column_list = ("id", "name", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
+                   *(f"enabled_{c}" for c in _CHANNEL_NAMES), "allow_marketing_notifications")
+    column_labels = {"allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service",
+                     **{name: label for name, (_, label, _) in _CHANNEL_COLUMNS.items()}}
+    column_searchable_list = ("name", "addresses.address")
+    column_filters = ("locale", "allow_marketing_notifications")
     column_default_sort = ("id", False)
-    form_columns = ("notifications_telegram_enabled", "notifications_email_enabled",
-                    "allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
-    column_details_list = ("id", "name", "email", "email_unreachable_reason", "telegram_chat_id",
-                           "telegram_unreachable_reason", "locale", "timezone", "notifications_telegram_enabled",
-                           "notifications_email_enabled", "allow_service_notifications",
-                           "allow_marketing_notifications", "groups_and_tags", "last_active_at", "created_at",
-                           "updated_at", "history")
-    column_formatters_detail = {"history": _client_notifications, "email_unreachable_reason": _reachability,
-                                "telegram_unreachable_reason": _reachability, "groups_and_tags": _groups_and_tags}
-    column_labels = {**column_labels, "email_unreachable_reason": "Email reachability",
-                     "telegram_unreachable_reason": "Telegram reachability", "history": "Notifications",
+    form_columns = ("allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
+    column_details_list = ("id", "name",
+                           *(n for c in _CHANNEL_NAMES for n in (f"address_{c}", f"reachability_{c}")),
+                           "locale", "timezone", *(f"enabled_{c}" for c in _CHANNEL_NAMES),
+                           "allow_service_notifications", "allow_marketing_notifications", "groups_and_tags",
+                           "last_active_at", "created_at", "updated_at", "history")
+    column_formatters = {name: formatter for name, (_, _, formatter) in _CHANNEL_COLUMNS.items()}
+    column_formatters_detail = {"history": _client_notifications, "groups_and_tags": _groups_and_tags,
+                                **{name: formatter for name, (_, _, formatter) in _CHANNEL_COLUMNS.items()}}
+    column_labels = {**column_labels, "history": "Notifications",
                      "groups_and_tags": "Groups and tags (broadcast targeting)"}
 
     form_args = {
         "locale": {"validators": [_language_code]},
         "timezone": {"validators": [_known_time_zone]},
     }
+    #: the client's switch per channel (a row of client_addresses, not a column)
+    form_extra_fields = {f"enabled_{c}": BooleanField(CHANNELS[c].title) for c in _CHANNEL_NAMES}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name=_l("Clients"), endpoint="client", **kwargs)
+
+    def on_form_prefill(self, form, id) -> None:  # noqa: A002 - flask-admin's name
+        model = self.get_one(id)
+        for channel in _CHANNEL_NAMES:
+            getattr(form, f"enabled_{channel}").data = model.channel_enabled(channel)
 
     def on_model_change(self, form, model: Client, is_created: bool) -> None:
         from sqlalchemy import inspect
 
         changes = {}
+        for channel in _CHANNEL_NAMES:
+            field = getattr(form, f"enabled_{channel}", None)
+            if field is not None and bool(field.data) != model.channel_enabled(channel):
+                changes[f"enabled_{channel}"] = [model.channel_enabled(channel), bool(field.data)]
+                model.set_channel_enabled(channel, bool(field.data))
         for attr in inspect(model).attrs:
             hist = attr.history
             if hist.has_changes():

@@ -23,11 +23,6 @@ class EventAccepted(BaseModel):
     status: Literal["accepted"] = "accepted"
 
 
-class Unreachable(BaseModel):
-    email: str | None
-    telegram: str | None
-
-
 class Client(BaseModel):
     id: str
     name: str
@@ -42,7 +37,8 @@ class Client(BaseModel):
     groups: list[str]
     tags: list[str]
     last_active_at: str | None
-    unreachable: Unreachable
+    #: channel -> why a provider declared the address dead (null: reachable)
+    unreachable: dict[str, str | None]
     created_at: str | None
     updated_at: str | None
     forgotten_at: str | None

@@ -30,17 +30,21 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, Flask, abort, current_app, flash, g, jsonify, redirect, render_template, request, session
 from flask import url_for as flask_url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from vestnik.shared import bounds, client_auth, locales
 from vestnik.shared.audit import client_action as audit
 from vestnik.shared.config import Settings
-from vestnik.shared.models import Client, ClientToken, ClientTokenPurpose, Notification, utcnow
+from vestnik.shared.models import Client, ClientAddress, ClientToken, ClientTokenPurpose, Notification, utcnow
 from vestnik.webapp.db import get_session, session_factory
 from vestnik.webapp.profile.i18n import LANGUAGES, pick_language, translate
 from vestnik.webapp.profile.messenger import SignInMessenger, code_telegram, link_email
+from vestnik.workers.channels.email import EmailChannel
 
 bp = Blueprint("profile", __name__, url_prefix="/me")
+
+#: a client signs in with the address they have on this channel (a link or a code is sent there)
+SIGN_IN_CHANNEL = EmailChannel.name
 
 SESSION_KEY = "vestnik_client"
 CHALLENGE_KEY = "vestnik_sign_in_challenge"
@@ -150,7 +154,11 @@ def _start_session(db: Session, client_id: int, how: str) -> Any:
 
 
 def _find_client(db: Session, email: str) -> Client | None:
-    return db.scalars(select(Client).where(func.lower(Client.email) == email).order_by(Client.id)).first()
+    owner = select(ClientAddress.client_id).where(ClientAddress.channel == SIGN_IN_CHANNEL,
+                                                  func.lower(ClientAddress.address) == email)
+    # The addresses in the same statement: a found client must cost the statements a stranger costs.
+    return db.scalars(select(Client).options(joinedload(Client.addresses)).where(Client.id.in_(owner))
+                      .order_by(Client.id)).unique().first()
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -83,18 +83,22 @@ class DeliveryError(Exception):
 
 
 class Addressable(Protocol):
-    """The client fields channels read (``vestnik.shared.models.Client`` has them)."""
+    """What channels read of a client (``vestnik.shared.models.Client`` has it)."""
 
     id: int
-    email: str | None
-    telegram_chat_id: str | None
+
+    def address(self, channel: str) -> str | None: ...
 
 
 class Channel(ABC):
     """Base class of every channel; subclasses are registered in ``channels/__init__``."""
 
-    #: registry name, stored in ``notifications.channel``
+    #: registry name, stored in ``notifications.channel`` and ``client_addresses.channel``
     name: ClassVar[str]
+    #: how people see the channel's name (admin, profile); default: the name capitalised
+    title: ClassVar[str] = ""
+    #: how the admin and the profile label the client's address on this channel
+    address_label: ClassVar[str] = ""
     #: the client preference column that switches this channel on and off
     preference_field: ClassVar[str]
     #: longest text the provider accepts, in characters (None: no limit)
@@ -104,9 +108,16 @@ class Channel(ABC):
     #: addresses compare case-insensitively (email): a broadcast sends once per address
     address_casefold: ClassVar[bool] = False
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if isinstance(name, str):
+            cls.title = cls.__dict__.get("title") or name.capitalize()
+            cls.address_label = cls.__dict__.get("address_label") or f"{cls.title} address"
+
     def address_of(self, client: Addressable) -> str | None:
         """The client's address on this channel, or None when it has none."""
+        return (client.address(self.name) or "").strip() or None
 
     @abstractmethod
     def send(self, address: str, message: RenderedMessage) -> str:
