@@ -354,6 +354,16 @@ class TemplateView(SecureModelView):
     def is_visible(self) -> bool:
         return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
 
+    def create_form(self, obj: Any = None) -> Any:
+        """A missing cell of the matrix opens this form for its code, channel and language."""
+        form = super().create_form(obj)
+        if request.method == "GET":
+            for name in ("code", "channel", "locale"):
+                value = (request.args.get(name) or "")[:100]
+                if value and getattr(form, name, None) is not None:
+                    getattr(form, name).data = value
+        return form
+
     # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
 
     def catalogue(self) -> dict[str, Any]:
