@@ -384,8 +384,8 @@ class Delivery:
                 ready.append(item)
                 continue
             try:
-                item.message = replace(item.message, attachment=fetch_attachment(url, (c.payload or {}).get(
-                    "file_name")))
+                item.message = replace(item.message, attachment=fetch_attachment(
+                    url, (c.payload or {}).get("file_name"), channel=c.channel))
                 ready.append(item)
             except DeliveryError as exc:
                 attempt_no = dict(state.open_attempts(session, [c.id], now=now)).get(c.id, c.attempts + 1)
