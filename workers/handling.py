@@ -128,6 +128,7 @@ def handle_events(
         clients = {c.id: c for c in session.scalars(select(Client).where(_among(session, Client.id, wanted)))
                    } if wanted else {}
         quiet = quiet_hours.load_policies(session)
+        overrides: dict[str, Override | None] = {}  # per event type, read once per batch
         results = []
         for event_id in sorted(set(event_ids)):
             event = events.get(event_id)
@@ -136,7 +137,7 @@ def handle_events(
                 results.append(HandleResult(event_id, "missing"))
                 continue
             try:
-                results.append(_handle(session, channels, event, clients, now, quiet, default_zone))
+                results.append(_handle(session, channels, event, clients, now, quiet, default_zone, overrides))
             except PredecessorPending as exc:
                 results.append(HandleResult(event_id, "waiting", error=str(exc)))
     for r in results:
@@ -147,7 +148,8 @@ def handle_events(
 
 
 def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
-            now: datetime, quiet: Any, default_zone: str) -> HandleResult:
+            now: datetime, quiet: Any, default_zone: str,
+            overrides: dict[str, Override | None] | None = None) -> HandleResult:
     """One event inside the batch's transaction (see the module docstring)."""
     event_id = event.id
     if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
@@ -182,7 +184,11 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         event.processed_at = now
         return HandleResult(event_id, "processed", broadcast_id=b.id)
 
-    override = load_override(session, event.event_type)
+    if overrides is None:
+        overrides = {}
+    if event.event_type not in overrides:  # a batch of one-recipient events would read it once per event
+        overrides[event.event_type] = load_override(session, event.event_type)
+    override = overrides[event.event_type]
     rule = effective_rule(event.event_type, override)
     if rule.cancels_key and event.key and rule.enabled:
         canceled = notifications.cancel_by_key(session, event.key,
