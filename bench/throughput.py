@@ -197,8 +197,9 @@ def latency(report: Report, rate: float, seconds: float, processes: int, threads
             client = int(str(m["to"]).split("@")[0][1:])
             if client in committed:
                 values.append((m["time"] - committed[client]) * 1000)
-    report.add_percentiles(f"latency at {rate:g} events/s (commit -> accepted)", values, "ms", ps=(50, 99),
-                           goals={"p50": 30, "p99": 150})
+    # One recipient per event (two messages: Telegram and email), as the goal means it.
+    report.add_percentiles(f"latency at {rate:g} events/s of 1 recipient each (commit -> accepted)", values, "ms",
+                           ps=(50, 99), goals={"p50": 30, "p99": 150})
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from vestnik.shared import buttons as shared_buttons
 from vestnik.shared import locales
 from vestnik.shared.errors import TemplateError, TemplateNotFound
 from vestnik.shared.events import get_event_type
@@ -39,6 +40,8 @@ class Form(Protocol):
     subject_mode: str
     #: an HTML part plus a plain-text part made from it; otherwise one text, finished by finish_text
     html_part: bool
+    #: inline buttons reach the recipient (the template's own buttons are added only then)
+    supports_buttons: bool
 
     def finish_text(self, text: str) -> str: ...
 
@@ -76,6 +79,35 @@ def missing_translations(session: Session) -> dict[tuple[str, str], tuple[str, .
         have.setdefault((code, channel), set()).add(locale)
     out = {pair: tuple(loc for loc in locales.SUPPORTED if loc not in found) for pair, found in have.items()}
     return {pair: missing for pair, missing in out.items() if missing}
+
+
+def template_buttons(template: NotificationTemplate, ctx: Mapping[str, Any], locale: str,
+                     memo: Memo | None = None) -> tuple[tuple[Button, ...], ...]:
+    """The admin's buttons of a Telegram template, texts and links rendered with the message's data."""
+    try:
+        specs = shared_buttons.parse(template.buttons)
+    except shared_buttons.ButtonError as exc:  # saved before a check existed, or edited in the database
+        raise TemplateError(f"buttons: {exc}") from None
+    flat = [s for row in specs for s in row]
+    if not flat:
+        return ()
+    results = _render_many([(s.text, ctx, False) for s in flat] + [(s.url or "", ctx, False) for s in flat],
+                           locale, memo)
+    for result in results:
+        if isinstance(result, TemplateError):
+            raise TemplateError(f"buttons: {result}")
+    made = [Button(str(text).strip(), url=str(url).strip()) if s.url is not None
+            else Button(str(text).strip(), callback_data=shared_buttons.CALLBACK_PREFIX + (s.callback or ""))
+            for s, text, url in zip(flat, results[:len(flat)], results[len(flat):], strict=True)]
+    rows, i = [], 0
+    for row in specs:
+        rows.append(tuple(made[i:i + len(row)]))
+        i += len(row)
+    try:
+        shared_buttons.check_rendered(tuple(rows))
+    except shared_buttons.ButtonError as exc:
+        raise TemplateError(f"buttons: {exc}") from None
+    return tuple(rows)
 
 
 def client_variables(client: Client) -> dict[str, Any]:
@@ -147,6 +179,8 @@ def compose(
         raise body_or_error
     text = _once(memo, "links", refuse_unsafe_links, body_or_error)
     text = _once(memo, f"finish:{getattr(form, 'name', '')}", form.finish_text, text)
+    if template.buttons and form.supports_buttons:  # the admin's inline buttons first, then the rule's and the way out
+        buttons = template_buttons(template, ctx, locale, memo) + buttons
     if not text.strip():
         raise TemplateError("the template renders to an empty message")
     return RenderedMessage(notification_id=notification_id, text=text, headers=dict(headers or {}),

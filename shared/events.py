@@ -416,6 +416,10 @@ class InvoiceCreated(EventData):
     currency: Text = Declared(examples=["RUB"])
     payment_url: Url = Declared(examples=["https://pay.example.com/i/17"])
     due_date: Day | None = Declared(None, examples=["2026-11-30"])
+    invoice_pdf_url: Url | None = Declared(None, examples=["https://crm.example.com/invoices/17.pdf"],
+                                           description="the invoice as a file: attached to the email and sent "
+                                                       "as a Telegram document")
+    file_name: Text | None = Declared(None, examples=["INV-2026-017.pdf"], description="the attachment's name")
 
 
 @event("payment_success", Category.service, template_code="PAYMENT_SUCCESS")

@@ -241,6 +241,8 @@ class NotificationTemplate(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text, default="")
+    # Telegram inline buttons as the admin wrote them (shared/buttons.py); NULL: none
+    buttons: Mapped[str | None] = mapped_column(Text)
     variables_schema: Mapped[dict[str, Any] | None] = mapped_column(Json)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -717,4 +719,5 @@ class NotificationReaction(Base):
     notification_id: Mapped[int] = mapped_column(BigId, ForeignKey("notifications.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(20))
     value: Mapped[str | None] = mapped_column(String(100))  # the button pressed
+    actor: Mapped[str | None] = mapped_column(String(64))  # who pressed it: "telegram:<user id>"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -34,6 +34,7 @@ from vestnik.outbox import emit
 from vestnik.shared import bounds, client_auth, locales
 from vestnik.shared.audit import client_action
 from vestnik.shared.bounds import BoundsError
+from vestnik.shared.buttons import CALLBACK_PREFIX
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, ClientAddress, ClientTokenPurpose, utcnow
 from vestnik.workers.channels.telegram import TelegramChannel
@@ -269,7 +270,11 @@ def _callback(session: Session, update_id: Any, callback: dict[str, Any]) -> Bot
         from vestnik.shared.models import utcnow
         from vestnik.workers.reactions import record_button
 
-        record_button(session, chat_id, (callback.get("message") or {}).get("message_id"), data, utcnow())
+        presser = (callback.get("from") or {}).get("id")
+        record_button(session, chat_id, (callback.get("message") or {}).get("message_id"), data, utcnow(),
+                      actor=f"telegram:{presser}" if presser is not None else None)
+    if client is not None and data.startswith(CALLBACK_PREFIX):  # an admin-defined button (shared/buttons.py)
+        return BotReply("answerCallbackQuery", {**answer, "text": "✓"})
     if match is None or client is None:
         return BotReply("answerCallbackQuery", {**answer, "text": "—"})
     booking_id, rating = match.group(1), int(match.group(2))

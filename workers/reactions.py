@@ -28,8 +28,11 @@ def _sent(*conds: Any):
             .order_by(Notification.sent_at.desc().nulls_last(), Notification.id.desc()).limit(1))
 
 
-def record_button(session: Session, chat_id: Any, message_id: Any, value: str, now: datetime) -> int | None:
-    """A press of a button on a message in ``chat_id``; returns the notification it was counted for."""
+def record_button(session: Session, chat_id: Any, message_id: Any, value: str, now: datetime,
+                  actor: str | None = None) -> int | None:
+    """A press of a button on a message in ``chat_id``; returns the notification it was counted for.
+    ``actor`` (``telegram:<user id>``): a second press of the same button by the same person (in a group,
+    many people see one message) is not counted again."""
     chat = str(chat_id)
     on_chat = (Notification.channel == TelegramChannel.name, Notification.recipient_address == chat)
     nid = None
@@ -37,9 +40,13 @@ def record_button(session: Session, chat_id: Any, message_id: Any, value: str, n
         nid = session.scalar(_sent(*on_chat, Notification.external_id == str(message_id)))
     if nid is None:
         nid = session.scalar(_sent(*on_chat, Notification.sent_at <= now))
+    if nid is not None and actor is not None and session.scalar(select(NotificationReaction.id).where(
+            NotificationReaction.notification_id == nid, NotificationReaction.kind == ReactionKind.button.value,
+            NotificationReaction.value == value[:100], NotificationReaction.actor == actor).limit(1)) is not None:
+        return nid
     if nid is not None:
         session.add(NotificationReaction(notification_id=nid, kind=ReactionKind.button.value,
-                                         value=value[:100], created_at=now))
+                                         value=value[:100], actor=actor, created_at=now))
     return nid
 
 

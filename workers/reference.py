@@ -59,7 +59,7 @@ def _step_row(step: Step) -> str:
     if step.buttons == "rating":
         extras.append("rating buttons 1-5")
     if step.attachment_field:
-        extras.append(f"`{step.attachment_field}` attached as a document")
+        extras.append(f"`{step.attachment_field}` attached when given (a Telegram document, an email file)")
     return f"| `{step.name}` | {template} | {_when(step)} | {channels} | {'; '.join(extras) or ''} |"
 
 

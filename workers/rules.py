@@ -89,7 +89,7 @@ DEFAULT_RULES: dict[str, Rule] = {
         Rule("lesson_rescheduled", (Step("notice", "LESSON_RESCHEDULED"), _LESSON_REMINDER), cancels_key=True),
         Rule("lesson_cancelled", (Step("notice", "LESSON_CANCELLED"),), cancels_key=True),
         Rule("invoice_created", (
-            Step("notice", "INVOICE_CREATED"),
+            Step("notice", "INVOICE_CREATED", attachment_field="invoice_pdf_url"),
             Step("reminder", "PAYMENT_REMINDER", offsets_s=(3 * DAY, 7 * DAY)),
         )),
         Rule("payment_success", (Step("notice", "PAYMENT_SUCCESS"),), cancels_key=True),

@@ -262,15 +262,18 @@ class FakeBotApi:
             return len(self._updates)
 
     def push_callback(self, chat_id: int | str, data: str, *, message_id: int | None = None,
-                      first_name: str = "Client") -> dict[str, Any]:
-        """Queue a real-shaped ``callback_query`` update (a client pressed an inline button)."""
+                      first_name: str = "Client", from_id: int | None = None) -> dict[str, Any]:
+        """Queue a real-shaped ``callback_query`` update (someone pressed an inline button).  In a
+        private chat the presser is the chat; in a group or channel (negative id) ``from_id`` says who."""
         chat = int(chat_id)
-        user = {"id": chat, "is_bot": False, "first_name": first_name}
+        user = {"id": from_id if from_id is not None else chat, "is_bot": False, "first_name": first_name}
+        shape = {"type": "private", "first_name": first_name} if chat > 0 else {"type": "supergroup",
+                                                                                 "title": "Group"}
         return self.push_update({"callback_query": {
-            "id": str(abs(hash((chat, data, time.time())))), "from": user, "chat_instance": str(chat),
-            "data": data,
+            "id": str(abs(hash((chat, user["id"], data, time.time())))), "from": user,
+            "chat_instance": str(chat), "data": data,
             "message": {"message_id": message_id or 1, "date": int(time.time()),
-                        "chat": {"id": chat, "type": "private", "first_name": first_name}, "text": ""},
+                        "chat": {"id": chat, **shape}, "text": ""},
         }})
 
     # ------------------------------------------------------------------ reading the ledger
@@ -606,16 +609,23 @@ def _check_markup(markup: Any) -> str | None:
         return None
     if not isinstance(markup, dict) or not isinstance(markup.get("inline_keyboard"), list):
         return "can't parse reply keyboard markup JSON object"
+    # As the real Bot API answers: at most 100 buttons on a message, callback data 1-64 bytes, a link
+    # with a scheme Telegram opens (http, https, tg), exactly one action per button.
+    if sum(len(row) for row in markup["inline_keyboard"] if isinstance(row, list)) > 100:
+        return "reply markup is too long"
     for row in markup["inline_keyboard"]:
         if not isinstance(row, list):
             return "field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array of Arrays"
         for button in row:
-            if not isinstance(button, dict) or not button.get("text"):
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str) or not button["text"]:
                 return "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
-            if not (button.get("url") or button.get("callback_data")):
+            actions = [k for k in ("url", "callback_data") if button.get(k) is not None]
+            if len(actions) != 1:
                 return "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard"
-            if len(str(button.get("callback_data") or "").encode()) > 64:
+            if "callback_data" in actions and not 1 <= len(str(button["callback_data"]).encode()) <= 64:
                 return "BUTTON_DATA_INVALID"
+            if "url" in actions and not re.match(r"(?i)^(https?|tg)://\S+$", str(button["url"])):
+                return "BUTTON_URL_INVALID"
     return None
 
 

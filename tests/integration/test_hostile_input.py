@@ -478,7 +478,8 @@ def url_for(endpoint: str) -> str:
 
 def _model_views(app):
     admin = app.extensions["admin"][0]
-    return [v for v in admin._views if hasattr(v, "get_list") and v.is_visible()]
+    # Every list, also one kept out of the menu (the template list: the menu opens the matrix by event).
+    return [v for v in admin._views if hasattr(v, "get_list")]
 
 
 def _assert_clean(resp, what):

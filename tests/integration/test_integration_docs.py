@@ -97,7 +97,8 @@ def test_the_sql_example_through_psql(pg_url, factory):
                           timeout=60)
     assert done.returncode != 0
     assert "data.amount: must be a non-negative amount" in done.stderr
-    assert "data.due: unknown field (declared: amount, currency, due_date, invoice_number, payment_url)" in done.stderr
+    assert ("data.due: unknown field (declared: amount, currency, due_date, file_name, invoice_number, "
+            "invoice_pdf_url, payment_url)") in done.stderr
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")

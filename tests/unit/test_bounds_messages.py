@@ -39,6 +39,8 @@ REFUSALS = [
     (lambda: bounds.amount("123456789012345"), "amount: at most 14 digits before the point, got 15"),
     (lambda: bounds.amount("1.12345"), "amount: at most 4 digits after the point, got 5"),
     (lambda: bounds.amount("-1"), "amount: must not be negative"),
+    (lambda: bounds.amount(1e-07), "amount: at most 4 digits after the point, got 7"),  # repr '1e-07'
+    (lambda: bounds.amount(1e16), "amount: at most 14 digits before the point, got 17"),  # repr '1e+16'
     (lambda: bounds.moment("yesterday", "at"),
      "at: must be an ISO 8601 time with an offset, e.g. 2026-11-25T16:00:00+03:00, got 'yesterday'"),
     (lambda: bounds.moment("2026-13-01T00:00:00+00:00", "at"),
@@ -164,6 +166,7 @@ def test_times_at_the_edges_of_the_calendar_and_the_length_limit():
     assert bounds.day(datetime(2026, 11, 30, 23, 0, tzinfo=UTC)) == date(2026, 11, 30)
     assert bounds.day(date(2026, 11, 30)) == date(2026, 11, 30)
     assert bounds.day("2026-11-30T10:00:00+03:00") == date(2026, 11, 30)
+    assert bounds.day("20261130T10") == date(2026, 11, 30)  # longer than a date: read as a time
     day40 = "2026-11-30" + " " * 30
     assert bounds.day(day40) == date(2026, 11, 30)
     with pytest.raises(BoundsError):
@@ -216,3 +219,44 @@ def test_nul_paths_names_each_place_and_stops_at_32_levels():
     assert bounds.nul_paths({"k": nested}) == ["data" + ".k" * 33 + ": nested deeper than 32 levels"]
     assert bounds.nul_paths(("a", "\x00")) == ["data[1]"]
     assert bounds.nul_paths(5) == [] and bounds.nul_paths({1: "x"}) == []
+
+
+def test_default_field_names():
+    for call, start in ((lambda: bounds.day("tomorrow"), "date: must be an ISO 8601 date, e.g. 2026-11-30, got "),
+                        (lambda: bounds.moment("x"), "time: must be an ISO 8601 time with an offset"),
+                        (lambda: bounds.integer("x"), "must be a whole number written with the digits 0-9"),
+                        (lambda: bounds.optional_integer("x"), "must be a whole number written with the digits 0-9"),
+                        (lambda: bounds.flag("maybe"), "must be yes or no"),
+                        (lambda: bounds.text(5), "must be text, got int"),
+                        (lambda: bounds.optional_text(5), "must be text, got int")):
+        with pytest.raises(BoundsError) as caught:
+            call()
+        assert str(caught.value).startswith(start), str(caught.value)
+    with pytest.raises(BoundsError) as caught:
+        bounds.day("tomorrow", "d")
+    assert str(caught.value) == "d: must be an ISO 8601 date, e.g. 2026-11-30, got 'tomorrow'"
+
+
+def test_only_spaces_tabs_and_line_breaks_are_trimmed_from_numbers():
+    for refused in ("\v5", "\f5", "X5", "5X"):
+        with pytest.raises(BoundsError):
+            bounds.amount(refused)
+        with pytest.raises(BoundsError):
+            bounds.integer(refused)
+
+
+def test_a_text_far_over_its_limit_is_refused_before_it_is_stripped():
+    with pytest.raises(BoundsError) as caught:
+        bounds.text(" " * 1101 + "x" * 1000, "t")
+    assert str(caught.value) == "t: at most 1000 characters, got 2101"
+
+
+def test_a_time_zone_that_gives_no_offset_is_no_offset():
+    from datetime import tzinfo
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, dt):
+            return None
+
+    with pytest.raises(BoundsError, match="needs a UTC offset"):
+        bounds.moment(datetime(2026, 1, 1, tzinfo=NoOffset()))

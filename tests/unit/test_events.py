@@ -276,3 +276,16 @@ def test_json_schemas_are_self_contained():
     assert "$ref" not in text and "$defs" not in text and '"title"' not in text
     assert schema["properties"]["targeting"]["anyOf"][0]["properties"]["groups"]["anyOf"][0]["maxItems"] == 200
     assert events.json_schema(list[int]) == {"items": {"type": "integer"}, "type": "array"}
+
+
+def test_a_broadcast_may_target_instead_of_listing_recipients_whatever_else_is_wrong():
+    good = {"template_code": "A", "category": "service", "targeting": {"groups": ["Робототехника"]}}
+    assert validate_event("mass_broadcast", good, recipients=[]).name == "mass_broadcast"
+    assert problems("mass_broadcast", ["x"], recipients=[]) == [
+        "data: must be an object", "recipients: at least one client id is required (or data.targeting)"]
+
+
+def test_a_send_at_given_as_a_datetime_is_checked_too():
+    naive = datetime(2026, 11, 30, 12, 0)
+    assert parse_send_at(naive) == (naive, [
+        "send_at: needs a time zone (an aware datetime or an ISO 8601 time with offset)"])

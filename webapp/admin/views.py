@@ -20,6 +20,8 @@ from wtforms.validators import ValidationError
 from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
+from vestnik.shared.buttons import ButtonError
+from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
@@ -322,26 +324,46 @@ class TemplateView(SecureModelView):
     column_filters = ("code", "channel", "locale", "is_active", "category")
     column_searchable_list = ("code", "name")
     column_default_sort = ("code", False)
-    form_columns = ("code", "channel", "locale", "category", "name", "description", "subject", "body", "is_active")
-    form_overrides = {"channel": SelectField, "locale": SelectField, "category": SelectField, "body": TextAreaField}
+    form_columns = ("code", "channel", "locale", "category", "name", "description", "subject", "body", "buttons",
+                    "is_active")
+    form_overrides = {"channel": SelectField, "locale": SelectField, "category": SelectField, "body": TextAreaField,
+                      "buttons": TextAreaField}
     form_args = {
         "channel": {"choices": _channel_choices},
         "locale": {"choices": [(code, code) for code in locales.SUPPORTED]},
         "category": {"choices": [("service", "service"), ("marketing", "marketing")]},
+        "buttons": {"label": "Telegram buttons",
+                    "description": "One row per line, buttons of a row separated by |: 'text -> https://...' "
+                                   "(or tg://) or 'text -> callback:data' (a press is recorded). Variables "
+                                   "work in texts and links. At most 8 in a row, 100 in all."},
     }
     column_details_list = ("code", "channel", "locale", "category", "name", "description", "subject", "body",
+                           "buttons",
                            "variables_schema", "is_active", "created_at", "updated_at", "updated_by", "versions")
     column_formatters_detail = {"body": _full_text, "subject": _full_text, "versions": _versions_link}
 
     create_template = "admin/template_create.html"
     edit_template = "admin/template_edit.html"
-    form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"}}
+    form_widget_args = {"body": {"rows": 14, "spellcheck": "false"}, "subject": {"rows": 1, "spellcheck": "false"},
+                        "buttons": {"rows": 3, "spellcheck": "false",
+                                    "placeholder": "Order -> https://shop.example.uz/o/{{ order_id }}\n"
+                                                   "Yes -> callback:yes | No -> callback:no"}}
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NotificationTemplate, name=_l("Templates"), endpoint="template", **kwargs)
 
     def is_visible(self) -> bool:
         return False  # the menu's "Templates" is the matrix by event (webapp/admin/template_matrix.py)
+
+    def create_form(self, obj: Any = None) -> Any:
+        """A missing cell of the matrix opens this form for its code, channel and language."""
+        form = super().create_form(obj)
+        if request.method == "GET":
+            for name in ("code", "channel", "locale"):
+                value = (request.args.get(name) or "")[:100]
+                if value and getattr(form, name, None) is not None:
+                    getattr(form, name).data = value
+        return form
 
     # The editor's helpers (webapp/admin/template_editor.py).  POSTs: CSRF-checked by CSRFProtect.
 
@@ -394,6 +416,14 @@ class TemplateView(SecureModelView):
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
+        if (form.buttons.data or "").strip():  # Telegram's limits, at the field (shared/buttons.py)
+            if form.channel.data != "telegram":
+                problems.append(("buttons", "buttons are sent with Telegram messages only; leave this empty"))
+            else:
+                try:
+                    parse_buttons(form.buttons.data)
+                except ButtonError as exc:
+                    problems.append(("buttons", str(exc)))
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems

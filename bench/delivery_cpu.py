@@ -1,0 +1,140 @@
+"""CPU per message of the delivery path itself, in one process: handling, then pumps, no broker.
+
+``bench.throughput`` measures the whole stack, and on a shared machine its rate says more about
+the other tenants than about Vestnik.  This bench isolates the worker's own path and counts CPU
+time, not wall time, so a loaded machine changes its figures much less:
+
+- handling: ``handle_events`` over batches of 100 events (rows inserted per CPU millisecond);
+- delivery: ``Delivery.pump`` called in a loop per channel until nothing is due (claim, render,
+  limiter slots on a private redis-server, attempts, sends over the channel pools, records), all
+  in this process, CPU of every thread (``time.process_time``);
+- PostgreSQL: the backends of the bench's own database over the delivery phase;
+- the fake Bot API and SMTP sink run in a child process and are measured apart.
+
+Limits lifted, as in ``bench.throughput``.  Run:
+``.venv/bin/python -m bench.delivery_cpu --events 30 --recipients 100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import multiprocessing
+import os
+import time
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import NO_LIMITS, CouldNotMeasure, Report, private_redis, run, scratch_database
+from bench.throughput import DATA, _cpu_s
+
+
+def _fakes(queue: Any) -> None:
+    from vestnik.shared.fakes.botapi import FakeBotApi
+    from vestnik.shared.fakes.smtp import FakeSmtpServer
+
+    with FakeBotApi() as bot, FakeSmtpServer() as smtp:
+        queue.put((bot.url, bot.token, smtp.port))
+        while True:
+            time.sleep(3600)  # until the bench kills this process
+
+
+def measure(report: Report, events: int, recipients: int) -> None:
+    queue: Any = multiprocessing.Queue()
+    fakes = multiprocessing.Process(target=_fakes, args=(queue,), daemon=True)
+    fakes.start()
+    try:
+        bot_url, token, smtp_port = queue.get(timeout=60)
+        with private_redis() as redis_url, scratch_database() as url:
+            os.environ.update({**NO_LIMITS, "VESTNIK_DATABASE_URL": url, "VESTNIK_REDIS_URL": redis_url,
+                               "VESTNIK_TELEGRAM_TOKEN": token, "VESTNIK_TELEGRAM_API_BASE": bot_url,
+                               "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "VESTNIK_LOG_LEVEL": "WARNING"})
+            _run(report, url, events, recipients, fakes.pid)
+    finally:
+        fakes.kill()
+
+
+def _run(report: Report, url: str, events: int, recipients: int, fakes_pid: int) -> None:
+    from vestnik.outbox import emit
+    from vestnik.shared.clients_import import import_clients
+    from vestnik.shared.config import load_settings
+    from vestnik.shared.db import make_engine, make_session_factory
+    from vestnik.shared.logs import configure_logging
+    from vestnik.shared.seeds import install_default_templates
+    from vestnik.workers import handling, notifications
+    from vestnik.workers.channels import build_channels
+    from vestnik.workers.delivery import Delivery
+    from vestnik.workers.limits import build_limiter
+
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(url, pool_size=10)
+    factory = make_session_factory(engine)
+    n = events * recipients
+    csv = "id,name,email,telegram_chat_id,locale,timezone\n" + "".join(
+        f"{i},Client {i},c{i}@example.com,{100000 + i},ru,Europe/Moscow\n" for i in range(1, n + 1))
+    with factory() as s:
+        install_default_templates(s)
+        import_clients(s, io.StringIO(csv))
+        for e in range(events):
+            emit(s, "lesson_cancelled", recipients=list(range(e * recipients + 1, (e + 1) * recipients + 1)),
+                 data=DATA)
+        s.commit()
+        ids = [r[0] for r in s.execute(text("SELECT id FROM outbox_events ORDER BY id"))]
+    channels = build_channels(settings)
+    started = time.process_time()
+    for i in range(0, len(ids), 100):
+        handling.handle_events(factory, channels, ids[i:i + 100], default_zone=settings.default_timezone)
+    handling_s = time.process_time() - started
+    database = url.rsplit("/", 1)[1]
+
+    def backends() -> dict[int, float]:
+        with engine.connect() as conn:
+            pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                               {"d": database})]
+        return {pid: _cpu_s(pid) for pid in pids}
+
+    delivery = Delivery(factory, channels, settings, limiter=build_limiter(
+        settings, seed=notifications.seed_source(factory)))
+    pg_before, fakes_before = backends(), _cpu_s(fakes_pid)
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    sent = 0
+    for channel in ("telegram", "email"):
+        while True:
+            batch = delivery.pump(channel)
+            if not batch.claimed:
+                break
+            sent += sum(1 for r in batch.results or [] if r.outcome == "sent")
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    pg = sum(v - pg_before.get(pid, 0.0) for pid, v in backends().items())
+    fakes = _cpu_s(fakes_pid) - fakes_before
+    delivery.close()
+    for ch in channels.values():
+        ch.close()
+    engine.dispose()
+    if not sent:
+        raise CouldNotMeasure("nothing was sent")
+    report.add("rows created", 2 * n, "rows")
+    report.add("handling CPU", handling_s * 1000 / (2 * n), "ms/row")
+    report.add("messages sent", sent, "messages")
+    report.add("delivery CPU (this process: pumps and sending threads)", cpu * 1000 / sent, "ms/message")
+    report.add("PostgreSQL CPU during delivery", pg * 1000 / sent, "ms/message")
+    report.add("fakes CPU (Bot API, SMTP sink)", fakes * 1000 / sent, "ms/message")
+    report.add("rate of one pump at a time", sent / wall, "messages/s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=30)
+    parser.add_argument("--recipients", type=int, default=100, help="clients per event (each: Telegram + email)")
+    args = parser.parse_args()
+    report = Report("bench.delivery_cpu", "CPU per message of handling and of the delivery pumps in one process "
+                    "(no broker), limits lifted; fakes in a child process",
+                    size=f"{args.events} events x {args.recipients} recipients x 2 channels")
+    measure(report, args.events, args.recipients)
+    return report.finish()
+
+
+if __name__ == "__main__":
+    run(main)
