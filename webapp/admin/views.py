@@ -417,8 +417,10 @@ class TemplateView(SecureModelView):
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
         if (form.buttons.data or "").strip():  # Telegram's limits, at the field (shared/buttons.py)
-            if form.channel.data != "telegram":
-                problems.append(("buttons", "buttons are sent with Telegram messages only; leave this empty"))
+            chosen = CHANNELS.get(form.channel.data)
+            if chosen is None or not chosen.supports_buttons:
+                with_buttons = ", ".join(c.title for c in CHANNELS.values() if c.supports_buttons)
+                problems.append(("buttons", f"buttons are sent with {with_buttons} messages only; leave this empty"))
             else:
                 try:
                     parse_buttons(form.buttons.data)
