@@ -82,13 +82,14 @@ def measured_rate(samples: Iterable[Any] | None, channel: str) -> float | None:
     return max(0.0, (n1 - n0) / (t1 - t0))
 
 
-_used_cache: dict[tuple[str, float], tuple[float, int]] = {}
+_used_cache: dict[tuple[str, str, float], tuple[float, int]] = {}
 _used_lock = threading.Lock()
 
 
 def used_in_window(session: Session, channel: str, window_s: float, now: datetime) -> int:
-    """Provider calls of a channel within the last ``window_s`` (cached for a few seconds)."""
-    key = (channel, window_s)
+    """Provider calls of a channel within the last ``window_s`` (cached for a few seconds, per
+    database: tests, and tools, open several in one process)."""
+    key = (str(session.get_bind().url), channel, window_s)
     with _used_lock:
         hit = _used_cache.get(key)
         if hit and time.monotonic() - hit[0] < USED_TTL_S:

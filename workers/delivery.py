@@ -441,10 +441,11 @@ class Delivery:
                 chunks.append([item])
         return chunks
 
-    def _open(self, session: Session, chunk: list[_Item], now: datetime) -> None:
-        """Open the chunk's attempts, keeping the exact text each row sends (what the client gets)."""
+    def _open(self, session: Session, chunk: list[_Item], now: datetime, *, keep_text: bool = True) -> None:
+        """Open the chunk's attempts, keeping the exact text each row sends (what the client gets),
+        unless ``keep_text`` is false: the row already holds what the history may show."""
         rendered = {it.claimed.id: (it.message.subject, it.message.html if it.message.html is not None
-                                    else it.message.text, it.message.locale) for it in chunk}
+                                    else it.message.text, it.message.locale) for it in chunk} if keep_text else None
         numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now, rendered=rendered))
         for item in chunk:
             item.attempt_no = numbers.get(item.claimed.id, item.claimed.attempts + 1)
@@ -563,7 +564,9 @@ class Delivery:
                               status=NotificationStatus.failed.value, error=error.reason)
             time.sleep(grant.wait_s)  # the caller is a background thread or a waiting admin
         with self.factory() as session, session.begin():
-            self._open(session, [item], self.clock())
+            # The caller wrote the row's text: a sign-in message's secret is masked there and must
+            # never be replaced by the text that carries it.
+            self._open(session, [item], self.clock(), keep_text=False)
         channel = self.channels.get(c.channel)
         sent = (send_one(channel, c.address, item.message, grant.at, None) if channel is not None
                 else Sent(error=DeliveryError.permanent(f"channel {c.channel!r} is not configured")))

@@ -193,7 +193,7 @@ def test_pause_holds_and_cancel_mid_run_stops_the_rest(bot_api, tmp_path, stack)
         wait_until(lambda: len(bot_api.messages()) >= sent_at_pause + 4, 60, message="sending again")
 
         canceled = _do(factory, bid, "cancel")
-        assert canceled > 10
+        assert canceled > 0  # a middle to cancel in (how many depends on the machine's speed, not the rule)
         # Whatever was already claimed finishes; nothing else may go out.
         wait_until(lambda: all(st in ("sent", "failed", "canceled") for _, _, st in _rows(factory, bid)), 30,
                    message="every row final")

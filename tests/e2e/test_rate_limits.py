@@ -74,11 +74,19 @@ def test_the_limit_holds_at_the_receiver_in_every_sliding_window(bare_stack, bot
     add_clients(bare_stack.factory, csv)
     env = {**bare_stack.env, "VESTNIK_TELEGRAM_RATE_PER_S": str(rate)}
     with running([vestnik("relay", "relay", env=env, log_dir=tmp_path),
-                  vestnik("worker", "worker", "--processes", "2", "--threads", "4", env=env, log_dir=tmp_path)]):
+                  vestnik("worker", "worker", "--processes", "2", "--threads", "4", env=env,
+                          log_dir=tmp_path)]) as [_, worker]:
         with bare_stack.factory() as s:
             emit(s, "lesson_cancelled", recipients=list(range(1, n + 1)), data=LESSON)
             s.commit()
-        wait_until(lambda: len(bot_api.messages()) >= n, 120 + 10 * n / rate, message=f"{n} messages at {rate}/s")
+
+        def stalled() -> str:
+            with bare_stack.factory() as s:
+                rows = dict(s.execute(select(Notification.status, func.count()).group_by(Notification.status)).all())
+            return (f"{n} messages at {rate}/s: the Bot API has {len(bot_api.messages())}; rows by status {rows}; "
+                    f"the worker's log ends:\n{worker.output()[-3000:]}")
+
+        wait_until(lambda: len(bot_api.messages()) >= n, 120 + 10 * n / rate, message=stalled)
     times = [m["time"] for m in bot_api.messages()]
     assert len(times) == n  # each once
     assert max_in_window(times, 1.0) <= rate

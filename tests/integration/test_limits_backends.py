@@ -61,9 +61,11 @@ def test_a_pause_holds_every_item_and_only_grows(make):
     lim = make()
     lim.pause("telegram", 5)
     lim.pause("telegram", 1)
-    assert 4 < lim.paused_for("telegram") <= 5
+    # What is left of the 5 s (not the 1 s asked after it), whatever a loaded machine took in between.
+    left = lim.paused_for("telegram")
+    assert 1 < left <= 5
     grants = lim.reserve("telegram", ["1", "2"], horizon_s=60)
-    assert all(not g.granted and 4 < g.wait_s <= 5 for g in grants)
+    assert all(not g.granted and 0 < g.wait_s <= left for g in grants)
     assert lim.paused_for("email") == 0
     assert lim.reserve("email", [None], horizon_s=0)[0].granted
 
