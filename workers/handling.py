@@ -129,6 +129,7 @@ def handle_events(
                    } if wanted else {}
         quiet = quiet_hours.load_policies(session)
         overrides: dict[str, Override | None] = {}  # per event type, read once per batch
+        inserts = _Inserts()
         results = []
         for event_id in sorted(set(event_ids)):
             event = events.get(event_id)
@@ -137,9 +138,11 @@ def handle_events(
                 results.append(HandleResult(event_id, "missing"))
                 continue
             try:
-                results.append(_handle(session, channels, event, clients, now, quiet, default_zone, overrides))
+                results.append(_handle(session, channels, event, clients, now, quiet, default_zone, overrides,
+                                       inserts))
             except PredecessorPending as exc:
                 results.append(HandleResult(event_id, "waiting", error=str(exc)))
+        inserts.flush(session)
     for r in results:
         if r.status == "processed":
             log.info("event handled", extra={"action": "event.processed", "event_id": r.event_id,
@@ -149,9 +152,14 @@ def handle_events(
 
 def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
             now: datetime, quiet: Any, default_zone: str,
-            overrides: dict[str, Override | None] | None = None) -> HandleResult:
+            overrides: dict[str, Override | None] | None = None, inserts: _Inserts | None = None) -> HandleResult:
     """One event inside the batch's transaction (see the module docstring)."""
     event_id = event.id
+    if inserts is None:
+        inserts = _Inserts()
+    if event.key or event.event_type == broadcasts.EVENT_TYPE:
+        # What this event reads or cancels (same-key events, their rows) must see the batch's earlier rows.
+        inserts.flush(session)
     if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
         log.info("event already handled", extra={"action": "event.duplicate", "event_id": event_id})
         return HandleResult(event_id, "duplicate")
@@ -203,7 +211,8 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         )
     except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
         return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
-    added = notifications.add_pending(session, [_row(event, p, now) for p in planned])
+    result = HandleResult(event_id, "processed", [], canceled)
+    inserts.add(result, [_row(event, p, now) for p in planned])
     event.status = OutboxStatus.processed.value
     event.processed_at = now
     unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
@@ -213,8 +222,26 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]
         log.warning("event names unknown clients", extra={"action": "event.unknown_clients",
                                                           "event_id": event.id, "count": len(unknown)})
-    created = [(r.id, r.channel, r.address, r.send_at) for r in added]
-    return HandleResult(event_id, "processed", created, canceled)
+    return result  # its rows are inserted with the batch's (``_Inserts``)
+
+
+class _Inserts:
+    """A batch's planned rows, inserted in one statement (one INSERT per event was most of a batch of
+    one-recipient events); flushed before an event that reads or cancels rows and at the batch's end."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.results: dict[int, HandleResult] = {}
+
+    def add(self, result: HandleResult, rows: list[dict[str, Any]]) -> None:
+        self.results[result.event_id] = result
+        self.rows += rows
+
+    def flush(self, session: Session) -> None:
+        if self.rows:
+            for r in notifications.add_pending(session, self.rows):
+                self.results[r.event_id].created.append((r.id, r.channel, r.address, r.send_at))
+        self.rows, self.results = [], {}
 
 
 def _fail(event: OutboxEvent, reason: str, now: datetime) -> HandleResult:

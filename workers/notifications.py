@@ -93,6 +93,7 @@ class Added:
     channel: str
     address: str
     send_at: datetime | None
+    event_id: int | None = None
 
 
 def _array_type(column: Any) -> str:
@@ -115,7 +116,7 @@ def _insert_unnest(columns: tuple[str, ...]) -> Any:
     return text(
         f"INSERT INTO notifications ({', '.join(columns)}, status) "
         f"SELECT {picked}, '{PENDING}' FROM unnest({arrays}) AS v({', '.join(columns)}) "
-        "ON CONFLICT DO NOTHING RETURNING id, channel, recipient_address, send_at")
+        "ON CONFLICT DO NOTHING RETURNING id, channel, recipient_address, send_at, event_id")
 
 
 def _column_values(name: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
@@ -151,7 +152,8 @@ def add_pending(session: Session, rows: Sequence[dict[str, Any]]) -> list[Added]
                   for name in columns}
         return [Added(*r) for r in session.execute(_insert_unnest(columns), values).all()]
     values = [{**row, "status": PENDING} for row in rows]
-    stmt = insert_ignoring_duplicates(session).returning(_N.c.id, _N.c.channel, _N.c.recipient_address, _N.c.send_at)
+    stmt = insert_ignoring_duplicates(session).returning(_N.c.id, _N.c.channel, _N.c.recipient_address, _N.c.send_at,
+                                                             _N.c.event_id)
     return [Added(*r) for r in session.execute(stmt, values).all()]
 
 

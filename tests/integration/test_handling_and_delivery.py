@@ -310,3 +310,25 @@ def test_service_notifications_switched_off_cancels_what_was_planned(setup_db, c
     with setup_db() as s:
         assert {n.last_error for n in s.scalars(select(Notification))} == {
             "not sent: the client no longer accepts service notifications"}
+
+
+def test_a_cancel_in_the_same_batch_cancels_what_the_batch_planned_before_it(setup_db, channels):
+    """A batch inserts its events' rows together; an event that cancels a key still sees the rows
+    that earlier events of the same batch planned for that key (invariant 6)."""
+    from vestnik.workers.handling import handle_events
+
+    later = (utcnow() + timedelta(days=3)).isoformat()
+    scheduled = emit_one(setup_db, "lesson_reminder", data={"lesson_title": "Шахматы", "starts_at": later},
+                         key="lesson:77")
+    other = emit_one(setup_db, "lesson_reminder", data={"lesson_title": "Робототехника", "starts_at": later})
+    cancelled = emit_one(setup_db, "lesson_cancelled", data={"lesson_title": "Шахматы", "starts_at": later},
+                         key="lesson:77")
+    results = {r.event_id: r for r in handle_events(setup_db, channels, [scheduled, other, cancelled])}
+    assert {r.status for r in results.values()} == {"processed"}
+    assert results[scheduled].created and results[other].created  # each event's rows, reported as its own
+    assert results[cancelled].canceled == sum(
+        1 for _, _, _, send_at in results[scheduled].created if send_at is not None and send_at > utcnow())
+    with setup_db() as s:
+        by_event = dict(s.execute(select(Notification.event_id, func.count()).where(
+            Notification.status == "pending", Notification.send_at > utcnow()).group_by(Notification.event_id)).all())
+    assert scheduled not in by_event and by_event.get(other)  # the key's reminders went; the other lesson's stay
