@@ -240,8 +240,8 @@ class Delivery:
             chunk = self._refresh(chunk, out)
             if not chunk:  # all given back: the next chunk's attempts open here instead of at this record
                 if i + 1 < len(chunks):
-                    with self.factory() as session, session.begin():
-                        self._open(session, chunks[i + 1], self.clock())
+                    following = chunks[i + 1]
+                    self._write(lambda session, now, c=following: self._open(session, c, now), len(following))
                 continue
             sent = [pool_future.result() for pool_future in [self._submit(it) for it in chunk]]
             faults.hit("worker.after_send")
@@ -461,21 +461,29 @@ class Delivery:
                        if s.error is not None and s.error.outcome is Outcome.rate_limited), default=None)
         if limited is not None:
             self.limiter.pause(chunk[0].claimed.channel, limited)  # the provider said so: every worker waits
+        def record(session: Session, now: datetime) -> None:
+            self._settle(session, list(zip(chunk, sent, strict=True)), now, out)
+            if following and limited is None:
+                self._open(session, following, now)
+
+        self._write(record, len(chunk))
+        return limited
+
+    def _write(self, work: Callable[[Session, datetime], None], rows: int) -> None:
+        """Run ``work`` in one transaction, again if the database dropped the connection: between
+        the claim and the last record every write must land, or rows whose attempts are open but
+        were never sent would later read as "delivery uncertain"."""
         for retry in range(RECORD_RETRIES + 1):
             try:
                 with self.factory() as session, session.begin():
-                    now = self.clock()
-                    self._settle(session, list(zip(chunk, sent, strict=True)), now, out)
-                    if following and limited is None:
-                        self._open(session, following, now)
-                return limited
+                    work(session, self.clock())
+                return
             except DBAPIError as exc:
                 if retry == RECORD_RETRIES or not (exc.connection_invalidated or isinstance(exc, OperationalError)):
                     raise
-                log.warning("recording the outcome failed; retrying", extra={
-                    "action": "delivery.record_retry", "rows": len(chunk), "error": type(exc.orig).__name__})
+                log.warning("writing a batch's state failed; retrying", extra={
+                    "action": "delivery.record_retry", "rows": rows, "error": type(exc.orig).__name__})
                 time.sleep(0.5 * (retry + 1))  # backoff while the database comes back
-        return limited
 
     def _settle(self, session: Session, pairs: list[tuple[_Item, Sent]], now: datetime, out: BatchResult,
                 *, retries: bool = True) -> None:
@@ -523,10 +531,8 @@ class Delivery:
     def _give_back(self, items: list[_Item], why: tuple[str, float], out: BatchResult) -> None:
         """Unsent rows go back to pending, no attempt counted (their open attempts, if any, are removed)."""
         reason, wait_s = why
-        with self.factory() as session, session.begin():
-            now = self.clock()
-            state.release(session, [it.claimed.id for it in items], now=now,
-                          send_at=now + timedelta(seconds=wait_s))
+        self._write(lambda session, now: state.release(session, [it.claimed.id for it in items], now=now,
+                                                       send_at=now + timedelta(seconds=wait_s)), len(items))
         out.wake(wait_s)
         for it in items:
             out.results.append(Result(it.claimed.id, Outcome.rate_limited.value, wait_s, it.claimed.channel, it.key,
