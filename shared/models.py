@@ -353,6 +353,14 @@ class Notification(Base):
             postgresql_where=text("initiator <> 'system'"),
             sqlite_where=text("initiator <> 'system'"),
         ),
+        # The history's "Chat" filter: posts to groups and channels have no client (migration 0019).
+        Index(
+            "ix_notifications_chat_posts",
+            "recipient_address",
+            "created_at",
+            postgresql_where=text("recipient_id IS NULL"),
+            sqlite_where=text("recipient_id IS NULL"),
+        ),
         # ... and an event type together with "started by an admin" (two rare filters; migration 0007).
         Index(
             "ix_notifications_by_admin_event",

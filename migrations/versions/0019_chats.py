@@ -45,7 +45,11 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.UniqueConstraint("channel", "address", name="uq_chats_channel_address"),
     )
+    # The history's "Chat" filter: posts (and admins' tests) have no client; a small partial index.
+    op.create_index("ix_notifications_chat_posts", "notifications", ["recipient_address", "created_at"],
+                    postgresql_where=sa.text("recipient_id IS NULL"), sqlite_where=sa.text("recipient_id IS NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_notifications_chat_posts", table_name="notifications")
     op.drop_table("chats")

@@ -213,3 +213,48 @@ def test_an_event_a_staff_group_subscribed_to_posts_there(factory, settings, bot
     with factory() as s:
         row = s.get(Notification, to_group[0])
         assert (row.event_type, row.step, row.recipient_id) == ("balance_changed", f"chat:{group.id}", None)
+
+
+def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settings, bot_api):
+    from werkzeug.security import generate_password_hash
+
+    from tests.integration.test_admin import PASSWORD, login, token
+    from vestnik.shared.models import AdminUser, AuditLog
+
+    bot_api.add_chat(GROUP, "supergroup", "Учителя", bot_status="member")
+    bot_api.add_chat(CHANNEL, "channel", "Новости", username="school_news", bot_status="member")
+    app = create_app(settings, session_factory=factory, config={"TESTING": True})
+    if "auth" not in app.blueprints:
+        from vestnik.webapp import admin
+
+        admin.init_app(app)
+    with factory() as s:
+        s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"))
+        s.commit()
+    c = app.test_client()
+    login(c)
+    page = c.get("/admin/chats/").text
+    csrf = token(page)
+    assert c.post("/admin/chats/add", data={"ref": str(GROUP)}).status_code == 400  # no CSRF token: refused
+    c.post("/admin/chats/add", data={"csrf_token": csrf, "ref": str(GROUP)})
+    c.post("/admin/chats/add", data={"csrf_token": csrf, "ref": "@school_news"})
+    page = c.post("/admin/chats/add", data={"csrf_token": csrf, "ref": "-100555"}, follow_redirects=True).text
+    assert "Not added: getChat: 400 Bad Request: chat not found" in page
+    assert "may not post" in page  # the channel has the bot as a member only
+    with factory() as s:
+        group = s.scalar(select(Chat).where(Chat.address == str(GROUP)))
+        assert (group.title, group.can_post) == ("Учителя", True)
+    c.post(f"/admin/chats/{group.id}/subscribe", data={"csrf_token": csrf, "event": "balance_changed",
+                                                      "template": "LOW_BALANCE"})
+    page = c.post("/admin/chats/post", data={
+        "csrf_token": csrf, "chat": str(group.id), "template": "LESSON_CANCELLED", "when": "at",
+        "at": "2099-01-02T09:30", "data": json.dumps({"lesson_title": "Шахматы"})}, follow_redirects=True).text
+    assert "1 post(s) of LESSON_CANCELLED queued (2099-01-02 09:30 UTC)." in page
+    with factory() as s:
+        assert s.get(Chat, group.id).subscriptions == {"balance_changed": "LOW_BALANCE"}
+        row = s.scalar(select(Notification))
+        assert (row.recipient_address, row.status, row.send_at.isoformat(), row.initiator) == (
+            str(GROUP), "pending", "2099-01-02T09:30:00+00:00", "admin:1")
+        assert {a.action for a in s.scalars(select(AuditLog))} >= {"chat.add", "chat.events", "chat.post"}
+    history = c.get(f"/admin/notification/?flt0_chat_equals={GROUP}").text
+    assert "Учителя" in history and f"/admin/notification/details/?id={row.id}" in history

@@ -25,6 +25,7 @@ from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
+    Chat,
     Client,
     DeliveryAttempt,
     Notification,
@@ -90,6 +91,17 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
         return "is"
 
 
+class ChatFilter(sqla_filters.BaseSQLAFilter):
+    """Posts to one group or channel (no client, that address): served by the partial index
+    ix_notifications_chat_posts (migration 0019), so it stays fast on millions of rows."""
+
+    def apply(self, query, value, alias=None):
+        return query.filter(Notification.recipient_id.is_(None), self.get_column(alias) == str(value).strip())
+
+    def operation(self) -> str:
+        return "equals"
+
+
 # ------------------------------------------------------------------ formatters
 
 
@@ -100,11 +112,24 @@ def _short(text: str | None, limit: int = 90) -> str:
 
 
 def _client_link(view, context, model, name) -> Markup:
-    if model.recipient_id is None:  # an admin's test send
+    if model.recipient_id is None:  # a post to a group or channel, or an admin's test send
+        chat = _chats_of_page().get((model.channel, model.recipient_address))
+        if chat is not None:
+            return Markup('<a href="{}" title="{}">{}</a>').format(
+                url_for("chats.index", _anchor=f"chat-{chat.id}"), model.recipient_address, chat.title)
         return Markup('<span class="text-muted" title="test send">{}</span>').format(model.recipient_address)
     client = model.recipient
     label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
+
+
+def _chats_of_page() -> dict[tuple[str, str], Any]:
+    """The registered chats (a handful), read once a request for the history's recipient cells."""
+    from flask import g
+
+    if "vestnik_chats" not in g:
+        g.vestnik_chats = {(c.channel, c.address): c for c in get_session().scalars(select(Chat))}
+    return g.vestnik_chats
 
 
 def _text_cell(view, context, model, name) -> Markup:
@@ -240,6 +265,7 @@ class NotificationView(SecureModelView):
             sqla_filters.FilterEqual(Notification.key, "Key"),
             sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, "Delivery uncertain"),
             sqla_filters.IntEqualFilter(Notification.broadcast_id, "Broadcast id"),
+            ChatFilter(Notification.recipient_address, "Chat"),
         ]
         super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
