@@ -81,9 +81,14 @@ def reverify(session: Session, channel: Channel, chat: Chat, *, actor: str) -> s
     try:
         verify(session, channel, chat.address, actor=actor)
     except ChatError as exc:
-        chat.unreachable_reason, chat.unreachable_at = str(exc), utcnow()
-        chat.updated_at = utcnow()
-        return str(exc)
+        reason = str(exc)
+        chat.unreachable_reason, chat.unreachable_at = reason, utcnow()
+        chat.can_post, chat.updated_at = False, utcnow()
+        if "kicked" in reason:
+            chat.bot_status = "kicked"
+        elif "not a member" in reason:
+            chat.bot_status = "left"
+        return reason
     return chat.unreachable_reason
 
 

@@ -258,3 +258,34 @@ def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settin
         assert {a.action for a in s.scalars(select(AuditLog))} >= {"chat.add", "chat.events", "chat.post"}
     history = c.get(f"/admin/notification/?flt0_chat_equals={GROUP}").text
     assert "Учителя" in history and f"/admin/notification/details/?id={row.id}" in history
+
+
+def test_the_template_editor_previews_the_buttons_and_names_a_bad_one_at_the_field(factory, settings):
+    from werkzeug.security import generate_password_hash
+
+    from tests.integration.test_admin import PASSWORD, login, token
+    from vestnik.shared.models import AdminUser
+
+    app = create_app(settings, session_factory=factory, config={"TESTING": True})
+    if "auth" not in app.blueprints:
+        from vestnik.webapp import admin
+
+        admin.init_app(app)
+    with factory() as s:
+        s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"))
+        s.commit()
+    c = app.test_client()
+    login(c)
+    csrf = token(c.get("/admin/template/new/").text)
+    draft = {"code": "LESSON_CANCELLED", "channel": "telegram", "locale": "ru", "body": "Отменено: {{ lesson_title }}",
+             "buttons": "Расписание -> https://school.example/{{ lesson_title|urlencode }}\nДа -> callback:yes"}
+    answer = c.post("/admin/template/preview/", data=draft, headers={"X-CSRFToken": csrf}).json
+    assert answer["problems"] == {}
+    assert answer["buttons"][1] == [{"text": "Да", "callback": "btn:yes"}]
+    assert answer["buttons"][0][0]["url"].startswith("https://school.example/")
+    bad = c.post("/admin/template/preview/", data={**draft, "buttons": "Да -> callback:" + "x" * 70},
+                 headers={"X-CSRFToken": csrf}).json
+    assert bad["problems"]["buttons"] == ["row 1, button 1: callback data is 74 bytes with the prefix 'btn:'; "
+                                          "Telegram takes at most 64"]
+    email = c.post("/admin/template/preview/", data={**draft, "channel": "email"}, headers={"X-CSRFToken": csrf}).json
+    assert "leave this empty" in email["problems"]["buttons"][0]

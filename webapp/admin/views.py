@@ -20,8 +20,6 @@ from wtforms.validators import ValidationError
 from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
-from vestnik.shared.buttons import ButtonError
-from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
@@ -39,6 +37,7 @@ from vestnik.webapp.admin.template_editor import (
     Draft,
     TestSendRefused,
     admin_address,
+    button_problems,
     preview,
     send_test,
     variables_catalogue,
@@ -442,16 +441,8 @@ class TemplateView(SecureModelView):
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
-        if (form.buttons.data or "").strip():  # Telegram's limits, at the field (shared/buttons.py)
-            chosen = CHANNELS.get(form.channel.data)
-            if chosen is None or not chosen.supports_buttons:
-                with_buttons = ", ".join(c.title for c in CHANNELS.values() if c.supports_buttons)
-                problems.append(("buttons", f"buttons are sent with {with_buttons} messages only; leave this empty"))
-            else:
-                try:
-                    parse_buttons(form.buttons.data)
-                except ButtonError as exc:
-                    problems.append(("buttons", str(exc)))
+        # Telegram's limits, at the field (shared/buttons.py): the check the editor's preview shows live
+        problems += [("buttons", m) for m in button_problems(form.channel.data or "", form.buttons.data or "")]
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems
