@@ -38,7 +38,8 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	# --durations: the slowest tests, printed in every run, are where the 12-minute budget goes
+	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
