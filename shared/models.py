@@ -100,6 +100,10 @@ class Client(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # the CRM's id
     name: Mapped[str] = mapped_column(String(200), default="")
+    # The client's phone in E.164 (+79161234567): identity, not a channel address.  A webhook may name a
+    # client by it (webapp/webhooks.py); not unique (a family may share one), so a look-up that finds two
+    # clients is refused rather than guessed.
+    phone: Mapped[str | None] = mapped_column(String(16), index=True)
     locale: Mapped[str] = mapped_column(String(10), default="ru")
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
     allow_service_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
