@@ -1,7 +1,7 @@
 """Notifications per UTC day, channel, status and "delivery uncertain", with the sent ones' waits:
-what the dashboard charts, without reading the rows (``NotificationDayCount``, migration 0019).
+what the dashboard charts, without reading the rows (``NotificationDayCount``, migration 0020).
 
-On PostgreSQL the triggers of migration 0019 append differences in the writers' transactions;
+On PostgreSQL the triggers of migration 0020 append differences in the writers' transactions;
 :func:`fold` sums them into one row per key (the scheduler's reap tick calls it) and :func:`per_day`
 sums whatever is there, folded or not, so the figures are exact either way.  On SQLite there is no
 trigger and :func:`per_day` groups the notifications themselves.

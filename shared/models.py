@@ -414,7 +414,7 @@ class NotificationDayCount(Base):
     the sum and the largest of the sent ones' waits (due to sent, seconds): the dashboard's charts
     without reading the rows (``shared/day_counts.py``).
 
-    On PostgreSQL, statement-level triggers on ``notifications`` (migration 0019) append one row of
+    On PostgreSQL, statement-level triggers on ``notifications`` (migration 0020) append one row of
     differences per statement and key it changed (set-based; inserts only, so writers never wait on
     each other), in the writer's own transaction, so the sums are exact; the scheduler's reap tick
     folds them into one row per key.  SQLite has no such trigger: there the dashboard groups the rows.

@@ -1,4 +1,4 @@
-"""notification_day_counts (migration 0019) stays exact: after concurrent inserts, status changes,
+"""notification_day_counts (migration 0020) stays exact: after concurrent inserts, status changes,
 deletes and rollbacks, with folds running meanwhile, its sums equal a COUNT(*) over the rows; the
 migration backfills the rows that existed before it."""
 
@@ -125,7 +125,7 @@ def test_migration_backfills_the_existing_rows(pg_url):
     cfg = alembic_config(engine)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0018")
+        command.downgrade(cfg, "0019")
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO clients (id, name, locale, timezone, allow_service_notifications,"
                           " allow_marketing_notifications, created_at, updated_at)"

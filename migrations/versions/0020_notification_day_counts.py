@@ -1,7 +1,7 @@
 """notification_day_counts: the dashboard's per-day figures, kept by statement-level triggers
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-11-30 05:00:00
 
 The dashboard's charts (sent and failed per channel per day, the wait from due to sent, uncertain
@@ -24,8 +24,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
