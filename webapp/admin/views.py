@@ -605,6 +605,16 @@ def _known_time_zone(form, field) -> None:
     field.data = name
 
 
+def _phone_or_none(value: Any) -> str | None:
+    """A typed phone as E.164 (blank: none); a ValueError becomes the field's error (WTForms filters)."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return bounds.phone(value, "phone")
+    except bounds.BoundsError as exc:
+        raise ValueError(exc.reason) from None
+
+
 def _language_code(form, field) -> None:
     """ru, uz-latn (uz_Latn), en: the same rule as the CSV import (shared/locales.py)."""
     try:
@@ -653,16 +663,17 @@ _CHANNEL_NAMES = sorted(CHANNELS)
 
 class ClientView(SecureModelView):
     allow_edit = True
-    column_list = ("id", "name", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
+    column_list = ("id", "name", "phone", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
                    *(f"enabled_{c}" for c in _CHANNEL_NAMES), "allow_marketing_notifications")
     column_labels = {"allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service",
+                     "phone": "Phone (E.164)",
                      **{name: label for name, (_, label, _) in _CHANNEL_COLUMNS.items()}}
-    column_searchable_list = ("name", "addresses.address")
+    column_searchable_list = ("name", "phone", "addresses.address")
     column_filters = ("locale", "allow_marketing_notifications")
     column_default_sort = ("id", False)
-    form_columns = (*(f"set_address_{c}" for c in _CHANNEL_NAMES), *(f"enabled_{c}" for c in _CHANNEL_NAMES),
+    form_columns = ("phone", *(f"set_address_{c}" for c in _CHANNEL_NAMES), *(f"enabled_{c}" for c in _CHANNEL_NAMES),
                     "allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
-    column_details_list = ("id", "name",
+    column_details_list = ("id", "name", "phone",
                            *(n for c in _CHANNEL_NAMES for n in (f"address_{c}", f"reachability_{c}")),
                            "locale", "timezone", *(f"enabled_{c}" for c in _CHANNEL_NAMES),
                            "allow_service_notifications", "allow_marketing_notifications", "groups_and_tags",
@@ -676,6 +687,9 @@ class ClientView(SecureModelView):
     form_args = {
         "locale": {"validators": [_language_code]},
         "timezone": {"validators": [_known_time_zone]},
+        # normalised before the column's length check: "+7 (916) 123-45-67" is stored as +79161234567
+        "phone": {"filters": [_phone_or_none],
+                  "description": "E.164: + and the country code; spaces, hyphens and brackets are dropped"},
     }
     #: the client's address and switch per channel (rows of client_addresses, not columns); an address is
     #: checked by its channel (a webhook URL: http(s), a public target) and refused naming the field
