@@ -358,7 +358,7 @@ class Notification(Base):
             postgresql_where=text("initiator <> 'system'"),
             sqlite_where=text("initiator <> 'system'"),
         ),
-        # The history's "Chat" filter: posts to groups and channels have no client (migration 0019).
+        # The history's "Chat" filter: posts to groups and channels have no client (migration 0021).
         Index(
             "ix_notifications_chat_posts",
             "recipient_address",

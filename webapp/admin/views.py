@@ -92,7 +92,7 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
 
 class ChatFilter(sqla_filters.BaseSQLAFilter):
     """Posts to one group or channel (no client, that address): served by the partial index
-    ix_notifications_chat_posts (migration 0019), so it stays fast on millions of rows."""
+    ix_notifications_chat_posts (migration 0021), so it stays fast on millions of rows."""
 
     def apply(self, query, value, alias=None):
         return query.filter(Notification.recipient_id.is_(None), self.get_column(alias) == str(value).strip())

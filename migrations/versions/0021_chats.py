@@ -1,7 +1,7 @@
 """groups and channels as recipients: the registry of chats an admin added
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-11-30 05:00:00
 
 A post to a chat is a notification with no client (``recipient_id`` NULL) whose
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0019"
-down_revision = "0018"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
