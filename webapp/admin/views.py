@@ -20,11 +20,10 @@ from wtforms.validators import ValidationError
 from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
-from vestnik.shared.buttons import ButtonError
-from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
+    Chat,
     Client,
     DeliveryAttempt,
     Notification,
@@ -38,6 +37,7 @@ from vestnik.webapp.admin.template_editor import (
     Draft,
     TestSendRefused,
     admin_address,
+    button_problems,
     preview,
     send_test,
     variables_catalogue,
@@ -90,6 +90,17 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
         return "is"
 
 
+class ChatFilter(sqla_filters.BaseSQLAFilter):
+    """Posts to one group or channel (no client, that address): served by the partial index
+    ix_notifications_chat_posts (migration 0021), so it stays fast on millions of rows."""
+
+    def apply(self, query, value, alias=None):
+        return query.filter(Notification.recipient_id.is_(None), self.get_column(alias) == str(value).strip())
+
+    def operation(self) -> str:
+        return "equals"
+
+
 # ------------------------------------------------------------------ formatters
 
 
@@ -100,11 +111,24 @@ def _short(text: str | None, limit: int = 90) -> str:
 
 
 def _client_link(view, context, model, name) -> Markup:
-    if model.recipient_id is None:  # an admin's test send
+    if model.recipient_id is None:  # a post to a group or channel, or an admin's test send
+        chat = _chats_of_page().get((model.channel, model.recipient_address))
+        if chat is not None:
+            return Markup('<a href="{}" title="{}">{}</a>').format(
+                url_for("chats.index", _anchor=f"chat-{chat.id}"), model.recipient_address, chat.title)
         return Markup('<span class="text-muted" title="test send">{}</span>').format(model.recipient_address)
     client = model.recipient
     label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
+
+
+def _chats_of_page() -> dict[tuple[str, str], Any]:
+    """The registered chats (a handful), read once a request for the history's recipient cells."""
+    from flask import g
+
+    if "vestnik_chats" not in g:
+        g.vestnik_chats = {(c.channel, c.address): c for c in get_session().scalars(select(Chat))}
+    return g.vestnik_chats
 
 
 def _text_cell(view, context, model, name) -> Markup:
@@ -240,6 +264,7 @@ class NotificationView(SecureModelView):
             sqla_filters.FilterEqual(Notification.key, "Key"),
             sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, "Delivery uncertain"),
             sqla_filters.IntEqualFilter(Notification.broadcast_id, "Broadcast id"),
+            ChatFilter(Notification.recipient_address, "Chat"),
         ]
         super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
@@ -416,16 +441,8 @@ class TemplateView(SecureModelView):
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
-        if (form.buttons.data or "").strip():  # Telegram's limits, at the field (shared/buttons.py)
-            chosen = CHANNELS.get(form.channel.data)
-            if chosen is None or not chosen.supports_buttons:
-                with_buttons = ", ".join(c.title for c in CHANNELS.values() if c.supports_buttons)
-                problems.append(("buttons", f"buttons are sent with {with_buttons} messages only; leave this empty"))
-            else:
-                try:
-                    parse_buttons(form.buttons.data)
-                except ButtonError as exc:
-                    problems.append(("buttons", str(exc)))
+        # Telegram's limits, at the field (shared/buttons.py): the check the editor's preview shows live
+        problems += [("buttons", m) for m in button_problems(form.channel.data or "", form.buttons.data or "")]
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems
@@ -588,6 +605,16 @@ def _known_time_zone(form, field) -> None:
     field.data = name
 
 
+def _phone_or_none(value: Any) -> str | None:
+    """A typed phone as E.164 (blank: none); a ValueError becomes the field's error (WTForms filters)."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return bounds.phone(value, "phone")
+    except bounds.BoundsError as exc:
+        raise ValueError(exc.reason) from None
+
+
 def _language_code(form, field) -> None:
     """ru, uz-latn (uz_Latn), en: the same rule as the CSV import (shared/locales.py)."""
     try:
@@ -636,16 +663,17 @@ _CHANNEL_NAMES = sorted(CHANNELS)
 
 class ClientView(SecureModelView):
     allow_edit = True
-    column_list = ("id", "name", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
+    column_list = ("id", "name", "phone", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
                    *(f"enabled_{c}" for c in _CHANNEL_NAMES), "allow_marketing_notifications")
     column_labels = {"allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service",
+                     "phone": "Phone (E.164)",
                      **{name: label for name, (_, label, _) in _CHANNEL_COLUMNS.items()}}
-    column_searchable_list = ("name", "addresses.address")
+    column_searchable_list = ("name", "phone", "addresses.address")
     column_filters = ("locale", "allow_marketing_notifications")
     column_default_sort = ("id", False)
-    form_columns = (*(f"set_address_{c}" for c in _CHANNEL_NAMES), *(f"enabled_{c}" for c in _CHANNEL_NAMES),
+    form_columns = ("phone", *(f"set_address_{c}" for c in _CHANNEL_NAMES), *(f"enabled_{c}" for c in _CHANNEL_NAMES),
                     "allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
-    column_details_list = ("id", "name",
+    column_details_list = ("id", "name", "phone",
                            *(n for c in _CHANNEL_NAMES for n in (f"address_{c}", f"reachability_{c}")),
                            "locale", "timezone", *(f"enabled_{c}" for c in _CHANNEL_NAMES),
                            "allow_service_notifications", "allow_marketing_notifications", "groups_and_tags",
@@ -659,6 +687,9 @@ class ClientView(SecureModelView):
     form_args = {
         "locale": {"validators": [_language_code]},
         "timezone": {"validators": [_known_time_zone]},
+        # normalised before the column's length check: "+7 (916) 123-45-67" is stored as +79161234567
+        "phone": {"filters": [_phone_or_none],
+                  "description": "E.164: + and the country code; spaces, hyphens and brackets are dropped"},
     }
     #: the client's address and switch per channel (rows of client_addresses, not columns); an address is
     #: checked by its channel (a webhook URL: http(s), a public target) and refused naming the field
