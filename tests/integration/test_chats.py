@@ -258,6 +258,11 @@ def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settin
         assert {a.action for a in s.scalars(select(AuditLog))} >= {"chat.add", "chat.events", "chat.post"}
     history = c.get(f"/admin/notification/?flt0_chat_equals={GROUP}").text
     assert "Учителя" in history and f"/admin/notification/details/?id={row.id}" in history
+    with factory() as s:  # who pressed what shows on the message's page
+        s.add(NotificationReaction(notification_id=row.id, kind="button", value="btn:ok", actor="telegram:501"))
+        s.commit()
+    details = c.get(f"/admin/notification/details/?id={row.id}").text
+    assert "Buttons pressed" in details and "telegram:501" in details and "btn:ok" in details
 
 
 def test_the_template_editor_previews_the_buttons_and_names_a_bad_one_at_the_field(factory, settings):

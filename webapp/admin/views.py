@@ -27,6 +27,7 @@ from vestnik.shared.models import (
     Client,
     DeliveryAttempt,
     Notification,
+    NotificationReaction,
     NotificationStatus,
     NotificationTemplate,
     TemplateVersion,
@@ -170,6 +171,20 @@ def _attempts(view, context, model, name) -> Markup:
                   "<th>provider id</th><th>error</th></tr>{}</table>").format(body)
 
 
+def _reactions(view, context, model, name) -> Markup:
+    """Who pressed which button on this message (once per person) and unsubscribes it led to."""
+    rows = get_session().scalars(select(NotificationReaction).where(NotificationReaction.notification_id == model.id)
+                                 .order_by(NotificationReaction.id).limit(200)).all()
+    if not rows:
+        return Markup("—")
+    body = Markup("").join(
+        Markup("<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>").format(
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.value or "", r.actor or "")
+        for r in rows)
+    return Markup('<table class="table table-sm reactions"><tr><th>at (UTC)</th><th>kind</th><th>button</th>'
+                  "<th>who</th></tr>{}</table>").format(body)
+
+
 def _origin(view, context, model, name) -> Markup:
     parts = []
     if model.event_id:
@@ -204,7 +219,8 @@ class NotificationView(SecureModelView):
     column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "initiator")
     column_labels = {"recipient_id": "Client", "body": "Text", "created_at": "Created (UTC)",
                      "sent_at": "Sent (UTC)", "send_at": "Send at (UTC)", "updated_at": "Updated (UTC)",
-                     "attempts_log": "Delivery attempts", "attempts": "Attempts made"}
+                     "attempts_log": "Delivery attempts", "attempts": "Attempts made",
+                     "reactions": "Buttons pressed"}
     # created_at, not id: every filter's index ends in created_at (ids are not commit order anyway)
     column_default_sort = ("created_at", True)
     # Only orders an index serves: sorting 2,000,000 rows by sent_at or channel takes seconds (filter instead).
@@ -213,11 +229,11 @@ class NotificationView(SecureModelView):
     column_details_list = (
         "id", "status", "delivery_uncertain", "channel", "recipient_id", "recipient_address", "event_type",
         "template_code", "step", "locale", "category", "initiator", "origin", "subject", "body", "attempts",
-        "last_error", "external_id", "created_at", "send_at", "sent_at", "updated_at", "attempts_log",
+        "last_error", "external_id", "created_at", "send_at", "sent_at", "updated_at", "attempts_log", "reactions",
     )
     column_formatters_detail = {
         "recipient_id": _client_link, "subject": _full_text, "body": _full_text, "last_error": _full_text,
-        "attempts_log": _attempts, "origin": _origin,
+        "attempts_log": _attempts, "origin": _origin, "reactions": _reactions,
     }
 
     # The history's "Export" link: the rows of the filters shown, every one of them, streamed.
