@@ -51,6 +51,7 @@ from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
+from vestnik.workers import chats as chat_registry
 from vestnik.workers import metrics, quiet_hours
 from vestnik.workers import notifications as state
 from vestnik.workers.attachments import fetch_attachment
@@ -315,10 +316,15 @@ class Delivery:
         canceled: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
         held: list[tuple[int, datetime]] = []
+        # Posts to groups and channels (no client): the registered chat, if it is one (workers/chats.py).
+        chats = chat_registry.by_address(session, {(c.channel, c.address) for c in claimed if c.recipient_id is None})
         for c in claimed:
             client = clients.get(c.recipient_id) if c.recipient_id is not None else None
             channel = self.channels.get(c.channel)
+            chat = chats.get((c.channel, c.address)) if c.recipient_id is None else None
             refusal = self._refusal_now(client, c, channel)
+            if chat is not None and chat.unreachable_reason:
+                refusal = f"the chat is unreachable: {chat.unreachable_reason}"
             if refusal is not None:
                 # The client changed their mind after this was planned: their current choice wins.
                 canceled.append((c.id, f"not sent: {refusal}"))
@@ -331,7 +337,7 @@ class Delivery:
                 out.results.append(Result(c.id, "held", channel=c.channel, status=NotificationStatus.pending.value))
                 continue
             try:
-                message = self._render(session, c, client, channel, templates, memo)
+                message = self._render(session, c, client or self._stand_in(c, chat), channel, templates, memo)
             except TemplateError as exc:
                 failed.append((c.id, f"render failed: {exc}"))
                 metrics.delivery(c.channel, "render_failed", "render failed")
@@ -350,6 +356,12 @@ class Delivery:
             log.info("not sent", extra={"action": "delivery.not_sent", "canceled": len(canceled),
                                         "render_failed": len(failed)})
         return self._attachments(session, items, now, out)
+
+    def _stand_in(self, c: state.Claimed, chat: Any) -> Client:
+        """Who a post is rendered for when no client is behind it (a group or channel): ``name`` is the
+        chat's title, the zone the default one."""
+        return Client(id=0, name=chat.title if chat is not None else "", locale=c.locale,
+                      timezone=self.settings.default_timezone)
 
     def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None,
                 templates: dict[tuple[str, str, str], Any], memo: Memo | None = None) -> RenderedMessage:

@@ -519,9 +519,13 @@ def fail_poisoned(session: Session, notification_id: int, reason: str, *, now: d
 
 def mark_unreachable(session: Session, client_id: int | None, channel: str, address: str, reason: str) -> None:
     """The one place a permanent provider error disables a client's address on a channel, and
-    only if it is still the address that failed (the client may have changed it since)."""
-    if client_id is None:
-        return  # an admin's own test address
+    only if it is still the address that failed (the client may have changed it since); a post's
+    (no client) marks the registered chat (``workers/chats.py``)."""
+    if client_id is None:  # a group or channel (an admin's own test address is no registered chat)
+        from vestnik.workers.chats import mark_unreachable as chat_unreachable
+
+        chat_unreachable(session, channel, address, reason)
+        return
     now = utcnow()
     session.execute(
         update(ClientAddress).where(ClientAddress.client_id == client_id, ClientAddress.channel == channel,

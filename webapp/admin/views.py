@@ -20,11 +20,10 @@ from wtforms.validators import ValidationError
 from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
-from vestnik.shared.buttons import ButtonError
-from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
+    Chat,
     Client,
     DeliveryAttempt,
     Notification,
@@ -38,6 +37,7 @@ from vestnik.webapp.admin.template_editor import (
     Draft,
     TestSendRefused,
     admin_address,
+    button_problems,
     preview,
     send_test,
     variables_catalogue,
@@ -90,6 +90,17 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
         return "is"
 
 
+class ChatFilter(sqla_filters.BaseSQLAFilter):
+    """Posts to one group or channel (no client, that address): served by the partial index
+    ix_notifications_chat_posts (migration 0021), so it stays fast on millions of rows."""
+
+    def apply(self, query, value, alias=None):
+        return query.filter(Notification.recipient_id.is_(None), self.get_column(alias) == str(value).strip())
+
+    def operation(self) -> str:
+        return "equals"
+
+
 # ------------------------------------------------------------------ formatters
 
 
@@ -100,12 +111,25 @@ def _short(text: str | None, limit: int = 90) -> str:
 
 
 def _client_link(view, context, model, name) -> Markup:
-    if model.recipient_id is None:  # an admin's test send
+    if model.recipient_id is None:  # a post to a group or channel, or an admin's test send
+        chat = _chats_of_page().get((model.channel, model.recipient_address))
+        if chat is not None:
+            return Markup('<a href="{}" title="{}">{}</a>').format(
+                url_for("chats.index", _anchor=f"chat-{chat.id}"), model.recipient_address, chat.title)
         return Markup('<span class="text-muted" title="{}">{}</span>').format(gettext("test send"),
                                                                            model.recipient_address)
     client = model.recipient
     label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
+
+
+def _chats_of_page() -> dict[tuple[str, str], Any]:
+    """The registered chats (a handful), read once a request for the history's recipient cells."""
+    from flask import g
+
+    if "vestnik_chats" not in g:
+        g.vestnik_chats = {(c.channel, c.address): c for c in get_session().scalars(select(Chat))}
+    return g.vestnik_chats
 
 
 def _text_cell(view, context, model, name) -> Markup:
@@ -245,6 +269,7 @@ class NotificationView(SecureModelView):
             sqla_filters.FilterEqual(Notification.key, _l("Key")),
             sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, _l("Delivery uncertain")),
             sqla_filters.IntEqualFilter(Notification.broadcast_id, _l("Broadcast id")),
+            ChatFilter(Notification.recipient_address, _l("Chat")),
         ]
         super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
@@ -429,16 +454,8 @@ class TemplateView(SecureModelView):
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
-        if (form.buttons.data or "").strip():  # Telegram's limits, at the field (shared/buttons.py)
-            chosen = CHANNELS.get(form.channel.data)
-            if chosen is None or not chosen.supports_buttons:
-                with_buttons = ", ".join(c.title for c in CHANNELS.values() if c.supports_buttons)
-                problems.append(("buttons", f"buttons are sent with {with_buttons} messages only; leave this empty"))
-            else:
-                try:
-                    parse_buttons(form.buttons.data)
-                except ButtonError as exc:
-                    problems.append(("buttons", str(exc)))
+        # Telegram's limits, at the field (shared/buttons.py): the check the editor's preview shows live
+        problems += [("buttons", m) for m in button_problems(form.channel.data or "", form.buttons.data or "")]
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems
