@@ -182,7 +182,10 @@ class TelegramChannel(Channel):
             # Groups, supergroups and channels have negative ids (or an @name): 20 a minute there too.
             return (chat, group) if key.startswith(("-", "@")) else (chat,)
 
-        return ChannelRules(overall=(Rule.per_second("global", settings.telegram_rate_per_s),), per_key=per_chat)
+        # The bot's 30/s goes at an even pace: a burst of 30 would queue on the connections (answers come
+        # later, and each send counts until its answer plus a second), and Telegram prefers it spread.
+        return ChannelRules(overall=(Rule.per_second("global", settings.telegram_rate_per_s, spread=True),),
+                            per_key=per_chat)
 
     @classmethod
     def connections(cls, settings: Settings) -> int:
