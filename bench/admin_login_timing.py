@@ -71,6 +71,9 @@ def main() -> int:
                     "PostgreSQL, Flask test client", size=f"{args.requests} requests of each kind")
     for kind, values in timings.items():
         report.add_percentiles(kind, values, "ms", ps=(50, 90, 99))
+    report.add_timing_comparison("admin", "unknown", timings)
+    report.add_timing_comparison("admin", "inactive", timings)
+    report.add_timing_comparison("admin locked", "unknown locked", timings)
     return report.finish()
 
 

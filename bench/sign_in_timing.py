@@ -54,6 +54,7 @@ def main() -> int:
                     size=f"{args.requests} requests of each kind")
     for kind, values in timings.items():
         report.add_percentiles(kind, values, "ms", ps=(50, 90, 99))
+    report.add_timing_comparison("known", "unknown", timings)
     return report.finish()
 
 if __name__ == "__main__":

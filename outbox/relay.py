@@ -405,7 +405,8 @@ class Relay:
             if not rows:
                 conn.rollback()
                 return 0
-            timeline.mark("relay.claimed", [event_id for event_id, _ in rows])
+            if timeline.ON:
+                timeline.mark("relay.claimed", [event_id for event_id, _ in rows])
             try:
                 self.publisher.publish_batch(rows)
                 confirmed = [event_id for event_id, _ in rows]

@@ -15,7 +15,9 @@ database, Babel or ``datetime`` would choke on gets past the edge:
 - text: a ``str`` (not a number, not a list), without NUL, other control
   characters or lone surrogates (PostgreSQL and UTF-8 cannot store them),
   within a length limit;
-- choices: one of a fixed set, compared as given.
+- choices: one of a fixed set, compared as given;
+- phone numbers: E.164 (``+`` and the country code, 7 to 15 digits), the one written
+  form a client's phone is stored, compared and looked up in (:func:`phone`).
 
 Each parser raises :class:`BoundsError` naming the field and what is wrong
 (``amount: at most 12 digits before the point``); it is a ``ValueError``, so
@@ -53,6 +55,11 @@ _TIME = re.compile(r"[0-9T:.+\-Z ]+", re.ASCII)
 # NUL and C0/C1 controls except tab, LF, CR; lone surrogates (from JSON "\ud800" escapes).
 _BAD_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+#: E.164: "+", a country code that does not start with 0, at most 15 digits in all (ITU-T E.164 s. 6)
+PHONE_E164 = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
+#: what people and booking widgets write between the digits: spaces (also no-break and thin), hyphens and
+#: dashes, dots, parentheses, slashes
+_PHONE_SEPARATORS = re.compile(r"[\s\u00a0\u2007\u202f().\-\u2010-\u2015/]")
 _BAD_CHARS_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 
 T = TypeVar("T")
@@ -254,6 +261,30 @@ def flag(value: Any, field: str = "") -> bool:
     if word in (None, "", "off", "false", "0", "no"):
         return False
     raise BoundsError(field, f"must be yes or no, got {_shown(value)}")
+
+
+def phone(value: Any, field: str = "phone") -> str:
+    """A phone number as E.164 (``+79161234567``) from what a person or a booking system writes.
+
+    Spaces, hyphens, dots, parentheses and slashes between the digits are dropped
+    (``+7 (916) 123-45-67``); nothing else is guessed: the number must start with
+    ``+`` and its country code.  A national form (``8 916 ...``, ``0049 ...``) is
+    refused by name rather than given a country, because a guessed country code
+    could name another person.  Whether the number is *allocated* is not checked
+    (``docs/integration.md``, "Phone numbers", says why).
+    """
+    if not isinstance(value, str):
+        raise BoundsError(field, f"must be text such as +79161234567, got {type(value).__name__}")
+    if len(value) > 64:
+        raise BoundsError(field, f"at most 64 characters, got {len(value)}")
+    compact = _PHONE_SEPARATORS.sub("", value)
+    if PHONE_E164.fullmatch(compact):
+        return compact
+    if compact[:1].isdigit():
+        raise BoundsError(field, f"must start with + and the country code (E.164), e.g. +79161234567; "
+                                 f"got {_shown(value)}")
+    raise BoundsError(field, f"must be a phone number in E.164 form: + and 7 to 15 digits, e.g. +79161234567; "
+                             f"got {_shown(value)}")
 
 
 def nul_paths(value: Any, path: str = "data", *, depth: int = 0) -> list[str]:

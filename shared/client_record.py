@@ -4,7 +4,7 @@
 The names are the CSV's (``telegram_enabled``, ``allow_marketing``, ...).  The
 rule that keeps clients' own choices: **an absent field is never changed**.
 A field given is set; ``null`` clears an address (``email``,
-``telegram_chat_id``) or ``last_active_at``.  So a CRM that only knows names
+``telegram_chat_id``), the ``phone`` or ``last_active_at``.  So a CRM that only knows names
 and emails never resets the preferences a client switched off in the
 profile; to change a preference the CRM names it.
 """
@@ -22,6 +22,7 @@ from vestnik.shared.events import Boolean, ClientId, Group, Locale, Tag, Timesta
 
 Name = wire.text(200).type
 Email = wire.EMAIL.type
+Phone = wire.PHONE.type
 TelegramChatId = wire.TELEGRAM_CHAT_ID.type
 WebhookUrl = wire.WEBHOOK_URL.type
 TimeZone = wire.TIMEZONE.type
@@ -33,7 +34,7 @@ PREFERENCE_COLUMNS = {
     "allow_marketing": "allow_marketing_notifications",
 }
 #: fields ``null`` may clear
-CLEARABLE = (*ADDRESS_FIELDS, "last_active_at")
+CLEARABLE = (*ADDRESS_FIELDS, "phone", "last_active_at")
 
 
 class ClientFields(BaseModel):
@@ -43,6 +44,10 @@ class ClientFields(BaseModel):
 
     name: Name = Declared(None, examples=["Анна Смирнова"])
     email: Email | None = Declared(None, examples=["anna@example.com"], description="null removes it")
+    phone: Phone | None = Declared(None, examples=["+79161234567"],
+                                   description="E.164 (+ and the country code, digits only); identifies the client "
+                                               "to a webhook that names a client by phone (not a channel address); "
+                                               "null removes it")
     telegram_chat_id: TelegramChatId | None = Declared(None, examples=["123456789"],
                                                        description="usually set by the bot when the client "
                                                                    "presses Start; null removes it")

@@ -8,7 +8,7 @@ the same rules in SQL, and ``tests/integration/test_client_sync.py`` holds
 both to the same cases.
 
 Forgetting (``DELETE /api/v1/clients/{id}``) erases what identifies a person
-(name, addresses, group and tag memberships, sign-in tokens, and the
+(name, phone, addresses, group and tag memberships, sign-in tokens, and the
 addresses, texts and data of the client's notifications), switches every
 channel off, and keeps the rest of the history (which event, which channel,
 when, with which outcome) so that counts and audits stay true.  What was still
@@ -139,7 +139,7 @@ def view(session: Session, client: Client) -> dict[str, Any]:
                              .order_by(ClientGroup.name)).all()
     tags = session.scalars(select(ClientTag.tag).where(ClientTag.client_id == client.id).order_by(ClientTag.tag)).all()
     return {
-        "id": str(client.id), "name": client.name,
+        "id": str(client.id), "name": client.name, "phone": client.phone,
         **{field: client.address(channel) for field, channel in ADDRESS_FIELDS.items()},
         "locale": client.locale, "timezone": client.timezone,
         **{field: client.channel_enabled(channel) for field, channel in SWITCH_FIELDS.items()},
@@ -157,6 +157,7 @@ def forget(session: Session, client: Client) -> int:
     now = utcnow()
     key = client.id
     client.name = ""
+    client.phone = None
     for channel in CHANNELS:
         client.set_address(channel, None)
         client.set_unreachable(channel, None)

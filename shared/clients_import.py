@@ -1,12 +1,14 @@
 """``vestnik clients import FILE.csv``: merge clients by id; report every bad field by line.
 
-Only ``id`` is required.  The other columns are ``name, email,
+Only ``id`` is required.  The other columns are ``name, phone, email,
 telegram_chat_id, webhook_url, locale, timezone``, the preferences
 ``telegram_enabled, email_enabled, webhook_enabled, allow_service,
 allow_marketing``, the broadcast targeting
 columns ``groups`` and ``tags`` (names separated by ``;``) and
-``last_active_at`` (ISO 8601).  An unknown column is refused by name, so a
-typo (``emial``) cannot pass for an import.
+``last_active_at`` (ISO 8601).  A ``phone`` is written as people write it
+(``+7 (916) 123-45-67``) and stored in E.164 (``+79161234567``,
+``bounds.phone``); a national form (``8 916 ...``) is refused by line.  An
+unknown column is refused by name, so a typo (``emial``) cannot pass for an import.
 
 **The import merges.**  For a client Vestnik already knows, a value changes
 only when the file names it: an absent column or an empty cell leaves the
@@ -45,7 +47,7 @@ from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
 
 REQUIRED = ("id",)
-CONTACT = ("name", "email", "telegram_chat_id", "webhook_url", "locale", "timezone")
+CONTACT = ("name", "phone", "email", "telegram_chat_id", "webhook_url", "locale", "timezone")
 PREFERENCES = {
     **{field: field for field in SWITCH_FIELDS},  # a channel's switch: a row of client_addresses
     "allow_service": "allow_service_notifications",
@@ -143,6 +145,11 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
             problems.append(f"name: longer than 200 characters ({len(name)})")
         else:
             out["name"] = name
+    if phone := cell("phone"):  # an empty cell, like an absent column, never clears a stored phone
+        try:
+            out["phone"] = bounds.phone(phone, "phone")
+        except BoundsError as exc:
+            problems.append(str(exc))
     if email := cell("email"):
         if len(email) > 320 or not _EMAIL.match(email):
             problems.append(f"email: not a single valid address: {email[:80]!r}")

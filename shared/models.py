@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -99,6 +100,10 @@ class Client(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # the CRM's id
     name: Mapped[str] = mapped_column(String(200), default="")
+    # The client's phone in E.164 (+79161234567): identity, not a channel address.  A webhook may name a
+    # client by it (webapp/webhooks.py); not unique (a family may share one), so a look-up that finds two
+    # clients is refused rather than guessed.
+    phone: Mapped[str | None] = mapped_column(String(16), index=True)
     locale: Mapped[str] = mapped_column(String(10), default="ru")
     timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
     allow_service_notifications: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -353,6 +358,14 @@ class Notification(Base):
             postgresql_where=text("initiator <> 'system'"),
             sqlite_where=text("initiator <> 'system'"),
         ),
+        # The history's "Chat" filter: posts to groups and channels have no client (migration 0021).
+        Index(
+            "ix_notifications_chat_posts",
+            "recipient_address",
+            "created_at",
+            postgresql_where=text("recipient_id IS NULL"),
+            sqlite_where=text("recipient_id IS NULL"),
+        ),
         # ... and an event type together with "started by an admin" (two rare filters; migration 0007).
         Index(
             "ix_notifications_by_admin_event",
@@ -402,6 +415,31 @@ class Notification(Base):
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification", order_by="DeliveryAttempt.id", lazy="select"
     )
+
+
+class NotificationDayCount(Base):
+    """How many notifications were created per UTC day, channel, status and "delivery uncertain", with
+    the sum and the largest of the sent ones' waits (due to sent, seconds): the dashboard's charts
+    without reading the rows (``shared/day_counts.py``).
+
+    On PostgreSQL, statement-level triggers on ``notifications`` (migration 0020) append one row of
+    differences per statement and key it changed (set-based; inserts only, so writers never wait on
+    each other), in the writer's own transaction, so the sums are exact; the scheduler's reap tick
+    folds them into one row per key.  SQLite has no such trigger: there the dashboard groups the rows.
+    """
+
+    __tablename__ = "notification_day_counts"
+    __table_args__ = (Index("ix_notification_day_counts_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(20))
+    uncertain: Mapped[bool] = mapped_column(Boolean)
+    n: Mapped[int] = mapped_column(BigInteger)  # rows (a difference until folded)
+    waited: Mapped[int] = mapped_column(BigInteger)  # of them sent with a sent_at: the waits summed below
+    wait_sum: Mapped[float] = mapped_column(Float)
+    wait_max: Mapped[float | None] = mapped_column(Float)  # the worst wait seen; never lowered
 
 
 class DeliveryAttempt(Base):
@@ -721,3 +759,46 @@ class NotificationReaction(Base):
     value: Mapped[str | None] = mapped_column(String(100))  # the button pressed
     actor: Mapped[str | None] = mapped_column(String(64))  # who pressed it: "telegram:<user id>"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Chat(Base):
+    """A group or channel an admin registered as a recipient (a Telegram group, supergroup or channel
+    with the bot in it): posts go there like any notification, with no client behind them.
+
+    Verified through the provider when added and again on demand (``workers/chats.py``): ``title``,
+    ``kind`` and whether the bot may post are the provider's answers.  A chat that removed the bot, or
+    that a send found gone, is ``unreachable`` with the reason, like a client's dead address.
+    """
+
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_chats_channel_address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    #: the provider's id of the chat (Telegram: -100...), what notifications.recipient_address holds
+    address: Mapped[str] = mapped_column(String(320))
+    title: Mapped[str] = mapped_column(String(255), default="")
+    #: the provider's kind: Telegram ``channel``, ``supergroup`` or ``group``
+    kind: Mapped[str] = mapped_column(String(20), default="")
+    username: Mapped[str | None] = mapped_column(String(64))
+    #: the language of its posts (the template's locale asked first, then the fallback chain)
+    locale: Mapped[str] = mapped_column(String(10), default="ru")
+    #: the bot's standing there as last seen: creator, administrator, member, restricted, left, kicked
+    bot_status: Mapped[str] = mapped_column(String(20), default="")
+    can_post: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: event type -> template code: an event of that type also posts that template here (a staff alert)
+    subscriptions: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    verified_at: Mapped[datetime | None] = mapped_column()
+    unreachable_reason: Mapped[str | None] = mapped_column(Text)
+    unreachable_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __str__(self) -> str:
+        return f"{self.title or self.address} ({self.kind or self.channel})"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("subscriptions", {})
+        kwargs.setdefault("locale", "ru")
+        super().__init__(**kwargs)

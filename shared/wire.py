@@ -201,8 +201,10 @@ EMAIL = _string("email", pattern=EMAIL_PATTERN, max_length=320, error="must be o
 WEBHOOK_URL = _string("webhook_url", pattern=WEBHOOK_URL_PATTERN, max_length=2048,
                       error="must be an http(s) URL of at most 2048 characters, without a user name, password "
                             "or #fragment")
+#: a phone as stored and sent between machines: E.164 exactly (the human forms, "+7 916 123-45-67", are
+#: normalised by bounds.phone where people type them: the CSV import, the admin, the booking webhook)
 PHONE = _string("phone", pattern=PHONE_PATTERN, max_length=16,
-                error="must be a phone number in E.164 form, e.g. +79161234567")
+                error="must be a phone number in E.164 form (+ and the country code, no spaces), e.g. +79161234567")
 LOCALE = _string("locale", pattern=LOCALE_PATTERN, max_length=10,
                  error="must be a language code such as ru or en")
 TIMEZONE = _string("timezone", pattern=TIMEZONE_PATTERN, max_length=64, fmt="timezone",

@@ -7,7 +7,10 @@ through ``shared/bounds`` (a bad one is a 422 naming it), is idempotent (on the
 payment for payments, on the provider's event id otherwise), and emits through
 the outbox in its own transaction: the same path as CRM code.  Answers:
 200 done (or a duplicate), 401 bad signature, 413 too large, 422 bad payload
-(with the reason).  CSRF does not apply: these are machine callers that
+(with the reason), 409 a phone that names more than one client.  A booking or
+a payment may name its client by ``phone`` (E.164, ``bounds.phone``) instead of
+``client_id``: a phone no client has is a 422, a phone two clients share a 409,
+each saying so; Vestnik never picks one.  CSRF does not apply: these are machine callers that
 authenticate by signature.
 """
 
@@ -27,7 +30,7 @@ from vestnik.outbox import emit
 from vestnik.shared import bounds
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import EventValidationError
-from vestnik.shared.models import Notification
+from vestnik.shared.models import Client, Notification
 from vestnik.webapp import csrf, get_settings
 from vestnik.webapp.boundaries import read_body
 from vestnik.webapp.db import get_session
@@ -43,6 +46,10 @@ TELEGRAM_SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a hea
 
 class BadPayload(Exception):
     pass
+
+
+class AmbiguousClient(Exception):
+    """A phone that more than one client has: the webhook cannot tell which one is meant."""
 
 
 def _problem(status: int, message: str):
@@ -96,6 +103,8 @@ def _guarded(handler):
             return _problem(413, f"body larger than {MAX_BODY_BYTES} bytes")
         except (BadPayload, BoundsError, EventValidationError) as exc:
             return _problem(422, str(exc))
+        except AmbiguousClient as exc:
+            return _problem(409, str(exc))
 
     wrapper.__name__ = handler.__name__
     return wrapper
@@ -129,9 +138,11 @@ def payments():
         raise BoundsError("currency", f"must be a three-letter ISO 4217 code such as RUB, got {currency!r}")
     key = f"invoice:{invoice_id}"
     client_id = bounds.optional_integer(p.get("client_id"), "client_id", minimum=1)
+    if client_id is None and p.get("phone") not in (None, ""):
+        client_id = _client_by_phone(p["phone"], "phone")
     recipients = [client_id] if client_id is not None else _invoice_clients(key)
     if not recipients:
-        raise BadPayload(f"no client known for invoice {invoice_id!r}; send client_id")
+        raise BadPayload(f"no client known for invoice {invoice_id!r}; send client_id or phone")
     # Once per payment: the provider may send one payment under several event ids (a retry with a new
     # envelope, a second notification channel), so the payment, not the delivery, is the idempotency key.
     return _emit_once(
@@ -139,6 +150,22 @@ def payments():
         data={"amount": str(amount), "currency": currency, "invoice_number": invoice_id, "method": "sbp"},
         key=key,
     )
+
+
+def _client_by_phone(value: Any, field: str) -> int:
+    """The one client with this phone (E.164 after bounds.phone); refused by name when none or several have it."""
+    number = bounds.phone(value, field)
+    found = get_session().scalars(
+        select(Client.id).where(Client.phone == number, Client.forgotten_at.is_(None)).order_by(Client.id).limit(5)
+    ).all()
+    if not found:
+        raise BadPayload(f"{field}: no client has the phone {number}; sync the client with its phone "
+                         "(PUT /api/v1/clients/{id}, upsert_clients, the CSV import) or send client_id")
+    if len(found) > 1:
+        shown = ", ".join(str(i) for i in found[:4]) + (", ..." if len(found) > 4 else "")
+        raise AmbiguousClient(f"{field}: {number} is the phone of {'more than 4' if len(found) > 4 else len(found)} "
+                              f"clients (ids {shown}); send client_id to say which one")
+    return found[0]
 
 
 def _invoice_clients(key: str) -> list[int]:
@@ -157,7 +184,8 @@ _BOOKING_TYPES = {"created": "booking_created", "moved": "booking_moved", "cance
 @csrf.exempt
 @_guarded
 def bookings():
-    """Booking system: {event_id, type: created|moved|cancelled, booking: {id, client_id, service, starts_at, ...}}."""
+    """Booking system: {event_id, type: created|moved|cancelled,
+    booking: {id, client_id or phone, service, starts_at, ...}} (client_id wins when both are given)."""
     p = _signed_json()
     _require(p, "event_id", "type", "booking")
     event_id = _ref(p, "event_id")
@@ -166,9 +194,14 @@ def bookings():
     b = p["booking"]
     if not isinstance(b, dict):
         raise BadPayload("booking must be an object")
-    _require(b, "id", "client_id", "service", "starts_at")
+    _require(b, "id", "service", "starts_at")
     booking_id = _ref(b, "id", "booking.")
-    client_id = bounds.identifier(b["client_id"], "booking.client_id")
+    if b.get("client_id") not in (None, ""):
+        client_id = bounds.identifier(b["client_id"], "booking.client_id")
+    elif b.get("phone") not in (None, ""):
+        client_id = _client_by_phone(b["phone"], "booking.phone")
+    else:
+        raise BadPayload("missing field(s): booking.client_id or booking.phone")
     fields = ("service", "starts_at") if event_type == "booking_cancelled" else (
         "service", "starts_at", "ends_at", "place")
     data = {"booking_id": booking_id, **{f: b[f] for f in fields if b.get(f) not in (None, "")}}

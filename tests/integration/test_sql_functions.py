@@ -4,35 +4,14 @@ validator against the same corpus as the service and vestnik_client."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from tests.registry_corpus import client_cases, event_cases, key_cases, recipient_cases
 from vestnik.shared.db import make_engine
 from vestnik.shared.migrate import upgrade
 from vestnik_client.schema import problems, registry
-
-
-@pytest.fixture
-def psql(pg_url):
-    """Run SQL through the psql binary; return (exit code, stdout, stderr)."""
-    binary = shutil.which("psql")
-    if binary is None:
-        pytest.skip("psql is not installed")
-    url = make_url(pg_url)
-
-    def run(sql: str) -> tuple[int, str, str]:
-        done = subprocess.run(
-            [binary, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", url.host, "-p", str(url.port or 5432),
-             "-U", url.username, "-d", url.database],
-            input=sql, capture_output=True, text=True, timeout=120)
-        return done.returncode, done.stdout.strip(), done.stderr.strip()
-
-    return run
 
 
 @pytest.fixture

@@ -26,6 +26,8 @@ class EventAccepted(BaseModel):
 class Client(BaseModel):
     id: str
     name: str
+    #: E.164, or null
+    phone: str | None
     email: str | None
     telegram_chat_id: str | None
     webhook_url: str | None

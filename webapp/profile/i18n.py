@@ -25,6 +25,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "uz-latn": "Parolsiz: pochtangizga havola yoki Telegramga kod yuboramiz.",
         "en": "No password: we send a link by email or a code in Telegram.",
     },
+    "phone_on_record": {
+        "ru": "Телефон в нашей базе: {phone}. Изменить его можно у администратора.",
+        "uz-latn": "Bazamizdagi telefon raqamingiz: {phone}. Uni administrator oʻzgartira oladi.",
+        "en": "Phone on record: {phone}. The staff can change it for you.",
+    },
     "email": {
         "ru": "Электронная почта",
         "uz-latn": "Elektron pochta",
