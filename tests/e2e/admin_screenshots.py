@@ -100,6 +100,14 @@ def main() -> None:
             chats_and_buttons(site, page, shot, telegram_id)
             page.goto(site.url + "/admin/audit/")
             shot("audit", full=False)
+            # The admin in Russian (issue 14): the navbar's switch, kept on the admin user.
+            page.goto(site.url + "/admin/")
+            page.locator(".lang-switch button[value=ru]").click()
+            expect(page.locator("html")).to_have_attribute("lang", "ru")
+            expect(page.locator("#charts svg").first).to_be_visible()
+            shot("ru-dashboard")
+            page.goto(site.url + "/admin/reports/")
+            shot("ru-reports", full=False)
             browser.close()
     finally:
         site.stop()
