@@ -295,6 +295,12 @@ RETURNING notification_id, attempt_no
 """)
 
 
+def record_attachments(session: Session, carried: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """What each row carries (source, name, type, size), for the history; set when the file is had."""
+    if carried:
+        session.execute(update(Notification), [{"id": row_id, "attachment": about} for row_id, about in carried])
+
+
 def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
                   rendered: Mapping[int, tuple[str | None, str | None, str | None]] | None = None
                   ) -> list[tuple[int, int]]:

@@ -37,6 +37,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from vestnik.shared import bounds
+from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
@@ -78,6 +79,9 @@ class BroadcastForm(FlaskForm):
                                                 ("marketing", "marketing (only clients who opted in)")])
     template_data = TextAreaField("Template data (JSON)", default='{"title": "", "text": ""}',
                                   validators=[_json_object])
+    attachment = StringField("Attachment", validators=[Optional(), Length(max=2000)],
+                             description="a file every message carries: file:ID of a file uploaded under Files, "
+                                         "an https:// URL, or tg:FILE_ID (a file Telegram holds: Telegram only)")
     groups = SelectMultipleField("Groups / classes (any of)", validators=[Optional()])
     tags = StringField("Tags (separated by ;)", validators=[Optional(), Length(max=2000)])
     all_tags = BooleanField("Client must have every tag")
@@ -129,6 +133,13 @@ class ConfirmForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     pass
+
+
+def _with_attachment(data: dict[str, Any], attachment: str | None) -> dict[str, Any]:
+    """The template data with the form's attachment (``data.attachment``: workers/attachments.py)."""
+    if (attachment or "").strip():
+        return {**data, ATTACHMENT_KEY: attachment.strip()}
+    return data
 
 
 def _actor() -> str:
@@ -197,7 +208,8 @@ class BroadcastView(SecureView):
                                "has_telegram": form.has_telegram.data, "has_email": form.has_email.data,
                                "active_since": form.active_since.data.isoformat() if form.active_since.data
                                else None},
-                    initiator=_actor(), data=json.loads(form.template_data.data or "{}"), client_ids=ids,
+                    initiator=_actor(), data=_with_attachment(json.loads(form.template_data.data or "{}"),
+                                                              form.attachment.data), client_ids=ids,
                     mode=form.mode.data, test_size=form.test_size.data, test_group=form.test_group.data or None,
                     stage_wait_s=form.stage_wait_s.data, max_failure_rate=form.max_failure_pct.data / 100,
                 )
