@@ -204,6 +204,25 @@ def main() -> int:
             admin.dispose()
 
 
+def explain_all(engine, statements: list[tuple[str, object]]) -> None:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of each statement of a page, the costliest first."""
+    plans = []
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        for sql, params in statements:
+            if not re.match(r"\s*SELECT", sql) or "admin_users" in sql:
+                continue
+            with raw.cursor() as cur:
+                cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+                plan = [r[0] for r in cur.fetchall()]
+            took = float(re.search(r"Execution Time: ([\d.]+)", plan[-1]).group(1))
+            plans.append((took, " ".join(sql.split())[:160], plan))
+    print(f"    {len(plans)} statements, {sum(t for t, _s, _p in plans):.1f} ms in the database in all")
+    for took, sql, plan in sorted(plans, key=lambda p: -p[0])[:4]:
+        print(f"    -- {took:.1f} ms: {sql}")
+        print("    " + "\n    ".join(plan[:12]))
+
+
 def measure(url: str, args: argparse.Namespace) -> int:
     from vestnik.webapp import create_app
 
@@ -250,6 +269,8 @@ def measure(url: str, args: argparse.Namespace) -> int:
         report.add(f"{label}: p50", pct(warm, 50), "ms")
         report.add(f"{label}: p95", pct(warm, 95), "ms", goal=200)
         report.add(f"{label}: max (first, cold, included)", max(times), "ms")
+        if args.explain and query is None:  # the dashboard: every statement's plan, most costly first
+            explain_all(engine, statements)
         if args.explain and query is not None:
             sql, params = next((s, p) for s, p in statements if "FROM notifications" in s and "LIMIT" in s)
             with engine.connect() as conn:

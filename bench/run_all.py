@@ -46,7 +46,7 @@ def smoke_args() -> dict[str, list[str]]:
         "bench.scheduler_lateness": ["--events", "6", "--spread", "2"],
         "bench.limits_exact": ["--seconds", "4"],
         # A database of its own, dropped at the end: never the full run's vestnik_bench_history.
-        "bench.admin_history": ["--rows", "3000", "--clients", "300", "--repeat", "2", "--drop",
+        "bench.admin_history": ["--rows", "3000", "--clients", "300", "--repeat", "2", "--drop", "--explain",
                                 "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],
         "bench.history_export": ["--rows", "3000", "--clients", "300", "--drop",
                                  "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],

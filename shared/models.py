@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import enum
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -410,6 +411,31 @@ class Notification(Base):
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
         back_populates="notification", order_by="DeliveryAttempt.id", lazy="select"
     )
+
+
+class NotificationDayCount(Base):
+    """How many notifications were created per UTC day, channel, status and "delivery uncertain", with
+    the sum and the largest of the sent ones' waits (due to sent, seconds): the dashboard's charts
+    without reading the rows (``shared/day_counts.py``).
+
+    On PostgreSQL, statement-level triggers on ``notifications`` (migration 0020) append one row of
+    differences per statement and key it changed (set-based; inserts only, so writers never wait on
+    each other), in the writer's own transaction, so the sums are exact; the scheduler's reap tick
+    folds them into one row per key.  SQLite has no such trigger: there the dashboard groups the rows.
+    """
+
+    __tablename__ = "notification_day_counts"
+    __table_args__ = (Index("ix_notification_day_counts_day", "day"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(20))
+    uncertain: Mapped[bool] = mapped_column(Boolean)
+    n: Mapped[int] = mapped_column(BigInteger)  # rows (a difference until folded)
+    waited: Mapped[int] = mapped_column(BigInteger)  # of them sent with a sent_at: the waits summed below
+    wait_sum: Mapped[float] = mapped_column(Float)
+    wait_max: Mapped[float | None] = mapped_column(Float)  # the worst wait seen; never lowered
 
 
 class DeliveryAttempt(Base):

@@ -25,6 +25,7 @@ from sqlalchemy import Select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.outbox import queries as outbox_queries
+from vestnik.shared import day_counts
 from vestnik.workers import notifications
 from vestnik.workers.notifications import Released
 
@@ -55,9 +56,13 @@ def release_due(
 
 
 def reap_stuck(factory: sessionmaker[Session], now: datetime) -> tuple[int, int]:
-    """Return (requeued, marked_uncertain)."""
+    """Return (requeued, marked_uncertain); then fold the dashboard's per-day differences
+    (``shared/day_counts.py``: the triggers' rows since the last tick into one per key)."""
     with factory() as session, session.begin():
-        return notifications.reap_stuck(session, now)
+        reaped = notifications.reap_stuck(session, now)
+    with factory() as session, session.begin():
+        day_counts.fold(session)
+    return reaped
 
 
 def clean_outbox(factory: sessionmaker[Session], now: datetime, *, keep_days: float) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from flask_admin import expose
 from sqlalchemy import ColumnElement, func, select
 
+from vestnik.shared import day_counts
 from vestnik.shared.models import Notification, NotificationStatus, OutboxEvent, OutboxStatus, utcnow
 from vestnik.webapp.admin.base import SecureIndexView
 from vestnik.webapp.db import get_session
@@ -25,54 +26,44 @@ def seconds_between(start: ColumnElement, end: ColumnElement) -> ColumnElement:
     return (func.julianday(end) - func.julianday(start)) * 86400.0
 
 
-def lag_per_day(since, days: list[str]) -> dict[str, dict[str, list[float]]]:
-    """Average and worst wait per day: a sent message from due to sent (the queues and the limits),
-    an outbox event from commit to published (the relay)."""
-    db = get_session()
-    n_day = func.date(Notification.created_at)
-    due = func.coalesce(Notification.send_at, Notification.created_at)
-    wait = seconds_between(due, Notification.sent_at)
-    delivery = {str(d): (float(a or 0), float(m or 0)) for d, a, m in db.execute(
-        select(n_day, func.avg(wait), func.max(wait))
-        .where(Notification.created_at >= since, Notification.status == NotificationStatus.sent.value,
-               Notification.sent_at.is_not(None))
-        .group_by(n_day))}
+def outbox_lag_per_day(since) -> dict[str, tuple[float, float]]:
+    """Average and worst wait per day of an outbox event from commit to published (the relay); the
+    outbox is cleaned after a few days, so it stays small."""
     o_day = func.date(OutboxEvent.created_at)
     o_wait = seconds_between(OutboxEvent.created_at, OutboxEvent.published_at)
-    outbox = {str(d): (float(a or 0), float(m or 0)) for d, a, m in db.execute(
+    return {str(d): (float(a or 0), float(m or 0)) for d, a, m in get_session().execute(
         select(o_day, func.avg(o_wait), func.max(o_wait))
         .where(OutboxEvent.created_at >= since, OutboxEvent.published_at.is_not(None)).group_by(o_day))}
-    return {
-        "delivery_avg": [max(0.0, delivery.get(d, (0, 0))[0]) for d in days],
-        "delivery_max": [max(0.0, delivery.get(d, (0, 0))[1]) for d in days],
-        "outbox_avg": [max(0.0, outbox.get(d, (0, 0))[0]) for d in days],
-        "outbox_max": [max(0.0, outbox.get(d, (0, 0))[1]) for d in days],
-    }
-
-
-def uncertain_per_day(since, days: list[str]) -> list[int]:
-    day = func.date(Notification.created_at)
-    got = {str(d): int(n) for d, n in get_session().execute(
-        select(day, func.count()).where(Notification.created_at >= since, Notification.delivery_uncertain.is_(True))
-        .group_by(day))}
-    return [got.get(d, 0) for d in days]
 
 
 def dashboard_data() -> dict[str, Any]:
     db = get_session()
     now = utcnow()
     since = (now - timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    day = func.date(Notification.created_at)
-    rows = db.execute(
-        select(day, Notification.channel, Notification.status, func.count())
-        .where(Notification.created_at >= since,
-               Notification.status.in_([NotificationStatus.sent.value, NotificationStatus.failed.value]))
-        .group_by(day, Notification.channel, Notification.status)
-    ).all()
-    per_day: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
-    for d, channel, status, n in rows:
-        per_day[channel][str(d)][status] = n
     days = [str((since + timedelta(days=i)).date()) for i in range(DAYS)]
+    # Sent and failed per channel, the wait from due to sent (the queues and the limits) and uncertain
+    # deliveries, per UTC day of creation: from notification_day_counts, not the rows (shared/day_counts.py).
+    per_day: dict[str, dict[str, dict[str, int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    uncertain_by_day: dict[str, int] = defaultdict(int)
+    waits: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])  # day: waited, sum, max
+    for c in day_counts.per_day(db, since.date()):
+        if c.status in (NotificationStatus.sent.value, NotificationStatus.failed.value) and c.n:
+            per_day[c.channel][c.day][c.status] += c.n
+        if c.uncertain:
+            uncertain_by_day[c.day] += c.n
+        if c.waited:
+            w = waits[c.day]
+            w[0] += c.waited
+            w[1] += c.wait_sum
+            w[2] = max(w[2], c.wait_max or 0.0)
+    outbox = outbox_lag_per_day(since)
+    lag = {
+        "delivery_avg": [max(0.0, waits[d][1] / waits[d][0]) if waits[d][0] else 0.0 for d in days],
+        "delivery_max": [max(0.0, waits[d][2]) if waits[d][0] else 0.0 for d in days],
+        "outbox_avg": [max(0.0, outbox.get(d, (0, 0))[0]) for d in days],
+        "outbox_max": [max(0.0, outbox.get(d, (0, 0))[1]) for d in days],
+    }
+    uncertain = [uncertain_by_day.get(d, 0) for d in days]
     peak = max([sum(v.values()) for ch in per_day.values() for v in ch.values()] or [1])
     due = db.scalar(select(func.count()).select_from(Notification).where(  # NULL send_at: due (as delivery claims)
         Notification.status == NotificationStatus.pending.value,
@@ -95,9 +86,8 @@ def dashboard_data() -> dict[str, Any]:
                Notification.created_at >= now - timedelta(days=7))
         .group_by(Notification.last_error).order_by(func.count().desc()).limit(10)
     ).all()
-    uncertain = uncertain_per_day(since, days)
     return {
-        "lag": lag_per_day(since, days), "uncertain": uncertain, "uncertain_total": sum(uncertain),
+        "lag": lag, "uncertain": uncertain, "uncertain_total": sum(uncertain),
         "oldest_due_s": _oldest_due_s(now),
         "channels": sorted(per_day), "days": days, "per_day": per_day, "peak": peak,
         "due": due, "scheduled": scheduled, "processing": processing,
