@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from tests.integration.test_admin import PASSWORD, login, token
 from vestnik.outbox import emit
+from vestnik.shared import api_keys
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.models import AdminUser, Broadcast, Client, Notification, RuleOverride, StoredFile
@@ -136,6 +137,12 @@ def test_an_uploaded_file_attached_by_a_broadcast_reaches_the_bot_api_and_the_sm
     details = admin.get(f"/admin/notification/details/?id={rows['email'].id}").text
     assert "Прайс-лист.pdf (application/pdf, 3 KB) from a file uploaded in the admin: file:1" in details
     assert "📎" in admin.get("/admin/notification/").text
+    with factory() as s:
+        key, raw = api_keys.create(s, "crm", "test")
+        s.commit()
+    page = admin.get("/api/v1/notifications?client=1", headers={"Authorization": f"Bearer {raw}"}).get_json()
+    assert {n["channel"]: n["attachment"]["ref"] for n in page["notifications"]} == {"telegram": "file:1",
+                                                                                    "email": "file:1"}
     # A file still attached by a broadcast that is not finished is not deleted.
     page = admin.get("/admin/files/")
     refused = admin.post("/admin/files/delete", data={"csrf_token": token(page.text), "file_id": "1"},
