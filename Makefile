@@ -57,7 +57,7 @@ mutate: $(STAMP)
 translations: $(STAMP)
 	mkdir -p var
 	$(BIN)/pybabel extract -F babel.cfg -k _l --no-location --omit-header -o var/messages.pot .
-	$(BIN)/pybabel update -i var/messages.pot -d webapp/translations --no-location --width 120
+	$(BIN)/pybabel update -i var/messages.pot -d webapp/translations --width 120
 	$(BIN)/pybabel compile -d webapp/translations --statistics
 
 clean:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import time
 from collections import defaultdict
 
@@ -47,6 +48,7 @@ def minimum_s(n: int, limit: int, window_s: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=300.0)
+    parser.add_argument("--dump", help="write the arrival times (JSON: telegram [[time, chat]], email [time]) here")
     args = parser.parse_args()
     report = Report("bench.limits_exact", "channel limits at the receiver: the largest count in any sliding "
                     "window at the fake Bot API and SMTP sink, at the default limits, with 2 worker processes",
@@ -79,6 +81,9 @@ def main() -> int:
         mail = stack.smtp.times()
     if not bot:
         raise CouldNotMeasure("nothing reached the fake Bot API")
+    if args.dump:
+        with open(args.dump, "w") as f:
+            json.dump({"telegram": [[m["time"], m["chat_id"]] for m in bot], "email": list(mail)}, f)
     times = [m["time"] for m in bot]
     per_chat: dict[str, list[float]] = defaultdict(list)
     for m in bot:

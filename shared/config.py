@@ -68,6 +68,7 @@ class Settings:
     telegram_rate_per_s: float = 30.0
     telegram_chat_rate_per_s: float = 1.0
     telegram_group_rate_per_min: int = 20
+    telegram_group_window_s: float = 60.0  # the group rule's window: 20 per this many seconds
     email_rate_per_min: int = 20
     email_rate_per_hour: int = 300
     email_rate_per_day: int = 480
@@ -202,7 +203,8 @@ def _validate(settings: Settings) -> None:
             # The URL may hold a password: name the problem, never echo the value.
             raise ConfigError(_env_name("smtp_url"), str(exc)) from None
     for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "telegram_group_rate_per_min",
-                 "delivery_batch_size", "telegram_connections", "smtp_connections", "email_rate_per_min",
+                 "telegram_group_window_s", "delivery_batch_size", "telegram_connections", "smtp_connections",
+                 "email_rate_per_min",
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
                  "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",

@@ -359,6 +359,14 @@ class Notification(Base):
             postgresql_where=text("initiator <> 'system'"),
             sqlite_where=text("initiator <> 'system'"),
         ),
+        # The history's "Chat" filter: posts to groups and channels have no client (migration 0021).
+        Index(
+            "ix_notifications_chat_posts",
+            "recipient_address",
+            "created_at",
+            postgresql_where=text("recipient_id IS NULL"),
+            sqlite_where=text("recipient_id IS NULL"),
+        ),
         # ... and an event type together with "started by an admin" (two rare filters; migration 0007).
         Index(
             "ix_notifications_by_admin_event",
@@ -777,3 +785,46 @@ class NotificationReaction(Base):
     value: Mapped[str | None] = mapped_column(String(100))  # the button pressed
     actor: Mapped[str | None] = mapped_column(String(64))  # who pressed it: "telegram:<user id>"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Chat(Base):
+    """A group or channel an admin registered as a recipient (a Telegram group, supergroup or channel
+    with the bot in it): posts go there like any notification, with no client behind them.
+
+    Verified through the provider when added and again on demand (``workers/chats.py``): ``title``,
+    ``kind`` and whether the bot may post are the provider's answers.  A chat that removed the bot, or
+    that a send found gone, is ``unreachable`` with the reason, like a client's dead address.
+    """
+
+    __tablename__ = "chats"
+    __table_args__ = (UniqueConstraint("channel", "address", name="uq_chats_channel_address"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    #: the provider's id of the chat (Telegram: -100...), what notifications.recipient_address holds
+    address: Mapped[str] = mapped_column(String(320))
+    title: Mapped[str] = mapped_column(String(255), default="")
+    #: the provider's kind: Telegram ``channel``, ``supergroup`` or ``group``
+    kind: Mapped[str] = mapped_column(String(20), default="")
+    username: Mapped[str | None] = mapped_column(String(64))
+    #: the language of its posts (the template's locale asked first, then the fallback chain)
+    locale: Mapped[str] = mapped_column(String(10), default="ru")
+    #: the bot's standing there as last seen: creator, administrator, member, restricted, left, kicked
+    bot_status: Mapped[str] = mapped_column(String(20), default="")
+    can_post: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: event type -> template code: an event of that type also posts that template here (a staff alert)
+    subscriptions: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    verified_at: Mapped[datetime | None] = mapped_column()
+    unreachable_reason: Mapped[str | None] = mapped_column(Text)
+    unreachable_at: Mapped[datetime | None] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __str__(self) -> str:
+        return f"{self.title or self.address} ({self.kind or self.channel})"
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("subscriptions", {})
+        kwargs.setdefault("locale", "ru")
+        super().__init__(**kwargs)

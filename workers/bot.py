@@ -18,7 +18,10 @@ What it understands:
 - ``/stop``: Telegram notifications off for the client of this chat;
 - ``my_chat_member`` with new status ``kicked`` (the user blocked the bot):
   the address is marked unreachable, so rules stop planning Telegram for it;
-  ``member`` again clears that.
+  ``member`` again clears that.  In a registered group or channel, ``left`` or
+  ``kicked`` (the bot was removed) marks the chat unreachable with the reason
+  (``workers/chats.py``); a press on a post's button there is recorded once
+  per person.
 """
 
 from __future__ import annotations
@@ -36,8 +39,9 @@ from vestnik.shared.audit import client_action
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.buttons import CALLBACK_PREFIX
 from vestnik.shared.config import Settings
-from vestnik.shared.models import Client, ClientAddress, ClientTokenPurpose, utcnow
-from vestnik.workers.channels.telegram import TelegramChannel
+from vestnik.shared.models import AuditLog, Client, ClientAddress, ClientTokenPurpose, utcnow
+from vestnik.workers import chats
+from vestnik.workers.channels.telegram import TelegramChannel, bot_can_post
 
 #: the bot is Telegram's own: the addresses it binds and the switch /stop turns off are that channel's
 CHANNEL = TelegramChannel.name
@@ -243,6 +247,8 @@ def _connect(session: Session, chat_id: Any, token: str, user: dict[str, Any], s
 
 def _membership(session: Session, member: dict[str, Any]) -> None:
     chat = member.get("chat") or {}
+    if chat.get("id") is not None and chat.get("type") in ("group", "supergroup", "channel"):
+        return _chat_membership(session, member)
     if chat.get("type") != "private" or chat.get("id") is None:
         return None
     status = str((member.get("new_chat_member") or {}).get("status") or "")
@@ -260,20 +266,36 @@ def _membership(session: Session, member: dict[str, Any]) -> None:
     return None
 
 
+def _chat_membership(session: Session, member: dict[str, Any]) -> None:
+    """The bot's standing changed in a group or channel: a registered chat it left or was removed from
+    becomes unreachable with the reason (``workers/chats.py``); added back, it is reachable again."""
+    new = member.get("new_chat_member") or {}
+    kind = str((member.get("chat") or {}).get("type"))
+    found = chats.membership(session, CHANNEL, member, bot_can_post(kind, new) if isinstance(new, dict) else None)
+    if found is not None:
+        session.add(AuditLog(actor="system", action="chat.reachable" if found.unreachable_reason is None
+                             else "chat.unreachable", object_type="chat", object_id=str(found.id),
+                             details={"status": found.bot_status, "reason": found.unreachable_reason,
+                                      "via": "my_chat_member"}))
+    return None
+
+
 def _callback(session: Session, update_id: Any, callback: dict[str, Any]) -> BotReply | None:
     answer = {"callback_query_id": str(callback.get("id", ""))}
     data = str(callback.get("data") or "")
     chat_id = (callback.get("message") or {}).get("chat", {}).get("id") or (callback.get("from") or {}).get("id")
     match = _RATE.match(data)
     client = client_for_chat(session, chat_id) if chat_id is not None else None
-    if client is not None and data:
+    # A press in a registered group or channel (a post's buttons): recorded once per person.
+    posted = client is None and chat_id is not None and chats.by_address(session, {(CHANNEL, str(chat_id))})
+    if (client is not None or posted) and data:
         from vestnik.shared.models import utcnow
         from vestnik.workers.reactions import record_button
 
         presser = (callback.get("from") or {}).get("id")
         record_button(session, chat_id, (callback.get("message") or {}).get("message_id"), data, utcnow(),
                       actor=f"telegram:{presser}" if presser is not None else None)
-    if client is not None and data.startswith(CALLBACK_PREFIX):  # an admin-defined button (shared/buttons.py)
+    if (client is not None or posted) and data.startswith(CALLBACK_PREFIX):  # an admin's button (shared/buttons.py)
         return BotReply("answerCallbackQuery", {**answer, "text": "✓"})
     if match is None or client is None:
         return BotReply("answerCallbackQuery", {**answer, "text": "—"})

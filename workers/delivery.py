@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,6 +53,7 @@ from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
 from vestnik.workers import attachments, metrics, quiet_hours
+from vestnik.workers import chats as chat_registry
 from vestnik.workers import notifications as state
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
 from vestnik.workers.limits import Grant, Limiter
@@ -73,8 +75,10 @@ HORIZON_S = 2.0
 #: a chunk (one record transaction) holds at most this many rows, whose slots lie within CHUNK_S
 CHUNK_ROWS = 16
 CHUNK_S = 0.2
-#: a chunk whose slots end sooner than this when its turn comes asks for them again first
-REFRESH_MARGIN_S = 0.01
+#: rows of a chunk whose slots lie this close pass the limiter's gate together (one round trip)
+GATE_AHEAD_S = 0.005
+#: a row the gate still holds back this long after its slot goes back to pending (not an attempt)
+GATE_WAIT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,12 @@ class _NoLimits:
 
     def reserve(self, channel: str, keys: Sequence[str | None], *, horizon_s: float) -> list[Grant]:
         return [Grant(time.monotonic(), None) for _ in keys]
+
+    def begin(self, channel: str, sends: Sequence[tuple[str, str | None]]) -> list[float]:
+        return [0.0 for _ in sends]
+
+    def end(self, channel: str, sends: Sequence[tuple[str, str | None, str | None, float]]) -> None:
+        return None
 
     def pause(self, channel: str, seconds: float) -> None:
         return None
@@ -236,13 +246,7 @@ class Delivery:
             if stop is not None:
                 self._give_back([it for c in chunks[i:] for it in c], stop, out)
                 break
-            chunk = self._refresh(chunk, out)
-            if not chunk:  # all given back: the next chunk's attempts open here instead of at this record
-                if i + 1 < len(chunks):
-                    following = chunks[i + 1]
-                    self._write(lambda session, now, c=following: self._open(session, c, now), len(following))
-                continue
-            sent = [pool_future.result() for pool_future in [self._submit(it) for it in chunk]]
+            sent = self._send_chunk(chunk)
             faults.hit("worker.after_send")
             following = chunks[i + 1] if i + 1 < len(chunks) else []
             limited = self._record(chunk, sent, following, out)
@@ -251,47 +255,48 @@ class Delivery:
                 break
         return out
 
-    def _refresh(self, chunk: list[_Item], out: BatchResult) -> list[_Item]:
-        """A chunk whose slots' deadlines passed while the chunks before it were sent (a long batch, a
-        loaded machine) asks for slots again, in one round trip for the chunk (not one per row as each
-        sending thread would); rows without a slot within CHUNK_S go back, not counted as attempts."""
-        soon = time.monotonic() + REFRESH_MARGIN_S
-        stale = [it for it in chunk
-                 if it.grant is not None and it.grant.deadline is not None and it.grant.deadline < soon]
-        if not stale:
-            return chunk
-        grants = self.limiter.reserve(chunk[0].claimed.channel, [it.key for it in stale], horizon_s=CHUNK_S)
-        lost: list[_Item] = []
-        for item, grant in zip(stale, grants, strict=True):
-            if grant.granted:
-                item.grant = grant
-            else:
-                lost.append(item)
-        if lost:  # due again at once, like a send that missed its deadline: the next claim's slots decide
-            self._give_back(lost, ("no slot when its turn came", 0.0), out)
-            kept = {id(it) for it in lost}
-            chunk = [it for it in chunk if id(it) not in kept]
-        return chunk
+    @staticmethod
+    def _send_id(item: _Item) -> str:
+        """The send's name at the limiter's gate: the attempt's, as the limiter's seed reads it back."""
+        return f"{item.claimed.id}:{item.attempt_no}"
 
-    def _submit(self, item: _Item):  # noqa: ANN202 - a Future[Sent]
-        grant = item.grant
-        pool = self.pools.get(item.claimed.channel)
+    def _send_chunk(self, chunk: list[_Item]) -> list[Sent]:
+        """Each row through the limiter's gate at its slot (rows due within GATE_AHEAD_S of each other
+        in one round trip), then to the pool; the ends go back to the limiter in one round trip.  A row
+        the gate holds back past GATE_WAIT_S after its slot is not sent (``late``: it goes back to
+        pending, not an attempt)."""
+        channel = chunk[0].claimed.channel
+        pool = self.pools.get(channel)
         if pool is None:
-            from concurrent.futures import Future
-
-            f: Future[Sent] = Future()
-            f.set_result(Sent(error=DeliveryError.permanent(
-                f"channel {item.claimed.channel!r} is not registered in this worker")))
-            return f
-        channel, key = item.claimed.channel, item.key
-
-        def again() -> float | None:
-            """The slot passed while this thread waited for the CPU: a slot now, if the limits allow one."""
-            now = self.limiter.reserve(channel, [key], horizon_s=0.0)[0]
-            return now.deadline if now.granted else None
-
-        return pool.submit(item.claimed.address, item.message, grant.at if grant else None,
-                           grant.deadline if grant else None, again)
+            return [Sent(error=DeliveryError.permanent(f"channel {channel!r} is not registered in this worker"))
+                    for _ in chunk]
+        outcome: list[Future[Sent] | Sent | None] = [None] * len(chunk)
+        due = [it.grant.at if it.grant is not None and it.grant.at is not None else 0.0 for it in chunk]
+        give_up = [at + GATE_WAIT_S for at in due]
+        waiting = list(range(len(chunk)))
+        while waiting:
+            now = time.monotonic()
+            first = min(due[i] for i in waiting)
+            if first - GATE_AHEAD_S > now:
+                time.sleep(first - GATE_AHEAD_S - now)
+                continue
+            ready = [i for i in waiting if due[i] - GATE_AHEAD_S <= now]
+            waits = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in ready])
+            now = time.monotonic()
+            for i, wait in zip(ready, waits, strict=True):
+                if wait <= 0:
+                    item = chunk[i]
+                    outcome[i] = pool.submit(item.claimed.address, item.message, due[i])
+                elif now + wait > give_up[i]:
+                    outcome[i] = Sent(late=True)
+                else:
+                    due[i] = now + wait
+                    continue
+                waiting.remove(i)
+        sent = [o.result() if isinstance(o, Future) else o for o in outcome]
+        self.limiter.end(channel, [(self._send_id(it), it.key, it.grant.ref if it.grant is not None else None, s.done)
+                                   for it, s in zip(chunk, sent, strict=True) if s is not None and s.done is not None])
+        return sent  # type: ignore[return-value]
 
     def _stop_reason(self, channel: str, started: float, *, first: bool) -> tuple[str, float] | None:
         if time.monotonic() - started > self.budget_s:
@@ -314,10 +319,15 @@ class Delivery:
         canceled: list[tuple[int, str]] = []
         failed: list[tuple[int, str]] = []
         held: list[tuple[int, datetime]] = []
+        # Posts to groups and channels (no client): the registered chat, if it is one (workers/chats.py).
+        chats = chat_registry.by_address(session, {(c.channel, c.address) for c in claimed if c.recipient_id is None})
         for c in claimed:
             client = clients.get(c.recipient_id) if c.recipient_id is not None else None
             channel = self.channels.get(c.channel)
+            chat = chats.get((c.channel, c.address)) if c.recipient_id is None else None
             refusal = self._refusal_now(client, c, channel)
+            if chat is not None and chat.unreachable_reason:
+                refusal = f"the chat is unreachable: {chat.unreachable_reason}"
             if refusal is not None:
                 # The client changed their mind after this was planned: their current choice wins.
                 canceled.append((c.id, f"not sent: {refusal}"))
@@ -330,7 +340,7 @@ class Delivery:
                 out.results.append(Result(c.id, "held", channel=c.channel, status=NotificationStatus.pending.value))
                 continue
             try:
-                message = self._render(session, c, client, channel, templates, memo)
+                message = self._render(session, c, client or self._stand_in(c, chat), channel, templates, memo)
             except TemplateError as exc:
                 failed.append((c.id, f"render failed: {exc}"))
                 metrics.delivery(c.channel, "render_failed", "render failed")
@@ -349,6 +359,12 @@ class Delivery:
             log.info("not sent", extra={"action": "delivery.not_sent", "canceled": len(canceled),
                                         "render_failed": len(failed)})
         return self._attachments(session, items, now, out)
+
+    def _stand_in(self, c: state.Claimed, chat: Any) -> Client:
+        """Who a post is rendered for when no client is behind it (a group or channel): ``name`` is the
+        chat's title, the zone the default one."""
+        return Client(id=0, name=chat.title if chat is not None else "", locale=c.locale,
+                      timezone=self.settings.default_timezone)
 
     def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None,
                 templates: dict[tuple[str, str, str], Any], memo: Memo | None = None) -> RenderedMessage:
@@ -563,25 +579,39 @@ class Delivery:
         item = _Item(c, replace(message, notification_id=notification_id), self._limit_key(c.channel, c.address))
         out = BatchResult(results=[])
         deadline = time.monotonic() + max_wait_s
+        item.attempt_no = 1  # born processing without an attempt: this is its first
+        grant: Grant | None = None
         while True:
-            grant = self.limiter.reserve(c.channel, [item.key], horizon_s=max(0.0, deadline - time.monotonic()))[0]
-            if grant.granted:
-                break
-            if time.monotonic() + grant.wait_s > deadline:
+            if grant is None:  # a slot of the plan first, then the gate at the moment of sending
+                grant = self.limiter.reserve(c.channel, [item.key],
+                                             horizon_s=max(0.0, deadline - time.monotonic()))[0]
+                wait_s = 0.0 if grant.granted else grant.wait_s
+                if grant.granted:
+                    item.grant = grant
+                    time.sleep(max(0.0, (grant.at or 0.0) - time.monotonic()))
+                else:
+                    grant = None
+            if grant is not None:
+                wait_s = self.limiter.begin(c.channel, [(self._send_id(item), item.key)])[0]
+                if wait_s <= 0:
+                    break
+            if time.monotonic() + wait_s > deadline:
                 error = DeliveryError.transient(f"no {c.channel} slot within {max_wait_s:.0f}s "
                                                 "(channel limits reached); not sent")
                 with self.factory() as session, session.begin():
                     state.finish(session, [c.id], NotificationStatus.failed, error.reason, now=self.clock())
                 return Result(c.id, Outcome.transient.value, channel=c.channel,
                               status=NotificationStatus.failed.value, error=error.reason)
-            time.sleep(grant.wait_s)  # the caller is a background thread or a waiting admin
+            time.sleep(wait_s)  # the caller is a background thread or a waiting admin
         with self.factory() as session, session.begin():
             # The caller wrote the row's text: a sign-in message's secret is masked there and must
             # never be replaced by the text that carries it.
             self._open(session, [item], self.clock(), keep_text=False)
         channel = self.channels.get(c.channel)
-        sent = (send_one(channel, c.address, item.message, grant.at, None) if channel is not None
+        sent = (send_one(channel, c.address, item.message) if channel is not None
                 else Sent(error=DeliveryError.permanent(f"channel {c.channel!r} is not configured")))
+        if sent.done is not None:
+            self.limiter.end(c.channel, [(self._send_id(item), item.key, grant.ref, sent.done)])
         if sent.error is not None and sent.error.outcome is Outcome.rate_limited:
             self.limiter.pause(c.channel, sent.error.retry_after_s or 1.0)
         with self.factory() as session, session.begin():

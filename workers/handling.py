@@ -47,7 +47,7 @@ from vestnik.shared.models import (
     RuleOverride,
     utcnow,
 )
-from vestnik.workers import broadcasts, notifications, quiet_hours
+from vestnik.workers import broadcasts, chats, notifications, quiet_hours
 from vestnik.workers.channels.base import Channel
 from vestnik.workers.rules import DEFAULT_RULES, Override, Planned, effective_rule, plan_event
 
@@ -133,6 +133,8 @@ def handle_events(
         quiet = quiet_hours.load_policies(session)
         overrides: dict[str, Override | None] = {}  # per event type, read once per batch
         inserts = _Inserts()
+        # Groups and channels that take some of these events (a staff alert): one small read per batch.
+        posts_to = chats.subscribed(session, {canonical_event_type(e.event_type) for e in events.values()})
         results = []
         for event_id in sorted(set(event_ids)):
             event = events.get(event_id)
@@ -142,7 +144,7 @@ def handle_events(
                 continue
             try:
                 results.append(_handle(session, channels, event, clients, now, quiet, default_zone, overrides,
-                                       inserts))
+                                       inserts, posts_to))
             except PredecessorPending as exc:
                 results.append(HandleResult(event_id, "waiting", error=str(exc)))
         inserts.flush(session)
@@ -155,7 +157,8 @@ def handle_events(
 
 def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
             now: datetime, quiet: Any, default_zone: str,
-            overrides: dict[str, Override | None] | None = None, inserts: _Inserts | None = None) -> HandleResult:
+            overrides: dict[str, Override | None] | None = None, inserts: _Inserts | None = None,
+            posts_to: chats.Subscribed | None = None) -> HandleResult:
     """One event inside the batch's transaction (see the module docstring)."""
     event_id = event.id
     if inserts is None:
@@ -215,7 +218,8 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
     except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
         return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
     result = HandleResult(event_id, "processed", [], canceled)
-    inserts.add(result, [_row(event, p, now, override) for p in planned])
+    inserts.add(result, [_row(event, p, now, override) for p in planned]
+                + chats.event_rows(event, rule, (posts_to or {}).get(event.event_type, ()), now))
     event.status = OutboxStatus.processed.value
     event.processed_at = now
     unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}

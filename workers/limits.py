@@ -4,30 +4,42 @@ Each channel has rules: at most ``limit`` sends in any ``window_s`` seconds,
 for the whole channel (Telegram 30/s; email per minute, hour and day) and per
 recipient key (Telegram 1/s per chat, and 20/min per group chat).
 
-The limiter hands out **slots**: :meth:`Limiter.reserve` takes a whole batch
-of recipient keys and, in one atomic script (one Redis round trip), gives each
-item the earliest moment it may be sent, or says how long it must wait when
+Two parts, both in Redis and shared by every process:
+
+**The plan** paces.  :meth:`Limiter.reserve` takes a whole batch of recipient
+keys and, in one atomic script (one Redis round trip), gives each item a
+*slot*, the earliest moment it may be sent, or says how long it must wait when
 that moment is beyond the horizon.  Slots sit on one timeline per rule: the
-k-th slot of a channel is never earlier than the (k-limit)-th plus the window,
-so no window of that length ever holds more than the limit.  Senders wait for
-their slot and send then (``workers/delivery.py``), so the spacing the
-provider sees is the limiter's, not the order in which threads happen to run.
-
-Exact *at the provider*: a grant is an interval, a slot and a deadline; the
-sender sends within it or not at all (its row goes back, not an attempt).
-Timelines keep deadlines, and the next slot of a rule comes ``window`` plus
-:data:`JITTER_S` (what lies between a send and the provider's clock: the
-network, the provider's queue) after the limit-th latest deadline.  So no
-window of the provider's clock ever holds more than the limit.  The deadline
-is tight (:data:`TIGHT_S` after the slot) while a rule's window is at least
-half full, and loose (up to half the window, at most :data:`LOOSE_S`) while
-it is not, so a burst on an idle channel is not thrown back for a few
-milliseconds of queueing.  A saturated Telegram channel sends 30 messages
-per 1 + 0.015 + 0.025 s: 1.04x the theoretical minimum.
-
+k-th slot is never earlier than the (k-limit)-th's expected end plus the
+window, and a ``spread`` rule (the bot's 30/s) keeps slots ``window/limit``
+apart, a steady pace instead of bursts.  The plan expects a send to end
+:data:`EXPECTED_S` after its slot; the real end replaces that when it comes.
 A recipient whose own rule holds it back (a second message to one chat within
 a second) does not hold up the channel: its item waits, the next items take
-the slot.  ``pause(channel, s)`` stops a channel everywhere (Telegram 429).
+the slot.
+
+**The gate** decides, exactly, at the provider.  The sending side calls
+:meth:`Limiter.begin` right before a request is written and :meth:`Limiter.end`
+with the moment its answer came.  A send counts against each of its rules from
+``begin`` until its end plus the window (while in flight, its end unknown, it
+counts for good, up to :data:`IN_FLIGHT_S`); ``begin`` lets a send go only
+while fewer than ``limit`` sends count.  Why that holds at the provider's
+clock, however late a thread runs between the gate and the socket: the
+provider stamps a send at some moment between its ``begin`` and its answer.
+Take ``limit + 1`` sends stamped within one window and the last of them to
+pass the gate, at ``s``.  Every other one began before ``s``; its stamp lies
+less than a window from the last one's, which is at or after ``s``, so it was
+stamped, and answered, later than ``s`` minus the window: it still counted at
+``s``, and the gate would not have let the last one go.  So no window at the
+provider holds more than the limit.  Moments are Redis's clock: ``begin`` reads
+it before the write; ``end`` passes how long ago (on the sender's clock) the
+answer came, and Redis takes that from its own now, which can only place the
+end later than it was.  A paused channel (a 429) keeps the gate shut too.
+
+``tests/unit/test_limits.py`` walks senders that run late after the gate (up
+to 400 ms, as a loaded two-core machine does) and a provider that stamps
+anywhere until the answer: no window exceeds its limit; without the gate the
+same senders do.
 
 Backends: Redis (one Lua script, atomic, on Redis's clock so hosts' clocks do
 not matter) for production, memory for the embedded one-process mode; both
@@ -36,12 +48,18 @@ answers "wait" and nothing is sent (and nothing lost: the rows wait).
 
 Long windows survive a Redis restart (Yandex blocks a mailbox for 24 hours
 past its daily quota): a channel whose rules have a window of a minute or
-more is *seeded* from the database's attempt rows when its timeline is new
-(``seed`` callback), before any slot is given.
+more is *seeded* from the database's attempt rows (written before each send,
+so none is missed) when its timelines are new, before any slot is given or
+gate passed.  The mark that says "seeded" holds the Redis server's run id, so
+a server that restarted from a saved copy older than its last sends (an RDB
+snapshot, then a crash) is seeded again too; a send the copy already had is
+not counted twice (the gate names sends ``<notification>:<attempt>``, as the
+attempt rows do).
 
 Why not Dramatiq's ``rate_limits``: its ``WindowRateLimiter`` counts aligned
 buckets and only says pass/fail; we need several rules checked atomically, a
-pause, exact slots for a whole batch, and the wait for those that must wait.
+pause, slots for a whole batch, the wait for those that must wait, and a count
+that lasts until each send's answer.
 """
 
 
@@ -62,38 +80,40 @@ log = logging.getLogger("vestnik.limits")
 
 #: wait returned when the shared state cannot be read (fail closed)
 UNAVAILABLE_WAIT_S = 2.0
-#: what lies between a send and the provider's clock (network, the provider's queue), at most 4% of a window
-JITTER_S = 0.015
-#: a send's deadline after its slot while a rule is half full or more ...
-TIGHT_S = 0.025
-#: ... and at most this (and half the window) while it is not
-LOOSE_S = 1.0
+#: what the plan expects from a send's slot to its answer; the answer's real moment replaces it when it comes
+EXPECTED_S = 0.01
 #: rules with windows this long or longer are rebuilt from the database after a Redis restart
 SEEDED_WINDOW_S = 60.0
+#: a send begun but never reported ended (its worker died mid-call, its answer is uncertain) stops counting
+#: as in flight after this long: longer than any provider call may take with its timeouts
+IN_FLIGHT_S = 120.0
 
 
 @dataclass(frozen=True)
 class Rule:
-    """At most ``limit`` sends in any ``window_s`` seconds."""
+    """At most ``limit`` sends in any ``window_s`` seconds; ``spread``: slots at least
+    ``window_s / limit`` apart (a steady pace, not bursts of ``limit``)."""
 
     name: str
     limit: int
     window_s: float
+    spread: bool = False
 
     @classmethod
-    def per_second(cls, name: str, rate_per_s: float) -> Rule:
+    def per_second(cls, name: str, rate_per_s: float, *, spread: bool = False) -> Rule:
         # 30/s -> 30 per 1 s; 0.5/s -> 1 per 2 s; 1.5/s -> 2 per 1.33 s
         limit = max(1, math.ceil(rate_per_s))
-        return cls(name, limit, limit / rate_per_s)
+        return cls(name, limit, limit / rate_per_s, spread)
 
     @property
     def window_ms(self) -> int:
-        """The window the timeline keeps: the rule's and the jitter before the provider's clock."""
-        return int(round((self.window_s + min(JITTER_S, self.window_s * 0.04)) * 1000))
+        """The rule's window, rounded up to the millisecond (the plan's and the gate's)."""
+        return int(math.ceil(self.window_s * 1000 - 1e-6))
 
     @property
-    def loose_ms(self) -> int:
-        return int(min(LOOSE_S, self.window_s / 2) * 1000)
+    def gap_ms(self) -> int:
+        """The least time between two slots of the plan: the window shared evenly, when ``spread``."""
+        return self.window_ms // self.limit if self.spread else 0
 
 
 def _no_key_rules(key: str) -> tuple[Rule, ...]:
@@ -127,6 +147,8 @@ class Grant:
     at: float | None
     deadline: float | None = None
     wait_s: float = 0.0
+    #: the slot's name on the plan's timelines (reported with the send's end, so the plan learns it)
+    ref: str | None = None
 
     @property
     def granted(self) -> bool:
@@ -146,7 +168,7 @@ class _Plan:
 
     pause_key: str
     seeded_key: str | None  # checked when the channel has long windows
-    overall: list[tuple[str, int, int, int]]  # (key, limit, window_ms, loose_ms)
+    overall: list[tuple[str, int, int, int]]  # (key, limit, window_ms, gap_ms)
     items: list[list[tuple[str, int, int, int]]]  # per item: its per-key rules
     horizon_ms: int
     record: bool = True
@@ -159,45 +181,41 @@ class _Timeline:
 
     deadlines: list[int]
     last: int
+    #: slot name -> its deadline (memory backend: the ends reported later move them)
+    refs: dict[str, int] = field(default_factory=dict)
 
 
-def _earliest(line: _Timeline, limit: int, window: int, t: int) -> int:
-    t = max(t, line.last)  # slots only move forward
+def _earliest(line: _Timeline, limit: int, window: int, gap: int, t: int) -> int:
+    t = max(t, line.last + gap if line.last else t)  # slots only move forward, ``gap`` apart
     if len(line.deadlines) >= limit:
         t = max(t, line.deadlines[-limit] + window)
     return t
 
 
-def _tight(line: _Timeline, limit: int, window: int, t: int) -> bool:
-    """Whether the window before ``t`` is half full already: deadlines must be tight then."""
-    busy = sum(1 for d in line.deadlines if d >= t - window)
-    return busy * 2 >= limit and busy > 0
-
-
 def _run(plan: _Plan, now: int, paused_ms: int, line_of: Callable[[str, int, int], _Timeline],
          add: Callable[[str, int, int, str], None]) -> list[tuple[int, int, int]]:
-    """The slot algorithm: per item (1, slot offset, deadline offset) or (0, wait, 0), ms from now.
+    """The slot algorithm: per item (1, slot offset, expected end offset) or (0, wait, 0), ms from now.
     ``_RESERVE`` is the same in Lua."""
     out: list[tuple[int, int, int]] = []
+    expected = int(EXPECTED_S * 1000)
     for i, rules in enumerate(plan.items, 1):
         if paused_ms > 0:
             out.append((0, paused_ms, 0))
             continue
         g = now
-        for key, limit, window, _ in plan.overall:
-            g = _earliest(line_of(key, limit, window), limit, window, g)
-        if g - now > plan.horizon_ms:
-            out.append((0, g - now, 0))
-            continue
+        for key, limit, window, gap in plan.overall:
+            g = _earliest(line_of(key, limit, window), limit, window, gap, g)
         e = now
-        for key, limit, window, _ in rules:
-            e = _earliest(line_of(key, limit, window), limit, window, e)
+        for key, limit, window, gap in rules:
+            e = _earliest(line_of(key, limit, window), limit, window, gap, e)
+        if g - now > plan.horizon_ms:
+            out.append((0, max(g, e) - now, 0))
+            continue
         if e > g:  # this recipient must wait; the channel's slot goes to the next item
             out.append((0, e - now, 0))
             continue
         every = [*plan.overall, *rules]
-        tight = any(_tight(line_of(key, limit, window), limit, window, g) for key, limit, window, _ in every)
-        deadline = g + (int(TIGHT_S * 1000) if tight else min(loose for *_, loose in every)) if every else g + 1000
+        deadline = g + expected
         out.append((1, g - now, deadline - now))
         for key, limit, window, _ in every:
             line = line_of(key, limit, window)
@@ -210,17 +228,62 @@ def _run(plan: _Plan, now: int, paused_ms: int, line_of: Callable[[str, int, int
     return out
 
 
+@dataclass
+class _Gate:
+    """What the gate checks: per send, its id and its rules' timelines (key, limit, window ms)."""
+
+    pause_key: str
+    seeded_key: str | None
+    items: list[tuple[str, list[tuple[str, int, int]]]]
+
+
+@dataclass
+class _Ends:
+    """Sends that ended: per send, its id, its plan slot's name, how many ms ago it ended, and its rules'
+    timelines (key, window ms)."""
+
+    items: list[tuple[str, str | None, int, list[tuple[str, int]]]]
+
+
+@dataclass
+class _Busy:
+    """A rule's sends at the gate: ended ones (id -> free at: end + window, ms) and those in flight
+    (id -> begun, ms)."""
+
+    ended: dict[str, int] = field(default_factory=dict)
+    open: dict[str, int] = field(default_factory=dict)
+
+    def prune(self, now: int) -> None:
+        self.ended = {k: v for k, v in self.ended.items() if v > now}
+        self.open = {k: v for k, v in self.open.items() if v > now - int(IN_FLIGHT_S * 1000)}
+
+    def wait(self, limit: int, window: int, now: int) -> int:
+        """0 when a send may begin now, else ms until it may: ended sends free their place first (at their
+        end + window, no later than now + window); one still in flight frees it ``window`` after its end,
+        so not before now + window."""
+        n = len(self.ended) + len(self.open)
+        if n < limit:
+            return 0
+        need = n - limit + 1
+        if need <= len(self.ended):
+            return max(1, sorted(self.ended.values())[need - 1] - now)
+        return window
+
+
 _RESERVE = """
--- KEYS[1] pause, KEYS[2] seeded marker, KEYS[3..] timelines: a sorted set of deadlines (ms) and,
+-- KEYS[1] pause, KEYS[2] seeded marker (the run id of the server it was seeded on), KEYS[3..] timelines: a
+-- sorted set of deadlines (ms) and,
 -- at <key>:last, the last slot.  ARGV: member, horizon_ms, record (1/0), check_seeded (1/0),
--- tight_ms, n_overall, (key index, limit, window, loose)..., n_items, per item: n, (key index, ...)...
+-- expected_ms, n_overall, (key index, limit, window, gap)..., n_items, per item: n, (key index, ...)...
 -- Every step is O(log n) on the sorted sets (a limit of 100,000 a second costs what 30 does); a dry
 -- run (record 0) keeps what it would add in Lua tables and merges them into the same questions.
 local member = ARGV[1]
 local horizon = tonumber(ARGV[2])
 local record = ARGV[3] == '1'
-if ARGV[4] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then return {-1} end
-local tight_ms = tonumber(ARGV[5])
+if ARGV[4] == '1' and redis.call('GET', KEYS[2]) ~= string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') then
+  return {-1}
+end
+local expected_ms = tonumber(ARGV[5])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local paused = redis.call('PTTL', KEYS[1])
@@ -255,14 +318,9 @@ local function kth_largest(ki, k)
   if #r == 0 then return nil end
   return tonumber(r[2])
 end
-local function count_from(ki, from)
-  local n = redis.call('ZCOUNT', KEYS[ki], from, '+inf')
-  for _, d in ipairs(added[ki]) do if d >= from then n = n + 1 end end
-  return n
-end
-local function earliest(ki, limit, window, t0)
+local function earliest(ki, limit, window, gap, t0)
   local at = t0
-  if last[ki] > at then at = last[ki] end
+  if last[ki] > 0 and last[ki] + gap > at then at = last[ki] + gap end
   local d = kth_largest(ki, limit)
   if d ~= nil and d + window > at then at = d + window end
   return at
@@ -288,28 +346,16 @@ for i = 1, n_items do
     value = paused
   else
     local g = now
-    for _, r in ipairs(overall) do g = earliest(r[1], r[2], r[3], g) end
+    for _, r in ipairs(overall) do g = earliest(r[1], r[2], r[3], r[4], g) end
+    local e = now
+    for _, r in ipairs(rules) do e = earliest(r[1], r[2], r[3], r[4], e) end
     if g - now > horizon then
-      value = g - now
+      value = math.max(g, e) - now
     else
-      local e = now
-      for _, r in ipairs(rules) do e = earliest(r[1], r[2], r[3], e) end
       if e > g then
         value = e - now
       else
-        local is_tight, loose, any = false, nil, false
-        for _, group in ipairs({overall, rules}) do
-          for _, r in ipairs(group) do
-            any = true
-            local busy = count_from(r[1], g - r[3])
-            if busy > 0 and busy * 2 >= r[2] then is_tight = true end
-            if loose == nil or r[4] < loose then loose = r[4] end
-          end
-        end
-        local deadline = g + 1000
-        if any then
-          if is_tight then deadline = g + tight_ms else deadline = g + loose end
-        end
+        local deadline = g + expected_ms
         granted, value, until_ = 1, g - now, deadline - now
         for _, group in ipairs({overall, rules}) do
           for _, r in ipairs(group) do
@@ -337,6 +383,94 @@ end
 return out
 """
 
+_BEGIN = """
+-- The gate, right before sends are written.  KEYS[1] pause, KEYS[2] seeded marker, KEYS[3..] timelines:
+-- <key>:busy holds ended sends (score: end + window, ms), <key>:open those in flight (score: begun, ms).
+-- ARGV: check_seeded (1/0), in_flight_ms, n_items, per item: id, n, (key index, limit, window)...
+-- Returns per item 0 (begun: counted in flight from now) or the ms to wait before asking again.
+if ARGV[1] == '1' and redis.call('GET', KEYS[2]) ~= string.match(redis.call('INFO', 'server'), 'run_id:(%w+)') then
+  return {-1}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local in_flight = tonumber(ARGV[2])
+local paused = redis.call('PTTL', KEYS[1])
+local seen = {}
+local pos = 4
+local out = {}
+for i = 1, tonumber(ARGV[3]) do
+  local id = ARGV[pos]
+  local n = tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local rules = {}
+  for r = 1, n do
+    rules[r] = {tonumber(ARGV[pos]), tonumber(ARGV[pos + 1]), tonumber(ARGV[pos + 2])}
+    pos = pos + 3
+  end
+  local wait = 0
+  if paused > 0 then
+    wait = paused
+  else
+    for _, r in ipairs(rules) do
+      local busy, open = KEYS[r[1]] .. ':busy', KEYS[r[1]] .. ':open'
+      if not seen[r[1]] then
+        seen[r[1]] = true
+        redis.call('ZREMRANGEBYSCORE', busy, '-inf', now)
+        redis.call('ZREMRANGEBYSCORE', open, '-inf', now - in_flight)
+      end
+      local ended = redis.call('ZCARD', busy)
+      local count = ended + redis.call('ZCARD', open)
+      if count >= r[2] then
+        local need = count - r[2] + 1
+        local w = r[3]
+        if need <= ended then
+          w = tonumber(redis.call('ZRANGE', busy, need - 1, need - 1, 'WITHSCORES')[2]) - now
+          if w < 1 then w = 1 end
+        end
+        if w > wait then wait = w end
+      end
+    end
+    if wait == 0 then
+      for _, r in ipairs(rules) do
+        local open = KEYS[r[1]] .. ':open'
+        redis.call('ZADD', open, now, id)
+        redis.call('PEXPIRE', open, in_flight + 2000)
+      end
+    end
+  end
+  out[i] = wait
+end
+return out
+"""
+
+_END = """
+-- Sends that ended.  KEYS: timelines.  ARGV: n_items, per item: id, plan slot name ('' if none), ms ago
+-- it ended, n, (key index, window)...  A send leaves <key>:open and stays in <key>:busy until its end
+-- plus the window; the plan's timeline puts the send at its real end instead of the expected one.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.ceil(tonumber(t[2]) / 1000)
+local pos = 2
+for i = 1, tonumber(ARGV[1]) do
+  local id, ref, ago, n = ARGV[pos], ARGV[pos + 1], tonumber(ARGV[pos + 2]), tonumber(ARGV[pos + 3])
+  pos = pos + 4
+  local ended = now - ago
+  for r = 1, n do
+    local key, window = KEYS[tonumber(ARGV[pos])], tonumber(ARGV[pos + 1])
+    pos = pos + 2
+    redis.call('ZREM', key .. ':open', id)
+    redis.call('ZADD', key .. ':busy', ended + window, id)
+    redis.call('PEXPIRE', key .. ':busy', window + 2000)
+    if ref ~= '' then redis.call('ZADD', key, 'XX', ended, ref) end
+  end
+end
+return 1
+"""
+
+_MARK_SEEDED = """
+redis.call('SET', KEYS[1], string.match(redis.call('INFO', 'server'), 'run_id:(%w+)'))
+return 1
+"""
+
 _PAUSE = """
 local current = redis.call('PTTL', KEYS[1])
 if current < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
@@ -353,6 +487,7 @@ class MemoryLimiterBackend:
         self.lines: dict[str, _Timeline] = {}
         self.paused_until: dict[str, float] = {}
         self.seeded: set[str] = set()
+        self.busy: dict[str, _Busy] = {}
 
     def reserve(self, plan: _Plan) -> tuple[int, list[tuple[int, int, int]]]:
         with self.lock:
@@ -366,19 +501,73 @@ class MemoryLimiterBackend:
                 if key not in seen:
                     line = self.lines.setdefault(key, _Timeline([], 0))
                     line.deadlines[:] = [d for d in line.deadlines if d > now - window][-limit:]
+                    line.refs = {r: d for r, d in line.refs.items() if d > now - window}
                     seen[key] = line if plan.record else _Timeline(list(line.deadlines), line.last)
                 return seen[key]
 
-            return now, _run(plan, now, paused_ms, line_of, lambda *_: None)
+            def add(key: str, slot: int, deadline: int, ref: str) -> None:
+                self.lines[key].refs[ref] = deadline
 
-    def seed(self, seeded_key: str, entries: dict[str, list[tuple[int, str]]], offset_ms: int) -> None:
-        """``entries``: per timeline key, (wall ms, id) of past sends; ``offset_ms`` turns wall ms into ours."""
+            return now, _run(plan, now, paused_ms, line_of, add)
+
+    def begin(self, gate: _Gate) -> list[int]:
+        with self.lock:
+            if gate.seeded_key is not None and gate.seeded_key not in self.seeded:
+                raise NeedsSeed()
+            now = int(self.clock() * 1000)
+            paused_ms = int(max(0.0, self.paused_until.get(gate.pause_key, 0.0) - self.clock()) * 1000)
+            seen: set[str] = set()
+            out = []
+            for send_id, rules in gate.items:
+                if paused_ms > 0:
+                    out.append(paused_ms)
+                    continue
+                wait = 0
+                for key, limit, window in rules:
+                    busy = self.busy.setdefault(key, _Busy())
+                    if key not in seen:
+                        seen.add(key)
+                        busy.prune(now)
+                    wait = max(wait, busy.wait(limit, window, now))
+                if wait == 0:
+                    for key, _, _ in rules:
+                        self.busy[key].open[send_id] = now
+                out.append(wait)
+            return out
+
+    def end(self, ends: _Ends) -> None:
+        with self.lock:
+            now = math.ceil(self.clock() * 1000)
+            for send_id, ref, ago, rules in ends.items:
+                ended = now - ago
+                for key, window in rules:
+                    busy = self.busy.setdefault(key, _Busy())
+                    busy.open.pop(send_id, None)
+                    busy.ended[send_id] = ended + window
+                    line = self.lines.get(key)
+                    before = line.refs.get(ref) if line is not None and ref is not None else None
+                    if line is not None and before is not None and before in line.deadlines:
+                        line.deadlines.remove(before)
+                        line.deadlines.append(ended)
+                        line.deadlines.sort()
+                        line.refs[ref] = ended  # type: ignore[index]
+
+    def seed(self, seeded_key: str, entries: dict[str, list[tuple[int, str, int | None]]], offset_ms: int,
+             windows: dict[str, int]) -> None:
+        """``entries``: per timeline key, (wall ms begun, id, wall ms ended or None) of past sends;
+        ``offset_ms`` turns wall ms into ours; ``windows``: each key's exact window (ms)."""
         with self.lock:
             for key, items in entries.items():
                 line = self.lines.setdefault(key, _Timeline([], 0))
-                times = [at + offset_ms for at, _ in items]
-                line.deadlines = sorted({*line.deadlines, *times})
+                times = [(ended if ended is not None else at) + offset_ms for at, _, ended in items]
+                line.deadlines = sorted([*line.deadlines, *times])
                 line.last = max([line.last, *times])
+                busy = self.busy.setdefault(key, _Busy())
+                for at, send_id, ended in items:
+                    if ended is None:
+                        busy.open[send_id] = at + offset_ms
+                    else:
+                        busy.ended[send_id] = ended + offset_ms + windows[key]
             self.seeded.add(seeded_key)
 
     def clock_ms(self) -> int:
@@ -402,6 +591,9 @@ class RedisLimiterBackend:
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._reserve = self.client.register_script(_RESERVE)
+        self._begin = self.client.register_script(_BEGIN)
+        self._end = self.client.register_script(_END)
+        self._mark_seeded = self.client.register_script(_MARK_SEEDED)
         self._pause = self.client.register_script(_PAUSE)
 
     def reserve(self, plan: _Plan) -> tuple[int, list[tuple[int, int, int]]]:
@@ -415,27 +607,67 @@ class RedisLimiterBackend:
             return index[key]
 
         argv: list[Any] = [plan.member, plan.horizon_ms, 1 if plan.record else 0, 1 if plan.seeded_key else 0,
-                           int(TIGHT_S * 1000), len(plan.overall)]
-        for key, limit, window, loose in plan.overall:
-            argv += [ki(key), limit, window, loose]
+                           int(EXPECTED_S * 1000), len(plan.overall)]
+        for key, limit, window, gap in plan.overall:
+            argv += [ki(key), limit, window, gap]
         argv.append(len(plan.items))
         for rules in plan.items:
             argv.append(len(rules))
-            for key, limit, window, loose in rules:
-                argv += [ki(key), limit, window, loose]
+            for key, limit, window, gap in rules:
+                argv += [ki(key), limit, window, gap]
         raw = self._reserve(keys=keys, args=argv)
         if raw and int(raw[0]) == -1:
             raise NeedsSeed()
         return int(raw[0]), [(int(raw[i]), int(raw[i + 1]), int(raw[i + 2])) for i in range(1, len(raw), 3)]
 
-    def seed(self, seeded_key: str, entries: dict[str, list[tuple[int, str]]], offset_ms: int) -> None:
+    def begin(self, gate: _Gate) -> list[int]:
+        keys = [gate.pause_key, gate.seeded_key or f"{gate.pause_key}:unused"]
+        index: dict[str, int] = {}
+        argv: list[Any] = [1 if gate.seeded_key else 0, int(IN_FLIGHT_S * 1000), len(gate.items)]
+        for send_id, rules in gate.items:
+            argv += [send_id, len(rules)]
+            for key, limit, window in rules:
+                if key not in index:
+                    keys.append(key)
+                    index[key] = len(keys)
+                argv += [index[key], limit, window]
+        raw = self._begin(keys=keys, args=argv)
+        if raw and int(raw[0]) == -1:
+            raise NeedsSeed()
+        return [int(w) for w in raw]
+
+    def end(self, ends: _Ends) -> None:
+        keys: list[str] = []
+        index: dict[str, int] = {}
+        argv: list[Any] = [len(ends.items)]
+        for send_id, ref, ago, rules in ends.items:
+            argv += [send_id, ref or "", ago, len(rules)]
+            for key, window in rules:
+                if key not in index:
+                    keys.append(key)
+                    index[key] = len(keys)
+                argv += [index[key], window]
+        self._end(keys=keys, args=argv)
+
+    def seed(self, seeded_key: str, entries: dict[str, list[tuple[int, str, int | None]]], offset_ms: int,
+             windows: dict[str, int]) -> None:
         pipe = self.client.pipeline(transaction=True)
         for key, items in entries.items():
             if items:
-                pipe.zadd(key, {member: at + offset_ms for at, member in items})
+                times = {f"seed:{send_id}": (ended if ended is not None else at) + offset_ms
+                         for at, send_id, ended in items}
+                pipe.zadd(key, times)  # type: ignore[arg-type]
                 pipe.pexpire(key, 2 * 86_400_000)
-                pipe.set(f"{key}:last", max(at + offset_ms for at, _ in items), px=2 * 86_400_000)
-        pipe.set(seeded_key, "1")
+                pipe.set(f"{key}:last", max(times.values()), px=2 * 86_400_000)
+                ended_ = {send_id: ended + offset_ms + windows[key] for _, send_id, ended in items if ended is not None}
+                open_ = {send_id: at + offset_ms for at, send_id, ended in items if ended is None}
+                if ended_:
+                    pipe.zadd(f"{key}:busy", ended_)  # type: ignore[arg-type]
+                    pipe.pexpire(f"{key}:busy", windows[key] + 2000)
+                if open_:
+                    pipe.zadd(f"{key}:open", open_)  # type: ignore[arg-type]
+                    pipe.pexpire(f"{key}:open", int(IN_FLIGHT_S * 1000) + 2000)
+        self._mark_seeded(keys=[seeded_key], client=pipe)
         pipe.execute()
 
     def clock_ms(self) -> int:
@@ -449,8 +681,9 @@ class RedisLimiterBackend:
         return max(0, self.client.pttl(pause_key)) / 1000
 
 
-#: seed(channel, since) -> [(wall-clock ms of a send, a stable id)], from the database's attempt rows
-SeedSource = Callable[[str, float], list[tuple[int, str]]]
+#: seed(channel, since) -> [(wall-clock ms a send began, its send id, wall-clock ms it ended or None while it
+#: has not)], from the database's attempt rows
+SeedSource = Callable[[str, float], list[tuple[int, str, int | None]]]
 
 
 class Limiter:
@@ -472,7 +705,7 @@ class Limiter:
 
         def rule(r: Rule, key: str | None = None) -> tuple[str, int, int, int]:
             name = f"{self.prefix}:{channel}:{r.name}" + (f":{key}" if key else "")
-            return name, r.limit, r.window_ms, r.loose_ms
+            return name, r.limit, r.window_ms, r.gap_ms
 
         overall = [rule(r) for r in rules.overall]
         items = [[rule(r, key) for r in rules.per_key(key)] if key else [] for key in keys]
@@ -497,29 +730,87 @@ class Limiter:
                                                                      "error": type(exc).__name__})
             return [Grant(None, None, UNAVAILABLE_WAIT_S) for _ in keys]
         base = self.clock()
-        return [Grant(base + value / 1000, base + until / 1000) if granted else Grant(None, None, value / 1000)
-                for granted, value, until in results]
+        return [Grant(base + value / 1000, base + until / 1000, ref=f"{plan.member}:{i}") if granted
+                else Grant(None, None, value / 1000)
+                for i, (granted, value, until) in enumerate(results, 1)]
 
     def _run(self, channel: str, plan: _Plan) -> list[tuple[int, int, int]]:
         try:
             return self.backend.reserve(plan)[1]
         except NeedsSeed:
-            self._seed(channel, plan)
+            self._seed(channel)
             return self.backend.reserve(plan)[1]
 
-    def _seed(self, channel: str, plan: _Plan) -> None:
-        """Rebuild a channel's long windows from the database (its timeline is new or was lost)."""
-        assert self.seed_source is not None and plan.seeded_key is not None
-        longest_ms = max(window for _, _, window, _ in plan.overall)
+    def _seed(self, channel: str) -> None:
+        """Rebuild a channel's long windows from the database (its timelines are new, or Redis lost them
+        or restarted from an older copy: the marker holds the run id of the server it was seeded on)."""
+        rules = self.rules[channel]
+        assert self.seed_source is not None
+        timelines = {f"{self.prefix}:{channel}:{r.name}": r for r in rules.overall}
+        longest_ms = max(r.window_ms for r in rules.overall)
         sends = self.seed_source(channel, time.time() - longest_ms / 1000)
         # Database times are wall-clock; the backend's clock may be another (monotonic, or Redis's).
         offset_ms = self.backend.clock_ms() - int(time.time() * 1000)
         now_wall = int(time.time() * 1000)
-        entries = {key: [(at, f"seed:{stable}") for at, stable in sends if at > now_wall - window]
-                   for key, _, window, _ in plan.overall}
-        self.backend.seed(plan.seeded_key, entries, offset_ms)
+        entries = {key: [(at, send_id, ended) for at, send_id, ended in sends
+                         if (ended if ended is not None else now_wall) > now_wall - r.window_ms]
+                   for key, r in timelines.items()}
+        self.backend.seed(f"{self.prefix}:{channel}:seeded", entries, offset_ms,
+                          {key: r.window_ms for key, r in timelines.items()})
         log.info("limiter timeline rebuilt from the database", extra={
             "action": "limiter.seeded", "channel": channel, "sends": len(sends)})
+
+    def _gate_rules(self, channel: str, key: str | None) -> list[tuple[str, Rule]]:
+        rules = self.rules.get(channel)
+        if rules is None:
+            return []
+        every = [(f"{self.prefix}:{channel}:{r.name}", r) for r in rules.overall]
+        if key:
+            every += [(f"{self.prefix}:{channel}:{r.name}:{key}", r) for r in rules.per_key(key)]
+        return every
+
+    def begin(self, channel: str, sends: Sequence[tuple[str, str | None]]) -> list[float]:
+        """The gate, right before sends are written: per ``(send id, recipient key)``, 0.0 when it may be
+        written now (it counts as in flight from this moment until :meth:`end`), else the seconds to wait
+        before asking again.  A send that waited for the CPU after its slot asks here, and only here is
+        it decided: so no sliding window at the provider ever holds more than the limit (the module doc)."""
+        if not sends:
+            return []
+        rules = self.rules.get(channel)
+        seeded_key = (f"{self.prefix}:{channel}:seeded"
+                      if rules is not None and rules.seeded and self.seed_source is not None else None)
+        gate = _Gate(f"{self.prefix}:{channel}:pause", seeded_key,
+                     [(send_id, [(name, r.limit, r.window_ms) for name, r in self._gate_rules(channel, key)])
+                      for send_id, key in sends])
+        try:
+            try:
+                waits = self.backend.begin(gate)
+            except NeedsSeed:
+                self._seed(channel)
+                waits = self.backend.begin(gate)
+        except Exception as exc:  # noqa: BLE001 - fail closed on any backend trouble
+            log.warning("limiter unavailable; holding sends", extra={"action": "limiter.unavailable",
+                                                                     "channel": channel,
+                                                                     "error": type(exc).__name__})
+            return [UNAVAILABLE_WAIT_S for _ in sends]
+        return [w / 1000 for w in waits]
+
+    def end(self, channel: str, sends: Sequence[tuple[str, str | None, str | None, float]]) -> None:
+        """Sends that ended: ``(send id, recipient key, the grant's ref, when its answer came)``, the
+        moment on this limiter's clock.  Each then counts until that moment plus each rule's window.  A
+        send never reported (its answer uncertain, its worker killed) counts as in flight for
+        :data:`IN_FLIGHT_S`."""
+        if not sends:
+            return
+        asked = self.clock()
+        ends = _Ends([(send_id, ref, max(0, int((asked - done) * 1000)),
+                       [(name, r.window_ms) for name, r in self._gate_rules(channel, key)])
+                      for send_id, key, ref, done in sends])
+        try:
+            self.backend.end(ends)
+        except Exception as exc:  # noqa: BLE001 - the sends count as in flight until IN_FLIGHT_S: safe
+            log.warning("could not record sends' ends; they count as in flight for a while", extra={
+                "action": "limiter.end_failed", "channel": channel, "error": type(exc).__name__})
 
     def capacity(self, channel: str, *, horizon_s: float, most: int) -> tuple[int, float]:
         """How many sends the channel could take within ``horizon_s`` (at most ``most``), and, when

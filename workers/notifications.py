@@ -532,9 +532,13 @@ def fail_poisoned(session: Session, notification_id: int, reason: str, *, now: d
 
 def mark_unreachable(session: Session, client_id: int | None, channel: str, address: str, reason: str) -> None:
     """The one place a permanent provider error disables a client's address on a channel, and
-    only if it is still the address that failed (the client may have changed it since)."""
-    if client_id is None:
-        return  # an admin's own test address
+    only if it is still the address that failed (the client may have changed it since); a post's
+    (no client) marks the registered chat (``workers/chats.py``)."""
+    if client_id is None:  # a group or channel (an admin's own test address is no registered chat)
+        from vestnik.workers.chats import mark_unreachable as chat_unreachable
+
+        chat_unreachable(session, channel, address, reason)
+        return
     now = utcnow()
     session.execute(
         update(ClientAddress).where(ClientAddress.client_id == client_id, ClientAddress.channel == channel,
@@ -674,19 +678,27 @@ def hand_over(session: Session, broadcast_id: int, channel: str, room: int, now:
 
 
 def seed_source(factory: Any) -> Any:
-    """``(channel, since) -> [(wall-clock ms, attempt id)]``: every provider call of a channel since
-    a moment, from the attempt rows (the limiter rebuilds its long windows from it after Redis lost
-    them; an attempt row is written before each call, so none is missed)."""
+    """``(channel, since) -> [(wall-clock ms begun, send id, wall-clock ms ended or None)]``: every
+    provider call of a channel that began since a moment or has not ended, from the attempt rows (the
+    limiter rebuilds its long windows from it after Redis lost them; an attempt row is written before
+    each call, so none is missed).  The send id, ``<notification id>:<attempt number>``, is the one the
+    delivery gives the limiter's gate, so a send counted twice is counted once."""
 
-    def sends(channel: str, since_s: float) -> list[tuple[int, str]]:
+    def sends(channel: str, since_s: float) -> list[tuple[int, str, int | None]]:
         from datetime import UTC
 
-        since = datetime.fromtimestamp(since_s, UTC)
+        from vestnik.workers.limits import IN_FLIGHT_S
+
+        # A call lasts at most IN_FLIGHT_S (its timeouts), so one that ended since began at most that long before.
+        since = datetime.fromtimestamp(since_s - IN_FLIGHT_S, UTC)
         with factory() as session:
             rows = session.execute(
-                select(_A.c.id, _A.c.started_at).join(_N, _N.c.id == _A.c.notification_id)
+                select(_A.c.notification_id, _A.c.attempt_no, _A.c.started_at, _A.c.finished_at)
+                .join(_N, _N.c.id == _A.c.notification_id)
                 .where(_N.c.channel == channel, _A.c.started_at >= since)
             ).all()
-        return [(int(at.timestamp() * 1000), str(attempt_id)) for attempt_id, at in rows]
+        return [(int(started.timestamp() * 1000), f"{nid}:{no}",
+                 int(finished.timestamp() * 1000) if finished is not None else None)
+                for nid, no, started, finished in rows]
 
     return sends

@@ -5,52 +5,47 @@ Each channel gets a :class:`SenderPool` of ``size`` threads per worker process
 limit simultaneous connections).  A channel keeps one connection per thread
 (``threading.local``), so the threads never wait on each other's socket.
 
-A send is handed over with its grant from the limiter: the thread waits for
-the slot, and if it could not start before the deadline (the pool was busy,
-the process was descheduled) it does not send at all: the row goes back
-without an attempt, and no window at the provider holds more than the limit.
+A send is handed over once the limiter's gate let it begin (``Limiter.begin``,
+in the batch's thread): the sending thread waits for its slot, sends, and notes
+when the answer came (``Sent.done``), which the batch reports to the limiter
+(``Limiter.end``): the send counts against every window until then plus the
+window, however late the thread ran.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from vestnik.workers.channels.base import Channel, DeliveryError, RenderedMessage
+from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
 
 log = logging.getLogger("vestnik.delivery")
 
 
 @dataclass(frozen=True)
 class Sent:
-    """What one send came to; ``late``: its deadline passed first, so it was not sent (not an attempt)."""
+    """What one send came to; ``late``: the limiter's gate did not let it begin in time, so it was not
+    sent (not an attempt); ``done``: when its answer came (monotonic), None when it may not be over (an
+    answer never came: the provider may still take it)."""
 
     external_id: str | None = None
     error: DeliveryError | None = None
     late: bool = False
+    done: float | None = None
 
 
-def send_one(channel: Channel, address: str, message: RenderedMessage, at: float | None,
-             deadline: float | None, again: Callable[[], float | None] | None = None) -> Sent:
-    """Wait for the slot ``at`` (monotonic), send unless ``deadline`` has passed, classify.
-
-    A thread that woke too late (a loaded machine) asks ``again`` for a slot right now (one limiter
-    round trip: the deadline of that one, returned, is then checked) before it gives the row back."""
+def send_one(channel: Channel, address: str, message: RenderedMessage, at: float | None = None) -> Sent:
+    """Wait for the slot ``at`` (monotonic), send, classify; the limiter's gate was passed before."""
     if at is not None:
         pause = at - time.monotonic()
         if pause > 0:
             time.sleep(pause)
-    if deadline is not None and time.monotonic() > deadline:
-        deadline = again() if again is not None else None
-        if deadline is None or time.monotonic() > deadline:
-            return Sent(late=True)
     try:
-        return Sent(channel.send(address, message))
+        return Sent(channel.send(address, message), done=time.monotonic())
     except DeliveryError as exc:
-        return Sent(error=exc)
+        return Sent(error=exc, done=None if exc.outcome is Outcome.uncertain else time.monotonic())
     except Exception as exc:  # noqa: BLE001 - a bug mid-call: the provider may have the message
         log.exception("channel raised", extra={"action": "delivery.bug", "notification_id": message.notification_id})
         return Sent(error=DeliveryError.uncertain(f"unexpected error: {type(exc).__name__}"))
@@ -64,9 +59,8 @@ class SenderPool:
         self.size = max(1, size)
         self._executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=f"vestnik-send-{channel.name}")
 
-    def submit(self, address: str, message: RenderedMessage, at: float | None, deadline: float | None,
-               again: Callable[[], float | None] | None = None) -> Future[Sent]:
-        return self._executor.submit(send_one, self.channel, address, message, at, deadline, again)
+    def submit(self, address: str, message: RenderedMessage, at: float | None) -> Future[Sent]:
+        return self._executor.submit(send_one, self.channel, address, message, at)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

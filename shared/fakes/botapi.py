@@ -109,6 +109,8 @@ class FakeBotApi:
         self._migrated: dict[str, int] = {}
         #: file_id -> (name, bytes, type): files this fake "holds" (uploaded through it, or add_file)
         self._files: dict[str, tuple[str, bytes, str]] = {}
+        #: groups and channels the bot knows (add_chat): chat id -> {"chat": getChat's result, "member": ...}
+        self._chats: dict[str, dict[str, Any]] = {}
         self._faults: deque[Fault] = deque()
         self._ratio: tuple[float, str] | None = None
         self._sends = 0
@@ -258,6 +260,87 @@ class FakeBotApi:
             "date": int(time.time()), "old_chat_member": member(old), "new_chat_member": member(new_status),
         }})
 
+    # ------------------------------------------------------------------ groups and channels
+
+    @property
+    def bot_user(self) -> dict[str, Any]:
+        """The bot as a ``User`` (getMe's id, name and username)."""
+        head = self.token.split(":")[0]
+        return {"id": int(head) if head.isdigit() else 1, "is_bot": True, "first_name": "Vestnik",
+                "username": self.username}
+
+    def add_chat(self, chat_id: int, kind: str = "supergroup", title: str = "Group", *,
+                 username: str | None = None, bot_status: str = "administrator", can_post_messages: bool = True,
+                 can_send_messages: bool = True) -> dict[str, Any]:
+        """A group (``group``/``supergroup``) or ``channel`` with the bot in it as ``bot_status``
+        (``administrator``, ``member``, ``restricted``, ``left``, ``kicked``).  getChat and getChatMember
+        answer from it as Telegram does; sends to it honour the bot's standing.  Returns getChat's result."""
+        if kind not in ("group", "supergroup", "channel"):
+            raise ValueError("kind is group, supergroup or channel")
+        chat: dict[str, Any] = {"id": int(chat_id), "type": kind, "title": title, "accent_color_id": 0,
+                                "max_reaction_count": 11, "accepted_gift_types": {
+                                    "unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
+                                    "premium_subscription": False}}
+        if username:
+            chat["username"] = username
+        if kind != "channel":
+            chat["permissions"] = {"can_send_messages": can_send_messages, "can_send_audios": True,
+                                   "can_send_documents": True, "can_send_photos": True, "can_send_videos": True,
+                                   "can_send_video_notes": True, "can_send_voice_notes": True,
+                                   "can_send_polls": True, "can_send_other_messages": True,
+                                   "can_add_web_page_previews": True, "can_change_info": False,
+                                   "can_invite_users": True, "can_pin_messages": False, "can_manage_topics": False}
+        with self.cond:
+            self._chats[str(chat_id)] = {"chat": chat, "status": bot_status,
+                                         "can_post_messages": can_post_messages}
+            if username:
+                self._chats["@" + username.lower()] = self._chats[str(chat_id)]
+        return dict(chat)
+
+    def set_bot_status(self, chat_id: int, status: str, *, can_post_messages: bool = True) -> dict[str, Any]:
+        """The bot's standing in a known chat changes (an admin removed, banned or promoted it); returns
+        the ``my_chat_member`` update Telegram sends about it (also queued for getUpdates)."""
+        with self.cond:
+            entry = self._chats[str(chat_id)]
+            old = self._member(entry)
+            entry["status"], entry["can_post_messages"] = status, can_post_messages
+            new = self._member(entry)
+        return self.push_update({"my_chat_member": {
+            "chat": {k: v for k, v in entry["chat"].items() if k in ("id", "type", "title", "username")},
+            "from": {"id": 777, "is_bot": False, "first_name": "Chat admin"},
+            "date": int(time.time()), "old_chat_member": old, "new_chat_member": new}})
+
+    def _member(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """getChatMember's answer for the bot in a known chat (ChatMember* shapes of the Bot API)."""
+        status, kind = entry["status"], entry["chat"]["type"]
+        member: dict[str, Any] = {"user": self.bot_user, "status": status}
+        if status == "administrator":
+            member.update({"can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
+                           "can_delete_messages": True, "can_manage_video_chats": True, "can_restrict_members": True,
+                           "can_promote_members": False, "can_change_info": True, "can_invite_users": True,
+                           "can_post_stories": False, "can_edit_stories": False, "can_delete_stories": False})
+            if kind == "channel":
+                member.update({"can_post_messages": entry["can_post_messages"], "can_edit_messages": True})
+            else:
+                member.update({"can_pin_messages": True, "can_manage_topics": False})
+        elif status == "restricted":
+            member.update({"is_member": True, "can_send_messages": entry["can_post_messages"], "until_date": 0})
+        elif status == "kicked":
+            member["until_date"] = 0
+        return member
+
+    def _chat_refusal(self, chat: str) -> tuple[int, dict[str, Any]] | None:
+        """What Telegram answers a bot that is not (or no longer) in a known chat; None when it is."""
+        entry = self._known(chat)
+        if entry is None:
+            return None
+        kind = entry["chat"]["type"]
+        if entry["status"] == "kicked":
+            return _error(403, f"Forbidden: bot was kicked from the {kind} chat")
+        if entry["status"] == "left":
+            return _error(403, f"Forbidden: bot is not a member of the {kind} chat")
+        return None
+
     def pending_updates(self) -> int:
         """Updates not yet confirmed by a getUpdates offset."""
         with self.cond:
@@ -344,6 +427,10 @@ class FakeBotApi:
                 "can_join_groups": True, "can_read_all_group_messages": False,
                 "supports_inline_queries": False,
             }}
+        if name == "getchat":
+            return self._get_chat(chat)
+        if name == "getchatmember":
+            return self._get_chat_member(chat, params.get("user_id"))
         if name == "getupdates":
             return self._get_updates(params)
         if name == "answercallbackquery":
@@ -371,6 +458,39 @@ class FakeBotApi:
                 "pending_update_count": len(self._updates),
             }}
         return _error(404, "Not Found")
+
+    def _known(self, chat: str) -> dict[str, Any] | None:
+        with self.cond:
+            return self._chats.get(chat.lower() if chat.startswith("@") else chat)
+
+    def _get_chat(self, chat: str) -> tuple[int, Any]:
+        if not chat:
+            return _error(400, "Bad Request: chat_id is empty")
+        entry = self._known(chat)
+        if entry is None:
+            return _error(400, "Bad Request: chat not found")
+        refusal = self._chat_refusal(chat)
+        if refusal is not None and not entry["chat"].get("username"):
+            return refusal  # a private chat the bot is not in: Telegram shows it nothing
+        return 200, {"ok": True, "result": dict(entry["chat"])}
+
+    def _get_chat_member(self, chat: str, user_id: Any) -> tuple[int, Any]:
+        if not chat:
+            return _error(400, "Bad Request: chat_id is empty")
+        entry = self._known(chat)
+        if entry is None:
+            return _error(400, "Bad Request: chat not found")
+        try:
+            user = int(user_id)
+        except (TypeError, ValueError):
+            return _error(400, "Bad Request: invalid user_id specified")
+        if user != self.bot_user["id"]:
+            return _error(400, "Bad Request: user not found")
+        refusal = self._chat_refusal(chat)
+        if refusal is not None and not entry["chat"].get("username"):
+            return refusal
+        with self.cond:
+            return 200, {"ok": True, "result": self._member(entry)}
 
     def _next_fault(self) -> Fault | None:
         with self.cond:
@@ -407,6 +527,15 @@ class FakeBotApi:
         if migrated is not None:
             return _error(400, "Bad Request: group chat was upgraded to a supergroup chat",
                           migrate_to_chat_id=migrated)
+        refusal = self._chat_refusal(chat)
+        if refusal is not None:
+            return refusal
+        known = self._known(chat)
+        if known is not None and known["status"] == "restricted" and not known["can_post_messages"]:
+            return _error(400, "Bad Request: not enough rights to send text messages to the chat")
+        if known is not None and known["chat"]["type"] == "channel" and not (
+                known["status"] == "creator" or (known["status"] == "administrator" and known["can_post_messages"])):
+            return _error(400, "Bad Request: need administrator rights in the channel chat")
         if not re.fullmatch(r"-?\d+|@\w{4,}", chat):
             return _error(400, "Bad Request: chat not found")
 
@@ -446,6 +575,11 @@ class FakeBotApi:
             "from": {"id": 1, "is_bot": True, "first_name": "Vestnik", "username": self.username},
             "chat": {"id": int(chat) if chat.lstrip("-").isdigit() else chat, "type": "private"},
         }
+        if known is not None:
+            result["chat"] = {k: v for k, v in known["chat"].items() if k in ("id", "type", "title", "username")}
+            if known["chat"]["type"] == "channel":
+                result["sender_chat"] = dict(result["chat"])
+                del result["from"]
         if is_document and document is not None:
             file_id = file_id or f"DOC{record['message_id']}"
             with self.cond:

@@ -25,7 +25,12 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     from playwright.sync_api import expect, sync_playwright
 
-    site = start(Path(tempfile.mkdtemp(prefix="vestnik-shots-")))
+    from vestnik.shared.fakes.botapi import FakeBotApi
+
+    bot_api = FakeBotApi().start()  # the groups and channels page verifies chats through it
+    site = start(Path(tempfile.mkdtemp(prefix="vestnik-shots-")),
+                 settings_overrides={"telegram_token": bot_api.token, "telegram_api_base": bot_api.url})
+    site.bot_api = bot_api
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
@@ -92,11 +97,50 @@ def main() -> None:
             shot("template-validation")
             page.goto(site.url + "/admin/client/details/?id=5")
             shot("client")
+            chats_and_buttons(site, page, shot, telegram_id)
             page.goto(site.url + "/admin/audit/")
             shot("audit", full=False)
+            # The admin in Russian (issue 14): the navbar's switch, kept on the admin user.
+            page.goto(site.url + "/admin/")
+            page.locator(".lang-switch button[value=ru]").click()
+            expect(page.locator("html")).to_have_attribute("lang", "ru")
+            expect(page.locator("#charts svg").first).to_be_visible()
+            shot("ru-dashboard")
+            page.goto(site.url + "/admin/reports/")
+            shot("ru-reports", full=False)
             browser.close()
     finally:
         site.stop()
+        bot_api.stop()
+
+
+def chats_and_buttons(site, page, shot, telegram_id: int) -> None:
+    """The button editor under the preview, and the groups and channels page with three chats."""
+    from playwright.sync_api import expect
+
+    page.goto(site.url + f"/admin/template/edit/?id={telegram_id}")
+    page.fill("#buttons", "Оплатить -> https://pay.example.ru/{{ invoice_number }}\n"
+                          "Оплатил(а) -> callback:paid | Вопрос -> callback:question")
+    expect(page.locator("#te-preview-buttons .te-kb-row")).to_have_count(2)
+    expect(page.frame_locator("#te-preview-frame").locator("body")).to_contain_text("INV-2026-017")
+    shot("template-buttons")
+    api = site.bot_api
+    api.add_chat(-1001234567890, "supergroup", "Учителя 5А", bot_status="member")
+    api.add_chat(-1009876543210, "channel", "Новости школы", username="school_news")
+    api.add_chat(-1005550001111, "supergroup", "Бухгалтерия")
+    for ref in ("-1001234567890", "@school_news", "-1005550001111"):
+        page.goto(site.url + "/admin/chats/")
+        page.fill("#chat-ref", ref)
+        page.get_by_role("button", name="Add and verify").click()
+    row = page.locator("#chat-list tbody tr").filter(has_text="Бухгалтерия")
+    row.locator("select[name=event]").select_option("balance_changed")
+    row.locator("select[name=template]").select_option("LOW_BALANCE")
+    row.get_by_role("button", name="Add").click()
+    api.set_bot_status(-1005550001111, "kicked")
+    page.locator("#chat-list tbody tr").filter(has_text="Бухгалтерия").get_by_role(
+        "button", name="Verify again").click()
+    page.select_option("#post-template", "LESSON_CANCELLED")
+    shot("chats")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ out, and every unsent row is pending again without an attempt counted.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import func, select
@@ -181,27 +180,20 @@ def test_a_batch_that_runs_long_gives_its_unsent_rows_back_before_the_lease(rig,
     assert any(r.outcome == "rate_limited" for r in result.results)
 
 
-def test_slots_that_expired_before_their_chunk_are_asked_again_once_per_chunk(rig, bot_api, redis_url, redis_client,
-                                                                               monkeypatch):
-    """A long batch (a loaded machine) finds its later chunks' deadlines passed: each such chunk asks
-    the limiter again in one round trip (not one per row from each sending thread), and every row
-    still goes exactly once."""
+def test_rows_due_together_pass_the_gate_in_one_round_trip_and_their_ends_in_another(
+        rig, bot_api, redis_url, redis_client, monkeypatch):
+    """Limits lifted: a chunk's slots all lie within GATE_AHEAD_S, so the chunk passes the limiter's
+    gate in one round trip and reports its ends in one; every row goes exactly once."""
     factory, settings, channels = rig
-    # Limits lifted: asked again, a chat's own earlier slot still counts against its 1/s.
     settings = Settings(**{**settings.__dict__, "telegram_rate_per_s": 1000, "telegram_chat_rate_per_s": 1000})
     limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis_url))
-    real_reserve = limiter.reserve
-    asked: list[int] = []
-
-    def reserve_expired_at_first(channel, keys, *, horizon_s):
-        grants = real_reserve(channel, keys, horizon_s=horizon_s)
-        asked.append(len(keys))
-        if len(asked) == 1:  # the batch's own grants: every deadline has passed by the time a chunk goes
-            return [replace(g, deadline=g.at - 1.0) if g.granted else g for g in grants]
-        return grants
-
-    limiter.reserve = reserve_expired_at_first  # type: ignore[method-assign]
+    begun: list[int] = []
+    ended: list[int] = []
+    real_begin, real_end = limiter.begin, limiter.end
+    limiter.begin = lambda channel, sends: begun.append(len(sends)) or real_begin(channel, sends)  # type: ignore
+    limiter.end = lambda channel, sends: ended.append(len(sends)) or real_end(channel, sends)  # type: ignore
     monkeypatch.setattr(delivery_module, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 1.0)  # a loaded machine may spread 8 slots a little
     delivery = Delivery(factory, channels, settings, limiter=limiter)
     try:
         result = delivery.pump("telegram")
@@ -209,36 +201,37 @@ def test_slots_that_expired_before_their_chunk_are_asked_again_once_per_chunk(ri
         delivery.close()
     at_provider, statuses, attempts = ledger(factory, bot_api)
     assert result.claimed == N
-    assert asked[0] == N and asked[1:4] == [8, 8, 8]  # the batch, then each chunk once
-    assert set(at_provider.values()) == {1} and len(at_provider) + statuses.get("pending", 0) == N
-    assert statuses.get("sent", 0) == len(at_provider) == attempts
+    assert begun == [8, 8, 8] and ended == [8, 8, 8]
+    assert set(at_provider.values()) == {1} and statuses == {"sent": N} and attempts == N
 
 
-def test_a_chunk_given_back_whole_still_opens_the_next_chunks_attempts_before_its_sends(
+def test_rows_the_gate_holds_back_go_back_without_an_attempt_and_the_next_chunk_still_opens_first(
         rig, bot_api, redis_url, redis_client, monkeypatch):
+    """The first chunk finds the gate shut past GATE_WAIT_S (another worker's sends fill the window):
+    it is given back whole, not counted as attempts; the next chunks' attempts still open before
+    their sends."""
     factory, settings, channels = rig
     settings = Settings(**{**settings.__dict__, "telegram_rate_per_s": 1000, "telegram_chat_rate_per_s": 1000})
     limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis_url))
-    real_reserve = limiter.reserve
+    real_begin = limiter.begin
     asked: list[int] = []
 
-    def first_chunk_finds_no_slot(channel, keys, *, horizon_s):
-        grants = real_reserve(channel, keys, horizon_s=horizon_s)
-        asked.append(len(keys))
-        if len(asked) == 1:  # every deadline passed before the first chunk's turn ...
-            return [replace(g, deadline=g.at - 1.0) if g.granted else g for g in grants]
-        if len(asked) == 2:  # ... and asked again, the first chunk gets no slot: given back whole
-            return [replace(g, at=None, deadline=None, wait_s=0.5) for g in grants]
-        return grants
+    def first_chunk_finds_the_gate_shut(channel, sends):
+        asked.append(len(sends))
+        if len(asked) == 1:
+            return [5.0 for _ in sends]  # longer than GATE_WAIT_S
+        return real_begin(channel, sends)
 
-    limiter.reserve = first_chunk_finds_no_slot  # type: ignore[method-assign]
+    limiter.begin = first_chunk_finds_the_gate_shut  # type: ignore[method-assign]
     monkeypatch.setattr(delivery_module, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 1.0)
     delivery = Delivery(factory, channels, settings, limiter=limiter)
     try:
-        delivery.pump("telegram")
+        result = delivery.pump("telegram")
     finally:
         delivery.close()
     at_provider, statuses, attempts = ledger(factory, bot_api)
     assert len(at_provider) == N - 8 and set(at_provider.values()) == {1}
     assert statuses == {"sent": N - 8, "pending": 8}
     assert attempts == N - 8  # every send had its attempt row first; the chunk given back has none
+    assert result.wake_in_s == 0.0  # due again at once: the next claim's slots decide

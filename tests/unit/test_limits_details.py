@@ -14,15 +14,12 @@ import pytest
 from vestnik.shared.config import Settings
 from vestnik.workers import limits
 from vestnik.workers.limits import (
-    LOOSE_S,
-    TIGHT_S,
+    EXPECTED_S,
     UNAVAILABLE_WAIT_S,
     ChannelRules,
     Limiter,
     MemoryLimiterBackend,
     Rule,
-    _tight,
-    _Timeline,
     rules_for,
 )
 
@@ -43,7 +40,7 @@ def make(clock: Clock, **settings) -> tuple[Limiter, MemoryLimiterBackend]:
 def test_the_rules_of_each_channel_by_name_limit_and_window():
     rules = rules_for(Settings(telegram_rate_per_s=30, telegram_chat_rate_per_s=1, telegram_group_rate_per_min=20,
                                email_rate_per_min=10, email_rate_per_hour=100, email_rate_per_day=480))
-    assert rules["telegram"].overall == (Rule("global", 30, 1.0),)
+    assert rules["telegram"].overall == (Rule("global", 30, 1.0, spread=True),)
     assert rules["telegram"].per_key("1001") == (Rule("chat", 1, 1.0),)
     assert rules["telegram"].per_key("-1001") == (Rule("chat", 1, 1.0), Rule("group", 20, 60.0))
     assert rules["telegram"].per_key("@channel") == (Rule("chat", 1, 1.0), Rule("group", 20, 60.0))
@@ -67,29 +64,19 @@ def test_timelines_are_named_by_prefix_channel_rule_and_key():
     assert "p:telegram:chat:7" in backend.lines
 
 
-def test_a_channel_without_rules_grants_everything_with_a_one_second_deadline():
+def test_a_channel_without_rules_grants_everything_at_once():
     clock = Clock()
     lim = Limiter({}, MemoryLimiterBackend(clock), clock=clock)
     grants = lim.reserve("sms", ["a", None, "b"], horizon_s=0)
-    assert [(g.at, g.deadline, g.wait_s) for g in grants] == [(1000.0, 1001.0, 0.0)] * 3
+    assert [(g.at, g.deadline, g.wait_s) for g in grants] == [(1000.0, 1000.0 + EXPECTED_S, 0.0)] * 3
 
 
-def test_deadlines_are_loose_on_an_idle_channel_and_tight_once_half_full():
+def test_the_plan_expects_each_send_to_end_soon_after_its_slot_and_spreads_the_bots_slots():
     clock = Clock()
     lim, _ = make(clock, telegram_rate_per_s=4, telegram_chat_rate_per_s=100)
-    grants = lim.reserve("telegram", [None] * 4, horizon_s=0.5)
-    deadlines = [round(g.deadline - g.at, 3) for g in grants]
-    loose = min(LOOSE_S, 1.0 / 2)  # half the 1 s window
-    assert deadlines == [loose, loose, TIGHT_S, TIGHT_S]  # 0 and 1 busy of 4: loose; 2 of 4: tight
-
-
-def test_tight_means_at_least_half_of_the_limit_within_the_window_before():
-    line = _Timeline([100, 200, 300], 300)
-    assert _tight(line, 6, 1000, 1100)  # three of six, the first exactly at the window's start
-    assert not _tight(line, 6, 999, 1100)  # the one at 100 fell out: two of six
-    assert not _tight(line, 7, 1000, 1100)  # three of seven
-    assert not _tight(_Timeline([], 0), 0, 1000, 1100)  # nothing busy is never tight
-    assert _tight(_Timeline([1100], 1100), 1, 1000, 1100)
+    grants = lim.reserve("telegram", [None] * 4, horizon_s=1.0)
+    assert [round(g.deadline - g.at, 3) for g in grants] == [EXPECTED_S] * 4
+    assert [round(g.at - clock.t, 3) for g in grants] == [0.0, 0.25, 0.5, 0.75]
 
 
 def test_a_paused_channel_answers_every_item_of_a_batch_with_the_pause():
@@ -119,29 +106,29 @@ def test_a_held_back_recipient_waits_for_its_own_rule_with_no_deadline():
     lim, _ = make(clock, telegram_rate_per_s=30, telegram_chat_rate_per_s=1)
     first, second = lim.reserve("telegram", ["1001", "1001"], horizon_s=5)
     assert first.granted and not second.granted and second.deadline is None
-    assert second.wait_s == pytest.approx(1.0 + 0.015 + LOOSE_S / 2, abs=0.002)
+    assert second.wait_s == pytest.approx(1.0 + EXPECTED_S, abs=0.002)
 
 
 def test_acquire_returns_zero_when_counted_and_at_least_a_millisecond_otherwise():
     clock = Clock()
     lim, _ = make(clock, telegram_rate_per_s=30, telegram_chat_rate_per_s=1)
     assert lim.acquire("telegram", "1") == 0.0
-    assert lim.acquire("telegram", "1") == pytest.approx(1.515, abs=0.002)
+    assert lim.acquire("telegram", "1") == pytest.approx(1.0 + EXPECTED_S, abs=0.002)
     lim.pause("telegram", 0.5)
     assert lim.acquire("telegram", "2") == 0.5
 
 
 def test_capacity_counts_free_slots_within_the_horizon_and_the_wait_when_none():
     clock = Clock()
-    lim, _ = make(clock, telegram_rate_per_s=3, telegram_chat_rate_per_s=100)
-    assert lim.capacity("telegram", horizon_s=0.0, most=10) == (3, 0.0)
-    assert lim.capacity("telegram", horizon_s=0.0, most=2) == (2, 0.0)
-    assert lim.capacity("telegram", horizon_s=0.0, most=0) == (1, 0.0)  # asks about one at least
-    lim.reserve("telegram", [None] * 3, horizon_s=0)
-    free, wait = lim.capacity("telegram", horizon_s=0.0, most=1)
-    assert free == 0 and wait == pytest.approx(1.0 + 0.015 + TIGHT_S, abs=0.002)
-    lim.pause("telegram", 4)
-    assert lim.capacity("telegram", horizon_s=10, most=5) == (0, 4.0)
+    lim, _ = make(clock, email_rate_per_min=3, email_rate_per_hour=100, email_rate_per_day=1000)
+    assert lim.capacity("email", horizon_s=0.0, most=10) == (3, 0.0)
+    assert lim.capacity("email", horizon_s=0.0, most=2) == (2, 0.0)
+    assert lim.capacity("email", horizon_s=0.0, most=0) == (1, 0.0)  # asks about one at least
+    lim.reserve("email", [None] * 3, horizon_s=0)
+    free, wait = lim.capacity("email", horizon_s=0.0, most=1)
+    assert free == 0 and wait == pytest.approx(60.0 + EXPECTED_S, abs=0.002)
+    lim.pause("email", 4)
+    assert lim.capacity("email", horizon_s=10, most=5) == (0, 4.0)
 
 
 class Broken(MemoryLimiterBackend):
@@ -179,30 +166,34 @@ def test_seeding_reads_the_longest_window_back_and_keeps_only_sends_inside_each(
 
     def source(channel, since):
         asked.append((channel, since))
-        return [(int(wall * 1000) - 30_000, "a"), (int(wall * 1000) - 60_000 - 15, "b"),
-                (int(wall * 1000) - 3_600_000, "c")]
+        return [(int(wall * 1000) - 30_000, "a", None), (int(wall * 1000) - 61_000, "b", int(wall * 1000) - 60_000),
+                (int(wall * 1000) - 3_600_000, "c", int(wall * 1000) - 3_600_000 + 10)]
 
     backend = MemoryLimiterBackend(clock)
     lim = Limiter(rules_for(Settings(email_rate_per_min=2, email_rate_per_hour=4, email_rate_per_day=100)), backend,
                   seed=source, clock=clock)
     caplog.set_level(logging.INFO, logger="vestnik.limits")
     assert lim.capacity("email", horizon_s=0, most=2) == (1, 0.0)  # one of the minute's two is used
-    assert asked == [("email", wall - 86400.015)]
+    assert asked == [("email", wall - 86400)]
     offset = int(clock() * 1000) - int(wall * 1000)
-    a, b, c = (int(wall * 1000) - ago + offset for ago in (30_000, 60_015, 3_600_000))
-    # The minute's window (60.015 s) holds the send 30 s ago only: "b" lies exactly on its edge.
+    a, b, c = (int(wall * 1000) - ago + offset for ago in (30_000, 60_000, 3_600_000 - 10))
+    # The minute's window holds the send still in flight ("a", begun 30 s ago) only: "b" ended exactly on
+    # its edge; the hour's holds all three, each at its end ("a" at its beginning: it has not ended).
     assert backend.lines["vestnik:limit:email:minute"].deadlines == [a]
     assert backend.lines["vestnik:limit:email:hour"].deadlines == [c, b, a]
     assert backend.lines["vestnik:limit:email:minute"].last == a
+    # The gate's state: ended sends count until their end plus the window, one in flight until it ends.
+    assert backend.busy["vestnik:limit:email:hour"].ended == {"b": b + 3_600_000, "c": c + 3_600_000}
+    assert backend.busy["vestnik:limit:email:minute"].open == {"a": a}
     [record] = [r for r in caplog.records if r.getMessage() == "limiter timeline rebuilt from the database"]
     assert (record.action, record.channel, record.sends) == ("limiter.seeded", "email", 3)
 
 
 def test_rule_per_second_and_its_windows():
     assert Rule.per_second("r", 0.5) == Rule("r", 1, 2.0)
-    assert Rule.per_second("r", 30).window_ms == 1015
-    assert Rule("r", 1, 0.1).window_ms == 104  # jitter is at most 4% of a short window
-    assert Rule("r", 1, 60).loose_ms == int(LOOSE_S * 1000) and Rule("r", 1, 0.5).loose_ms == 250
+    assert Rule.per_second("r", 30).window_ms == 1000
+    assert Rule.per_second("r", 3).window_ms == 1000 and Rule.per_second("r", 0.3).window_ms == 3334  # rounded up
+    assert Rule.per_second("r", 30).gap_ms == 0 and Rule.per_second("r", 30, spread=True).gap_ms == 33
 
 
 def test_channel_rules_without_per_key_rules_have_none():
@@ -227,11 +218,11 @@ def test_build_limiter_takes_redis_when_configured_and_memory_otherwise():
 
 def test_capacity_is_free_without_a_wait_when_the_first_free_slot_is_later_within_the_horizon():
     clock = Clock()
-    lim, _ = make(clock, telegram_rate_per_s=2, telegram_chat_rate_per_s=100)
-    lim.reserve("telegram", [None, None], horizon_s=0)
-    assert lim.capacity("telegram", horizon_s=5, most=1) == (1, 0.0)
-    [later] = lim.reserve("telegram", [None], horizon_s=5)
-    assert later.at == 1000.0 + 1.040  # the tight deadline (25 ms) plus the 1.015 s window, to the millisecond
+    lim, _ = make(clock, email_rate_per_min=2, email_rate_per_hour=100, email_rate_per_day=1000)
+    lim.reserve("email", [None, None], horizon_s=0)
+    assert lim.capacity("email", horizon_s=61, most=1) == (1, 0.0)
+    [later] = lim.reserve("email", [None], horizon_s=61)
+    assert later.at == 1000.0 + 60.010  # the expected end (10 ms) plus the minute, to the millisecond
 
 
 def test_a_channel_without_rules_still_obeys_its_pause():

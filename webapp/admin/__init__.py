@@ -19,6 +19,7 @@ from vestnik.webapp.admin import audit_format, auth, i18n
 from vestnik.webapp.admin.account import AccountView
 from vestnik.webapp.admin.api_keys import ApiKeyView
 from vestnik.webapp.admin.broadcasts import BroadcastView
+from vestnik.webapp.admin.chats import ChatsView
 from vestnik.webapp.admin.dashboard import DashboardView
 from vestnik.webapp.admin.extra import AuditView, OutboxEventView
 from vestnik.webapp.admin.files import FilesView
@@ -58,6 +59,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(TemplateView())
     admin.add_view(ClientView())
     admin.add_view(BroadcastView())
+    admin.add_view(ChatsView(name=_l("Groups and channels"), endpoint="chats", url="/admin/chats"))
     admin.add_view(ReportsView(name=_l("Reports"), endpoint="reports", url="/admin/reports"))
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name=_l("Rules"), endpoint="rules", url="/admin/rules"))

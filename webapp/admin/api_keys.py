@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, url_for
 from flask_admin import expose
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -17,8 +19,8 @@ from vestnik.webapp.db import get_session
 
 
 class CreateKeyForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=100)],
-                       description="Who uses it, e.g. the CRM's production server")
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)],
+                       description=_l("Who uses it, e.g. the CRM's production server"))
 
 
 class RevokeKeyForm(FlaskForm):
@@ -51,5 +53,5 @@ class ApiKeyView(SecureView):
             key = api_keys.revoke(db, int(form.key_id.data), current_user.actor)
             db.commit()
             if key is not None:
-                flash(f"Revoked {key}. Its next request gets 403.", "success")
+                flash(gettext("Revoked %(key)s. Its next request gets 403.", key=key), "success")
         return redirect(url_for(".index"))

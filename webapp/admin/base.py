@@ -19,6 +19,9 @@ from flask import abort, flash, has_app_context, redirect, request, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.model import typefmt
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy.exc import StatementError
@@ -83,7 +86,8 @@ def _utc_seconds(view: Any, value: datetime, name: str) -> str:
 class SecureModelView(_Guard, ModelView):
     form_base_class = FlaskForm
     column_type_formatters = {**typefmt.BASE_FORMATTERS, datetime: _utc_seconds}
-    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc_seconds}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS, datetime: _utc_seconds,
+                                     bool: lambda view, value, name: gettext("yes") if value else gettext("no")}
     page_size = 50
     can_set_page_size = True
     page_size_options = (20, 50, 100)
@@ -135,7 +139,7 @@ class SecureModelView(_Guard, ModelView):
         except (StatementError, OverflowError):
             # A filter value the database refuses (a number past BIGINT, a NUL byte): say so, not a 500.
             get_session().rollback()
-            flash("A filter value was not understood; showing nothing for it.", "error")
+            flash(gettext("A filter value was not understood; showing nothing for it."), "error")
             return None, []
 
     def get_one(self, id: Any) -> Any:  # noqa: A002 - Flask-Admin's name
@@ -149,5 +153,70 @@ class SecureModelView(_Guard, ModelView):
     def is_action_allowed(self, name: str) -> bool:
         return can_write() and super().is_action_allowed(name)
 
+    def get_column_name(self, field: str) -> str:
+        """The column's label in the admin's language: a label given as a plain string, or the name
+        Flask-Admin makes of the field ("event_type": "Event Type"), looked up in the catalogue
+        (:data:`COLUMN_NAMES` marks the latter for extraction)."""
+        label = super().get_column_name(field)
+        if isinstance(label, LazyString):  # marked where it is given, translated when drawn
+            return label
+        return _l(str(label))  # noqa: INT001 - a name Flask-Admin made: marked in COLUMN_NAMES
+
     def __init__(self, model: type, name: str | None = None, **kwargs: Any) -> None:
         super().__init__(model, RequestSession(), name=name, **kwargs)
+
+
+#: What a status code reads as (notifications, outbox events, broadcasts), in the admin's language.
+STATUS_NAMES = {
+    "pending": _l("pending"), "processing": _l("processing"), "sent": _l("sent"), "failed": _l("failed"),
+    "canceled": _l("canceled"), "published": _l("published"), "processed": _l("processed"),
+    "draft": _l("draft"), "testing": _l("testing"), "running": _l("running"), "paused": _l("paused"),
+    "completed": _l("completed"), "scheduled": _l("scheduled"), "finished": _l("finished"),
+    "service": _l("service"), "marketing": _l("marketing"), "manual": _l("manual"), "auto": _l("automatic"),
+    # a delivery attempt's outcome (workers/channels/base.py)
+    "transient": _l("temporary failure"), "rate_limited": _l("rate limited"), "permanent": _l("permanent failure"),
+    "uncertain": _l("uncertain"),
+}
+
+
+def duration(seconds: float | None) -> str:
+    """How long until something ends, in the admin's language ("about 12 min"); "" when unknown."""
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    if s < 60:
+        return gettext("under a minute")
+    days, rest = divmod(s, 86400)
+    hours, minutes = rest // 3600, rest % 3600 // 60
+    if days:
+        return gettext("about %(days)s d %(hours)s h", days=days, hours=hours)
+    if hours:
+        return gettext("about %(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
+    return gettext("about %(minutes)s min", minutes=minutes)
+
+
+def code_cell(view: Any, context: Any, model: Any, name: str) -> str:
+    """A column holding a status, category or initiator code, as the admin reads it."""
+    value = getattr(model, name)
+    return gettext("system") if value == "system" else status_name(value)
+
+
+def status_name(code: str | None) -> str:
+    """A status (or category, rollout mode) code as the admin reads it; an unknown code as it is."""
+    return str(STATUS_NAMES.get(code or "", code or ""))
+
+
+#: The names Flask-Admin derives from model fields (``_prettify_name``) on list, details and form
+#: pages, marked here so that ``make translations`` extracts them; :meth:`SecureModelView.get_column_name`
+#: translates them when a page is drawn.
+COLUMN_NAMES = (
+    _l("Id"), _l("Status"), _l("Channel"), _l("Event Type"), _l("Initiator"), _l("Key"), _l("Delivery Uncertain"),
+    _l("Broadcast Id"), _l("Recipient Address"), _l("Template Code"), _l("Step"), _l("Locale"), _l("Category"),
+    _l("Origin"), _l("Subject"), _l("Body"), _l("Last Error"), _l("External Id"), _l("Created At"),
+    _l("Updated At"), _l("Send At"), _l("Name"), _l("Timezone"), _l("Last Active At"), _l("Description"),
+    _l("Variables Schema"), _l("Is Active"), _l("Versions"), _l("Buttons"), _l("Code"), _l("Updated By"),
+    _l("Event"), _l("Data"), _l("Recipients"), _l("Error"), _l("Idempotency Key"), _l("Processed At"),
+    _l("Published At"), _l("Publish Attempts"), _l("Unknown Clients"), _l("Actor"), _l("Action"),
+    _l("Object Type"), _l("Object Id"), _l("Details"), _l("Phone"), _l("When"), _l("Who"), _l("What changed"),
+    _l("Object"), _l("Message"), _l("Attempts"), _l("Webhook URL"),
+)

@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -42,7 +43,7 @@ from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
 from vestnik.shared.targeting import parse_client_ids
-from vestnik.webapp.admin.base import SecureView, audit, can_write
+from vestnik.webapp.admin.base import SecureView, audit, can_write, duration, status_name
 from vestnik.webapp.db import get_session
 from vestnik.workers import broadcast_eta, broadcast_resend, broadcast_schedule, broadcasts, reports
 from vestnik.workers.audience import channels_for, sample
@@ -67,50 +68,49 @@ def _json_object(form: FlaskForm, field: TextAreaField) -> None:
 
 def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
     if not field.data:
-        raise ValidationError("choose at least one channel")
+        raise ValidationError(_("choose at least one channel"))
 
 
 class BroadcastForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    template_code = SelectField("Template", validators=[DataRequired()])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    template_code = SelectField(_l("Template"), validators=[DataRequired()])
     # Not DataRequired: it would put `required` on every checkbox, and the browser would demand all of them.
-    channels = _Checkboxes("Channels", validators=[_at_least_one])
-    category = SelectField("Category", choices=[("service", "service (everyone who allows service messages)"),
-                                                ("marketing", "marketing (only clients who opted in)")])
-    template_data = TextAreaField("Template data (JSON)", default='{"title": "", "text": ""}',
+    channels = _Checkboxes(_l("Channels"), validators=[_at_least_one])
+    category = SelectField(_l("Category"), choices=[("service", _l("service (everyone who allows service messages)")),
+                                                ("marketing", _l("marketing (only clients who opted in)"))])
+    template_data = TextAreaField(_l("Template data (JSON)"), default='{"title": "", "text": ""}',
                                   validators=[_json_object])
-    attachment = StringField("Attachment", validators=[Optional(), Length(max=2000)],
-                             description="a file every message carries: file:ID of a file uploaded under Files, "
-                                         "an https:// URL, or tg:FILE_ID (a file Telegram holds: Telegram only)")
-    groups = SelectMultipleField("Groups / classes (any of)", validators=[Optional()])
-    tags = StringField("Tags (separated by ;)", validators=[Optional(), Length(max=2000)])
-    all_tags = BooleanField("Client must have every tag")
-    locales = StringField("Locales (e.g. ru;en)", validators=[Optional(), Length(max=200)])
-    has_telegram = BooleanField("Has Telegram")
-    has_email = BooleanField("Has email")
-    active_since = DateField("Active since", validators=[Optional()])
-    client_ids = TextAreaField("Only these client ids (one per line or comma-separated)", validators=[Optional()])
-    client_file = FileField("…or upload a CSV whose first column is the client id")
-    mode = SelectField("Rollout", choices=[("manual", "manual: send test, look, then send to everyone"),
-                                           ("auto", "automatic: test stage, wait, continue while failures stay low")])
-    test_size = IntegerField("Test stage: first N clients", default=10, validators=[InputRequired(),
+    attachment = StringField(_l("Attachment"), validators=[Optional(), Length(max=2000)])
+    groups = SelectMultipleField(_l("Groups / classes (any of)"), validators=[Optional()])
+    tags = StringField(_l("Tags (separated by ;)"), validators=[Optional(), Length(max=2000)])
+    all_tags = BooleanField(_l("Client must have every tag"))
+    locales = StringField(_l("Locales (e.g. ru;en)"), validators=[Optional(), Length(max=200)])
+    has_telegram = BooleanField(_l("Has Telegram"))
+    has_email = BooleanField(_l("Has email"))
+    active_since = DateField(_l("Active since"), validators=[Optional()])
+    client_ids = TextAreaField(_l("Only these client ids (one per line or comma-separated)"), validators=[Optional()])
+    client_file = FileField(_l("…or upload a CSV whose first column is the client id"))
+    mode = SelectField(_l("Rollout"), choices=[
+        ("manual", _l("manual: send test, look, then send to everyone")),
+        ("auto", _l("automatic: test stage, wait, continue while failures stay low"))])
+    test_size = IntegerField(_l("Test stage: first N clients"), default=10, validators=[InputRequired(),
                                                                                    NumberRange(1, 10_000)])
-    test_group = SelectField("…or this test group", validators=[Optional()])
-    stage_wait_s = IntegerField("Automatic: wait after the test (seconds)", default=60,
+    test_group = SelectField(_l("…or this test group"), validators=[Optional()])
+    stage_wait_s = IntegerField(_l("Automatic: wait after the test (seconds)"), default=60,
                                 validators=[InputRequired(), NumberRange(0, 86_400)])
-    max_failure_pct = IntegerField("Pause itself when more than this % fail", default=20,
+    max_failure_pct = IntegerField(_l("Pause itself when more than this many percent fail"), default=20,
                                    validators=[InputRequired(), NumberRange(1, 100)])
 
 
 class ScheduleForm(FlaskForm):
     """When a broadcast goes: a moment (UTC), or a time of day on a date in each client's own zone."""
 
-    kind = SelectField("Send", choices=[("local", "at a local time in each client's time zone"),
-                                        ("moment", "at one moment (UTC)")], default="local")
-    local_date = DateField("Date", validators=[Optional()])
-    local_time = StringField("Local time (HH:MM)", default="10:00", validators=[Optional(), Length(max=5)])
-    moment = DateTimeLocalField("Moment (UTC)", format="%Y-%m-%dT%H:%M", validators=[Optional()])
-    typed = StringField("Type the number of messages to confirm", validators=[Optional(), Length(max=20)])
+    kind = SelectField(_l("Send"), choices=[("local", _l("at a local time in each client's time zone")),
+                                        ("moment", _l("at one moment (UTC)"))], default="local")
+    local_date = DateField(_l("Date"), validators=[Optional()])
+    local_time = StringField(_l("Local time (HH:MM)"), default="10:00", validators=[Optional(), Length(max=5)])
+    moment = DateTimeLocalField(_l("Moment (UTC)"), format="%Y-%m-%dT%H:%M", validators=[Optional()])
+    typed = StringField(_l("Type the number of messages to confirm"), validators=[Optional(), Length(max=20)])
 
     def when(self) -> broadcast_schedule.When:
         if self.kind.data == "moment":
@@ -123,12 +123,12 @@ class ScheduleForm(FlaskForm):
 
 
 class TextForm(FlaskForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=200)])
-    template_data = TextAreaField("Template data (JSON)", validators=[_json_object])
+    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
+    template_data = TextAreaField(_l("Template data (JSON)"), validators=[_json_object])
 
 
 class ConfirmForm(FlaskForm):
-    typed = StringField("Type the number of messages to confirm", validators=[DataRequired()])
+    typed = StringField(_l("Type the number of messages to confirm"), validators=[DataRequired()])
 
 
 class ActionForm(FlaskForm):
@@ -181,7 +181,7 @@ class BroadcastView(SecureView):
         form.channels.choices = [(c, c) for c, cls in sorted(CHANNELS.items()) if cls.address_field]
         groups = db.scalars(select(ClientGroup.name).distinct().order_by(ClientGroup.name)).all()
         form.groups.choices = [(g, g) for g in groups]
-        form.test_group.choices = [("", "— none: the first N clients —")] + [(g, g) for g in groups]
+        form.test_group.choices = [("", _("— none: the first N clients —"))] + [(g, g) for g in groups]
         if request.method == "GET":
             form.channels.data = form.channels.data or [c for c, _ in form.channels.choices]
         return form
@@ -214,7 +214,7 @@ class BroadcastView(SecureView):
                     stage_wait_s=form.stage_wait_s.data, max_failure_rate=form.max_failure_pct.data / 100,
                 )
             except (broadcasts.BroadcastError, ValueError) as exc:
-                flash(f"Not created: {exc}", "error")
+                flash(_("Not created: %(error)s", error=exc), "error")
             else:
                 get_session().add(AuditLog(actor=_actor(), action="broadcast.create", object_type="broadcast",
                                            object_id=str(b.id), details={"name": b.name, "status": b.status}))
@@ -292,12 +292,33 @@ class BroadcastView(SecureView):
     def _estimate(self, b: Broadcast) -> dict[str, Any]:
         from vestnik.webapp import get_settings
 
-        return broadcast_eta.estimate(get_session(), b, get_settings()).to_json()
+        est = broadcast_eta.estimate(get_session(), b, get_settings()).to_json()
+        # The words of the progress lines in the admin's language, for the page and its refreshes.
+        est["ends_in"] = duration(est["seconds_left"])
+        for c in est["channels"]:
+            c["ends_in"] = duration(c["seconds_left"])
+            parts = [_("%(n)s sent", n=c["sent"]), _("%(n)s failed", n=c["failed"])
+                     + (f' ({_("%(n)s resent", n=c["resent"])})' if c["resent"] else ""),
+                     _("%(n)s waiting", n=c["waiting"])]
+            if c["canceled"]:
+                parts.append(_("%(n)s canceled", n=c["canceled"]))
+            if c["rate_per_min"] is not None:
+                parts.append(_("%(n)s a minute", n=c["rate_per_min"]))
+            if c["seconds_left"] is not None:
+                parts.append(_("ends in %(when)s", when=c["ends_in"]))
+            c["text"] = " · ".join(parts)
+            c["label"] = _("%(channel)s: %(sent)s sent, %(failed)s failed, %(waiting)s waiting of %(total)s",
+                           channel=c["channel"], sent=c["sent"], failed=c["failed"], waiting=c["waiting"],
+                           total=c["total"])
+        return est
 
     @expose("/<int:broadcast_id>/progress.json")
     def progress_json(self, broadcast_id: int):
         b = self._get(broadcast_id)
-        return jsonify({**broadcasts.progress(get_session(), b).to_json(), "estimate": self._estimate(b)})
+        progress = broadcasts.progress(get_session(), b).to_json()
+        status_text = status_name(progress["status"]) + (
+            f' ({_("%(stage)s stage", stage=progress["stage"])})' if progress.get("stage") else "")
+        return jsonify({**progress, "status_text": status_text, "estimate": self._estimate(b)})
 
     @expose("/<int:broadcast_id>/failed.csv")
     def failed_csv(self, broadcast_id: int):
@@ -324,7 +345,7 @@ class BroadcastView(SecureView):
         _require_write()
         form = ConfirmForm()
         if not form.validate_on_submit():
-            flash("Type the number of messages to confirm.", "error")
+            flash(_("Type the number of messages to confirm."), "error")
             return redirect(url_for(".details", broadcast_id=broadcast_id))
         db = get_session()
         b = broadcasts.lock(db, broadcast_id) or abort(404)
@@ -332,10 +353,11 @@ class BroadcastView(SecureView):
             done = broadcast_resend.resend_failed(db, b, _actor(), form.typed.data)
         except broadcasts.BroadcastError as exc:
             db.rollback()
-            flash(f"Not resent: {exc}", "error")
+            flash(_("Not resent: %(error)s", error=exc), "error")
         else:
             db.commit()
-            flash(f"Resending {done.count.messages:,} failed messages (round {done.round}).", "success")
+            flash(_("Resending %(n)s failed messages (round %(round)s).", n=f"{done.count.messages:,}",
+                    round=done.round), "success")
         return redirect(url_for(".details", broadcast_id=broadcast_id))
 
     def _act(self, broadcast_id: int, do) -> Any:
@@ -359,7 +381,7 @@ class BroadcastView(SecureView):
     def send_test(self, broadcast_id: int):
         def do(db, b):
             broadcasts.send_test(db, b, _actor())
-            return "The test stage is being sent."
+            return _("The test stage is being sent.")
         return self._act(broadcast_id, do)
 
     @expose("/<int:broadcast_id>/start", methods=("POST",))
@@ -367,7 +389,7 @@ class BroadcastView(SecureView):
         _require_write()
         form = ConfirmForm()
         if not form.validate_on_submit():
-            flash("Type the number of messages to confirm.", "error")
+            flash(_("Type the number of messages to confirm."), "error")
             return redirect(url_for(".details", broadcast_id=broadcast_id))
         db = get_session()
         b = broadcasts.lock(db, broadcast_id) or abort(404)
@@ -378,7 +400,7 @@ class BroadcastView(SecureView):
             flash(str(exc), "error")
         else:
             db.commit()
-            flash(f"Started: {whole.sentence()}.", "success")
+            flash(_("Started: %(what)s.", what=whole.sentence()), "success")
         return redirect(url_for(".details", broadcast_id=broadcast_id))
 
     @expose("/<int:broadcast_id>/schedule", methods=("POST",))
@@ -389,8 +411,8 @@ class BroadcastView(SecureView):
         _require_write()
         form = ScheduleForm(prefix="s")
         if not form.validate_on_submit():
-            flash("Not scheduled: " + "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
-                                                for k, v in form.errors.items()), "error")
+            flash(_("Not scheduled: %(error)s", error="; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
+                                                for k, v in form.errors.items())), "error")
             return redirect(url_for(".details", broadcast_id=broadcast_id))
         db = get_session()
         b = broadcasts.lock(db, broadcast_id) or abort(404)
@@ -399,13 +421,13 @@ class BroadcastView(SecureView):
             when = form.when()
             if b.status == "scheduled":
                 broadcast_schedule.reschedule(db, b, _actor(), when, default_zone=zone)
-                message = f"Moved: {when.describe()}."
+                message = _("Moved: %(when)s.", when=when.describe())
             else:
                 whole = broadcast_schedule.schedule(db, b, _actor(), form.typed.data or "", when, default_zone=zone)
-                message = f"Scheduled {when.describe()}: {whole.sentence()}."
+                message = _("Scheduled %(when)s: %(what)s.", when=when.describe(), what=whole.sentence())
         except broadcasts.BroadcastError as exc:
             db.rollback()
-            flash(f"Not scheduled: {exc}", "error")
+            flash(_("Not scheduled: %(error)s", error=exc), "error")
         else:
             db.commit()
             flash(message, "success")
@@ -415,7 +437,7 @@ class BroadcastView(SecureView):
     def unschedule(self, broadcast_id: int):
         def do(db, b):
             broadcast_schedule.unschedule(db, b, _actor())
-            return "Unscheduled: it is a draft again; nothing was sent."
+            return _("Unscheduled: it is a draft again; nothing was sent.")
         return self._act(broadcast_id, do)
 
     @expose("/<int:broadcast_id>/text", methods=("POST",))
@@ -423,8 +445,8 @@ class BroadcastView(SecureView):
         _require_write()
         form = TextForm(prefix="t")
         if not form.validate_on_submit():
-            flash("Not saved: " + "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
-                                            for k, v in form.errors.items()), "error")
+            flash(_("Not saved: %(error)s", error="; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
+                                            for k, v in form.errors.items())), "error")
             return redirect(url_for(".details", broadcast_id=broadcast_id))
         db = get_session()
         b = broadcasts.lock(db, broadcast_id) or abort(404)
@@ -432,29 +454,30 @@ class BroadcastView(SecureView):
             broadcasts.update_text(db, b, _actor(), name=form.name.data, data=json.loads(form.template_data.data))
         except broadcasts.BroadcastError as exc:
             db.rollback()
-            flash(f"Not saved: {exc}", "error")
+            flash(_("Not saved: %(error)s", error=exc), "error")
         else:
             db.commit()
-            flash("Saved.", "success")
+            flash(_("Saved."), "success")
         return redirect(url_for(".details", broadcast_id=broadcast_id))
 
     @expose("/<int:broadcast_id>/pause", methods=("POST",))
     def pause(self, broadcast_id: int):
         def do(db, b):
             broadcasts.pause(db, b, _actor())
-            return "Paused: nothing more is handed to delivery; the few seconds' worth already in flight still go out."
+            return _("Paused: nothing more is handed to delivery; "
+                     "the few seconds' worth already in flight still go out.")
         return self._act(broadcast_id, do)
 
     @expose("/<int:broadcast_id>/resume", methods=("POST",))
     def resume(self, broadcast_id: int):
         def do(db, b):
             broadcasts.resume(db, b, _actor())
-            return "Resumed."
+            return _("Resumed.")
         return self._act(broadcast_id, do)
 
     @expose("/<int:broadcast_id>/cancel", methods=("POST",))
     def cancel(self, broadcast_id: int):
         def do(db, b):
             n = broadcasts.cancel(db, b, _actor())
-            return f"Canceled: {n:,} messages not sent yet were canceled."
+            return _("Canceled: %(n)s messages not sent yet were canceled.", n=f"{n:,}")
         return self._act(broadcast_id, do)

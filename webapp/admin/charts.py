@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
 from markupsafe import Markup, escape
 
 WIDTH, HEIGHT = 600, 180
@@ -90,15 +91,16 @@ def bars(title: str, categories: Sequence[str], series: Sequence[Series], *, uni
 def describe(categories: Sequence[str], series: Sequence[Series], unit: str = "") -> str:
     """One sentence with what matters: each series' total and its largest value (and when)."""
     if not categories:
-        return "No data."
+        return _("No data.")
     bits = []
     for s in series:
         total = sum(s.values)
         if total:
             i = max(range(len(s.values)), key=lambda j: s.values[j])
-            bits.append(f"{s.name}: {_fmt(total, unit)} in all, most on {categories[i]} ({_fmt(s.values[i], unit)})")
+            bits.append(_("%(name)s: %(total)s in all, most on %(day)s (%(most)s)", name=s.name,
+                          total=_fmt(total, unit), day=categories[i], most=_fmt(s.values[i], unit)))
         else:
-            bits.append(f"{s.name}: none")
-    return f"{categories[0]} to {categories[-1]}. " + "; ".join(bits) + "."
+            bits.append(_("%(name)s: none", name=s.name))
+    return _("%(first)s to %(last)s.", first=categories[0], last=categories[-1]) + " " + "; ".join(bits) + "."
 
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask_admin import expose
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, func, select
 
 from vestnik.shared import day_counts
@@ -111,20 +112,20 @@ def charts(d: dict[str, Any]) -> dict[str, Any]:
 
     sent_failed = {}
     for ch in d["channels"]:
-        sent = Series("sent", [d["per_day"][ch][day].get("sent", 0) for day in d["days"]], "#1e7e34")
-        failed = Series("failed", [d["per_day"][ch][day].get("failed", 0) for day in d["days"]], "#c82333")
-        sent_failed[ch] = {"svg": bars(f"{ch}: sent and failed per day", d["days"], [sent, failed],
-                                       unit="messages"), "series": [sent, failed]}
-    lag = [Series("delivery, average", d["lag"]["delivery_avg"], "#0062cc"),
-           Series("delivery, worst", d["lag"]["delivery_max"], "#5a6268"),
-           Series("outbox, average", d["lag"]["outbox_avg"], "#117a8b"),
-           Series("outbox, worst", d["lag"]["outbox_max"], "#343a40")]
-    uncertain = [Series("uncertain", d["uncertain"], "#b35900")]
+        sent = Series(_("sent"), [d["per_day"][ch][day].get("sent", 0) for day in d["days"]], "#1e7e34")
+        failed = Series(_("failed"), [d["per_day"][ch][day].get("failed", 0) for day in d["days"]], "#c82333")
+        sent_failed[ch] = {"svg": bars(_("%(channel)s: sent and failed per day", channel=ch), d["days"],
+                                       [sent, failed], unit=_("messages")), "series": [sent, failed]}
+    lag = [Series(_("delivery, average"), d["lag"]["delivery_avg"], "#0062cc"),
+           Series(_("delivery, worst"), d["lag"]["delivery_max"], "#5a6268"),
+           Series(_("outbox, average"), d["lag"]["outbox_avg"], "#117a8b"),
+           Series(_("outbox, worst"), d["lag"]["outbox_max"], "#343a40")]
+    uncertain = [Series(_("uncertain"), d["uncertain"], "#b35900")]
     return {
         "sent_failed": sent_failed,
-        "lag": {"svg": bars("Wait per day in seconds: due to sent, outbox commit to published", d["days"], lag,
-                            unit="s", stacked=False), "series": lag},
-        "uncertain": {"svg": bars("Uncertain deliveries per day", d["days"], uncertain, unit="messages"),
+        "lag": {"svg": bars(_("Wait per day in seconds: due to sent, outbox commit to published"), d["days"], lag,
+                            unit=_("s"), stacked=False), "series": lag},
+        "uncertain": {"svg": bars(_("Uncertain deliveries per day"), d["days"], uncertain, unit=_("messages")),
                       "series": uncertain},
     }
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
@@ -33,7 +35,7 @@ _LIVE = (BroadcastStatus.draft.value, BroadcastStatus.scheduled.value, Broadcast
 
 
 class UploadForm(FlaskForm):
-    upload = FileField("File")
+    upload = FileField(_l("File"))
 
 
 class DeleteForm(FlaskForm):
@@ -63,19 +65,20 @@ class FilesView(SecureView):
                     row = attachments.store_upload(db, form.upload.data.filename, form.upload.data.read(),
                                                    current_user.actor)
                 except ValueError as exc:
-                    flash(f"Not uploaded: {exc}", "error")
+                    flash(_("Not uploaded: %(error)s", error=exc), "error")
                 else:
                     audit("file.upload", "file", row.id, {"name": row.name, "type": row.mime_type, "bytes": row.size,
                                                           "sha256": row.sha256})
                     db.commit()
-                    flash(f"Uploaded {row.name}: attach it as file:{row.id}", "success")
+                    flash(_("Uploaded %(name)s: attach it as file:%(id)s", name=row.name, id=row.id), "success")
                     return redirect(url_for(".index"))
             elif not form.errors:
-                flash("Not uploaded: choose a file", "error")
+                flash(_("Not uploaded: choose a file"), "error")
         files = db.scalars(select(StoredFile).order_by(StoredFile.id.desc()).limit(500)).all()
         return self.render("admin/files.html", form=form, files=files, delete_form=DeleteForm(),
                            can_write=can_write(), max_mb=attachments.MAX_UPLOAD_BYTES // attachments.MB,
-                           limits={c: b // attachments.MB for c, b in attachments.MAX_BYTES.items()})
+                           limits={c: b // attachments.MB for c, b in attachments.MAX_BYTES.items()},
+                           size_text=attachments.size_text)
 
     @expose("/<int:file_id>")
     def download(self, file_id: int):
@@ -97,12 +100,13 @@ class FilesView(SecureView):
             if row is not None:
                 users = users_of(db, row.id)
                 if users:
-                    flash(f"Not deleted: file:{row.id} is attached by {', '.join(users)}", "error")
+                    flash(_("Not deleted: file:%(id)s is attached by %(users)s", id=row.id, users=", ".join(users)),
+                          "error")
                 else:
                     audit("file.delete", "file", row.id, {"name": row.name, "sha256": row.sha256})
                     db.delete(row)
                     db.commit()
-                    flash(f"Deleted {row.name}", "success")
+                    flash(_("Deleted %(name)s", name=row.name), "success")
         return redirect(url_for(".index"))
 
 

@@ -45,6 +45,9 @@ def html_lang() -> str:
 def init_app(app: Flask) -> Babel:
     babel = Babel()
     babel.init_app(app, locale_selector=admin_locale, default_translation_directories=str(TRANSLATIONS))
+    from vestnik.webapp.admin.base import duration, status_name
+
     app.jinja_env.globals["admin_html_lang"] = html_lang
+    app.jinja_env.globals.update(status_name=status_name, duration=duration)
     app.jinja_env.globals.update(admin_locales=ADMIN_LOCALES, language_names=NAMES, language_short=SHORT)
     return babel

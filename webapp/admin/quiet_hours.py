@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import gettext
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from vestnik.shared.models import Category, QuietHours, utcnow
-from vestnik.webapp.admin.base import SecureView, audit, can_write
+from vestnik.webapp.admin.base import SecureView, audit, can_write, status_name
 from vestnik.webapp.db import get_session
 from vestnik.workers import quiet_hours
 
@@ -30,7 +31,7 @@ class QuietHoursView(SecureView):
             try:
                 window = quiet_hours.Window.parse(request.form.get("start", ""), request.form.get("end", ""))
             except ValueError as exc:
-                flash(f"Not saved: {exc}", "error")
+                flash(gettext("Not saved: %(error)s", error=exc), "error")
                 return redirect(url_for(".index"))
             enabled = request.form.get("enabled") == "1"
             before = quiet_hours.load_policies(db).get(category)
@@ -43,7 +44,9 @@ class QuietHoursView(SecureView):
                                 f"{before.window.label() if before else ''}".strip(),
                                 f"{'on' if enabled else 'off'} {window.label()}"]}})
             db.commit()
-            flash(f"Quiet hours for {category} messages: {'on' if enabled else 'off'}, {window.label()}.", "success")
+            flash(gettext("Quiet hours for %(category)s messages: %(state)s, %(window)s.",
+                          category=status_name(category), state=gettext("on") if enabled else gettext("off"),
+                          window=window.label()), "success")
             return redirect(url_for(".index"))
         policies = quiet_hours.load_policies(db)
         return self.render("admin/quiet_hours.html", policies=policies, form=form, can_write=can_write(),

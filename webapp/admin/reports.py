@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from flask import request
 from flask_admin import expose
+from flask_babel import gettext as _
 
 from vestnik.shared.models import utcnow
 from vestnik.webapp.admin.base import SecureView
@@ -28,5 +29,7 @@ class ReportsView(SecureView):
         days = days if days in PERIODS else 30
         until = utcnow()
         rows = reports.report(get_session(), by, until - timedelta(days=days), until + timedelta(seconds=1))
-        return self.render("admin/reports.html", rows=rows, by=by, days=days, periods=PERIODS,
-                           kinds=[("broadcast", "Broadcasts"), ("template", "Templates"), ("event", "Event types")])
+        kinds = [("broadcast", _("Broadcasts")), ("template", _("Templates")), ("event", _("Event types"))]
+        column = {"broadcast": _("Broadcast"), "template": _("Template"), "event": _("Event type")}[by]
+        return self.render("admin/reports.html", rows=rows, by=by, days=days, periods=PERIODS, kinds=kinds,
+                           column=column)

@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from vestnik.shared.events import all_event_types
@@ -43,9 +45,9 @@ def parse_offsets(text: str) -> list[float]:
             raise ValueError(f"{part.strip()!r} is more than a year from the anchor")
         values.append(value)
     if not values:
-        raise ValueError("at least one offset is needed")
+        raise ValueError(gettext("at least one offset is needed"))
     if len(values) > MAX_OFFSETS:
-        raise ValueError(f"at most {MAX_OFFSETS} offsets")
+        raise ValueError(gettext("at most %(n)s offsets", n=MAX_OFFSETS))
     return sorted(values)
 
 
@@ -59,6 +61,34 @@ def format_offsets(offsets: tuple[float, ...]) -> str:
     return ", ".join(one(o) for o in offsets)
 
 
+#: The events' descriptions (``shared/events.py``, their docstrings), marked here for the admin's catalogue;
+#: ``tests/integration/test_admin_russian.py`` fails when an event's text is not among them.
+DESCRIPTIONS = {
+    "balance_changed": _l("A client's balance changed: the low-balance notice goes out only when it crosses below "
+                          "the threshold."),
+    "booking_cancelled": _l("A booking was cancelled: everything scheduled for it is cancelled, the client is told."),
+    "booking_created": _l("A booking from the external booking system: confirmation, reminder, feedback request."),
+    "booking_moved": _l("A booking moved: the notice now, its reminder and feedback request move too."),
+    "client_activated": _l("The client did what onboarding asks (e.g. booked a first lesson): the chain stops."),
+    "client_registered": _l("A new client: the onboarding chain starts (day 0, day 3, day 7)."),
+    "feedback_received": _l("A client rated a visit (a button in Telegram): 5 gets review links, 1-4 a thank-you."),
+    "invoice_created": _l("An invoice with a payment link was issued."),
+    "job_finished": _l("A long-running job (a report) finished: statistics and the result file as a document."),
+    "lesson_cancelled": _l("A lesson was cancelled."),
+    "lesson_reminder": _l("A lesson was scheduled for these clients (or they enrolled): reminders are planned before "
+                          "it. Formerly ``lesson_scheduled`` (still accepted, stored as ``lesson_reminder``)."),
+    "lesson_rescheduled": _l("A lesson moved to another time or room."),
+    "mass_broadcast": _l("A broadcast of one template to many clients (free template data allowed); it runs as a "
+                         "broadcast (paced, with progress, pause and cancel in the admin) with initiator system."),
+    "payment_success": _l("A payment was received (SBP callback or a manual mark)."),
+}
+
+
+def describe_event(event: Any) -> str:
+    """The event's description in the admin's language (as written when the catalogue lacks it)."""
+    return gettext(event.description)  # noqa: INT001 - the texts are marked in DESCRIPTIONS
+
+
 class RulesView(SecureView):
     def _rows(self) -> list[dict[str, Any]]:
         db = get_session()
@@ -70,7 +100,8 @@ class RulesView(SecureView):
             rule = effective_rule(event.name, override)
             record = db.get(RuleOverride, event.name)
             rows.append({
-                "event": event, "rule": rule, "default": DEFAULT_RULES[event.name],
+                "event": event, "description": describe_event(event), "rule": rule,
+                "default": DEFAULT_RULES[event.name],
                 "timed": [s for s in rule.steps if s.anchor or s.offsets_s != (0.0,)],
                 "override": record, "format": format_offsets,
                 "attachments": (record.attachments or {}) if record else {},
@@ -116,7 +147,7 @@ class RulesView(SecureView):
                   if record else {"enabled": True, "offsets": {}, "attachments": {}})
         after = {"enabled": enabled, "offsets": offsets, "attachments": attached}
         if before == after:
-            flash(f"{event_type}: nothing changed", "info")
+            flash(gettext("%(event)s: nothing changed", event=event_type), "info")
             return redirect(url_for(".index"))
         if after == {"enabled": True, "offsets": {}, "attachments": {}}:
             if record is not None:
@@ -129,5 +160,5 @@ class RulesView(SecureView):
             record.attachments = attached
         audit("rule.update", "rule", event_type, {"before": before, "after": after})
         db.commit()
-        flash(f"{event_type}: saved; it applies to the next event", "success")
+        flash(gettext("%(event)s: saved; it applies to the next event", event=event_type), "success")
         return redirect(url_for(".index"))

@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from vestnik.shared import bounds
+from vestnik.shared.buttons import ButtonError
+from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import compose
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
@@ -85,6 +87,7 @@ class Draft:
     body: str
     event: str = ""
     client_id: int | None = None
+    buttons: str = ""  # the "Telegram buttons" field (shared/buttons.py): previewed and sent with a test
 
     @classmethod
     def from_form(cls, form: Any) -> Draft:
@@ -93,12 +96,13 @@ class Draft:
 
         return cls(code=text("code", 100).strip(), channel=text("channel", 32), locale=text("locale", 10) or "ru",
                    subject=text("subject"), body=text("body"), event=text("event", 100),
+                   buttons=text("buttons", 20_000),
                    client_id=bounds.optional_integer(form.get("client_id"), "client_id", minimum=1))
 
     def template(self) -> NotificationTemplate:
         # Transient: never added to a session, so nothing is saved by a preview.
         return NotificationTemplate(code=self.code, channel=self.channel, locale=self.locale,
-                                    subject=self.subject, body=self.body)
+                                    subject=self.subject, body=self.body, buttons=self.buttons or None)
 
     def event_type(self) -> EventType | None:
         """The event chosen for the example data: the one asked for if known, else the first using the code."""
@@ -120,10 +124,12 @@ class Preview:
     event: str | None = None
     client: str | None = None
     message: RenderedMessage | None = None
+    #: the message's inline buttons as rendered, rows of {"text", "url" | "callback"}
+    buttons: list[list[dict[str, str | None]]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"problems": self.problems, "subject": self.subject, "html": self.html, "text": self.text,
-                "length": self.length, "limit": self.limit,
+                "length": self.length, "limit": self.limit, "buttons": self.buttons,
                 "event": self.event, "client": self.client}
 
 
@@ -136,6 +142,8 @@ def preview(db: Session, draft: Draft, *, default_zone: str, client: Client | No
         return out
     for name, message in check_template(draft.code, draft.channel, draft.subject, draft.body, draft.locale):
         out.problems.setdefault(name, []).append(message)
+    for message in button_problems(draft.channel, draft.buttons):
+        out.problems.setdefault("buttons", []).append(message)
     event = draft.event_type()
     if client is None and draft.client_id is not None:
         client = db.get(Client, draft.client_id)
@@ -149,16 +157,35 @@ def preview(db: Session, draft: Draft, *, default_zone: str, client: Client | No
                           client=client,
                           data=event.example_data() if event else {}, default_zone=default_zone)
     except TemplateError as exc:
-        if not out.problems:
-            out.problems.setdefault("body", []).append(str(exc))
+        field_name = "buttons" if str(exc).startswith("buttons:") else "body"
+        if not out.problems.get(field_name):
+            out.problems.setdefault(field_name, []).append(str(exc))
         return out
     out.message = message
+    out.buttons = [[{"text": b.text, "url": b.url} if b.url else {"text": b.text, "callback": b.callback_data}
+                    for b in row] for row in message.buttons]
     out.subject = message.subject
     out.html, out.text = message.html, message.text
     out.limit = CHANNELS[draft.channel].body_maxlen
     if out.limit is not None:  # the editor shows the count against the channel's limit
         out.length = len(message.text)
     return out
+
+
+def button_problems(channel: str, source: str) -> list[str]:
+    """What the "Telegram buttons" field gets wrong for this channel (Telegram's limits, shared/buttons.py):
+    the same check the save makes, shown live in the editor."""
+    if not (source or "").strip():
+        return []
+    chosen = CHANNELS.get(channel)
+    if chosen is None or not chosen.supports_buttons:
+        with_buttons = ", ".join(c.title for c in CHANNELS.values() if c.supports_buttons)
+        return [f"buttons are sent with {with_buttons} messages only; leave this empty"]
+    try:
+        parse_buttons(source)
+    except ButtonError as exc:
+        return [str(exc)]
+    return []
 
 
 # ------------------------------------------------------------------ test sends

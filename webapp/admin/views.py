@@ -21,11 +21,10 @@ from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.attachment_refs import SOURCE_NAMES
 from vestnik.shared.bounds import BoundsError
-from vestnik.shared.buttons import ButtonError
-from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
     AdminUser,
+    Chat,
     Client,
     DeliveryAttempt,
     Notification,
@@ -34,11 +33,12 @@ from vestnik.shared.models import (
     TemplateVersion,
     utcnow,
 )
-from vestnik.webapp.admin.base import SecureModelView, audit, can_write
+from vestnik.webapp.admin.base import STATUS_NAMES, SecureModelView, audit, can_write, code_cell, status_name
 from vestnik.webapp.admin.template_editor import (
     Draft,
     TestSendRefused,
     admin_address,
+    button_problems,
     preview,
     send_test,
     variables_catalogue,
@@ -91,6 +91,17 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
         return "is"
 
 
+class ChatFilter(sqla_filters.BaseSQLAFilter):
+    """Posts to one group or channel (no client, that address): served by the partial index
+    ix_notifications_chat_posts (migration 0021), so it stays fast on millions of rows."""
+
+    def apply(self, query, value, alias=None):
+        return query.filter(Notification.recipient_id.is_(None), self.get_column(alias) == str(value).strip())
+
+    def operation(self) -> str:
+        return "equals"
+
+
 # ------------------------------------------------------------------ formatters
 
 
@@ -101,18 +112,32 @@ def _short(text: str | None, limit: int = 90) -> str:
 
 
 def _client_link(view, context, model, name) -> Markup:
-    if model.recipient_id is None:  # an admin's test send
-        return Markup('<span class="text-muted" title="test send">{}</span>').format(model.recipient_address)
+    if model.recipient_id is None:  # a post to a group or channel, or an admin's test send
+        chat = _chats_of_page().get((model.channel, model.recipient_address))
+        if chat is not None:
+            return Markup('<a href="{}" title="{}">{}</a>').format(
+                url_for("chats.index", _anchor=f"chat-{chat.id}"), model.recipient_address, chat.title)
+        return Markup('<span class="text-muted" title="{}">{}</span>').format(gettext("test send"),
+                                                                           model.recipient_address)
     client = model.recipient
     label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
 
 
+def _chats_of_page() -> dict[tuple[str, str], Any]:
+    """The registered chats (a handful), read once a request for the history's recipient cells."""
+    from flask import g
+
+    if "vestnik_chats" not in g:
+        g.vestnik_chats = {(c.channel, c.address): c for c in get_session().scalars(select(Chat))}
+    return g.vestnik_chats
+
+
 def _text_cell(view, context, model, name) -> Markup:
     if not model.body:
         return Markup('<span class="text-muted">—</span>')
-    return Markup('{} <a href="{}" title="full text">↗</a>').format(
-        _short(model.body), url_for("notification.details_view", id=model.id))
+    return Markup('{} <a href="{}" title="{}">↗</a>').format(
+        _short(model.body), url_for("notification.details_view", id=model.id), gettext("full text"))
 
 
 def describe_attachment(about: dict[str, Any] | None) -> str:
@@ -134,9 +159,10 @@ def _attachment_cell(view, context, model, name) -> Markup:
 def _status_cell(view, context, model, name) -> Markup:
     badge = {"sent": "success", "failed": "danger", "canceled": "secondary", "processing": "info"}.get(
         model.status, "warning")
-    out = Markup('<span class="badge badge-{}">{}</span>').format(badge, model.status)
+    out = Markup('<span class="badge badge-{}">{}</span>').format(badge, status_name(model.status))
     if model.delivery_uncertain:
-        out += Markup(' <span class="badge badge-dark" title="the provider may have accepted it">uncertain</span>')
+        out += Markup(' <span class="badge badge-dark" title="{}">{}</span>').format(
+            gettext("the provider may have accepted it"), gettext("uncertain"))
     if model.last_error:
         out += Markup(' <a href="{}" title="{}">⚠</a>').format(
             url_for("notification.details_view", id=model.id), _short(model.last_error, 200))
@@ -156,23 +182,24 @@ def _attempts(view, context, model, name) -> Markup:
     body = Markup("").join(
         Markup("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
             a.attempt_no, a.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-            a.outcome or "in flight", a.external_id or "", a.error or "")
+            status_name(a.outcome) if a.outcome else gettext("in flight"), a.external_id or "", a.error or "")
         for a in rows
     )
-    return Markup('<table class="table table-sm"><tr><th>#</th><th>started (UTC)</th><th>outcome</th>'
-                  "<th>provider id</th><th>error</th></tr>{}</table>").format(body)
+    return Markup('<table class="table table-sm"><tr><th>#</th><th>{}</th><th>{}</th>'
+                  "<th>{}</th><th>{}</th></tr>{}</table>").format(
+        gettext("started (UTC)"), gettext("outcome"), gettext("provider id"), gettext("error"), body)
 
 
 def _origin(view, context, model, name) -> Markup:
     parts = []
     if model.event_id:
-        parts.append(Markup('event <a href="{}">#{}</a>').format(
+        parts.append(Markup('{} <a href="{}">#{}</a>').format(gettext("event"),
             url_for("outboxevent.details_view", id=model.event_id), model.event_id))
     if model.broadcast_id:
-        parts.append(Markup('broadcast <a href="{}">#{}</a>').format(
+        parts.append(Markup('{} <a href="{}">#{}</a>').format(gettext("broadcast"),
             url_for("broadcasts.details", broadcast_id=model.broadcast_id), model.broadcast_id))
     if model.key:
-        parts.append(Markup('key <a href="{}">{}</a>').format(
+        parts.append(Markup('{} <a href="{}">{}</a>').format(gettext("key"),
             url_for("notification.index_view", flt0_key_equals=model.key), model.key))
     return Markup(", ").join(parts) if parts else Markup("—")
 
@@ -196,15 +223,16 @@ class NotificationView(SecureModelView):
 
     column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "attachment",
                    "initiator")
-    column_labels = {"recipient_id": "Client", "body": "Text", "attachment": "Attached", "created_at": "Created (UTC)",
-                     "sent_at": "Sent (UTC)", "send_at": "Send at (UTC)", "updated_at": "Updated (UTC)",
-                     "attempts_log": "Delivery attempts", "attempts": "Attempts made"}
+    column_labels = {"recipient_id": _l("Client"), "body": _l("Text"), "attachment": _l("Attached"),
+                     "created_at": _l("Created (UTC)"),
+                     "sent_at": _l("Sent (UTC)"), "send_at": _l("Send at (UTC)"), "updated_at": _l("Updated (UTC)"),
+                     "attempts_log": _l("Delivery attempts"), "attempts": _l("Attempts made")}
     # created_at, not id: every filter's index ends in created_at (ids are not commit order anyway)
     column_default_sort = ("created_at", True)
     # Only orders an index serves: sorting 2,000,000 rows by sent_at or channel takes seconds (filter instead).
     column_sortable_list = ("created_at", "status")
     column_formatters = {"recipient_id": _client_link, "body": _text_cell, "status": _status_cell,
-                         "attachment": _attachment_cell}
+                         "initiator": code_cell, "attachment": _attachment_cell}
     column_details_list = (
         "id", "status", "delivery_uncertain", "channel", "recipient_id", "recipient_address", "event_type",
         "template_code", "step", "locale", "category", "initiator", "origin", "subject", "body", "attachment",
@@ -213,7 +241,8 @@ class NotificationView(SecureModelView):
     )
     column_formatters_detail = {
         "recipient_id": _client_link, "subject": _full_text, "body": _full_text, "last_error": _full_text,
-        "attempts_log": _attempts, "origin": _origin,
+        "attempts_log": _attempts, "origin": _origin, "status": _status_cell, "category": code_cell,
+        "initiator": code_cell,
         "attachment": lambda view, context, model, name: describe_attachment(model.attachment) or "—",
     }
 
@@ -248,23 +277,24 @@ class NotificationView(SecureModelView):
 
     def __init__(self, **kwargs: Any) -> None:
         self.column_filters = [
-            AwareBetween(Notification.created_at, "Created (UTC)"),
-            AwareAfter(Notification.created_at, "Created (UTC)"),
-            AwareBefore(Notification.created_at, "Created (UTC)"),
-            sqla_filters.IntEqualFilter(Notification.recipient_id, "Client id"),
-            sqla_filters.FilterEqual(Notification.channel, "Channel", options=_choices(sorted(CHANNELS))),
-            sqla_filters.FilterEqual(Notification.status, "Status",
-                                     options=_choices([s.value for s in NotificationStatus])),
-            sqla_filters.FilterEqual(Notification.event_type, "Event type"),
-            InitiatorFilter(Notification.initiator, "Initiator", options=[("system", "system"),
-                                                                            ("admin", "any admin")]),
-            sqla_filters.FilterEqual(Notification.key, "Key"),
-            sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, "Delivery uncertain"),
-            sqla_filters.IntEqualFilter(Notification.broadcast_id, "Broadcast id"),
+            AwareBetween(Notification.created_at, _l("Created (UTC)")),
+            AwareAfter(Notification.created_at, _l("Created (UTC)")),
+            AwareBefore(Notification.created_at, _l("Created (UTC)")),
+            sqla_filters.IntEqualFilter(Notification.recipient_id, _l("Client id")),
+            sqla_filters.FilterEqual(Notification.channel, _l("Channel"), options=_choices(sorted(CHANNELS))),
+            sqla_filters.FilterEqual(Notification.status, _l("Status"),
+                                     options=[(s.value, STATUS_NAMES[s.value]) for s in NotificationStatus]),
+            sqla_filters.FilterEqual(Notification.event_type, _l("Event type")),
+            InitiatorFilter(Notification.initiator, _l("Initiator"), options=[("system", _l("system")),
+                                                                                ("admin", _l("any admin"))]),
+            sqla_filters.FilterEqual(Notification.key, _l("Key")),
+            sqla_filters.BooleanEqualFilter(Notification.delivery_uncertain, _l("Delivery uncertain")),
+            sqla_filters.IntEqualFilter(Notification.broadcast_id, _l("Broadcast id")),
+            ChatFilter(Notification.recipient_address, _l("Chat")),
         ]
         super().__init__(Notification, name=_l("History"), endpoint="notification", **kwargs)
 
-    @action("resend", "Resend", "Send a copy of the selected notifications again?")
+    @action("resend", _l("Resend"), _l("Send a copy of the selected notifications again?"))
     def action_resend(self, ids: list[str]) -> None:
         db = get_session()
         now = utcnow()
@@ -278,17 +308,17 @@ class NotificationView(SecureModelView):
             audit("notification.resend", "notification", original.id)
             made += 1
         db.commit()
-        flash(f"{made} notification(s) queued again.", "success")
+        flash(gettext("%(n)s notification(s) queued again.", n=made), "success")
         if refused:
-            flash("Not re-sent: " + "; ".join(refused), "warning")
+            flash(gettext("Not re-sent: %(reasons)s", reasons="; ".join(refused)), "warning")
 
-    @action("cancel", "Cancel", "Cancel the selected pending notifications?")
+    @action("cancel", _l("Cancel"), _l("Cancel the selected pending notifications?"))
     def action_cancel(self, ids: list[str]) -> None:
         db = get_session()
         changed = notifications.cancel_selected(db, _ids(ids), f"canceled by {self._actor()}", utcnow())
         self._changed(ids, changed, "notification.cancel", NotificationStatus.pending)
 
-    @action("retry", "Retry failed", "Retry the selected failed notifications?")
+    @action("retry", _l("Retry failed"), _l("Retry the selected failed notifications?"))
     def action_retry(self, ids: list[str]) -> None:
         db = get_session()
         changed = notifications.retry_failed(db, _ids(ids), utcnow())
@@ -298,7 +328,8 @@ class NotificationView(SecureModelView):
         db = get_session()
         audit(what, "notification", ",".join(ids[:50]), {"changed": changed, "selected": len(ids)})
         db.commit()
-        flash(f"{changed} of {len(ids)} notification(s) changed; others were not {source.value}.", "success")
+        flash(gettext("%(changed)s of %(selected)s notification(s) changed; others were not %(status)s.",
+                      changed=changed, selected=len(ids), status=status_name(source.value)), "success")
 
     @staticmethod
     def _actor() -> str:
@@ -311,7 +342,8 @@ class NotificationView(SecureModelView):
 
 
 def _versions_link(view, context, model, name) -> Markup:
-    return Markup('<a href="{}">previous versions →</a>').format(url_for("template.versions_view", id=model.id))
+    return Markup('<a href="{}">{}</a>').format(url_for("template.versions_view", id=model.id),
+                                                gettext("previous versions →"))
 
 
 def _channel_choices() -> list[tuple[str, str]]:
@@ -340,8 +372,10 @@ class TemplateView(SecureModelView):
                    "translations")
     column_labels = {"code": _l("Code"), "channel": _l("Channel"), "locale": _l("Locale"), "name": _l("Name"),
                      "category": _l("Category"), "is_active": _l("Active"), "updated_at": _l("Updated"),
-                     "updated_by": _l("Updated by"), "translations": _l("Translations")}
-    column_formatters = {"translations": _translations}
+                     "updated_by": _l("Updated by"), "translations": _l("Translations"),
+                     "description": _l("Description"), "subject": _l("Subject"), "body": _l("Body"),
+                     "variables_schema": _l("Variables"), "created_at": _l("Created (UTC)"), "versions": _l("Versions")}
+    column_formatters = {"translations": _translations, "category": code_cell}
     column_filters = ("code", "channel", "locale", "is_active", "category")
     column_searchable_list = ("code", "name")
     column_default_sort = ("code", False)
@@ -352,16 +386,20 @@ class TemplateView(SecureModelView):
     form_args = {
         "channel": {"choices": _channel_choices},
         "locale": {"choices": [(code, code) for code in locales.SUPPORTED]},
-        "category": {"choices": [("service", "service"), ("marketing", "marketing")]},
-        "buttons": {"label": "Telegram buttons",
-                    "description": "One row per line, buttons of a row separated by |: 'text -> https://...' "
-                                   "(or tg://) or 'text -> callback:data' (a press is recorded). Variables "
-                                   "work in texts and links. At most 8 in a row, 100 in all."},
+        "category": {"choices": [("service", _l("service")), ("marketing", _l("marketing"))]},
+        "buttons": {"label": _l("Telegram buttons"),
+                    "description": _l("One row per line, buttons of a row separated by |: 'text -> https://...' "
+                                      "(or tg://) or 'text -> callback:data' (a press is recorded). Variables "
+                                      "work in texts and links. At most 8 in a row, 100 in all.")},
     }
     column_details_list = ("code", "channel", "locale", "category", "name", "description", "subject", "body",
                            "buttons",
                            "variables_schema", "is_active", "created_at", "updated_at", "updated_by", "versions")
-    column_formatters_detail = {"body": _full_text, "subject": _full_text, "versions": _versions_link}
+    column_formatters_detail = {"body": _full_text, "subject": _full_text, "versions": _versions_link,
+                                "category": code_cell,
+                                # a shipped template's description is its event's (translated on the rules page)
+                                "description": lambda view, context, model, name: (
+                                    gettext(model.description) if model.description else "")}
 
     create_template = "admin/template_create.html"
     edit_template = "admin/template_edit.html"
@@ -437,16 +475,8 @@ class TemplateView(SecureModelView):
         if taken is not None:
             problems.append(("code", f"a {form.channel.data} template {form.code.data} in {form.locale.data} "
                                      f"exists already (#{taken}): edit that one"))
-        if (form.buttons.data or "").strip():  # Telegram's limits, at the field (shared/buttons.py)
-            chosen = CHANNELS.get(form.channel.data)
-            if chosen is None or not chosen.supports_buttons:
-                with_buttons = ", ".join(c.title for c in CHANNELS.values() if c.supports_buttons)
-                problems.append(("buttons", f"buttons are sent with {with_buttons} messages only; leave this empty"))
-            else:
-                try:
-                    parse_buttons(form.buttons.data)
-                except ButtonError as exc:
-                    problems.append(("buttons", str(exc)))
+        # Telegram's limits, at the field (shared/buttons.py): the check the editor's preview shows live
+        problems += [("buttons", m) for m in button_problems(form.channel.data or "", form.buttons.data or "")]
         for field_name, message in problems:
             getattr(form, field_name).errors = [*getattr(form, field_name).errors, message]
         return not problems
@@ -537,8 +567,8 @@ class TemplateView(SecureModelView):
         problems = check_template(template.code, template.channel, shown.subject or "", shown.body,
                                   template.locale)
         if problems:
-            flash("Version {} cannot be restored: {}".format(shown.version, "; ".join(m for _f, m in problems)),
-                  "error")
+            flash(gettext("Version %(version)s cannot be restored: %(problems)s", version=shown.version,
+                          problems="; ".join(m for _f, m in problems)), "error")
             return redirect(url_for(".version_view", id=template.id, version=shown.version))
         template.name, template.subject, template.body = shown.name, shown.subject, shown.body
         template.is_active = shown.is_active
@@ -550,11 +580,11 @@ class TemplateView(SecureModelView):
                                                              "restored_version": shown.version,
                                                              "version": version})
         db.commit()
-        flash(f"Version {shown.version} restored as version {version}.", "success")
+        flash(gettext("Version %(old)s restored as version %(new)s.", old=shown.version, new=version), "success")
         return redirect(url_for(".edit_view", id=template.id))
 
     def delete_model(self, model: NotificationTemplate) -> bool:
-        raise ValidationError("templates are deactivated, not deleted (history refers to them)")
+        raise ValidationError(gettext("templates are deactivated, not deleted (history refers to them)"))
 
 
 # ------------------------------------------------------------------ clients
@@ -570,18 +600,20 @@ def _client_notifications(view, context, model, name) -> Markup:
             n.created_at.strftime("%Y-%m-%d %H:%M"), n.channel, _status_cell(view, context, n, "status"),
             n.event_type, _text_cell(view, context, n, "body"))
         for n in latest)
-    link = Markup('<a href="{}">all notifications of this client, with filters →</a>').format(
-        url_for("notification.index_view", flt0_client_id_equals=model.id))
+    link = Markup('<a href="{}">{}</a>').format(
+        url_for("notification.index_view", flt0_client_id_equals=model.id),
+        gettext("all notifications of this client, with filters →"))
     if not latest:
-        return Markup("None yet. ") + link
-    return Markup('<table class="table table-sm mb-1"><tr><th>created (UTC)</th><th>channel</th><th>status</th>'
-                  "<th>event</th><th>text</th></tr>{}</table>{}").format(rows, link)
+        return Markup("{} ").format(gettext("None yet.")) + link
+    return Markup('<table class="table table-sm mb-1"><tr><th>{}</th><th>{}</th><th>{}</th>'
+                  "<th>{}</th><th>{}</th></tr>{}</table>{}").format(
+        gettext("created (UTC)"), gettext("channel"), gettext("status"), gettext("event"), gettext("text"), rows, link)
 
 
 def _reachability_badge(reason: str | None) -> Markup:
     if not reason:
-        return Markup('<span class="badge badge-success">reachable</span>')
-    return Markup('<span class="badge badge-danger">unreachable</span> {}').format(reason)
+        return Markup('<span class="badge badge-success">{}</span>').format(gettext("reachable"))
+    return Markup('<span class="badge badge-danger">{}</span> {}').format(gettext("unreachable"), reason)
 
 
 def _groups_and_tags(view, context, model, name) -> Markup:
@@ -641,7 +673,8 @@ def _channel_columns() -> dict[str, tuple[str, str, Any]]:
     out: dict[str, tuple[str, str, Any]] = {}
     for channel, cls in sorted(CHANNELS.items()):
         out[f"address_{channel}"] = (channel, cls.address_label, address(channel))
-        out[f"reachability_{channel}"] = (channel, f"{cls.title} reachability", reachability(channel))
+        out[f"reachability_{channel}"] = (channel, _l("%(channel)s reachability", channel=cls.title),
+                                          reachability(channel))
         out[f"enabled_{channel}"] = (channel, cls.title, switch(channel))
     return out
 
@@ -669,8 +702,10 @@ class ClientView(SecureModelView):
     allow_edit = True
     column_list = ("id", "name", "phone", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
                    *(f"enabled_{c}" for c in _CHANNEL_NAMES), "allow_marketing_notifications")
-    column_labels = {"allow_marketing_notifications": "Marketing", "allow_service_notifications": "Service",
-                     "phone": "Phone (E.164)",
+    column_labels = {"allow_marketing_notifications": _l("Marketing"), "allow_service_notifications": _l("Service"),
+                     "phone": _l("Phone (E.164)"), "name": _l("Name"), "locale": _l("Locale"),
+                     "timezone": _l("Timezone"), "last_active_at": _l("Last Active At"), "created_at": _l("Created At"),
+                     "updated_at": _l("Updated At"),
                      **{name: label for name, (_, label, _) in _CHANNEL_COLUMNS.items()}}
     column_searchable_list = ("name", "phone", "addresses.address")
     column_filters = ("locale", "allow_marketing_notifications")
@@ -685,22 +720,22 @@ class ClientView(SecureModelView):
     column_formatters = {name: formatter for name, (_, _, formatter) in _CHANNEL_COLUMNS.items()}
     column_formatters_detail = {"history": _client_notifications, "groups_and_tags": _groups_and_tags,
                                 **{name: formatter for name, (_, _, formatter) in _CHANNEL_COLUMNS.items()}}
-    column_labels = {**column_labels, "history": "Notifications",
-                     "groups_and_tags": "Groups and tags (broadcast targeting)"}
+    column_labels = {**column_labels, "history": _l("Notifications"),
+                     "groups_and_tags": _l("Groups and tags (broadcast targeting)")}
 
     form_args = {
         "locale": {"validators": [_language_code]},
         "timezone": {"validators": [_known_time_zone]},
         # normalised before the column's length check: "+7 (916) 123-45-67" is stored as +79161234567
         "phone": {"filters": [_phone_or_none],
-                  "description": "E.164: + and the country code; spaces, hyphens and brackets are dropped"},
+                  "description": _l("E.164: + and the country code; spaces, hyphens and brackets are dropped")},
     }
     #: the client's address and switch per channel (rows of client_addresses, not columns); an address is
     #: checked by its channel (a webhook URL: http(s), a public target) and refused naming the field
     form_extra_fields = {
-        **{f"set_address_{c}": StringField(CHANNELS[c].address_label, validators=[_address_check(c)])
+        **{f"set_address_{c}": StringField(_l(CHANNELS[c].address_label), validators=[_address_check(c)])  # noqa: INT001
            for c in _CHANNEL_NAMES},
-        **{f"enabled_{c}": BooleanField(CHANNELS[c].title) for c in _CHANNEL_NAMES},
+        **{f"enabled_{c}": BooleanField(_l(CHANNELS[c].title)) for c in _CHANNEL_NAMES},  # noqa: INT001
     }
 
     def __init__(self, **kwargs: Any) -> None:

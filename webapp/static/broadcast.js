@@ -19,6 +19,7 @@
   function pct(n, total) { return (total ? (100 * n / total) : 0).toFixed(2) + "%"; }
 
   function channelText(c) {
+    if (c.text) { return c.text; }  // in the admin's language (webapp/admin/broadcasts.py)
     var parts = [c.sent + " sent", c.failed + " failed" + (c.resent ? " (" + c.resent + " resent)" : ""),
                  c.waiting + " waiting"];
     if (c.canceled) { parts.push(c.canceled + " canceled"); }
@@ -35,8 +36,8 @@
       if (!row) { return; }  // a channel the page did not know: the reload on a state change brings it
       row.querySelector(".p-ch-text").textContent = channelText(c);
       var bar = row.querySelector(".progress-stack");
-      bar.setAttribute("aria-label", c.channel + ": " + c.sent + " sent, " + c.failed + " failed, " +
-                       c.waiting + " waiting of " + c.total);
+      bar.setAttribute("aria-label", c.label || (c.channel + ": " + c.sent + " sent, " + c.failed + " failed, " +
+                       c.waiting + " waiting of " + c.total));
       bar.querySelector(".seg-sent").style.width = pct(c.sent, c.total);
       bar.querySelector(".seg-failed").style.width = pct(c.failed, c.total);
       bar.querySelector(".seg-canceled").style.width = pct(c.canceled, c.total);
@@ -64,7 +65,7 @@
         return response.json();
       })
       .then(function (p) {
-        set("p-status", p.status + (p.stage ? " (" + p.stage + " stage)" : ""));
+        set("p-status", p.status_text || (p.status + (p.stage ? " (" + p.stage + " stage)" : "")));
         set("p-sent", p.sent);
         set("p-failed", p.failed);
         set("p-pending", p.pending);
@@ -73,7 +74,7 @@
         if (p.estimate) { showChannels(p.estimate.channels); showEstimate(p.estimate); }
         var reason = document.getElementById("p-reason");
         if (reason) { reason.hidden = !p.paused_reason; reason.textContent = p.paused_reason || ""; }
-        if (stamp) { stamp.textContent = "updated " + new Date().toLocaleTimeString(); }
+        if (stamp) { stamp.textContent = (box.dataset.updated || "updated") + " " + new Date().toLocaleTimeString(); }
         // A new state brings other buttons (e.g. "Send to everyone" once the test is done).
         if (p.status !== shown || p.test_done !== testDone) {
           shown = p.status; testDone = p.test_done; window.location.reload();

@@ -120,6 +120,8 @@ class Channel(ABC):
     # What the channel can carry: the composer, the delivery and the template editor ask these.
     #: inline buttons (a rating, an unsubscribe button)
     supports_buttons: ClassVar[bool] = False
+    #: groups and channels can be registered as recipients (``chat_facts(ref)`` describes one; workers/chats.py)
+    supports_chats: ClassVar[bool] = False
     #: a file sent with the message (a report)
     supports_attachments: ClassVar[bool] = False
     #: where an attached file may come from (shared/attachment_refs.py: "url", "file", "telegram_file_id")

@@ -44,6 +44,7 @@ import socket
 import ssl
 import threading
 import urllib.parse
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import requests
@@ -69,6 +70,8 @@ UNREACHABLE_DESCRIPTIONS: tuple[str, ...] = (
     "the group chat was deleted",
     "group chat was deactivated",
     "chat not found",
+    "need administrator rights in the channel chat",
+    "not enough rights to send text messages",
     "user not found",
     "peer_id_invalid",
 )
@@ -90,6 +93,7 @@ class TelegramChannel(Channel):
     switch_field: ClassVar[str] = "telegram_enabled"
     address_label: ClassVar[str] = "Telegram chat id"
     supports_buttons: ClassVar[bool] = True
+    supports_chats: ClassVar[bool] = True  # groups and channels (chat_facts)
     supports_attachments: ClassVar[bool] = True
     attachment_sources: ClassVar[frozenset[str]] = frozenset({"url", "file", "telegram_file_id"})
     supports_html: ClassVar[bool] = True  # Telegram's subset (finish_text)
@@ -173,13 +177,16 @@ class TelegramChannel(Channel):
     @classmethod
     def limit_rules(cls, settings: Settings) -> ChannelRules:
         chat = Rule.per_second("chat", settings.telegram_chat_rate_per_s)
-        group = Rule("group", settings.telegram_group_rate_per_min, 60.0)
+        group = Rule("group", settings.telegram_group_rate_per_min, settings.telegram_group_window_s)
 
         def per_chat(key: str) -> tuple[Rule, ...]:
             # Groups, supergroups and channels have negative ids (or an @name): 20 a minute there too.
             return (chat, group) if key.startswith(("-", "@")) else (chat,)
 
-        return ChannelRules(overall=(Rule.per_second("global", settings.telegram_rate_per_s),), per_key=per_chat)
+        # The bot's 30/s goes at an even pace: a burst of 30 would queue on the connections (answers come
+        # later, and each send counts until its answer plus a second), and Telegram prefers it spread.
+        return ChannelRules(overall=(Rule.per_second("global", settings.telegram_rate_per_s, spread=True),),
+                            per_key=per_chat)
 
     @classmethod
     def connections(cls, settings: Settings) -> int:
@@ -269,6 +276,25 @@ class TelegramChannel(Channel):
         """The bot's own user (checks the token and the API base)."""
         result = self.api_call("getMe")
         return result if isinstance(result, dict) else {}
+
+    def chat_facts(self, ref: str) -> ChatFacts:
+        """What the Bot API says of a group or channel and of the bot in it: ``getMe``, ``getChat``,
+        ``getChatMember``.  ``ref`` is a chat id (-100...) or a public @username.  Raises DeliveryError
+        (classified like a send: ``chat not found``, ``bot was kicked`` are permanent and unreachable)."""
+        ref = self.check_address(ref)
+        me = self.get_me()
+        chat = self.api_call("getChat", chat_id=ref)
+        if not isinstance(chat, dict) or "id" not in chat:
+            raise DeliveryError.permanent("getChat: the Bot API answered without a chat")
+        kind = str(chat.get("type") or "")
+        if kind == "private":
+            raise DeliveryError.permanent("getChat: this is a private chat with a person, not a group or channel")
+        member = self.api_call("getChatMember", chat_id=chat["id"], user_id=me.get("id"))
+        member = member if isinstance(member, dict) else {}
+        status = str(member.get("status") or "")
+        return ChatFacts(address=str(chat["id"]), kind=kind, title=str(chat.get("title") or ""),
+                         username=chat.get("username"), bot_status=status,
+                         can_post=bot_can_post(kind, member, chat.get("permissions")))
 
     # ------------------------------------------------------------------ the hot path: http.client
 
@@ -379,6 +405,39 @@ class TelegramChannel(Channel):
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+# ---------------------------------------------------------------------- groups and channels
+
+
+@dataclass(frozen=True)
+class ChatFacts:
+    """A group or channel as the Bot API describes it, and the bot's standing there."""
+
+    address: str  # the numeric chat id, whatever ``ref`` was
+    kind: str  # group, supergroup, channel
+    title: str
+    username: str | None
+    bot_status: str  # creator, administrator, member, restricted, left, kicked
+    can_post: bool
+
+
+def bot_can_post(kind: str, member: dict[str, Any], permissions: Any = None) -> bool:
+    """Whether the bot may post, from its ``ChatMember`` (and a group's default ``permissions``): in a
+    channel only its creator or an administrator with ``can_post_messages``; in a group any member,
+    unless restricted or the group lets members send nothing."""
+    status = str(member.get("status") or "")
+    if status == "creator":
+        return True
+    if kind == "channel":
+        return status == "administrator" and bool(member.get("can_post_messages"))
+    if status == "administrator":
+        return True
+    if status == "restricted":
+        return bool(member.get("is_member")) and bool(member.get("can_send_messages"))
+    if status == "member":
+        return not (isinstance(permissions, dict) and permissions.get("can_send_messages") is False)
+    return False
 
 
 # ---------------------------------------------------------------------- classification

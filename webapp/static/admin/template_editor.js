@@ -8,7 +8,7 @@
   var byId = function (id) { return document.getElementById(id); };
   var cat = JSON.parse(byId("te-catalogue").textContent);
   var code = byId("code"), channel = byId("channel"), locale = byId("locale");
-  var subject = byId("subject"), body = byId("body");
+  var subject = byId("subject"), body = byId("body"), buttons = byId("buttons");
   var eventSel = byId("te-event"), clientInput = byId("te-client");
   var form = body.form;
   var lastFocus = body;
@@ -35,7 +35,7 @@
   }
 
   function showProblems(problems) {
-    ["code", "channel", "locale", "subject", "body", "client_id"].forEach(function (name) {
+    ["code", "channel", "locale", "subject", "body", "buttons", "client_id"].forEach(function (name) {
       var box = fieldBox(name);
       if (!box) { return; }
       box.textContent = "";
@@ -270,6 +270,7 @@
     data.append("locale", locale.value);
     data.append("subject", subject.value);
     data.append("body", body.value);
+    if (buttons) { data.append("buttons", buttons.value); }
     data.append("event", eventSel.value);
     data.append("client_id", clientInput.value);
     return data;
@@ -307,10 +308,28 @@
         ? "Event " + (answer.event || "—") + " · client " + (answer.client || "—") : "";
       byId("te-preview-subject").textContent = answer.subject ? "Subject: " + answer.subject : "";
       byId("te-preview-frame").srcdoc = frameDoc(answer);
+      showButtons(answer.buttons || []);
       renderedLength = answer.length === undefined ? null : answer.length;
       updateCounter();
     }).catch(function (err) {
       if (mine === seq) { status.textContent = "preview failed: " + err.message; }
+    });
+  }
+
+  // The message's inline keyboard as Telegram lays it out: a row per line, a link marked with ↗.
+  function showButtons(rows) {
+    var box = byId("te-preview-buttons");
+    box.textContent = "";
+    box.hidden = !rows.length;
+    rows.forEach(function (row) {
+      var line = el("div", {"class": "te-kb-row"});
+      row.forEach(function (b) {
+        var key = el("span", {"class": "te-kb-button", title: b.url ? b.url : "callback: " + b.callback},
+                     b.text + (b.url ? " ↗" : ""));
+        key.setAttribute("data-kind", b.url ? "url" : "callback");
+        line.appendChild(key);
+      });
+      box.appendChild(line);
     });
   }
 
@@ -319,7 +338,7 @@
     timer = setTimeout(runPreview, 250);
   }
 
-  [code, locale, subject, body, clientInput].forEach(function (f) {
+  [code, locale, subject, body, clientInput].concat(buttons ? [buttons] : []).forEach(function (f) {
     f.addEventListener("input", function () { if (f === body) { updateCounter(); } schedulePreview(); });
   });
   [subject, body].forEach(function (f) { f.addEventListener("focus", function () { lastFocus = f; }); });

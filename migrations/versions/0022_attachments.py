@@ -1,7 +1,7 @@
 """Attachments from the admin: ``stored_files``, a rule step's attachment, what a notification carried
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-11-30 05:10:00
 
 ``stored_files`` keeps the files admins upload (in the database: every web and
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0021"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
