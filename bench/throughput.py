@@ -16,7 +16,9 @@ message accepted.  CPU: user + system time of each process over the same span, p
 - the CRM's emits (the bench's main thread) are not Vestnik's cost and are shown apart.
 
 Latency (``--rate``): events with one recipient are committed at a steady rate; each message's
-latency is from its event's commit to the fake provider's acceptance.
+latency is from its event's commit to the fake provider's acceptance.  ``--timeline`` adds where that
+time goes: every process notes when each event or row passes a stage (``shared/timeline.py``) and the
+report shows each step's p50 and p99.
 
 Run: ``.venv/bin/python -m bench.throughput --events 30 --recipients 100 --processes 2``
 and ``--events 1000 --recipients 1``; latency: ``--rate 100 --seconds 20``.
@@ -28,6 +30,7 @@ import argparse
 import os
 import resource
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -85,6 +88,8 @@ class CpuMeter:
         self.database = database
         self.admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         self.latest: dict[str, dict[int, float]] = {}
+        #: the CRM's own PostgreSQL backends (its emit transactions): not Vestnik's cost, shown apart
+        self.crm_backends: set[int] = set()
         self.halt = threading.Event()
         self.thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -105,7 +110,9 @@ class CpuMeter:
 
     def _groups(self) -> dict[str, list[int]]:
         groups = {name: _tree(p.pid) for name, p in self.stack.procs.items()}
-        groups["postgresql"] = self._backends()
+        backends = self._backends()
+        groups["postgresql"] = [pid for pid in backends if pid not in self.crm_backends]
+        groups["CRM's PostgreSQL backend (emits, not Vestnik)"] = [pid for pid in backends if pid in self.crm_backends]
         groups["redis"] = _pgrep(f"redis-server.*:{self.stack.redis_port}") if self.stack.redis_port else []
         groups["rabbitmq (whole server, shared)"] = _pgrep("beam.smp")
         return groups
@@ -124,8 +131,8 @@ class CpuMeter:
         self.thread.join()
         self._remember(self._sample())
         out = {}
+        base = {pid: cpu for pids in self.before.values() for pid, cpu in pids.items()}  # a pid may change group
         for name, pids in self.latest.items():
-            base = self.before.get(name, {})
             # A process that started meanwhile counts from zero.
             out[name] = sum(cpu - base.get(pid, 0.0) for pid, cpu in pids.items())
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -136,14 +143,43 @@ class CpuMeter:
         return out
 
 
+def _consumers(vhost: str, queue: str) -> int:
+    listed = subprocess.run(["rabbitmqctl", "list_queues", "-q", "-p", vhost, "name", "consumers"],
+                            capture_output=True, text=True).stdout
+    return sum(int(n) for name, n in (line.split() for line in listed.splitlines() if len(line.split()) == 2)
+               if name == queue and n.isdigit())
+
+
+def warm_up(stack, client: int, processes: int) -> None:  # noqa: ANN001 - bench.common.Stack
+    """Wait until each of the ``processes`` worker processes consumes, then send one event to ``client``
+    and wait until both its messages are accepted: the clock starts once every process is up and
+    connected (a worker process still booting adds its start-up, seconds of CPU, to the first events'
+    latency and to every figure per message).  ``client``'s messages are not counted."""
+    deadline = time.monotonic() + 120
+    while _consumers(stack.vhost, "events") < processes:
+        if time.monotonic() > deadline:
+            raise CouldNotMeasure(f"{processes} worker processes did not all consume within 120 s")
+        time.sleep(0.5)  # a benchmark's polling loop, not a test's synchronisation
+    with stack.factory() as s:
+        emit(s, "lesson_cancelled", recipients=[client], data=DATA)
+        s.commit()
+    deadline = time.monotonic() + 120
+    while stack.delivered() < 2:
+        if time.monotonic() > deadline:
+            raise CouldNotMeasure("the warm-up event was not delivered within 120 s")
+        time.sleep(0.02)  # a benchmark's polling loop, not a test's synchronisation
+
+
 def throughput(report: Report, events: int, recipients: int, processes: int, threads: int) -> None:
-    total = events * recipients * 2
+    total = events * recipients * 2 + 2  # + the warm-up's two
     workers = ("worker", "--processes", str(processes), "--threads", str(threads))
-    with production_stack(events * recipients, [("relay",), workers]) as stack:
+    with production_stack(events * recipients + 1, [("relay",), workers]) as stack:
+        warm_up(stack, events * recipients + 1, processes)
         meter = CpuMeter(stack, stack.database)
         meter.start()
         t0 = time.perf_counter()
         with stack.factory() as s:
+            meter.crm_backends.add(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
             for e in range(events):
                 emit(s, "lesson_cancelled", recipients=list(range(e * recipients + 1, (e + 1) * recipients + 1)),
                      data=DATA)
@@ -154,13 +190,17 @@ def throughput(report: Report, events: int, recipients: int, processes: int, thr
         while time.monotonic() < deadline and stack.delivered() < total:
             time.sleep(0.02)  # a benchmark's polling loop, not a test's synchronisation
         elapsed = time.perf_counter() - t0
-        delivered = stack.delivered()
+        delivered = stack.delivered() - 2
         cpu = meter.stop()
     label = f"{processes} worker process(es), {recipients} recipient(s)/event"
     if not delivered:
         raise CouldNotMeasure("nothing was delivered")
     report.add(f"{label}: delivered", delivered, "messages")
     report.add(f"{label}: rate", delivered / elapsed, "messages/s", goal=None)
+    _cpu_figures(report, label, cpu, delivered)
+
+
+def _cpu_figures(report: Report, label: str, cpu: dict[str, float], delivered: int) -> None:
     vestnik_cpu = 0.0
     for name, seconds in cpu.items():
         report.add(f"{label}: CPU {name}", seconds * 1000 / delivered, "ms/message")
@@ -170,36 +210,111 @@ def throughput(report: Report, events: int, recipients: int, processes: int, thr
                goal=1.2)
 
 
-def latency(report: Report, rate: float, seconds: float, processes: int, threads: int) -> None:
+#: the stages of ``--timeline``, in the order one message passes them (shared/timeline.py marks them)
+STAGES = (
+    ("commit -> relay claimed", "commit", "relay.claimed"),
+    ("relay claimed -> publish confirmed", "relay.claimed", "relay.confirmed"),
+    ("confirmed -> relay committed", "relay.confirmed", "relay.committed"),
+    ("relay committed -> handling started", "relay.committed", "handle.start"),
+    ("handling started -> committed", "handle.start", "handle.committed"),
+    ("handling committed -> pump woken (or inline send started)", "handle.committed", "pump.wake"),
+    ("(pump message: enqueued -> actor started)", "pump.enqueued", "pump.wake"),
+    ("pump woken -> claim committed", "pump.wake", "pump.claimed"),
+    ("claim committed -> provider accepted", "pump.claimed", "accepted"),
+    ("provider accepted -> chunk sent", "accepted", "pump.sent"),
+    ("chunk sent -> recorded", "pump.sent", "pump.recorded"),
+)
+
+
+def latency(report: Report, rate: float, seconds: float, processes: int, threads: int,
+            timeline_dir: str | None = None) -> None:
     events = max(1, int(rate * seconds))
     workers = ("worker", "--processes", str(processes), "--threads", str(threads))
-    with production_stack(events, [("relay",), workers]) as stack:
-        committed: dict[int, float] = {}
+    env = {"VESTNIK_TIMELINE": timeline_dir} if timeline_dir else None
+    with production_stack(events + 1, [("relay",), workers], env=env) as stack:
+        warm_up(stack, events + 1, processes)
+        meter = CpuMeter(stack, stack.database)
+        meter.start()
+        committed: dict[int, float] = {}  # client -> its event's commit
+        event_of: dict[int, int] = {}  # client -> event id
         start = time.time()
         with stack.factory() as s:
+            meter.crm_backends.add(s.execute(text("SELECT pg_backend_pid()")).scalar_one())
             for i in range(1, events + 1):
                 due = start + (i - 1) / rate
                 pause = due - time.time()
                 if pause > 0:
                     time.sleep(pause)  # the CRM's pace, not a synchronisation
-                emit(s, "lesson_cancelled", recipients=[i], data=DATA)
+                event_of[i] = emit(s, "lesson_cancelled", recipients=[i], data=DATA)
                 s.commit()
                 committed[i] = time.time()
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and stack.delivered() < 2 * events:
+        while time.monotonic() < deadline and stack.delivered() < 2 * events + 2:
             time.sleep(0.02)
+        cpu = meter.stop()
+        delivered = stack.delivered() - 2
         values = []
+        accepted: dict[tuple[int, str], float] = {}  # (client, channel) -> the fake's acceptance
         for m in stack.bot.messages():
             client = int(m["chat_id"]) - 100000
             if client in committed:
                 values.append((m["time"] - committed[client]) * 1000)
+                accepted[(client, "telegram")] = m["time"]
         for m in stack.smtp.messages():
             client = int(str(m["to"]).split("@")[0][1:])
             if client in committed:
                 values.append((m["time"] - committed[client]) * 1000)
+                accepted[(client, "email")] = m["time"]
+        if timeline_dir:
+            with stack.factory() as s:
+                rows = s.execute(text("SELECT id, event_id, recipient_id, channel FROM notifications")).all()
+            _timeline(report, timeline_dir, committed, event_of, accepted, rows)
     # One recipient per event (two messages: Telegram and email), as the goal means it.
+    if delivered:  # the small batches of a steady trickle: what each message costs on the latency path
+        _cpu_figures(report, f"latency run, {rate:g} events/s", cpu, delivered)
     report.add_percentiles(f"latency at {rate:g} events/s of 1 recipient each (commit -> accepted)", values, "ms",
                            ps=(50, 99), goals={"p50": 30, "p99": 150})
+
+
+def _timeline(report: Report, directory: str, committed: dict[int, float], event_of: dict[int, int],
+              accepted: dict[tuple[int, str], float], rows: list) -> None:  # noqa: ANN001
+    """Each message's timestamps at every stage (``STAGES``), joined by event and notification id; the
+    p50 and p99 of each step's milliseconds go into the report."""
+    from vestnik.shared import timeline
+
+    by_event: dict[int, dict[str, float]] = {}
+    by_row: dict[int, dict[str, float]] = {}
+    for line in timeline.read(directory):
+        stage, t = line["s"], line["t"]
+        if stage.startswith(("relay.", "handle.")):
+            for i in line["ids"]:
+                by_event.setdefault(i, {}).setdefault(stage, t)  # the first time counts (a redelivery is later)
+        elif stage == "pump.done":
+            for i in line["ids"]:
+                marks = by_row.setdefault(i, {})
+                if "pump.wake" not in marks or line["started"] < marks["pump.wake"]:
+                    marks["pump.wake"] = line["started"]  # a pump's start, or handling's own send (inline)
+                    if line["enqueued"] is not None:
+                        marks["pump.enqueued"] = line["enqueued"]
+                    else:
+                        marks.pop("pump.enqueued", None)
+        else:
+            for i in line["ids"]:
+                by_row.setdefault(i, {}).setdefault(stage, t)
+    client_of = {event: client for client, event in event_of.items()}
+    steps: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
+    for row_id, event_id, client, channel in rows:
+        if client not in committed or row_id not in by_row:
+            continue
+        marks = {**by_event.get(event_id, {}), **by_row[row_id], "commit": committed[client_of.get(event_id, client)]}
+        if (client, channel) in accepted:
+            marks["accepted"] = accepted[(client, channel)]
+        for name, a, b in STAGES:
+            if a in marks and b in marks:
+                steps[name].append((marks[b] - marks[a]) * 1000)
+    for name, _, _ in STAGES:
+        if steps[name]:  # a step no message took (no pump message when handling sends itself) shows nothing
+            report.add_percentiles(f"timeline: {name}", steps[name], "ms", ps=(50, 99))
 
 
 def main() -> int:
@@ -210,15 +325,22 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--rate", type=float, default=0.0, help="also measure latency at this many events/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the latency run emits")
+    parser.add_argument("--timeline", nargs="?", const="", default=None, metavar="DIR",
+                        help="with --rate: each message's time at every stage, from the processes' timestamps "
+                             "(kept in DIR when given)")
     args = parser.parse_args()
     report = Report("bench.throughput", "end-to-end throughput, events to messages accepted by the fake Bot API "
                     "and SMTP sink, limits lifted (relay and worker processes), with CPU per message per process",
                     size=f"{args.events} events x {args.recipients} recipients x 2 channels, "
                          f"{args.threads} threads per worker process")
-    for n in args.processes:
+    for n in args.processes if args.events else ():  # --events 0: the latency run only
         throughput(report, args.events, args.recipients, n, args.threads)
     if args.rate:
-        latency(report, args.rate, args.seconds, args.processes[-1], args.threads)
+        with tempfile.TemporaryDirectory() as directory:
+            if args.timeline:
+                os.makedirs(args.timeline, exist_ok=True)
+            latency(report, args.rate, args.seconds, args.processes[-1], args.threads,
+                    (args.timeline or directory) if args.timeline is not None else None)
     report.note("CPU of PostgreSQL counts the backends of the bench's database only; RabbitMQ is the whole "
                 "(shared) server")
     return report.finish()

@@ -87,6 +87,8 @@ class Settings:
 
     # Delivery
     delivery_batch_size: int = 100  # rows one worker claims, renders and sends as a batch
+    # a handled batch's due rows, at most, that the handling thread sends itself at once (0: pumps send all)
+    delivery_inline_rows: int = 16
     telegram_connections: int = 4  # Bot API connections (sending threads) per worker process
     smtp_connections: int = 2  # SMTP connections (sending threads) per worker process
     webhook_connections: int = 4  # webhook connections (sending threads) per worker process
@@ -213,6 +215,7 @@ def _validate(settings: Settings) -> None:
                  "webhook_read_timeout_s"):
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
+    check("delivery_inline_rows", settings.delivery_inline_rows >= 0, "must not be negative")
     from vestnik.shared import locales
 
     check("default_locale", locales.match(settings.default_locale) == settings.default_locale,

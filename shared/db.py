@@ -28,7 +28,10 @@ def is_postgres(engine_or_url: Engine | str) -> bool:
     return url.startswith("postgres")
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, synchronous_commit: bool = True) -> Engine:
+    """``synchronous_commit=False`` (PostgreSQL): a commit returns before its WAL reaches the disk; only
+    for writes whose loss in a database crash is harmless (the relay's "published" marks: a lost one
+    publishes the event again, a duplicate the worker absorbs)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
@@ -50,6 +53,7 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,  # survive a PostgreSQL restart: stale connections are replaced
         pool_recycle=1800,
+        connect_args={} if synchronous_commit else {"options": "-c synchronous_commit=off"},
     )
 
 

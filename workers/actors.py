@@ -9,7 +9,9 @@ implicit global one).
   events first, so one bad event cannot hold up the others.  An event whose
   handling fails ``VESTNIK_EVENT_MAX_RETRIES`` more times is marked failed
   with its reason (dashboard, metrics, the admin's retry), not left
-  ``published`` while its message sits in the dead-letter queue.
+  ``published`` while its message sits in the dead-letter queue.  A batch
+  that leaves few due rows (``VESTNIK_DELIVERY_INLINE_ROWS``) sends them from
+  this thread right after its commit (``_deliver_inline``); more wake pumps.
 - ``pump_channel(channel)``: one delivery batch of a channel
   (``workers/delivery.py``).  Delivery keeps its own retry state in the
   database (``workers/retry.py``), so it has ``max_retries=0``; an exception
@@ -20,15 +22,17 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
+import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
 from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT, HANDLE_EVENTS, event_message
-from vestnik.shared import faults
+from vestnik.shared import faults, timeline
 from vestnik.shared.models import utcnow
 from vestnik.workers import broadcasting, handling, metrics, scheduling
 from vestnik.workers.broker import (
@@ -55,6 +59,52 @@ MAX_WAKES = 8
 PREDECESSOR_RETRY_S = 1.0
 
 
+def _deliver_inline(rt: Runtime, channel: str, ids: list[int]) -> None:
+    """Send a few rows handling has just committed from this thread, at once: a pump's wake-up would
+    add a broker round trip, a limiter look and a claim that mostly finds the rows taken already.
+    Rows the limiter holds back wait in the database and a delayed wake-up brings them; should this
+    fail, a pump claims whatever is still pending (and the reaper what a crash left processing)."""
+    started = timeline.ON and time.time()
+    try:
+        result = rt.delivery.deliver_rows(ids)
+    except Exception:  # noqa: BLE001 - the rows are committed: a pump takes them over
+        log.exception("sending the new rows at once failed; a pump takes them", extra={
+            "action": "event.inline_failed", "channel": channel, "rows": len(ids)})
+        wake_channel(rt.broker, channel)
+        return
+    if timeline.ON:
+        timeline.mark("pump.done", [r.notification_id for r in result.results or []], enqueued=None, started=started,
+                      channel=channel)
+    if result.wake_in_s is not None:
+        wake_channel(rt.broker, channel, delay_s=result.wake_in_s)
+
+
+_helpers: ThreadPoolExecutor | None = None
+_helpers_lock = threading.Lock()
+
+
+def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]]) -> None:
+    """Each channel's rows as its own batch, the channels side by side: the first in this thread, the
+    others on this process's helper threads (an email need not wait for the Telegram batch before it)."""
+    global _helpers
+    channels = list(due)
+    others = []
+    if len(channels) > 1:
+        with _helpers_lock:
+            if _helpers is None:
+                _helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vestnik-inline")
+        others = [_helpers.submit(_deliver_inline, rt, channel, due[channel]) for channel in channels[1:]]
+    _deliver_inline(rt, channels[0], due[channels[0]])
+    for future in others:
+        future.result()  # _deliver_inline never raises: a failure wakes a pump
+
+
+def _enqueued_at() -> float | None:
+    """When the message being processed was enqueued (wall seconds), for the timeline."""
+    current = CurrentMessage.get_current_message()
+    return current.message_timestamp / 1000 if current is not None else None
+
+
 def _retries_left(max_retries: int) -> int:
     current = CurrentMessage.get_current_message()
     done = int(current.options.get("retries", 0)) if current is not None else 0
@@ -66,6 +116,8 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
 
     def handle_events(event_ids: list[int]) -> None:
         rt = get_runtime()
+        if timeline.ON:
+            timeline.mark("handle.start", event_ids, enqueued=_enqueued_at())
         try:
             results = handling.handle_events(rt.factory, rt.channels, list(event_ids),
                                              default_zone=rt.settings.default_timezone)
@@ -83,18 +135,23 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
                 return  # recorded in the database (the truth): no dead letter to hunt for
             raise
         faults.hit("worker.after_handle_commit")
-        due: Counter[str] = Counter()
+        timeline.mark("handle.committed", event_ids)
+        due: dict[str, list[int]] = {}
         now = utcnow()
         for result in results:
             if result.status == "waiting":  # an earlier same-key event first: look again shortly
                 rt.broker.enqueue(event_message(result.event_id), delay=int(PREDECESSOR_RETRY_S * 1000))
             if result.broadcast_id is not None:  # a CRM's mass_broadcast: the broadcast machinery takes it
                 broadcasting.enqueue_expansion(rt.broker, result.broadcast_id)
-            for _, channel, _, send_at in result.created:
+            for notification_id, channel, _, send_at in result.created:
                 if send_at is None or send_at <= now:
-                    due[channel] += 1
-        for channel, n in due.items():
-            wake_channel(rt.broker, channel, copies=min(MAX_WAKES, math.ceil(n / rt.delivery.batch_size)))
+                    due.setdefault(channel, []).append(notification_id)
+        if due and sum(len(ids) for ids in due.values()) <= rt.settings.delivery_inline_rows:
+            _deliver_inline_all(rt, due)
+        else:
+            for channel, ids in due.items():
+                wake_channel(rt.broker, channel, copies=min(MAX_WAKES, math.ceil(len(ids) / rt.delivery.batch_size)))
+        timeline.mark("handle.woke", event_ids)
 
     def handle_event(event_id: int) -> None:
         handle_events([event_id])
@@ -111,7 +168,11 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
             if full:  # more rows are due: the next pump claims while this one sends
                 wake_channel(rt.broker, channel)
 
+        started = timeline.ON and time.time()
         result = rt.delivery.pump(channel, limit=options.get("capacity"), on_claimed=more)
+        if timeline.ON:
+            timeline.mark("pump.done", [r.notification_id for r in result.results or []], enqueued=_enqueued_at(),
+                          started=started, channel=channel)
         if result.wake_in_s is not None:
             wake_channel(rt.broker, channel, delay_s=result.wake_in_s)
 

@@ -46,7 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vestnik.shared import faults
+from vestnik.shared import faults, timeline
 from vestnik.shared.composer import Memo, compose, find_template
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
@@ -207,9 +207,15 @@ class Delivery:
 
     def deliver(self, notification_id: int) -> Result:
         """Send one notification that is pending and due (a batch of one); a duplicate does nothing."""
-        lease = self.settings.processing_lease_s
-        batch = self._batch(lambda s, now: state.claim(s, [notification_id], now=now, lease_s=lease), 1, None)
+        batch = self.deliver_rows([notification_id])
         return batch.results[0] if batch.results else Result(notification_id, "skipped")
+
+    def deliver_rows(self, ids: Sequence[int]) -> BatchResult:
+        """A batch of these rows (one channel's), those still pending and due: handling's hand-over of
+        the rows it has just committed, without a pump's broker round trip (``workers/actors.py``)."""
+        lease = self.settings.processing_lease_s
+        ids = list(ids)
+        return self._batch(lambda s, now: state.claim(s, ids, now=now, lease_s=lease), len(ids), None)
 
     def defer_channel(self, channel: str, wait_s: float) -> int:
         """Park the channel's due rows until its quota frees up (the scheduler releases them then)."""
@@ -238,6 +244,8 @@ class Delivery:
             chunks = self._slots(session, items, now, out)
             if chunks:
                 self._open(session, chunks[0], now)
+        if timeline.ON:
+            timeline.mark("pump.claimed", [c.id for c in claimed])
         if on_claimed is not None:
             on_claimed(len(claimed) >= limit)
         for i, chunk in enumerate(chunks):
@@ -247,9 +255,13 @@ class Delivery:
                 self._give_back([it for c in chunks[i:] for it in c], stop, out)
                 break
             sent = self._send_chunk(chunk)
+            if timeline.ON:
+                timeline.mark("pump.sent", [it.claimed.id for it in chunk])
             faults.hit("worker.after_send")
             following = chunks[i + 1] if i + 1 < len(chunks) else []
             limited = self._record(chunk, sent, following, out)
+            if timeline.ON:
+                timeline.mark("pump.recorded", [it.claimed.id for it in chunk])
             if limited is not None and following:
                 self._give_back([it for c in chunks[i + 1:] for it in c], ("paused", limited), out)
                 break

@@ -70,7 +70,10 @@ def test_all_broker_connections_closed_under_load(chaos, bot_api, smtp_server):
                   vestnik("scheduler", "scheduler", env=chaos.env, log_dir=chaos.log_dir)]):
         expected = emit_run(chaos, 0, 60)
         for _ in range(2):
-            wait_until(lambda n=len(bot_api.messages()): len(bot_api.messages()) > n + 5, 60, message="progress")
+            # more progress, or the first run all sent (rabbitmqctl can take seconds on a loaded machine;
+            # the 20 events emitted after the closes still meet the reconnected consumers)
+            wait_until(lambda n=len(bot_api.messages()): len(bot_api.messages()) > min(n + 5, 59), 60,
+                       message="progress")
             close_connections(vhost)
         expected += emit_run(chaos, 60, 20)
         wait_until(lambda: settled(chaos, 80), 120, message="consumers to resume and finish")

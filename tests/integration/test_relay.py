@@ -403,6 +403,8 @@ def test_sqlite_relay_polls_and_publishes_to_the_in_process_broker(sqlite_url):
     try:
         with running(relay):
             wait_until(lambda: events.qsize() == 3, 10, message="20 events on the stub queue, as 3 batches")
+            # the round counts its batch once it has committed, just after the publish
+            wait_until(lambda: relay.stats.batches >= 3, 10, message="the third round's commit")
             assert relay.stats.batches == 3  # full batches go again at once: 7 + 7 + 6
             more = emit_events(engine, 2)
             wait_until(lambda: events.qsize() == 4, 10, message="events committed while it runs")

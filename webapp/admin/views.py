@@ -28,6 +28,7 @@ from vestnik.shared.models import (
     Client,
     DeliveryAttempt,
     Notification,
+    NotificationReaction,
     NotificationStatus,
     NotificationTemplate,
     TemplateVersion,
@@ -190,6 +191,20 @@ def _attempts(view, context, model, name) -> Markup:
         gettext("started (UTC)"), gettext("outcome"), gettext("provider id"), gettext("error"), body)
 
 
+def _reactions(view, context, model, name) -> Markup:
+    """Who pressed which button on this message (once per person) and unsubscribes it led to."""
+    rows = get_session().scalars(select(NotificationReaction).where(NotificationReaction.notification_id == model.id)
+                                 .order_by(NotificationReaction.id).limit(200)).all()
+    if not rows:
+        return Markup("—")
+    body = Markup("").join(
+        Markup("<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>").format(
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"), r.kind, r.value or "", r.actor or "")
+        for r in rows)
+    return Markup('<table class="table table-sm reactions"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>'
+                  "{}</table>").format(gettext("at (UTC)"), gettext("kind"), gettext("button"), gettext("who"), body)
+
+
 def _origin(view, context, model, name) -> Markup:
     parts = []
     if model.event_id:
@@ -226,7 +241,8 @@ class NotificationView(SecureModelView):
     column_labels = {"recipient_id": _l("Client"), "body": _l("Text"), "attachment": _l("Attached"),
                      "created_at": _l("Created (UTC)"),
                      "sent_at": _l("Sent (UTC)"), "send_at": _l("Send at (UTC)"), "updated_at": _l("Updated (UTC)"),
-                     "attempts_log": _l("Delivery attempts"), "attempts": _l("Attempts made")}
+                     "attempts_log": _l("Delivery attempts"), "attempts": _l("Attempts made"),
+                     "reactions": _l("Buttons pressed")}
     # created_at, not id: every filter's index ends in created_at (ids are not commit order anyway)
     column_default_sort = ("created_at", True)
     # Only orders an index serves: sorting 2,000,000 rows by sent_at or channel takes seconds (filter instead).
@@ -236,13 +252,13 @@ class NotificationView(SecureModelView):
     column_details_list = (
         "id", "status", "delivery_uncertain", "channel", "recipient_id", "recipient_address", "event_type",
         "template_code", "step", "locale", "category", "initiator", "origin", "subject", "body", "attachment",
-        "attempts",
-        "last_error", "external_id", "created_at", "send_at", "sent_at", "updated_at", "attempts_log",
+        "attempts", "last_error", "external_id", "created_at", "send_at", "sent_at", "updated_at", "attempts_log",
+        "reactions",
     )
     column_formatters_detail = {
         "recipient_id": _client_link, "subject": _full_text, "body": _full_text, "last_error": _full_text,
         "attempts_log": _attempts, "origin": _origin, "status": _status_cell, "category": code_cell,
-        "initiator": code_cell,
+        "initiator": code_cell, "reactions": _reactions,
         "attachment": lambda view, context, model, name: describe_attachment(model.attachment) or "—",
     }
 
