@@ -40,6 +40,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from vestnik.shared import bounds
+from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
@@ -141,6 +142,7 @@ class BroadcastForm(FlaskForm):
                                                 ("marketing", _l("marketing (only clients who opted in)"))])
     template_data = TextAreaField(_l("Template data (JSON)"), default='{"title": "", "text": ""}',
                                   validators=[_json_object])
+    attachment = StringField(_l("Attachment"), validators=[Optional(), Length(max=2000)])
     groups = SelectMultipleField(_l("Groups / classes (any of)"), validators=[Optional()])
     tags = StringField(_l("Tags (separated by ;)"), validators=[Optional(), Length(max=2000)])
     all_tags = BooleanField(_l("Client must have every tag"))
@@ -193,6 +195,13 @@ class ConfirmForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     pass
+
+
+def _with_attachment(data: dict[str, Any], attachment: str | None) -> dict[str, Any]:
+    """The template data with the form's attachment (``data.attachment``: workers/attachments.py)."""
+    if (attachment or "").strip():
+        return {**data, ATTACHMENT_KEY: attachment.strip()}
+    return data
 
 
 def _actor() -> str:
@@ -262,7 +271,8 @@ class BroadcastView(SecureView):
                                "has_telegram": form.has_telegram.data, "has_email": form.has_email.data,
                                "active_since": form.active_since.data.isoformat() if form.active_since.data
                                else None},
-                    initiator=_actor(), data=json.loads(form.template_data.data or "{}"), client_ids=ids,
+                    initiator=_actor(), data=_with_attachment(json.loads(form.template_data.data or "{}"),
+                                                              form.attachment.data), client_ids=ids,
                     mode=form.mode.data, test_size=form.test_size.data, test_group=form.test_group.data or None,
                     stage_wait_s=form.stage_wait_s.data, max_failure_rate=form.max_failure_pct.data / 100,
                 )
