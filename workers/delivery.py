@@ -52,10 +52,9 @@ from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
+from vestnik.workers import attachments, metrics, quiet_hours
 from vestnik.workers import chats as chat_registry
-from vestnik.workers import metrics, quiet_hours
 from vestnik.workers import notifications as state
-from vestnik.workers.attachments import fetch_attachment
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
 from vestnik.workers.limits import Grant, Limiter
 from vestnik.workers.retry import decide
@@ -416,23 +415,30 @@ class Delivery:
                        default_zone=self.settings.default_timezone, memo=memo)
 
     def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
-        """Fetch the files some steps send (a report); a fetch that fails is that row's attempt."""
+        """Get the files some rows carry (a report, an invoice, a broadcast's upload) and record what each
+        carries for the history; a file that cannot be had is that row's attempt."""
         ready = []
+        stored: dict[str, Any] = {}  # a broadcast's batch reads its uploaded file once
+        carried: list[tuple[int, dict[str, Any]]] = []
         for item in items:
             c = item.claimed
             step = step_of(c.event_type, c.step)
-            url = (c.payload or {}).get(step.attachment_field) if step and step.attachment_field else None
-            if not url:
+            ref = attachments.reference_of(c.payload, step.attachment_field if step else None)
+            channel = self.channels.get(c.channel)
+            if not ref or channel is None or not channel.supports_attachments:  # a webhook: the message alone
                 ready.append(item)
                 continue
             try:
-                item.message = replace(item.message, attachment=fetch_attachment(
-                    url, (c.payload or {}).get("file_name"), channel=c.channel))
+                attachment, about = attachments.resolve(session, ref, channel, (c.payload or {}).get("file_name"),
+                                                        stored)
+                item.message = replace(item.message, attachment=attachment)
+                carried.append((c.id, about))
                 ready.append(item)
             except DeliveryError as exc:
                 attempt_no = dict(state.open_attempts(session, [c.id], now=now)).get(c.id, c.attempts + 1)
                 item.attempt_no = attempt_no
                 self._settle(session, [(item, Sent(error=exc))], now, out)
+        state.record_attachments(session, carried)
         return ready
 
     def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
