@@ -219,6 +219,7 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
             seed_clients(session)
             seed_crm(session, now=utcnow(), school_tz=settings.default_timezone)
             admin_password = _demo_admin(session)
+            _demo_chats(session, bot_api, settings)
 
         stack = EmbeddedStack(settings, worker_threads=worker_threads).start()
         cleanup.append(stack.stop)
@@ -248,6 +249,26 @@ def _start(data_dir: str | os.PathLike[str], *, host: str, port: int, worker_thr
     return Demo(settings=settings, url=url, db_path=db_path, app=app, engine=engine, bot_api=bot_api,
                 smtp=smtp, stack=stack, server=server, bot=bot, _threads=[thread, bot_thread],
                 admin_password=admin_password)
+
+
+#: a teachers' group and the school's channel in the fake Telegram, registered as recipients
+DEMO_CHATS = ((-1001000000001, "supergroup", "Учителя (демо)", None),
+              (-1001000000002, "channel", "Новости школы (демо)", "school_demo_news"))
+
+
+def _demo_chats(session: Any, bot_api: Any, settings: Any) -> None:
+    """The bot is in a group and a channel of the fake Telegram; both are registered (Groups and channels
+    in the admin), verified through the fake Bot API like real ones."""
+    from vestnik.workers import chats
+    from vestnik.workers.channels.telegram import TelegramChannel
+
+    channel = TelegramChannel.from_settings(settings)
+    try:
+        for chat_id, kind, title, username in DEMO_CHATS:
+            bot_api.add_chat(chat_id, kind, title, username=username)
+            chats.verify(session, channel, str(chat_id), actor="demo")
+    finally:
+        channel.close()
 
 
 DEMO_ADMIN_EMAIL = "admin@vestnik.demo"

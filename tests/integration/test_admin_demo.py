@@ -31,6 +31,14 @@ def test_the_demo_admin_signs_in_and_sends_a_test_to_the_fake_telegram(tmp_path)
         assert answer["ok"] is True and answer["address"] == DEMO_ADMIN_CHAT_ID
         sent = demo.bot_api.wait_for(lambda msgs: any(str(m["chat_id"]) == DEMO_ADMIN_CHAT_ID for m in msgs))
         assert any(m["text"] == "Тест Робототехника" for m in sent)
+        # The demo's teachers' group is registered: a post from the admin reaches it through the queue.
+        chats = s.get(demo.url + "/admin/chats/", timeout=10).text
+        group = re.search(r'id="post-to-(\d+)"[^>]*>\s*<label[^>]*>Учителя \(демо\)', chats).group(1)
+        s.post(demo.url + "/admin/chats/post", timeout=10, data={
+            "csrf_token": _token(chats), "chat": group, "template": "LESSON_CANCELLED", "when": "now",
+            "data": '{"lesson_title": "Шахматы", "starts_at": "2026-12-03T13:00:00+00:00"}'})
+        posted = demo.bot_api.wait_for(lambda msgs: any(str(m["chat_id"]) == "-1001000000001" for m in msgs), 60)
+        assert any("Шахматы" in m["text"] for m in posted if str(m["chat_id"]) == "-1001000000001")
     finally:
         demo.stop()
     again = build_demo(tmp_path / "demo", port=0, worker_threads=1)  # same data folder: a new password

@@ -258,6 +258,20 @@ def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settin
         assert {a.action for a in s.scalars(select(AuditLog))} >= {"chat.add", "chat.events", "chat.post"}
     history = c.get(f"/admin/notification/?flt0_chat_equals={GROUP}").text
     assert "Учителя" in history and f"/admin/notification/details/?id={row.id}" in history
+    with factory() as s:  # who pressed what shows on the message's page
+        s.add(NotificationReaction(notification_id=row.id, kind="button", value="btn:ok", actor="telegram:501"))
+        s.commit()
+    details = c.get(f"/admin/notification/details/?id={row.id}").text
+    assert "Buttons pressed" in details and "telegram:501" in details and "btn:ok" in details
+    with factory() as s:  # the chat's link into the history works in Russian too, and filters
+        s.execute(update(AdminUser).values(locale="ru"))
+        other = Notification(recipient_id=None, channel="telegram", recipient_address="700", event_type="x",
+                             template_code="X", step="test-1", status="sent", initiator="admin:1")
+        s.add(other)
+        s.commit()
+    history = c.get(f"/admin/notification/?flt0_chat_equals={GROUP}").text
+    assert "Учителя" in history and f"/admin/notification/details/?id={row.id}" in history
+    assert f"/admin/notification/details/?id={other.id}" not in history
 
 
 def test_the_template_editor_previews_the_buttons_and_names_a_bad_one_at_the_field(factory, settings):
