@@ -99,8 +99,9 @@ def test_a_message_that_waited_in_the_queue_wakes_a_pump_which_batches_the_backl
     from vestnik.workers import actors
 
     rt, broker = make_runtime()
-    # handling is behind: its message was enqueued a second before it started
-    monkeypatch.setattr(actors, "_enqueued_at", lambda: time.time() - 1.0)
+    # handling is behind: its message was enqueued long before it started
+    enqueued = time.time() - 60.0
+    monkeypatch.setattr(actors, "_enqueued_at", lambda: enqueued)
     rows = _handle(rt, broker, [1])
     assert [r.status for r in rows] == ["pending"]
     assert broker.queues[delivery_queue("telegram")].qsize() == 1
