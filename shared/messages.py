@@ -22,6 +22,8 @@ class Attachment:
     filename: str
     content: bytes
     mime_type: str = "application/octet-stream"
+    #: a file Telegram already holds, sent by its id (``content`` is empty); only Telegram can send it
+    telegram_file_id: str | None = None
 
 
 @dataclass(frozen=True)

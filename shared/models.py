@@ -23,6 +23,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -410,6 +411,9 @@ class Notification(Base):
     # The exact text that was sent (rendered just before the send)
     subject: Mapped[str | None] = mapped_column(Text)
     body: Mapped[str | None] = mapped_column(Text)
+    # What was attached, as resolved for the send: {"source": "url"|"file"|"telegram_file_id", "ref",
+    # "name", "type", "bytes"} (workers/attachments.py); NULL: nothing
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(Json)
 
     recipient: Mapped[Client | None] = relationship(lazy="joined")
     attempts_log: Mapped[list[DeliveryAttempt]] = relationship(
@@ -508,8 +512,30 @@ class RuleOverride(Base):
     event_type: Mapped[str] = mapped_column(String(100), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     offsets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)  # step name -> [seconds, ...]
+    #: step name -> an attachment reference (shared/attachment_refs.py) the step's messages carry
+    attachments: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     updated_by: Mapped[str | None] = mapped_column(String(100))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class StoredFile(Base):
+    """A file an admin uploaded for rules and broadcasts to attach (``file:<id>``).
+
+    Kept in the database, not on a disk: the web process that receives the upload and the worker
+    processes that send it may run on different hosts, and the database is the one store they all
+    share, backed up and transactional with the broadcast or rule that names the file
+    (docs/attachments.md).  ``content`` is loaded only when asked for (lists read the rest)."""
+
+    __tablename__ = "stored_files"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    mime_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    uploaded_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiKey(Base):

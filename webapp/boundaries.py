@@ -49,6 +49,16 @@ class BoundedIntConverter(BaseConverter):
         return str(int(value))  # type: ignore[call-overload]
 
 
+#: endpoint -> the largest body it takes, where that is more than MAX_CONTENT_LENGTH (an admin's file upload)
+LARGE_BODIES: dict[str, int] = {}
+
+
+def allow_large_body() -> None:
+    """The endpoint's own body limit (LARGE_BODIES), set before anything reads the body (CSRF reads the form)."""
+    if request.endpoint in LARGE_BODIES:
+        request.max_content_length = LARGE_BODIES[request.endpoint]
+
+
 def check_fields() -> None:
     """Every query-string and form field of this request is storable, bounded text (else BoundsError)."""
     for where, fields in (("query", request.args), ("form", request.form if _has_form() else None)):
@@ -88,5 +98,6 @@ def bounds_error(error: BoundsError):
 def init_app(app: Flask) -> None:
     # Before any blueprint adds rules: the converter is looked up as each rule is added.
     app.url_map.converters["int"] = BoundedIntConverter
+    app.before_request_funcs.setdefault(None, []).insert(0, allow_large_body)  # first of all
     app.before_request(check_fields)
     app.register_error_handler(BoundsError, bounds_error)

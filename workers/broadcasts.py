@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import VestnikError
 from vestnik.shared.models import (
@@ -41,7 +42,7 @@ from vestnik.shared.models import (
     utcnow,
 )
 from vestnik.shared.targeting import Targeting
-from vestnik.workers import notifications
+from vestnik.workers import attachments, notifications
 from vestnik.workers.audience import Count, Selection, check_channels, client_conditions, count
 from vestnik.workers.channels import CHANNELS
 
@@ -101,6 +102,7 @@ def create(
     missing = [c for c in chosen if c not in have]
     if missing:
         raise BroadcastError(f"template {template_code!r} has no active version for: {', '.join(missing)}")
+    _check_attachment(session, data, chosen)
     if client_ids is not None:
         parsed = dataclasses.replace(parsed, client_list=True)
     b = Broadcast(
@@ -217,6 +219,7 @@ def update_text(session: Session, b: Broadcast, actor: str, *, name: str, data: 
     if b.status not in (BroadcastStatus.draft.value, BroadcastStatus.scheduled.value):
         raise BroadcastError(f"only a draft or a scheduled broadcast can be edited; this one is {b.status}")
     name = (name or "").strip()[:200] or b.template_code
+    _check_attachment(session, data, b.channels)
     changes = {}
     if name != b.name:
         changes["name"] = [b.name, name]
@@ -226,6 +229,17 @@ def update_text(session: Session, b: Broadcast, actor: str, *, name: str, data: 
         return
     b.name, b.data = name, dict(data)
     audit(session, actor, "broadcast.edit", b, changes=changes)
+
+
+def _check_attachment(session: Session, data: dict[str, Any] | None, channels: list[str] | tuple[str, ...]) -> None:
+    """A broadcast's ``attachment`` (data.attachment): each of its channels can send it, or BroadcastError."""
+    ref = (data or {}).get(ATTACHMENT_KEY)
+    if ref in (None, ""):
+        return
+    try:
+        attachments.check_reference(session, ref, channels)
+    except ValueError as exc:
+        raise BroadcastError(f"attachment: {exc}") from None
 
 
 def plan(session: Session, b: Broadcast, whole: Count) -> None:

@@ -52,10 +52,9 @@ from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import Category, Client, NotificationStatus, NotificationTemplate, utcnow
 from vestnik.shared.unsubscribe import marketing_extras
+from vestnik.workers import attachments, metrics, quiet_hours
 from vestnik.workers import chats as chat_registry
-from vestnik.workers import metrics, quiet_hours
 from vestnik.workers import notifications as state
-from vestnik.workers.attachments import fetch_attachment
 from vestnik.workers.channels.base import Channel, DeliveryError, Outcome, RenderedMessage
 from vestnik.workers.limits import Grant, Limiter
 from vestnik.workers.retry import decide
@@ -275,9 +274,10 @@ class Delivery:
 
     def _send_chunk(self, chunk: list[_Item]) -> list[Sent]:
         """Each row through the limiter's gate at its slot (rows due within GATE_AHEAD_S of each other
-        in one round trip), then to the pool; the ends go back to the limiter in one round trip.  A row
-        the gate holds back past GATE_WAIT_S after its slot is not sent (``late``: it goes back to
-        pending, not an attempt)."""
+        in one round trip), then to the pool.  The sends' ends go back to the limiter in one round trip
+        when the chunk is done, and before waiting for a later slot those already answered (so each
+        counts until its real end, and the plan's next slots follow it).  A row the gate holds back past
+        GATE_WAIT_S after its slot is not sent (``late``: it goes back to pending, not an attempt)."""
         channel = chunk[0].claimed.channel
         pool = self.pools.get(channel)
         if pool is None:
@@ -287,11 +287,26 @@ class Delivery:
         due = [it.grant.at if it.grant is not None and it.grant.at is not None else 0.0 for it in chunk]
         give_up = [at + GATE_WAIT_S for at in due]
         waiting = list(range(len(chunk)))
+        reported: set[int] = set()
+
+        def report(indexes: list[int]) -> None:
+            ends = []
+            for i in indexes:
+                sent = outcome[i]
+                sent = sent.result() if isinstance(sent, Future) else sent
+                if sent is not None and sent.done is not None:
+                    item = chunk[i]
+                    ends.append((self._send_id(item), item.key, item.grant.ref if item.grant else None, sent.done))
+                reported.add(i)
+            if ends:
+                self.limiter.end(channel, ends)
+
         while waiting:
             now = time.monotonic()
             first = min(due[i] for i in waiting)
             if first - GATE_AHEAD_S > now:
-                time.sleep(first - GATE_AHEAD_S - now)
+                report([i for i, o in enumerate(outcome) if isinstance(o, Future) and o.done() and i not in reported])
+                time.sleep(max(0.0, first - GATE_AHEAD_S - time.monotonic()))
                 continue
             ready = [i for i in waiting if due[i] - GATE_AHEAD_S <= now]
             waits = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in ready])
@@ -306,10 +321,8 @@ class Delivery:
                     due[i] = now + wait
                     continue
                 waiting.remove(i)
-        sent = [o.result() if isinstance(o, Future) else o for o in outcome]
-        self.limiter.end(channel, [(self._send_id(it), it.key, it.grant.ref if it.grant is not None else None, s.done)
-                                   for it, s in zip(chunk, sent, strict=True) if s is not None and s.done is not None])
-        return sent  # type: ignore[return-value]
+        report([i for i, o in enumerate(outcome) if isinstance(o, Future) and i not in reported])
+        return [o.result() if isinstance(o, Future) else o for o in outcome]  # type: ignore[misc]
 
     def _stop_reason(self, channel: str, started: float, *, first: bool) -> tuple[str, float] | None:
         if time.monotonic() - started > self.budget_s:
@@ -402,23 +415,30 @@ class Delivery:
                        default_zone=self.settings.default_timezone, memo=memo)
 
     def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
-        """Fetch the files some steps send (a report); a fetch that fails is that row's attempt."""
+        """Get the files some rows carry (a report, an invoice, a broadcast's upload) and record what each
+        carries for the history; a file that cannot be had is that row's attempt."""
         ready = []
+        stored: dict[str, Any] = {}  # a broadcast's batch reads its uploaded file once
+        carried: list[tuple[int, dict[str, Any]]] = []
         for item in items:
             c = item.claimed
             step = step_of(c.event_type, c.step)
-            url = (c.payload or {}).get(step.attachment_field) if step and step.attachment_field else None
-            if not url:
+            ref = attachments.reference_of(c.payload, step.attachment_field if step else None)
+            channel = self.channels.get(c.channel)
+            if not ref or channel is None or not channel.supports_attachments:  # a webhook: the message alone
                 ready.append(item)
                 continue
             try:
-                item.message = replace(item.message, attachment=fetch_attachment(
-                    url, (c.payload or {}).get("file_name"), channel=c.channel))
+                attachment, about = attachments.resolve(session, ref, channel, (c.payload or {}).get("file_name"),
+                                                        stored)
+                item.message = replace(item.message, attachment=attachment)
+                carried.append((c.id, about))
                 ready.append(item)
             except DeliveryError as exc:
                 attempt_no = dict(state.open_attempts(session, [c.id], now=now)).get(c.id, c.attempts + 1)
                 item.attempt_no = attempt_no
                 self._settle(session, [(item, Sent(error=exc))], now, out)
+        state.record_attachments(session, carried)
         return ready
 
     def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime

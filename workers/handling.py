@@ -36,6 +36,7 @@ from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.client_ids import client_keys
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import canonical_event_type, validate_event
@@ -97,7 +98,9 @@ def _lock_key(session: Session, key: str) -> None:
 
 def load_override(session: Session, event_type: str) -> Override | None:
     row = session.get(RuleOverride, event_type)
-    return Override(enabled=row.enabled, offsets_s=row.offsets or {}) if row else None
+    if row is None:
+        return None
+    return Override(enabled=row.enabled, offsets_s=row.offsets or {}, attachments=row.attachments or {})
 
 
 def handle_event(
@@ -215,7 +218,7 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
     except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
         return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
     result = HandleResult(event_id, "processed", [], canceled)
-    inserts.add(result, [_row(event, p, now) for p in planned]
+    inserts.add(result, [_row(event, p, now, override) for p in planned]
                 + chats.event_rows(event, rule, (posts_to or {}).get(event.event_type, ()), now))
     event.status = OutboxStatus.processed.value
     event.processed_at = now
@@ -287,15 +290,19 @@ def _earlier_pending(session: Session, event: OutboxEvent) -> bool:
     )
 
 
-def _row(event: OutboxEvent, p: Planned, now: datetime) -> dict[str, Any]:
+def _row(event: OutboxEvent, p: Planned, now: datetime, override: Override | None = None) -> dict[str, Any]:
     due_now = p.send_at is None or p.send_at <= now
+    payload = event.data
+    attached = override.attachments.get(p.step.split("@", 1)[0]) if override is not None else None
+    if attached and not (payload or {}).get(ATTACHMENT_KEY):  # the admin's file for this step; the event's own wins
+        payload = {**(payload or {}), ATTACHMENT_KEY: attached}
     return dict(
         recipient_id=p.recipient_id,
         channel=p.channel,
         recipient_address=p.address,
         event_type=event.event_type,
         template_code=p.template_code,
-        payload_json=event.data,
+        payload_json=payload,
         category=p.category,
         locale=p.locale,
         send_at=p.send_at or now,

@@ -295,6 +295,19 @@ RETURNING notification_id, attempt_no
 """)
 
 
+def record_attachments(session: Session, carried: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """What each row carries (source, name, type, size), for the history; set when the file is had.
+
+    One statement per distinct file (a broadcast's batch carries one): every UPDATE of notifications
+    runs the day-count triggers once (migration 0020)."""
+    by_file: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    for row_id, about in carried:
+        by_file.setdefault(json.dumps(about, sort_keys=True), (about, []))[1].append(row_id)
+    for about, ids in by_file.values():
+        session.execute(update(Notification).where(Notification.id.in_(ids)).values(attachment=about)
+                        .execution_options(synchronize_session=False))
+
+
 def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
                   rendered: Mapping[int, tuple[str | None, str | None, str | None]] | None = None
                   ) -> list[tuple[int, int]]:

@@ -123,6 +123,8 @@ class Override:
 
     enabled: bool = True
     offsets_s: Mapping[str, Sequence[float]] = field(default_factory=dict)  # step name -> offsets
+    #: step name -> an attachment reference its messages carry (shared/attachment_refs.py)
+    attachments: Mapping[str, str] = field(default_factory=dict)
 
 
 def effective_rule(event_type: str, override: Override | None = None) -> Rule:

@@ -114,6 +114,8 @@ class FakeBotApi:
         self._message_ids = itertools.count(1)
         self._blocked: dict[str, str] = {}
         self._migrated: dict[str, int] = {}
+        #: file_id -> (name, bytes, type): files this fake "holds" (uploaded through it, or add_file)
+        self._files: dict[str, tuple[str, bytes, str]] = {}
         #: groups and channels the bot knows (add_chat): chat id -> {"chat": getChat's result, "member": ...}
         self._chats: dict[str, dict[str, Any]] = {}
         self._faults: deque[Fault] = deque()
@@ -366,6 +368,11 @@ class FakeBotApi:
                         "chat": {"id": chat, **shape}, "text": ""},
         }})
 
+    def add_file(self, file_id: str, name: str, content: bytes, mime_type: str = "application/pdf") -> None:
+        """A file Telegram holds under ``file_id`` (as if a user or the bot had sent it before)."""
+        with self.cond:
+            self._files[file_id] = (name, content, mime_type)
+
     # ------------------------------------------------------------------ reading the ledger
 
     def messages(self, chat_id: str | int | None = None) -> Ledger:
@@ -541,6 +548,12 @@ class FakeBotApi:
 
         is_document = name == "senddocument"
         text = str(params.get("caption" if is_document else "text") or "")
+        file_id = params.get("document") if is_document and document is None else None
+        if isinstance(file_id, str) and file_id:  # sent by a file_id: Telegram must hold that file
+            with self.cond:
+                document = self._files.get(file_id)
+            if document is None:
+                return _error(400, "Bad Request: wrong file identifier/HTTP URL specified")
         if is_document and document is None:
             return _error(400, "Bad Request: there is no document in the request")
         markup = _json_field(params.get("reply_markup"))
@@ -575,7 +588,9 @@ class FakeBotApi:
                 result["sender_chat"] = dict(result["chat"])
                 del result["from"]
         if is_document and document is not None:
-            file_id = f"DOC{record['message_id']}"
+            file_id = file_id or f"DOC{record['message_id']}"
+            with self.cond:
+                self._files[file_id] = document
             result["document"] = {"file_name": document[0], "mime_type": document[2], "file_id": file_id,
                                   "file_unique_id": "U" + file_id, "file_size": len(document[1])}
             if text:
@@ -598,7 +613,8 @@ class FakeBotApi:
                 "reply_markup": markup,
                 "link_preview_options": _json_field(params.get("link_preview_options")),
                 "document": {"name": document[0], "mime_type": document[2], "size": len(document[1]),
-                             "content": document[1]} if document else None,
+                             "content": document[1], "by_file_id": params.get("document")
+                             if isinstance(params.get("document"), str) else None} if document else None,
                 "time": time.time(),
             }
             self._messages.append(record)

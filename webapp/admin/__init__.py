@@ -22,6 +22,7 @@ from vestnik.webapp.admin.broadcasts import BroadcastView
 from vestnik.webapp.admin.chats import ChatsView
 from vestnik.webapp.admin.dashboard import DashboardView
 from vestnik.webapp.admin.extra import AuditView, OutboxEventView
+from vestnik.webapp.admin.files import FilesView
 from vestnik.webapp.admin.quiet_hours import QuietHoursView
 from vestnik.webapp.admin.reports import ReportsView
 from vestnik.webapp.admin.rules import RulesView
@@ -62,6 +63,7 @@ def init_app(app: Flask) -> Admin:
     admin.add_view(ReportsView(name=_l("Reports"), endpoint="reports", url="/admin/reports"))
     admin.add_view(OutboxEventView())
     admin.add_view(RulesView(name=_l("Rules"), endpoint="rules", url="/admin/rules"))
+    admin.add_view(FilesView(name=_l("Files"), endpoint="files", url="/admin/files"))
     admin.add_view(QuietHoursView(name=_l("Quiet hours"), endpoint="quiet_hours", url="/admin/quiet-hours"))
     admin.add_view(AuditView())
     admin.add_view(ApiKeyView(name=_l("API keys"), endpoint="apikeys", url="/admin/api-keys"))

@@ -188,8 +188,10 @@ def duration(seconds: float | None) -> str:
         return gettext("under a minute")
     days, rest = divmod(s, 86400)
     hours, minutes = rest // 3600, rest % 3600 // 60
+    if days == 1:
+        return gettext("about 1 day %(hours)s h", hours=hours)
     if days:
-        return gettext("about %(days)s d %(hours)s h", days=days, hours=hours)
+        return gettext("about %(days)s days %(hours)s h", days=days, hours=hours)
     if hours:
         return gettext("about %(hours)s h %(minutes)s min", hours=hours, minutes=minutes)
     return gettext("about %(minutes)s min", minutes=minutes)

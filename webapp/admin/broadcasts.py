@@ -13,11 +13,13 @@ picks a started broadcast up within a second and the workers send it.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, timedelta
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, request, url_for
 from flask_admin import expose
+from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -38,6 +40,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from vestnik.shared import bounds
+from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
@@ -47,6 +50,7 @@ from vestnik.webapp.db import get_session
 from vestnik.workers import broadcast_eta, broadcast_resend, broadcast_schedule, broadcasts, reports
 from vestnik.workers.audience import channels_for, sample
 from vestnik.workers.channels import CHANNELS
+from vestnik.workers.quiet_hours import hhmm
 
 
 class _Checkboxes(SelectMultipleField):
@@ -70,6 +74,65 @@ def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
         raise ValidationError(_("choose at least one channel"))
 
 
+def count_sentence(count: Any) -> str:
+    """``workers.audience.Count.sentence`` in the admin's language."""
+    parts = ", ".join(f"{n:,} {CHANNELS[ch].noun if ch in CHANNELS else ch}" for ch, n in count.by_channel.items() if n)
+    said = _("You will send %(messages)s messages to %(clients)s clients", messages=f"{count.messages:,}",
+             clients=f"{count.clients:,}")
+    return said + (f": {parts}" if parts else "")
+
+
+def when_text(when: Any) -> str:
+    """``workers.broadcast_schedule.When.describe`` in the admin's language."""
+    if when is None:
+        return ""
+    if when.moment is not None:
+        return _("at %(moment)s UTC", moment=f"{when.moment:%Y-%m-%d %H:%M}")
+    return _("at %(time)s on %(day)s in each client's time zone", time=hhmm(when.local_time_min or 0),
+             day=f"{when.local_date:%Y-%m-%d}")
+
+
+def targeting_text(t: Any) -> str:
+    """``shared.targeting.Targeting.describe`` in the admin's language."""
+    parts = []
+    if t.groups:
+        parts.append(_("groups: %(names)s", names=", ".join(t.groups)))
+    if t.tags:
+        parts.append(_("all tags: %(names)s", names=", ".join(t.tags)) if t.all_tags
+                      else _("any tag: %(names)s", names=", ".join(t.tags)))
+    if t.locales:
+        parts.append(_("locale: %(names)s", names=", ".join(t.locales)))
+    if t.has_telegram:
+        parts.append(_("has Telegram"))
+    if t.has_email:
+        parts.append(_("has email"))
+    if t.active_since:
+        parts.append(_("active since %(day)s", day=t.active_since.date().isoformat()))
+    if t.client_list:
+        parts.append(_("uploaded list of clients"))
+    return "; ".join(parts) or _("all clients")
+
+
+_DECIDED = (
+    (re.compile(r"(?P<channel>\S+) limit (?P<n>[\d,]+) a second"), _l("%(channel)s limit %(n)s a second")),
+    (re.compile(r"(?P<channel>\S+) limit (?P<n>[\d,]+) a minute"), _l("%(channel)s limit %(n)s a minute")),
+    (re.compile(r"(?P<channel>\S+) limit (?P<n>[\d,]+) an hour"), _l("%(channel)s limit %(n)s an hour")),
+    (re.compile(r"(?P<channel>\S+) limit (?P<n>[\d,]+) a day"), _l("%(channel)s limit %(n)s a day")),
+    (re.compile(r"(?P<channel>\S+) measured rate"), _l("%(channel)s measured rate")),
+    (re.compile(r"(?P<channel>\S+): quiet hours"), _l("%(channel)s: quiet hours")),
+    (re.compile(r"(?P<channel>\S+): a later time zone's wave"), _l("%(channel)s: a later time zone's wave")),
+)
+
+
+def decided_text(words: str) -> str:
+    """What a broadcast's end depends on (``workers.broadcast_eta``), in the admin's language."""
+    for pattern, said in _DECIDED:
+        m = pattern.fullmatch(words or "")
+        if m:
+            return str(said) % m.groupdict()
+    return words
+
+
 class BroadcastForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
     template_code = SelectField(_l("Template"), validators=[DataRequired()])
@@ -79,6 +142,7 @@ class BroadcastForm(FlaskForm):
                                                 ("marketing", _l("marketing (only clients who opted in)"))])
     template_data = TextAreaField(_l("Template data (JSON)"), default='{"title": "", "text": ""}',
                                   validators=[_json_object])
+    attachment = StringField(_l("Attachment"), validators=[Optional(), Length(max=2000)])
     groups = SelectMultipleField(_l("Groups / classes (any of)"), validators=[Optional()])
     tags = StringField(_l("Tags (separated by ;)"), validators=[Optional(), Length(max=2000)])
     all_tags = BooleanField(_l("Client must have every tag"))
@@ -133,6 +197,13 @@ class ActionForm(FlaskForm):
     pass
 
 
+def _with_attachment(data: dict[str, Any], attachment: str | None) -> dict[str, Any]:
+    """The template data with the form's attachment (``data.attachment``: workers/attachments.py)."""
+    if (attachment or "").strip():
+        return {**data, ATTACHMENT_KEY: attachment.strip()}
+    return data
+
+
 def _actor() -> str:
     return current_user.actor
 
@@ -159,7 +230,8 @@ class BroadcastView(SecureView):
         by_day: dict[str, list[tuple[Broadcast, str]]] = {}
         for b in planned:
             when = broadcast_schedule.when_of(b)
-            by_day.setdefault(f"{b.scheduled_at:%Y-%m-%d (%A)}", []).append((b, when.describe() if when else ""))
+            day = f"{b.scheduled_at:%Y-%m-%d} ({format_date(b.scheduled_at, 'EEEE')})"
+            by_day.setdefault(day, []).append((b, when_text(when)))
         return self.render("admin/broadcasts/list.html", rows=rows, planned=by_day,
                            progress={b.id: broadcasts.progress(db, b) for b in rows}, can_write=can_write())
 
@@ -199,7 +271,8 @@ class BroadcastView(SecureView):
                                "has_telegram": form.has_telegram.data, "has_email": form.has_email.data,
                                "active_since": form.active_since.data.isoformat() if form.active_since.data
                                else None},
-                    initiator=_actor(), data=json.loads(form.template_data.data or "{}"), client_ids=ids,
+                    initiator=_actor(), data=_with_attachment(json.loads(form.template_data.data or "{}"),
+                                                              form.attachment.data), client_ids=ids,
                     mode=form.mode.data, test_size=form.test_size.data, test_group=form.test_group.data or None,
                     stage_wait_s=form.stage_wait_s.data, max_failure_rate=form.max_failure_pct.data / 100,
                 )
@@ -237,14 +310,15 @@ class BroadcastView(SecureView):
         return self.render(
             "admin/broadcasts/details.html", b=b, whole=whole, test=test, picks=picks, chosen=chosen,
             preview=preview, preview_error=preview_error, progress=broadcasts.progress(db, b), audit=audit,
-            eta=self._estimate(b), resend=resend, report=report[0] if report else None,
+            eta=self._estimate(b), resend=resend, count_sentence=count_sentence, when_text=when_text,
+            report=report[0] if report else None,
             schedule=ScheduleForm(prefix="s"), text_form=TextForm(prefix="t", name=b.name,
                                                                   template_data=json.dumps(b.data or {},
                                                                                            ensure_ascii=False)),
             waves=broadcast_schedule.waves(db, b.id) if b.status == "scheduled" else [],
             when=broadcast_schedule.when_of(b),
             unknown=broadcasts.unknown_listed(db, b) if b.targeting.get("client_list") else 0,
-            describe=broadcasts.Targeting.parse(b.targeting).describe(), confirm=ConfirmForm(),
+            describe=targeting_text(broadcasts.Targeting.parse(b.targeting)), confirm=ConfirmForm(),
             action=ActionForm(), can_write=can_write(),
         )
 
@@ -285,6 +359,7 @@ class BroadcastView(SecureView):
         est = broadcast_eta.estimate(get_session(), b, get_settings()).to_json()
         # The words of the progress lines in the admin's language, for the page and its refreshes.
         est["ends_in"] = duration(est["seconds_left"])
+        est["decided_by"] = decided_text(est["decided_by"])
         for c in est["channels"]:
             c["ends_in"] = duration(c["seconds_left"])
             parts = [_("%(n)s sent", n=c["sent"]), _("%(n)s failed", n=c["failed"])
@@ -390,7 +465,7 @@ class BroadcastView(SecureView):
             flash(str(exc), "error")
         else:
             db.commit()
-            flash(_("Started: %(what)s.", what=whole.sentence()), "success")
+            flash(_("Started: %(what)s.", what=count_sentence(whole)), "success")
         return redirect(url_for(".details", broadcast_id=broadcast_id))
 
     @expose("/<int:broadcast_id>/schedule", methods=("POST",))
@@ -411,10 +486,10 @@ class BroadcastView(SecureView):
             when = form.when()
             if b.status == "scheduled":
                 broadcast_schedule.reschedule(db, b, _actor(), when, default_zone=zone)
-                message = _("Moved: %(when)s.", when=when.describe())
+                message = _("Moved: %(when)s.", when=when_text(when))
             else:
                 whole = broadcast_schedule.schedule(db, b, _actor(), form.typed.data or "", when, default_zone=zone)
-                message = _("Scheduled %(when)s: %(what)s.", when=when.describe(), what=whole.sentence())
+                message = _("Scheduled %(when)s: %(what)s.", when=when_text(when), what=count_sentence(whole))
         except broadcasts.BroadcastError as exc:
             db.rollback()
             flash(_("Not scheduled: %(error)s", error=exc), "error")

@@ -1,5 +1,6 @@
-"""Rules in the admin: switch an event type off, or change a step's offsets,
-without a deploy.  Defaults live in code (``workers/rules.py``); a change is
+"""Rules in the admin: switch an event type off, change a step's offsets, or attach a file to a
+step's messages (``file:<id>``, a URL, ``tg:<file_id>``: checked against the step's channels when
+saved, ``workers/attachments.py``), without a deploy.  Defaults live in code (``workers/rules.py``); a change is
 a ``rule_overrides`` row read by the worker for the next event, and an audit
 entry.  Support users see the page; only admins can change it.
 """
@@ -19,6 +20,8 @@ from vestnik.shared.events import all_event_types
 from vestnik.shared.models import RuleOverride
 from vestnik.webapp.admin.base import SecureView, audit, can_write
 from vestnik.webapp.db import get_session
+from vestnik.workers import attachments
+from vestnik.workers.channels import CHANNELS
 from vestnik.workers.handling import load_override  # the worker's own reading of an override
 from vestnik.workers.rules import DEFAULT_RULES, effective_rule
 
@@ -101,6 +104,7 @@ class RulesView(SecureView):
                 "default": DEFAULT_RULES[event.name],
                 "timed": [s for s in rule.steps if s.anchor or s.offsets_s != (0.0,)],
                 "override": record, "format": format_offsets,
+                "attachments": (record.attachments or {}) if record else {},
             })
         return rows
 
@@ -118,7 +122,16 @@ class RulesView(SecureView):
         db = get_session()
         enabled = request.form.get("enabled") == "on"
         offsets: dict[str, list[float]] = {}
+        attached: dict[str, str] = {}
         for step in default.steps:
+            typed = (request.form.get(f"attachment_{step.name}") or "").strip()
+            if typed:
+                channels = step.channels or [c for c, cls in CHANNELS.items() if cls.address_field]
+                try:
+                    attached[step.name] = str(attachments.check_reference(db, typed, channels))
+                except ValueError as exc:
+                    flash(f"{event_type} / {step.name}: attachment: {exc}", "error")
+                    return redirect(url_for(".index"))
             field = f"offsets_{step.name}"
             if field not in request.form:
                 continue
@@ -130,12 +143,13 @@ class RulesView(SecureView):
             if tuple(values) != step.offsets_s:
                 offsets[step.name] = values
         record = db.get(RuleOverride, event_type)
-        before = {"enabled": record.enabled, "offsets": record.offsets} if record else {"enabled": True, "offsets": {}}
-        after = {"enabled": enabled, "offsets": offsets}
+        before = ({"enabled": record.enabled, "offsets": record.offsets, "attachments": record.attachments or {}}
+                  if record else {"enabled": True, "offsets": {}, "attachments": {}})
+        after = {"enabled": enabled, "offsets": offsets, "attachments": attached}
         if before == after:
             flash(gettext("%(event)s: nothing changed", event=event_type), "info")
             return redirect(url_for(".index"))
-        if after == {"enabled": True, "offsets": {}}:
+        if after == {"enabled": True, "offsets": {}, "attachments": {}}:
             if record is not None:
                 db.delete(record)  # back to the defaults in code
         else:
@@ -143,6 +157,7 @@ class RulesView(SecureView):
                 record = RuleOverride(event_type=event_type)
                 db.add(record)
             record.enabled, record.offsets, record.updated_by = enabled, offsets, current_user.actor
+            record.attachments = attached
         audit("rule.update", "rule", event_type, {"before": before, "after": after})
         db.commit()
         flash(gettext("%(event)s: saved; it applies to the next event", event=event_type), "success")

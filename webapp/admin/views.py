@@ -19,6 +19,7 @@ from wtforms.validators import ValidationError
 
 from vestnik.shared import bounds, locales
 from vestnik.shared.addresses import check as check_address
+from vestnik.shared.attachment_refs import SOURCE_NAMES
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.composer import missing_translations
 from vestnik.shared.models import (
@@ -140,6 +141,22 @@ def _text_cell(view, context, model, name) -> Markup:
         _short(model.body), url_for("notification.details_view", id=model.id), gettext("full text"))
 
 
+def describe_attachment(about: dict[str, Any] | None) -> str:
+    """What a notification carried, in words: "INV-7.pdf (application/pdf, 3 KB) from a URL: https://..."."""
+    if not about:
+        return ""
+    size = about.get("bytes")
+    facts = ", ".join(x for x in (about.get("type"), f"{max(1, size // 1024)} KB" if size else None) if x)
+    source = SOURCE_NAMES.get(about.get("source"), "?")
+    return f"{about.get('name') or 'a file'}{f' ({facts})' if facts else ''} from {source}: {about.get('ref', '')}"
+
+
+def _attachment_cell(view, context, model, name) -> Markup:
+    text = describe_attachment(model.attachment)
+    return Markup('<span title="{}">📎 {}</span>').format(text, model.attachment.get("name") or "file") if text \
+        else Markup("")
+
+
 def _status_cell(view, context, model, name) -> Markup:
     badge = {"sent": "success", "failed": "danger", "canceled": "secondary", "processing": "info"}.get(
         model.status, "warning")
@@ -219,8 +236,10 @@ MAX_ACTION_ROWS = 1000
 class NotificationView(SecureModelView):
     """Notification history: fast on millions of rows (indexed filters, no COUNT)."""
 
-    column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "initiator")
-    column_labels = {"recipient_id": _l("Client"), "body": _l("Text"), "created_at": _l("Created (UTC)"),
+    column_list = ("created_at", "sent_at", "recipient_id", "channel", "status", "event_type", "body", "attachment",
+                   "initiator")
+    column_labels = {"recipient_id": _l("Client"), "body": _l("Text"), "attachment": _l("Attached"),
+                     "created_at": _l("Created (UTC)"),
                      "sent_at": _l("Sent (UTC)"), "send_at": _l("Send at (UTC)"), "updated_at": _l("Updated (UTC)"),
                      "attempts_log": _l("Delivery attempts"), "attempts": _l("Attempts made"),
                      "reactions": _l("Buttons pressed")}
@@ -229,16 +248,18 @@ class NotificationView(SecureModelView):
     # Only orders an index serves: sorting 2,000,000 rows by sent_at or channel takes seconds (filter instead).
     column_sortable_list = ("created_at", "status")
     column_formatters = {"recipient_id": _client_link, "body": _text_cell, "status": _status_cell,
-                         "initiator": code_cell}
+                         "initiator": code_cell, "attachment": _attachment_cell}
     column_details_list = (
         "id", "status", "delivery_uncertain", "channel", "recipient_id", "recipient_address", "event_type",
-        "template_code", "step", "locale", "category", "initiator", "origin", "subject", "body", "attempts",
-        "last_error", "external_id", "created_at", "send_at", "sent_at", "updated_at", "attempts_log", "reactions",
+        "template_code", "step", "locale", "category", "initiator", "origin", "subject", "body", "attachment",
+        "attempts", "last_error", "external_id", "created_at", "send_at", "sent_at", "updated_at", "attempts_log",
+        "reactions",
     )
     column_formatters_detail = {
         "recipient_id": _client_link, "subject": _full_text, "body": _full_text, "last_error": _full_text,
         "attempts_log": _attempts, "origin": _origin, "status": _status_cell, "category": code_cell,
         "initiator": code_cell, "reactions": _reactions,
+        "attachment": lambda view, context, model, name: describe_attachment(model.attachment) or "—",
     }
 
     # The history's "Export" link: the rows of the filters shown, every one of them, streamed.

@@ -31,7 +31,7 @@ def view(n: Notification) -> schemas.Notification:
     return schemas.Notification(**{
         "id": n.id, "client": None if n.recipient_id is None else str(n.recipient_id), "channel": n.channel,
         "event_id": n.event_id, "event_type": n.event_type, "template_code": n.template_code, "step": n.step,
-        "status": n.status, "attempts": n.attempts, "last_error": n.last_error,
+        "status": n.status, "attempts": n.attempts, "last_error": n.last_error, "attachment": n.attachment,
         "delivery_uncertain": bool(n.delivery_uncertain), "key": n.key, "send_at": _iso(n.send_at),
         "sent_at": _iso(n.sent_at), "created_at": _iso(n.created_at), "updated_at": _iso(n.updated_at),
     })

@@ -3,7 +3,7 @@ document describes them, so the two cannot disagree."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -66,6 +66,8 @@ class Notification(BaseModel):
     status: str
     attempts: int
     last_error: str | None
+    #: what the message carried: {"source": "url"|"file"|"telegram_file_id", "ref", "name", "type", "bytes"}
+    attachment: dict[str, Any] | None = None
     delivery_uncertain: bool
     key: str | None
     send_at: str | None

@@ -124,6 +124,8 @@ class Channel(ABC):
     supports_chats: ClassVar[bool] = False
     #: a file sent with the message (a report)
     supports_attachments: ClassVar[bool] = False
+    #: where an attached file may come from (shared/attachment_refs.py: "url", "file", "telegram_file_id")
+    attachment_sources: ClassVar[frozenset[str]] = frozenset()
     #: HTML reaches the recipient as HTML
     supports_html: ClassVar[bool] = False
     #: the template's subject: "required", "optional" or "none" (not rendered, not checked)

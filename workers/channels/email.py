@@ -87,6 +87,8 @@ class EmailChannel(Channel):
     address_label: ClassVar[str] = "Email"
     noun: ClassVar[str] = "email"
     supports_attachments: ClassVar[bool] = True
+    #: not a Telegram file_id: a mail needs the file's bytes, which only Telegram holds
+    attachment_sources: ClassVar[frozenset[str]] = frozenset({"url", "file"})
     supports_html: ClassVar[bool] = True
     subject_mode: ClassVar[str] = "required"
     html_part: ClassVar[bool] = True
@@ -172,6 +174,10 @@ class EmailChannel(Channel):
         if message.html:
             msg.add_alternative(message.html, subtype="html")
         if message.attachment is not None:
+            if message.attachment.telegram_file_id:  # delivery refuses it earlier; never mail an empty file
+                raise DeliveryError.permanent("attachment: a Telegram file_id cannot be sent by email (only "
+                                              "Telegram holds the file): upload the file in the admin or give "
+                                              "its URL")
             maintype, _, subtype = message.attachment.mime_type.partition("/")
             filename = _header_value("attachment filename", message.attachment.filename)
             msg.add_attachment(message.attachment.content, maintype=maintype or "application",

@@ -95,6 +95,7 @@ class TelegramChannel(Channel):
     supports_buttons: ClassVar[bool] = True
     supports_chats: ClassVar[bool] = True  # groups and channels (chat_facts)
     supports_attachments: ClassVar[bool] = True
+    attachment_sources: ClassVar[frozenset[str]] = frozenset({"url", "file", "telegram_file_id"})
     supports_html: ClassVar[bool] = True  # Telegram's subset (finish_text)
     callback_data_maxlen: ClassVar[int] = 64  # bytes
 
@@ -252,6 +253,9 @@ class TelegramChannel(Channel):
             data["parse_mode"] = "HTML"
         if markup is not None:
             data["reply_markup"] = json.dumps(markup, ensure_ascii=False)
+        if attachment.telegram_file_id:  # a file Telegram already holds: sent by its id, no upload
+            data["document"] = attachment.telegram_file_id
+            return _message_id(self._request("sendDocument", data=data))
         files = {"document": (attachment.filename, attachment.content, attachment.mime_type)}
         return _message_id(self._request("sendDocument", data=data, files=files))
 
