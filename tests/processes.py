@@ -99,15 +99,18 @@ def free_port() -> int:
 
 
 class PrivateRedis:
-    """A redis-server of this test run's own, on a free port: nothing shared with another suite."""
+    """A redis-server of this test run's own, on a free port: nothing shared with another suite.
+    ``directory``: where a ``SAVE`` writes its snapshot, read back when it starts again (else none)."""
 
-    def __init__(self) -> None:
+    def __init__(self, directory: Path | None = None) -> None:
         self.port = free_port()
+        self.directory = directory
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
+        saved = ["--dir", str(self.directory), "--dbfilename", "dump.rdb"] if self.directory else []
         self.proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(self.port),
-                                      "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                                      "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", *saved],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up() -> bool:

@@ -274,9 +274,10 @@ class Delivery:
 
     def _send_chunk(self, chunk: list[_Item]) -> list[Sent]:
         """Each row through the limiter's gate at its slot (rows due within GATE_AHEAD_S of each other
-        in one round trip), then to the pool; the ends go back to the limiter in one round trip.  A row
-        the gate holds back past GATE_WAIT_S after its slot is not sent (``late``: it goes back to
-        pending, not an attempt)."""
+        in one round trip), then to the pool.  The sends' ends go back to the limiter in one round trip
+        when the chunk is done, and before waiting for a later slot those already answered (so each
+        counts until its real end, and the plan's next slots follow it).  A row the gate holds back past
+        GATE_WAIT_S after its slot is not sent (``late``: it goes back to pending, not an attempt)."""
         channel = chunk[0].claimed.channel
         pool = self.pools.get(channel)
         if pool is None:
@@ -286,11 +287,26 @@ class Delivery:
         due = [it.grant.at if it.grant is not None and it.grant.at is not None else 0.0 for it in chunk]
         give_up = [at + GATE_WAIT_S for at in due]
         waiting = list(range(len(chunk)))
+        reported: set[int] = set()
+
+        def report(indexes: list[int]) -> None:
+            ends = []
+            for i in indexes:
+                sent = outcome[i]
+                sent = sent.result() if isinstance(sent, Future) else sent
+                if sent is not None and sent.done is not None:
+                    item = chunk[i]
+                    ends.append((self._send_id(item), item.key, item.grant.ref if item.grant else None, sent.done))
+                reported.add(i)
+            if ends:
+                self.limiter.end(channel, ends)
+
         while waiting:
             now = time.monotonic()
             first = min(due[i] for i in waiting)
             if first - GATE_AHEAD_S > now:
-                time.sleep(first - GATE_AHEAD_S - now)
+                report([i for i, o in enumerate(outcome) if isinstance(o, Future) and o.done() and i not in reported])
+                time.sleep(max(0.0, first - GATE_AHEAD_S - time.monotonic()))
                 continue
             ready = [i for i in waiting if due[i] - GATE_AHEAD_S <= now]
             waits = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in ready])
@@ -305,10 +321,8 @@ class Delivery:
                     due[i] = now + wait
                     continue
                 waiting.remove(i)
-        sent = [o.result() if isinstance(o, Future) else o for o in outcome]
-        self.limiter.end(channel, [(self._send_id(it), it.key, it.grant.ref if it.grant is not None else None, s.done)
-                                   for it, s in zip(chunk, sent, strict=True) if s is not None and s.done is not None])
-        return sent  # type: ignore[return-value]
+        report([i for i, o in enumerate(outcome) if isinstance(o, Future) and i not in reported])
+        return [o.result() if isinstance(o, Future) else o for o in outcome]  # type: ignore[misc]
 
     def _stop_reason(self, channel: str, started: float, *, first: bool) -> tuple[str, float] | None:
         if time.monotonic() - started > self.budget_s:

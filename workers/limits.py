@@ -141,8 +141,9 @@ def rules_for(settings: Settings) -> dict[str, ChannelRules]:
 
 @dataclass(frozen=True)
 class Grant:
-    """One item of a batch: send it between ``at`` and ``deadline`` (monotonic clock), or, when
-    ``at`` is None, not before ``wait_s`` from now."""
+    """One item of a batch: its slot ``at`` (monotonic clock) and the plan's expected end
+    ``deadline``, or, when ``at`` is None, not before ``wait_s`` from now.  The send still passes
+    :meth:`Limiter.begin` at its slot: the gate, not the slot, decides whether it goes."""
 
     at: float | None
     deadline: float | None = None

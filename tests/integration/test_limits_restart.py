@@ -11,13 +11,11 @@ snapshot), whose counters look plausible but are short.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
 
 import pytest
 from sqlalchemy import func, select
 
-from tests.processes import free_port, wait_until
+from tests.processes import PrivateRedis
 from vestnik.outbox import emit
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
@@ -33,46 +31,11 @@ LESSON = {"lesson_title": "Робототехника", "starts_at": "2026-11-25
 QUOTA = 4
 
 
-class OwnRedis:
-    """A redis-server on its own port, saving only when told to (``SAVE``), into ``directory``."""
-
-    def __init__(self, directory) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", str(self.directory), "--dbfilename", "dump.rdb"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def up() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                return False
-
-        wait_until(up, 20, message="the test's redis-server")
-
-    def crash(self) -> None:
-        """kill -9: whatever was not saved is gone."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-        self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
 @pytest.fixture
 def mail(pg_url, smtp_server, tmp_path):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    redis = OwnRedis(tmp_path)
+    redis = PrivateRedis(tmp_path)
     redis.start()
     engine = make_engine(pg_url)
     factory = make_session_factory(engine)
@@ -96,7 +59,8 @@ def mail(pg_url, smtp_server, tmp_path):
     def pump_until_quiet() -> None:
         """Pump email like a worker whose limiter is the one a fresh process builds (seeded from the
         database when its timelines are new), until no row is due."""
-        limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis.url), seed=seed_source(factory))
+        url = f"redis://127.0.0.1:{redis.port}/0"
+        limiter = Limiter(rules_for(settings), RedisLimiterBackend(url), seed=seed_source(factory))
         delivery = Delivery(factory, channels, settings, limiter=limiter)
         try:
             while delivery.pump("email").claimed:
@@ -106,8 +70,7 @@ def mail(pg_url, smtp_server, tmp_path):
             limiter.backend.client.close()
 
     yield redis, factory, emit_to, pump_until_quiet
-    if redis.proc is not None:
-        redis.crash()
+    redis.stop()
     for ch in channels.values():
         ch.close()
     engine.dispose()
@@ -123,7 +86,7 @@ def test_a_redis_that_lost_everything_keeps_the_days_quota(mail, smtp_server):
     emit_to(QUOTA + 2)
     pump()
     assert len(smtp_server.times()) == QUOTA and pending(factory) == 2  # the rest waits for tomorrow
-    redis.crash()
+    redis.stop()  # kill -9: whatever was not saved is gone
     redis.start()  # nothing saved: every counter is gone
     emit_to(1)
     pump()
@@ -137,11 +100,11 @@ def test_a_redis_back_from_an_older_copy_keeps_the_days_quota(mail, smtp_server)
     assert len(smtp_server.times()) == 2
     import redis as redis_py
 
-    redis_py.Redis.from_url(redis.url).save()  # a snapshot: two sends counted, the channel marked seeded
+    redis_py.Redis(port=redis.port).save()  # a snapshot: two sends counted, the channel marked seeded
     emit_to(QUOTA)
     pump()
     assert len(smtp_server.times()) == QUOTA and pending(factory) == 2
-    redis.crash()
+    redis.stop()  # kill -9: whatever was not saved is gone
     redis.start()  # back from the snapshot: its counters say two, the database says four
     emit_to(2)  # due now (the rows above wait for tomorrow)
     pump()
