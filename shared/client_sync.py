@@ -31,6 +31,7 @@ from vestnik.shared.addresses import ADDRESS_FIELDS, CHANNELS, SWITCH_FIELDS
 from vestnik.shared.client_ids import client_key
 from vestnik.shared.client_record import PREFERENCE_COLUMNS
 from vestnik.shared.models import (
+    AuditLog,
     Client,
     ClientGroup,
     ClientTag,
@@ -183,4 +184,19 @@ def forget(session: Session, client: Client) -> int:
                                       DeliveryAttempt.notification_id.in_(
                                           select(Notification.id).where(Notification.recipient_id == key)))
         .values(error=ERASED).execution_options(synchronize_session=False))
+    # The audit keeps who changed what and when, not the values: an admin's edit of the client holds
+    # its old and new name, phone and addresses ([old, new] pairs); its field names are not personal.
+    for row in session.scalars(select(AuditLog).where(AuditLog.object_type == "client",
+                                                      AuditLog.object_id == str(key))):
+        if row.details:
+            row.details = {k: v if k == "fields" else _erase_values(v) for k, v in row.details.items()}
     return erased
+
+
+def _erase_values(value: Any) -> Any:
+    """The same shape with every value erased: the keys say what changed, no value says to what."""
+    if isinstance(value, dict):
+        return {k: _erase_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_erase_values(v) for v in value]
+    return None if value is None else ERASED

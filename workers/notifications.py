@@ -577,6 +577,12 @@ def cancel_client(session: Session, client_id: int, reason: str, now: datetime) 
     return _cancel(session, _N.c.recipient_id == client_id, reason, now)
 
 
+def cancel_chat(session: Session, channel: str, address: str, reason: str, now: datetime) -> int:
+    """A chat was removed from the registry: its posts still to be sent go (posts have no client)."""
+    return _cancel(session, and_(_N.c.recipient_id.is_(None), _N.c.channel == channel,
+                                 _N.c.recipient_address == address), reason, now)
+
+
 def cancel_selected(session: Session, ids: Sequence[int], reason: str, now: datetime) -> int:
     """An admin's cancel of chosen rows (only pending ones change)."""
     return _cancel(session, _N.c.id.in_(list(ids)), reason, now)

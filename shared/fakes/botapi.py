@@ -13,6 +13,13 @@ Every accepted message lands in a thread-safe ledger; :meth:`FakeBotApi.wait_for
 blocks on a condition variable until a predicate over the ledger holds, so
 tests never sleep to synchronise.
 
+Groups and channels are scripted too (:meth:`~FakeBotApi.add_chat`: kind, title, @username, the bot's
+standing): ``getChat`` and ``getChatMember`` answer with the Bot API's ``ChatFullInfo`` and
+``ChatMember*`` shapes, a chat the bot is not in answers ``400 Bad Request: chat not found`` or
+``403 Forbidden: bot was kicked from the supergroup chat`` / ``bot is not a member of the channel
+chat``, sends there are refused the same way, and :meth:`~FakeBotApi.set_bot_status` returns (and
+queues) the ``my_chat_member`` update Telegram sends when the bot is removed or promoted.
+
 Faults are scripted: per chat (:meth:`~FakeBotApi.block_chat`,
 :meth:`~FakeBotApi.unknown_chat`, :meth:`~FakeBotApi.migrate_chat`), as a
 queue of next answers for send methods (:meth:`~FakeBotApi.fail_next`, kinds

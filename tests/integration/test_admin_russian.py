@@ -80,8 +80,8 @@ def test_every_admin_page_reads_in_russian(russian_admin):
 
 
 def test_every_event_description_is_in_the_catalogue():
-    """The rules page shows each event's description (its docstring in shared/events.py) through the
-    catalogue: a changed docstring must be marked again (webapp/admin/rules.py DESCRIPTIONS)."""
+    """The rules page shows each event's description (its docstring in shared/events.py) and each
+    step's condition through the catalogue: a changed one must be marked again (webapp/admin/rules.py)."""
     from vestnik.shared.events import all_event_types
     from vestnik.webapp.admin.rules import DEFAULT_RULES
 
@@ -89,6 +89,8 @@ def test_every_event_description_is_in_the_catalogue():
         translated = {m.id for m in read_po(f) if m.id and m.string}
     shown = {e.description for e in all_event_types() if e.name in DEFAULT_RULES}
     assert shown and shown <= translated, sorted(shown - translated)
+    conditions = {s.when for rule in DEFAULT_RULES.values() for s in rule.steps if s.when}  # rules.CONDITIONS
+    assert conditions and conditions <= translated, sorted(conditions - translated)
 
 
 def test_the_catalogue_is_complete_and_the_walk_would_see_english():

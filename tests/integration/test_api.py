@@ -9,13 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from vestnik.cli import main
-from vestnik.shared import api_keys
+from vestnik.shared import api_keys, audit
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.events import all_event_types
 from vestnik.shared.models import (
     ApiKey,
     AuditLog,
+    Base,
     Client,
     ClientGroup,
     DeliveryAttempt,
@@ -226,6 +227,29 @@ def test_delete_forgets_the_person_and_keeps_the_history_without_personal_data(a
         assert "vera" not in dump.lower() and "Вера" not in dump
     assert c.get("/api/v1/clients/7", headers=auth(key[1])).get_json()["forgotten_at"] is not None
     assert c.delete("/api/v1/clients/8", headers=auth(key[1])).status_code == 404
+
+
+def test_no_table_names_a_forgotten_client(app, factory, key):
+    """The class of the test above: after DELETE no table (history, attempts, audit, ...) holds the
+    person's name, phone or addresses, wherever the data had gone; the audit keeps what changed."""
+    c = app.test_client()
+    person = {"name": "Зинаида Пермякова", "email": "zinaida.permyakova@example.com",
+              "telegram_chat_id": 918273645, "phone": "+998901234567"}
+    assert c.put("/api/v1/clients/9", headers=auth(key[1]), json=person).status_code in (200, 201)
+    with factory() as s:  # what an admin's edit of the client and the client's own change leave in the audit
+        audit.record(s, "admin:1", "client.preferences", "client", 9, {"changes": {
+            "name": ["", person["name"]], "address_email": [None, person["email"]],
+            "address_telegram": [None, str(person["telegram_chat_id"])], "phone": [None, person["phone"]]}})
+        audit.client_action(s, 9, "client.address", {"email": person["email"]})
+        s.commit()
+    assert c.delete("/api/v1/clients/9", headers=auth(key[1])).status_code == 200
+    with factory() as s:
+        dump = json.dumps([[str(v) for v in row] for table in Base.metadata.sorted_tables
+                           for row in s.execute(select(table)).all()], ensure_ascii=False).lower()
+        changes = s.scalars(select(AuditLog.details).where(AuditLog.action == "client.preferences")).one()
+    for value in person.values():
+        assert str(value).lower() not in dump, value
+    assert sorted(changes["changes"]) == ["address_email", "address_telegram", "name", "phone"]
 
 
 def test_notifications_are_found_by_client_event_and_status_page_by_page(app, factory, key):

@@ -272,6 +272,12 @@ def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settin
     history = c.get(f"/admin/notification/?flt0_chat_equals={GROUP}").text
     assert "Учителя" in history and f"/admin/notification/details/?id={row.id}" in history
     assert f"/admin/notification/details/?id={other.id}" not in history
+    # Removing the chat cancels its posts still to be sent (the 2099 one), with the reason; history stays.
+    c.post(f"/admin/chats/{group.id}/remove", data={"csrf_token": csrf})
+    with factory() as s:
+        post = s.get(Notification, row.id)
+        assert (post.status, post.last_error) == ("canceled", "the chat was removed from the registry")
+        assert s.get(Notification, other.id).status == "sent" and s.get(Chat, group.id) is None
 
 
 def test_the_template_editor_previews_the_buttons_and_names_a_bad_one_at_the_field(factory, settings):

@@ -90,3 +90,19 @@ def test_when_the_inline_send_fails_a_pump_takes_the_rows(make_runtime, bot_api,
     with rt.factory() as s:
         assert s.get(Notification, rows[0].id).status == "sent"
     assert [m["chat_id"] for m in bot_api.messages()] == ["1001"]
+
+
+def test_a_message_that_waited_in_the_queue_wakes_a_pump_which_batches_the_backlog(make_runtime, bot_api,
+                                                                                     monkeypatch):
+    import time
+
+    from vestnik.workers import actors
+
+    rt, broker = make_runtime()
+    # handling is behind: its message was enqueued long before it started
+    enqueued = time.time() - 60.0
+    monkeypatch.setattr(actors, "_enqueued_at", lambda: enqueued)
+    rows = _handle(rt, broker, [1])
+    assert [r.status for r in rows] == ["pending"]
+    assert broker.queues[delivery_queue("telegram")].qsize() == 1
+    assert bot_api.messages() == []

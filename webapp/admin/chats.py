@@ -23,7 +23,7 @@ from vestnik.shared.events import all_event_types
 from vestnik.shared.models import Chat, NotificationTemplate, utcnow
 from vestnik.webapp.admin.base import SecureView, audit, can_write
 from vestnik.webapp.db import get_session
-from vestnik.workers import chats
+from vestnik.workers import chats, notifications
 
 #: the template data a post may carry (a JSON object), in characters
 MAX_DATA_CHARS = 20_000
@@ -110,10 +110,13 @@ class ChatsView(SecureView):
         _writer()
         db = get_session()
         chat = _chat_or_404(chat_id)
-        audit("chat.remove", "chat", chat.id, {"address": chat.address, "title": chat.title})
+        canceled = notifications.cancel_chat(db, chat.channel, chat.address,
+                                             "the chat was removed from the registry", utcnow())
+        audit("chat.remove", "chat", chat.id, {"address": chat.address, "title": chat.title, "canceled": canceled})
         db.delete(chat)
         db.commit()
-        flash(gettext("%(title)s removed; its posts stay in the history.", title=chat.title), "success")
+        flash(gettext("%(title)s removed; %(n)d post(s) still to be sent canceled; its posts stay in the history.",
+                      title=chat.title, n=canceled), "success")
         return redirect(url_for(".index"))
 
     @expose("/<chat_id>/subscribe", methods=["POST"])

@@ -84,6 +84,10 @@ DESCRIPTIONS = {
 }
 
 
+#: The steps' conditions (``workers/rules.py`` ``Step.when``), marked for the catalogue likewise.
+CONDITIONS = (_l("rating is 5"), _l("rating is 1 to 4"), _l("the balance crossed below the threshold"))
+
+
 def describe_event(event: Any) -> str:
     """The event's description in the admin's language (as written when the catalogue lacks it)."""
     return gettext(event.description)  # noqa: INT001 - the texts are marked in DESCRIPTIONS
