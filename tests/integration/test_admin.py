@@ -58,6 +58,20 @@ def login(client, email="admin@school.test", password=PASSWORD, next_url=None):
     return client.post(url, data={"email": email, "password": password, "csrf_token": token(page.text)})
 
 
+def sign_in_admin(app, factory, email: str = "admin@school.test", role: str = "admin"):
+    """A test client of ``app`` signed in as a new admin user (the admin blueprint added if missing)."""
+    if "auth" not in app.blueprints:
+        from vestnik.webapp import admin
+
+        admin.init_app(app)
+    with factory() as s:
+        s.add(AdminUser(email=email, password_hash=generate_password_hash(PASSWORD), role=role))
+        s.commit()
+    client = app.test_client()
+    assert login(client, email).status_code == 302
+    return client
+
+
 def test_every_admin_page_requires_sign_in(app):
     c = app.test_client()
     for path in ["/admin/", "/admin/notification/", "/admin/template/", "/admin/client/", "/admin/audit/",

@@ -216,23 +216,12 @@ def test_an_event_a_staff_group_subscribed_to_posts_there(factory, settings, bot
 
 
 def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settings, bot_api):
-    from werkzeug.security import generate_password_hash
-
-    from tests.integration.test_admin import PASSWORD, login, token
+    from tests.integration.test_admin import sign_in_admin, token
     from vestnik.shared.models import AdminUser, AuditLog
 
     bot_api.add_chat(GROUP, "supergroup", "Учителя", bot_status="member")
     bot_api.add_chat(CHANNEL, "channel", "Новости", username="school_news", bot_status="member")
-    app = create_app(settings, session_factory=factory, config={"TESTING": True})
-    if "auth" not in app.blueprints:
-        from vestnik.webapp import admin
-
-        admin.init_app(app)
-    with factory() as s:
-        s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"))
-        s.commit()
-    c = app.test_client()
-    login(c)
+    c = sign_in_admin(create_app(settings, session_factory=factory, config={"TESTING": True}), factory)
     page = c.get("/admin/chats/").text
     csrf = token(page)
     assert c.post("/admin/chats/add", data={"ref": str(GROUP)}).status_code == 400  # no CSRF token: refused
@@ -281,21 +270,9 @@ def test_the_admin_registers_a_chat_chooses_its_events_and_posts(factory, settin
 
 
 def test_the_template_editor_previews_the_buttons_and_names_a_bad_one_at_the_field(factory, settings):
-    from werkzeug.security import generate_password_hash
+    from tests.integration.test_admin import sign_in_admin, token
 
-    from tests.integration.test_admin import PASSWORD, login, token
-    from vestnik.shared.models import AdminUser
-
-    app = create_app(settings, session_factory=factory, config={"TESTING": True})
-    if "auth" not in app.blueprints:
-        from vestnik.webapp import admin
-
-        admin.init_app(app)
-    with factory() as s:
-        s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"))
-        s.commit()
-    c = app.test_client()
-    login(c)
+    c = sign_in_admin(create_app(settings, session_factory=factory, config={"TESTING": True}), factory)
     csrf = token(c.get("/admin/template/new/").text)
     draft = {"code": "LESSON_CANCELLED", "channel": "telegram", "locale": "ru", "body": "Отменено: {{ lesson_title }}",
              "buttons": "Расписание -> https://school.example/{{ lesson_title|urlencode }}\nДа -> callback:yes"}

@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select, update
 
-from tests.integration.test_admin import PASSWORD
-from tests.integration.test_admin import login as admin_login
+from tests.integration.test_admin import sign_in_admin
 from tests.integration.test_profile import csrf, link_from_mail, request_link
 from vestnik.outbox import emit
 from vestnik.shared.config import Settings
-from vestnik.shared.models import AdminUser, Client, Notification, NotificationTemplate
+from vestnik.shared.models import Client, Notification, NotificationTemplate
 from vestnik.shared.seeds import install_default_templates
 from vestnik.webapp import create_app
 from vestnik.webapp.webhooks import TELEGRAM_SECRET_HEADER
@@ -101,17 +100,7 @@ def test_a_missing_uzbek_template_falls_back_and_the_history_and_the_admin_say_s
     ids = deliver_event(factory, settings.replace(locale_fallback="uz-latn:en"), "lesson_cancelled", data)
     assert "Lesson cancelled" in bot_api.wait_for(lambda m: len(m) >= 2)[1]["text"]
 
-    if "auth" not in app.blueprints:
-        from vestnik.webapp import admin
-
-        admin.init_app(app)
-    with factory() as s:
-        from werkzeug.security import generate_password_hash
-
-        s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD), role="admin"))
-        s.commit()
-    c = app.test_client()
-    assert admin_login(c).status_code == 302
+    c = sign_in_admin(app, factory)
     page = c.get("/admin/template/?search=LESSON_CANCELLED").text
     rows = re.findall(r"<tr.*?</tr>", page, re.S)
     marked = [r for r in rows if 'data-missing="uz-latn"' in r]
