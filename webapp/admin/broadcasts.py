@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -213,6 +214,14 @@ def _require_write() -> None:
         abort(403)
 
 
+def _type_the_count(form: FlaskForm) -> str:
+    return _("Type the number of messages to confirm.")
+
+
+def _form_errors(form: FlaskForm) -> str:
+    return "; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}" for k, v in form.errors.items())
+
+
 class BroadcastView(SecureView):
     """Flask-Admin view at /admin/broadcasts/."""
 
@@ -407,40 +416,39 @@ class BroadcastView(SecureView):
     @expose("/<int:broadcast_id>/resend-failed", methods=("POST",))
     def resend_failed(self, broadcast_id: int):
         """Resend only failed (``workers/broadcast_resend.py``): the admin typed the exact count."""
-        _require_write()
         form = ConfirmForm()
-        if not form.validate_on_submit():
-            flash(_("Type the number of messages to confirm."), "error")
-            return redirect(url_for(".details", broadcast_id=broadcast_id))
-        db = get_session()
-        b = broadcasts.lock(db, broadcast_id) or abort(404)
-        try:
-            done = broadcast_resend.resend_failed(db, b, _actor(), form.typed.data)
-        except broadcasts.BroadcastError as exc:
-            db.rollback()
-            flash(_("Not resent: %(error)s", error=exc), "error")
-        else:
-            db.commit()
-            flash(_("Resending %(n)s failed messages (round %(round)s).", n=f"{done.count.messages:,}",
-                    round=done.round), "success")
-        return redirect(url_for(".details", broadcast_id=broadcast_id))
 
-    def _act(self, broadcast_id: int, do) -> Any:
+        def do(db, b):
+            done = broadcast_resend.resend_failed(db, b, _actor(), form.typed.data)
+            return _("Resending %(n)s failed messages (round %(round)s).", n=f"{done.count.messages:,}",
+                     round=done.round)
+        return self._act(broadcast_id, do, form, invalid=_type_the_count,
+                         refused=lambda exc: _("Not resent: %(error)s", error=exc))
+
+    def _act(self, broadcast_id: int, do: Callable[[Any, Broadcast], str], form: FlaskForm | None = None, *,
+             invalid: Callable[[FlaskForm], str] | None = None,
+             refused: Callable[[broadcasts.BroadcastError], str] = str) -> Any:
+        """Every action on one broadcast: check the form (``invalid`` says why, or 400), lock the row, run
+        ``do`` (its message flashed) and commit, or roll back and flash ``refused``; back to its page."""
         _require_write()
-        form = ActionForm()
+        form = form if form is not None else ActionForm()
+        back = redirect(url_for(".details", broadcast_id=broadcast_id))
         if not form.validate_on_submit():
-            abort(400)
+            if invalid is None:
+                abort(400)
+            flash(invalid(form), "error")
+            return back
         db = get_session()
         b = broadcasts.lock(db, broadcast_id) or abort(404)
         try:
             message = do(db, b)
         except broadcasts.BroadcastError as exc:
             db.rollback()
-            flash(str(exc), "error")
+            flash(refused(exc), "error")
         else:
             db.commit()
             flash(message, "success")
-        return redirect(url_for(".details", broadcast_id=broadcast_id))
+        return back
 
     @expose("/<int:broadcast_id>/test", methods=("POST",))
     def send_test(self, broadcast_id: int):
@@ -451,52 +459,31 @@ class BroadcastView(SecureView):
 
     @expose("/<int:broadcast_id>/start", methods=("POST",))
     def start(self, broadcast_id: int):
-        _require_write()
         form = ConfirmForm()
-        if not form.validate_on_submit():
-            flash(_("Type the number of messages to confirm."), "error")
-            return redirect(url_for(".details", broadcast_id=broadcast_id))
-        db = get_session()
-        b = broadcasts.lock(db, broadcast_id) or abort(404)
-        try:
-            whole = broadcasts.send_all(db, b, _actor(), form.typed.data)
-        except broadcasts.BroadcastError as exc:
-            db.rollback()
-            flash(str(exc), "error")
-        else:
-            db.commit()
-            flash(_("Started: %(what)s.", what=count_sentence(whole)), "success")
-        return redirect(url_for(".details", broadcast_id=broadcast_id))
+
+        def do(db, b):
+            return _("Started: %(what)s.", what=count_sentence(broadcasts.send_all(db, b, _actor(), form.typed.data)))
+        return self._act(broadcast_id, do, form, invalid=_type_the_count)
 
     @expose("/<int:broadcast_id>/schedule", methods=("POST",))
     def schedule(self, broadcast_id: int):
         """Schedule (with the typed count) or, when scheduled already, move it."""
         from vestnik.webapp import get_settings
 
-        _require_write()
         form = ScheduleForm(prefix="s")
-        if not form.validate_on_submit():
-            flash(_("Not scheduled: %(error)s", error="; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
-                                                for k, v in form.errors.items())), "error")
-            return redirect(url_for(".details", broadcast_id=broadcast_id))
-        db = get_session()
-        b = broadcasts.lock(db, broadcast_id) or abort(404)
-        zone = get_settings().default_timezone
-        try:
+
+        def do(db, b):
+            zone = get_settings().default_timezone
             when = form.when()
             if b.status == "scheduled":
                 broadcast_schedule.reschedule(db, b, _actor(), when, default_zone=zone)
-                message = _("Moved: %(when)s.", when=when_text(when))
-            else:
-                whole = broadcast_schedule.schedule(db, b, _actor(), form.typed.data or "", when, default_zone=zone)
-                message = _("Scheduled %(when)s: %(what)s.", when=when_text(when), what=count_sentence(whole))
-        except broadcasts.BroadcastError as exc:
-            db.rollback()
-            flash(_("Not scheduled: %(error)s", error=exc), "error")
-        else:
-            db.commit()
-            flash(message, "success")
-        return redirect(url_for(".details", broadcast_id=broadcast_id))
+                return _("Moved: %(when)s.", when=when_text(when))
+            whole = broadcast_schedule.schedule(db, b, _actor(), form.typed.data or "", when, default_zone=zone)
+            return _("Scheduled %(when)s: %(what)s.", when=when_text(when), what=count_sentence(whole))
+
+        def refused(error):
+            return _("Not scheduled: %(error)s", error=error)
+        return self._act(broadcast_id, do, form, invalid=lambda f: refused(_form_errors(f)), refused=refused)
 
     @expose("/<int:broadcast_id>/unschedule", methods=("POST",))
     def unschedule(self, broadcast_id: int):
@@ -507,23 +494,15 @@ class BroadcastView(SecureView):
 
     @expose("/<int:broadcast_id>/text", methods=("POST",))
     def edit_text(self, broadcast_id: int):
-        _require_write()
         form = TextForm(prefix="t")
-        if not form.validate_on_submit():
-            flash(_("Not saved: %(error)s", error="; ".join(f"{getattr(form, k).label.text}: {', '.join(v)}"
-                                            for k, v in form.errors.items())), "error")
-            return redirect(url_for(".details", broadcast_id=broadcast_id))
-        db = get_session()
-        b = broadcasts.lock(db, broadcast_id) or abort(404)
-        try:
+
+        def do(db, b):
             broadcasts.update_text(db, b, _actor(), name=form.name.data, data=json.loads(form.template_data.data))
-        except broadcasts.BroadcastError as exc:
-            db.rollback()
-            flash(_("Not saved: %(error)s", error=exc), "error")
-        else:
-            db.commit()
-            flash(_("Saved."), "success")
-        return redirect(url_for(".details", broadcast_id=broadcast_id))
+            return _("Saved.")
+
+        def refused(error):
+            return _("Not saved: %(error)s", error=error)
+        return self._act(broadcast_id, do, form, invalid=lambda f: refused(_form_errors(f)), refused=refused)
 
     @expose("/<int:broadcast_id>/pause", methods=("POST",))
     def pause(self, broadcast_id: int):
