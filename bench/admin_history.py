@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import create_engine, event, text
@@ -182,17 +183,19 @@ def pages(busy_client: int) -> list[tuple[str, str]]:
     ]
 
 
-def main() -> int:
+def history_parser(rows: int, db: str) -> argparse.ArgumentParser:
+    """The options every bench on a filled history database takes (this one's and bench.history_export's)."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rows", type=int, default=rows)
     parser.add_argument("--clients", type=int, default=20_000)
-    parser.add_argument("--db", default="vestnik_bench_history")
+    parser.add_argument("--db", default=db)
     parser.add_argument("--reuse", action="store_true", help="keep an already filled database")
-    parser.add_argument("--repeat", type=int, default=20, help="requests per page after the first (cold) one")
-    parser.add_argument("--explain", action="store_true", help="print the plan of each page's list query")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
-    args = parser.parse_args()
+    return parser
 
+
+def on_history(args: argparse.Namespace, measure: Callable[[str, argparse.Namespace], int]) -> int:
+    """``measure(url, args)`` on the database filled (or reused) as ``args`` say, dropped after with --drop."""
     url = prepare(args.db, args.rows, args.clients, args.reuse)
     try:
         return measure(url, args)
@@ -202,6 +205,29 @@ def main() -> int:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)'))
             admin.dispose()
+
+
+def signed_in(url: str):
+    """(engine, session factory, a test client of the admin signed in as the bench's admin)."""
+    from vestnik.webapp import create_app
+
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    with factory() as s:
+        if not s.query(AdminUser).filter_by(email="bench@vestnik.test").first():
+            s.add(AdminUser(email="bench@vestnik.test", password_hash=generate_password_hash(PASSWORD)))
+            s.commit()
+    app = create_app(Settings(database_url=url, secret_key="b" * 32), session_factory=factory)
+    client = app.test_client()
+    _login(client)
+    return engine, factory, client
+
+
+def main() -> int:
+    parser = history_parser(rows=2_000_000, db="vestnik_bench_history")
+    parser.add_argument("--repeat", type=int, default=20, help="requests per page after the first (cold) one")
+    parser.add_argument("--explain", action="store_true", help="print the plan of each page's list query")
+    return on_history(parser.parse_args(), measure)
 
 
 def explain_all(engine, statements: list[tuple[str, object]]) -> None:
@@ -224,14 +250,8 @@ def explain_all(engine, statements: list[tuple[str, object]]) -> None:
 
 
 def measure(url: str, args: argparse.Namespace) -> int:
-    from vestnik.webapp import create_app
-
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
+    engine, factory, client = signed_in(url)
     with factory() as s:
-        if not s.query(AdminUser).filter_by(email="bench@vestnik.test").first():
-            s.add(AdminUser(email="bench@vestnik.test", password_hash=generate_password_hash(PASSWORD)))
-            s.commit()
         total = s.execute(text("SELECT reltuples::bigint FROM pg_class WHERE relname = 'notifications'")).scalar()
     busy = 1  # the busiest client by construction (ids drawn from a power law)
     statements: list[tuple[str, object]] = []
@@ -240,9 +260,6 @@ def measure(url: str, args: argparse.Namespace) -> int:
     def _record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
         statements.append((statement, parameters))
 
-    app = create_app(Settings(database_url=url, secret_key="b" * 32), session_factory=factory)
-    client = app.test_client()
-    _login(client)
     report = Report("bench.admin_history", "the admin's notification history: each page's first request (cold) "
                     "and repeats, through the Flask test client on PostgreSQL",
                     size=f"about {total:,} notifications, {args.clients:,} clients; 1 + {args.repeat} requests "

@@ -21,14 +21,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from werkzeug.security import generate_password_hash
+from sqlalchemy import text
 
-from bench.admin_history import PASSWORD, _login, prepare
-from bench.common import PG_ADMIN_URL, CouldNotMeasure, Report, run
-from vestnik.shared.config import Settings
-from vestnik.shared.db import make_engine, make_session_factory
-from vestnik.shared.models import AdminUser
+from bench.admin_history import history_parser, on_history, signed_in
+from bench.common import CouldNotMeasure, Report, run
 
 
 def _status_kb(field: str) -> int:
@@ -65,37 +61,13 @@ def export(client, query: str) -> tuple[int, int, float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--clients", type=int, default=20_000)
-    parser.add_argument("--db", default="vestnik_bench_export")
-    parser.add_argument("--reuse", action="store_true", help="keep an already filled database")
-    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
-    args = parser.parse_args()
-    url = prepare(args.db, args.rows, args.clients, args.reuse)
-    try:
-        return measure(url, args)
-    finally:
-        if args.drop:
-            admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)'))
-            admin.dispose()
+    return on_history(history_parser(rows=1_000_000, db="vestnik_bench_export").parse_args(), measure)
 
 
 def measure(url: str, args: argparse.Namespace) -> int:
-    from vestnik.webapp import create_app
-
-    engine = make_engine(url)
-    factory = make_session_factory(engine)
+    engine, factory, client = signed_in(url)
     with factory() as s:
-        if not s.query(AdminUser).filter_by(email="bench@vestnik.test").first():
-            s.add(AdminUser(email="bench@vestnik.test", password_hash=generate_password_hash(PASSWORD)))
-            s.commit()
         total = s.execute(text("SELECT count(*) FROM notifications")).scalar() or 0
-    app = create_app(Settings(database_url=url, secret_key="b" * 32), session_factory=factory)
-    client = app.test_client()
-    _login(client)
     report = Report("bench.history_export", "the history's CSV export (every row, streamed from a server-side "
                     "cursor) through the Flask test client on PostgreSQL: time and peak memory",
                     size=f"{total:,} notifications")
