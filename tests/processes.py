@@ -92,6 +92,19 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 30, interval_
         time.sleep(interval_s)
 
 
+def wait_for_web(base: str, timeout_s: float = 90) -> None:
+    """Until ``vestnik web`` at ``base`` answers its health check (the process starts, migrates, binds)."""
+    import requests
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(up, timeout_s, message=f"the web app at {base}")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -103,3 +103,20 @@ def start(folder: Path, *, settings_overrides: dict[str, Any] | None = None) -> 
     thread = threading.Thread(target=server.serve_forever, name="admin-site", daemon=True)
     thread.start()
     return AdminSite(f"http://127.0.0.1:{server.server_port}", factory, app, server, thread)
+
+
+def admin_page(chromium: Any, url: str, *, accept_dialogs: bool = False) -> Any:
+    """A new page of the admin at ``url``, signed in as ADMIN_EMAIL; console and page errors collect
+    in ``page.errors`` (a test asserts there are none: the CSP blocks what it must not run)."""
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    if accept_dialogs:
+        page.on("dialog", lambda d: d.accept())
+    page.errors = errors
+    page.goto(url + "/admin/")
+    page.fill("#email", ADMIN_EMAIL)
+    page.fill("#password", ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    return page

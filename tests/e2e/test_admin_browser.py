@@ -13,7 +13,7 @@ import re
 import pytest
 from sqlalchemy import delete, select
 
-from tests.e2e.admin_site import ADMIN_EMAIL, ADMIN_PASSWORD, start
+from tests.e2e.admin_site import admin_page, start
 from tests.processes import wait_until
 
 pytestmark = pytest.mark.browser
@@ -34,16 +34,7 @@ def site(tmp_path, bot_api):
 
 @pytest.fixture
 def page(chromium, site):
-    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("dialog", lambda d: d.accept())
-    page.errors = errors
-    page.goto(site.url + "/admin/")
-    page.fill("#email", ADMIN_EMAIL)
-    page.fill("#password", ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page = admin_page(chromium, site.url, accept_dialogs=True)
     yield page
     page.close()
 

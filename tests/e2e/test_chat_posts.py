@@ -17,7 +17,7 @@ import requests
 from sqlalchemy import select, update
 
 from tests.integration.test_web_server import free_port
-from tests.processes import running, vestnik, wait_until
+from tests.processes import running, vestnik, wait_for_web, wait_until
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Chat, Notification, NotificationReaction, NotificationTemplate
 from vestnik.webapp.webhooks import TELEGRAM_SECRET_HEADER
@@ -72,14 +72,7 @@ def test_a_post_with_buttons_reaches_a_group_and_a_channel_and_a_press_counts_on
                 [{"text": "Понятно", "callback_data": "btn:ok"}, {"text": "Вопрос", "callback_data": "btn:question"}]]
 
         base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 90, message="the web app")
+        wait_for_web(base)
         secret = Settings(secret_key=bare_stack.env["VESTNIK_SECRET_KEY"]).telegram_webhook_secret
 
         def press(chat: int, who: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, update
 
-from tests.e2e.admin_site import ADMIN_EMAIL, ADMIN_PASSWORD, start
+from tests.e2e.admin_site import admin_page, start
 
 pytestmark = pytest.mark.browser
 GROUP, CHANNEL = -1001234567890, -1009876543210
@@ -25,15 +25,7 @@ def site(tmp_path, bot_api):
 
 @pytest.fixture
 def page(chromium, site):
-    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.errors = errors
-    page.goto(site.url + "/admin/")
-    page.fill("#email", ADMIN_EMAIL)
-    page.fill("#password", ADMIN_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page = admin_page(chromium, site.url)
     yield page
     page.close()
 

@@ -10,7 +10,7 @@ import re
 
 import requests
 
-from tests.processes import free_port, running, vestnik, wait_until
+from tests.processes import free_port, running, vestnik, wait_for_web, wait_until
 from vestnik.outbox import emit
 from vestnik.shared.models import Notification
 
@@ -33,14 +33,7 @@ def test_every_process_logs_one_json_object_per_line_with_ids_and_no_secret(stac
              vestnik("scheduler", "scheduler", env=env, log_dir=stack.log_dir)]
     with running(procs):
         base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 90, message="the web app")
+        wait_for_web(base)
         requests.get(f"{base}/me/login/t/{TOKEN_IN_PATH}", timeout=10)  # a sign-in link: its token is a secret
         with stack.factory() as s:
             event_id = emit(s, "lesson_cancelled", recipients=[1], data={"lesson_title": "Шахматы",
