@@ -13,6 +13,11 @@ time, not wall time, so a loaded machine changes its figures much less:
 
 Limits lifted, as in ``bench.throughput``.  Run:
 ``.venv/bin/python -m bench.delivery_cpu --events 30 --recipients 100``.
+
+``--trickle N`` measures what a steady trickle costs instead (the latency run of ``bench.throughput``):
+N one-recipient events, each handled alone and its two rows sent inline, as the worker's
+``handle_events`` actor does for a relay message of one event (``workers/actors.py``), one after
+the other in this process; CPU of this process and of PostgreSQL per message.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ def _fakes(queue: Any) -> None:
             time.sleep(3600)  # until the bench kills this process
 
 
-def measure(report: Report, events: int, recipients: int) -> None:
+def measure(report: Report, events: int, recipients: int, trickle: int = 0) -> None:
     queue: Any = multiprocessing.Queue()
     fakes = multiprocessing.Process(target=_fakes, args=(queue,), daemon=True)
     fakes.start()
@@ -50,9 +55,90 @@ def measure(report: Report, events: int, recipients: int) -> None:
             os.environ.update({**NO_LIMITS, "VESTNIK_DATABASE_URL": url, "VESTNIK_REDIS_URL": redis_url,
                                "VESTNIK_TELEGRAM_TOKEN": token, "VESTNIK_TELEGRAM_API_BASE": bot_url,
                                "VESTNIK_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "VESTNIK_LOG_LEVEL": "WARNING"})
-            _run(report, url, events, recipients, fakes.pid)
+            if trickle:
+                _trickle(report, url, trickle, fakes.pid)
+            else:
+                _run(report, url, events, recipients, fakes.pid)
     finally:
         fakes.kill()
+
+
+def _trickle(report: Report, url: str, events: int, fakes_pid: int) -> None:
+    from types import SimpleNamespace
+
+    from dramatiq.brokers.stub import StubBroker
+
+    from vestnik.outbox import emit
+    from vestnik.shared.clients_import import import_clients
+    from vestnik.shared.config import load_settings
+    from vestnik.shared.db import make_engine, make_session_factory
+    from vestnik.shared.logs import configure_logging
+    from vestnik.shared.seeds import install_default_templates
+    from vestnik.workers import actors, handling, notifications
+    from vestnik.workers.channels import build_channels
+    from vestnik.workers.delivery import Delivery
+    from vestnik.workers.limits import build_limiter
+
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(url, pool_size=10)
+    factory = make_session_factory(engine)
+    csv = "id,name,email,telegram_chat_id,locale,timezone\n" + "".join(
+        f"{i},Client {i},c{i}@example.com,{100000 + i},ru,Europe/Moscow\n" for i in range(1, events + 11))
+    with factory() as s:
+        install_default_templates(s)
+        import_clients(s, io.StringIO(csv))
+        for i in range(1, events + 11):
+            emit(s, "lesson_cancelled", recipients=[i], data=DATA)
+        s.commit()
+        ids = [r[0] for r in s.execute(text("SELECT id FROM outbox_events ORDER BY id"))]
+    channels = build_channels(settings)
+    delivery = Delivery(factory, channels, settings, limiter=build_limiter(
+        settings, seed=notifications.seed_source(factory)))
+    rt = SimpleNamespace(delivery=delivery, broker=StubBroker(), settings=settings)
+    database = url.rsplit("/", 1)[1]
+
+    def backends() -> dict[int, float]:
+        with engine.connect() as conn:
+            pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                               {"d": database})]
+        return {pid: _cpu_s(pid) for pid in pids}
+
+    def one(event_id: int) -> int:
+        results = handling.handle_events(factory, channels, [event_id], default_zone=settings.default_timezone,
+                                         policies=getattr(delivery, "quiet", None))
+        due: dict[str, list[int]] = {}
+        clients: dict[int, Any] = {}
+        for r in results:
+            clients.update(getattr(r, "clients", {}))
+            for notification_id, channel, _, _ in r.created:
+                due.setdefault(channel, []).append(notification_id)
+        if due:
+            actors._deliver_inline_all(rt, due, clients)
+        return sum(len(v) for v in due.values())
+
+    for event_id in ids[:10]:  # warm: connections, templates, caches
+        one(event_id)
+    pg_before, fakes_before = backends(), _cpu_s(fakes_pid)
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    rows = sum(one(event_id) for event_id in ids[10:])
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    pg = sum(v - pg_before.get(pid, 0.0) for pid, v in backends().items())
+    fakes = _cpu_s(fakes_pid) - fakes_before
+    with engine.connect() as conn:
+        sent = conn.execute(text("SELECT count(*) FROM notifications WHERE status = 'sent'")).scalar_one() - 20
+    delivery.close()
+    for ch in channels.values():
+        ch.close()
+    engine.dispose()
+    if not sent:
+        raise CouldNotMeasure("nothing was sent")
+    report.add("rows created", rows, "rows")
+    report.add("messages sent", sent, "messages")
+    report.add("trickle: handling + inline delivery CPU (this process)", cpu * 1000 / sent, "ms/message")
+    report.add("trickle: PostgreSQL CPU", pg * 1000 / sent, "ms/message")
+    report.add("trickle: fakes CPU (Bot API, SMTP sink)", fakes * 1000 / sent, "ms/message")
+    report.add("trickle: wall per event, one at a time", wall * 1000 / len(ids[10:]), "ms")
 
 
 def _run(report: Report, url: str, events: int, recipients: int, fakes_pid: int) -> None:
@@ -128,11 +214,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=30)
     parser.add_argument("--recipients", type=int, default=100, help="clients per event (each: Telegram + email)")
+    parser.add_argument("--trickle", type=int, default=0, metavar="N",
+                        help="instead: N one-recipient events, each handled alone and sent inline")
     args = parser.parse_args()
     report = Report("bench.delivery_cpu", "CPU per message of handling and of the delivery pumps in one process "
                     "(no broker), limits lifted; fakes in a child process",
                     size=f"{args.events} events x {args.recipients} recipients x 2 channels")
-    measure(report, args.events, args.recipients)
+    measure(report, args.events, args.recipients, args.trickle)
     return report.finish()
 
 
