@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -94,12 +95,26 @@ class AdminRole(str, enum.Enum):
     support = "support"  # read-only
 
 
+def _crm_id_default(context: Any) -> str:
+    """An integer client's ``crm_id`` is its key's decimal text (a string id's is always given)."""
+    return str(context.get_current_parameters()["id"])
+
+
 class Client(Base):
     """A client as the CRM knows it, with the notification preferences."""
 
     __tablename__ = "clients"
+    __table_args__ = (
+        UniqueConstraint("crm_id", name="uq_clients_crm_id"),
+        # a positive key is an integer id's own: its crm_id is the key's decimal text, so "42" and 42 meet
+        CheckConstraint("id < 0 OR crm_id = CAST(id AS TEXT)", name="ck_clients_crm_id"),
+    )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # the CRM's id
+    # The row key every table refers to: an integer CRM id is its own key; a string id (a UUID) gets a
+    # negative key from a sequence (shared/client_ids.py, migration 0023).
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    #: the CRM's own id as text ("42", "7f0c1b9e-..."): what every page, export and API answer shows
+    crm_id: Mapped[str] = mapped_column(String(64), default=_crm_id_default)
     name: Mapped[str] = mapped_column(String(200), default="")
     # The client's phone in E.164 (+79161234567): identity, not a channel address.  A webhook may name a
     # client by it (webapp/webhooks.py); not unique (a family may share one), so a look-up that finds two
