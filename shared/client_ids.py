@@ -23,7 +23,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, select, text
+from sqlalchemy import String, any_, bindparam, case, cast, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -137,3 +137,10 @@ def crm_ids(session: Session, keys: Iterable[int | None]) -> dict[int, str]:
     if negative:
         out.update(session.execute(select(Client.id, Client.crm_id).where(Client.id.in_(negative))).tuples().all())
     return out
+
+
+def shown_column(key: Any) -> Any:
+    """SQL for :func:`shown` of a key column (an export's client id): a positive key's text, a negative key's
+    ``crm_id`` (a subquery run only for those rows)."""
+    by_crm = select(Client.crm_id).where(Client.id == key).scalar_subquery()
+    return case((key < 0, by_crm), else_=cast(key, String))
