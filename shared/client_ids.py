@@ -135,7 +135,7 @@ def crm_ids(session: Session, keys: Iterable[int | None]) -> dict[int, str]:
     out = {k: str(k) for k in keys if k > 0}
     negative = sorted(k for k in keys if k < 0)
     if negative:
-        out.update(session.execute(select(Client.id, Client.crm_id).where(Client.id.in_(negative))).tuples().all())
+        out.update(session.execute(select(Client.id, Client.crm_id).where(Client.id.in_(negative))).all())
     return out
 
 

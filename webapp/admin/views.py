@@ -775,6 +775,14 @@ class ClientView(SecureModelView):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name=_l("Clients"), endpoint="client", **kwargs)
 
+    def get_one(self, id: Any) -> Any:  # noqa: A002 - Flask-Admin's name
+        # A client's page is addressed by its row key, negative for a string id (shared/client_ids.py).
+        try:
+            key = bounds.integer(id, "id")
+        except BoundsError:
+            return None
+        return get_session().get(Client, key) if key else None
+
     def on_form_prefill(self, form, id) -> None:  # noqa: A002 - flask-admin's name
         model = self.get_one(id)
         for channel in _CHANNEL_NAMES:
