@@ -110,7 +110,10 @@ def scheduler_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
 def quota_metrics(settings: Settings) -> Iterator[GaugeMetricFamily]:
     quota = GaugeMetricFamily("vestnik_channel_daily_quota", "The configured messages per day, by channel",
                               labels=["channel"])
-    quota.add_metric(["email"], settings.email_rate_per_day)
+    for name, cls in CHANNELS.items():  # each channel's own rules say whether it has a daily quota
+        for rule in cls.limit_rules(settings).overall:
+            if rule.window_s == timedelta(days=1).total_seconds():
+                quota.add_metric([name], rule.limit)
     yield quota
 
 

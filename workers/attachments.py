@@ -6,7 +6,7 @@ holding a URL (``Step.attachment_field``: an invoice's PDF, a finished report), 
 event, or a rule step's attachment in the admin (written into the rows when the event is handled).
 
 The same limits hold for Telegram (a document) and email (a MIME part): each channel's size limit
-(:data:`MAX_BYTES`), types a person opens (:data:`ALLOWED_TYPES`: an HTML answer is usually a login
+(``Channel.max_attachment_bytes``), types a person opens (:data:`ALLOWED_TYPES`: an HTML answer is usually a login
 or error page, not the file), and the sources a channel can send (``Channel.attachment_sources``:
 a Telegram file_id is Telegram's only).  They are checked where a reference is saved
 (:func:`check_reference`: the broadcast form, the rules page, a ``mass_broadcast`` event), where a
@@ -40,9 +40,6 @@ from vestnik.shared.models import StoredFile
 from vestnik.workers.channels.base import Attachment, DeliveryError
 
 MB = 1024 * 1024
-#: Per channel: Telegram bots upload documents up to 50 MB; email stays under the 25 MB most providers
-#: accept once base64 has made the part a third larger.
-MAX_BYTES = {"telegram": 50 * MB, "email": 18 * MB}
 #: Types a person opens; anything else (text/html, executables) is refused by name.
 ALLOWED_TYPES = frozenset({
     "application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "text/csv", "text/plain",
@@ -54,11 +51,10 @@ ALLOWED_TYPES = frozenset({
 })
 
 
-def fetch_attachment(url: str, filename: str | None = None, *, channel: str = "telegram",
-                     timeout_s: float = 30) -> Attachment:
-    """Download ``url`` for ``channel``; a network failure is transient, a 4xx, a file over the channel's
-    limit or of a type not in :data:`ALLOWED_TYPES` permanent."""
-    max_bytes = MAX_BYTES.get(channel, min(MAX_BYTES.values()))
+def fetch_attachment(url: str, filename: str | None = None, *, channel: Any, timeout_s: float = 30) -> Attachment:
+    """Download ``url`` for ``channel`` (a Channel or its class); a network failure is transient, a 4xx,
+    a file over the channel's limit or of a type not in :data:`ALLOWED_TYPES` permanent."""
+    max_bytes = channel.max_attachment_bytes
     try:
         with requests.get(url, timeout=timeout_s, stream=True) as resp:
             if 400 <= resp.status_code < 500:
@@ -73,8 +69,8 @@ def fetch_attachment(url: str, filename: str | None = None, *, channel: str = "t
             for chunk in resp.iter_content(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise DeliveryError.permanent(f"attachment: larger than {max_bytes // MB} MB, the {channel} "
-                                                  "limit")
+                    raise DeliveryError.permanent(f"attachment: larger than {max_bytes // MB} MB, the "
+                                                  f"{channel.name} limit")
                 chunks.append(chunk)
     except requests.RequestException as exc:
         raise DeliveryError.transient(f"attachment: {type(exc).__name__}") from None
@@ -84,9 +80,18 @@ def fetch_attachment(url: str, filename: str | None = None, *, channel: str = "t
 
 # ------------------------------------------------------------------ uploads (the admin's Files)
 
-#: the largest file an admin may upload: under every channel's limit that can send an uploaded file,
-#: so one file goes to Telegram and email alike (email's 18 MB is the lower)
-MAX_UPLOAD_BYTES = 18 * MB
+def upload_limit() -> tuple[int, str]:
+    """The largest file an admin may upload and the channel whose limit that is: the lowest limit of the
+    channels that can send an uploaded file, so one file goes by every one of them (email's 18 MB today)."""
+    lowest = min(file_channels(), key=lambda cls: cls.max_attachment_bytes)
+    return lowest.max_attachment_bytes, lowest.name
+
+
+def file_channels() -> list[Any]:
+    """The registered channel classes that can send an uploaded file (``file:ID``)."""
+    from vestnik.workers.channels import CHANNELS
+
+    return [cls for cls in CHANNELS.values() if cls.supports_attachments and FILE in cls.attachment_sources]
 #: what a file of each type starts with; a file whose bytes do not match its name's type is refused
 _MAGIC: dict[str, tuple[bytes, ...]] = {
     "application/pdf": (b"%PDF-",),
@@ -116,9 +121,10 @@ def check_upload(filename: str, content: bytes) -> tuple[str, str]:
         raise ValueError("the file needs a name of 1 to 200 characters")
     if not content:
         raise ValueError(f"{name} is empty")
-    if len(content) > MAX_UPLOAD_BYTES:
-        raise ValueError(f"{name} is {size_text(len(content))}; at most {size_text(MAX_UPLOAD_BYTES)} (the email "
-                         "limit, so that the file goes by Telegram and email alike)")
+    most, channel = upload_limit()
+    if len(content) > most:
+        raise ValueError(f"{name} is {size_text(len(content))}; at most {size_text(most)} (the {channel} limit, "
+                         "so that the file goes by every channel alike)")
     mime = (mimetypes.guess_type(name, strict=False)[0] or "").lower()
     if mime not in ALLOWED_TYPES or mime == "application/octet-stream":
         raise ValueError(f"{name}: {mime or 'an unknown type'} is not a file to attach; allowed: PDF, PNG, JPEG, "
@@ -171,7 +177,7 @@ def check_reference(session: Session, text: Any, channels: Iterable[str]) -> Att
         if row is None:
             raise ValueError(f"file:{ref.value}: no such uploaded file (admin: Files)")
         for cls in classes:
-            limit = MAX_BYTES.get(cls.name, min(MAX_BYTES.values()))
+            limit = cls.max_attachment_bytes
             if row.size > limit:
                 raise ValueError(f"file:{ref.value} ({row.name}, {size_text(row.size)}) is larger than the "
                                  f"{cls.name} limit of {limit // MB} MB")
@@ -200,7 +206,7 @@ def resolve(session: Session, text: str, channel: Any, filename: str | None = No
         raise DeliveryError.permanent(f"attachment: {channel.title or name} cannot send {SOURCE_NAMES[ref.source]}"
                                       + (" (only Telegram holds that file)" if ref.source == TELEGRAM_FILE_ID else ""))
     if ref.source == URL:
-        attachment = fetch_attachment(ref.value, filename, channel=name)
+        attachment = fetch_attachment(ref.value, filename, channel=channel)
     elif ref.source == FILE:
         cache = {} if cache is None else cache
         if ref.value not in cache:
@@ -209,7 +215,7 @@ def resolve(session: Session, text: str, channel: Any, filename: str | None = No
         row = cache[ref.value]
         if row is None:
             raise DeliveryError.permanent(f"attachment: file:{ref.value} was deleted from the admin's Files")
-        limit = MAX_BYTES.get(name, min(MAX_BYTES.values()))
+        limit = channel.max_attachment_bytes
         if row.size > limit:
             raise DeliveryError.permanent(f"attachment: larger than {limit // MB} MB, the {name} limit")
         attachment = Attachment(filename=(filename or row.name)[:200], content=row.content, mime_type=row.mime_type)

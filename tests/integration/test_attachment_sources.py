@@ -18,9 +18,10 @@ from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.models import AdminUser, Broadcast, Client, Notification, RuleOverride, StoredFile
 from vestnik.shared.seeds import install_default_templates
 from vestnik.webapp import create_app
-from vestnik.workers import attachments, broadcasts
+from vestnik.workers import broadcasts
 from vestnik.workers.broadcasting import expand_batch
 from vestnik.workers.channels import build_channels
+from vestnik.workers.channels.email import EmailChannel
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.handling import handle_event
 
@@ -102,7 +103,7 @@ def test_an_upload_is_checked_for_size_and_type_and_stored_in_the_database(admin
     for name, content in refused.items():
         page = upload(admin, name, content)
         assert "Not uploaded:" in page.text, name
-    monkeypatch.setattr(attachments, "MAX_UPLOAD_BYTES", 1024)
+    monkeypatch.setattr(EmailChannel, "max_attachment_bytes", 1024)
     assert "Not uploaded: big.pdf is 3 KB; at most 1 KB (the email limit" in upload(admin, "big.pdf", PDF).text
     with factory() as s:
         [row] = s.scalars(select(StoredFile)).all()

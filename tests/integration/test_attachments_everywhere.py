@@ -15,8 +15,8 @@ from vestnik.outbox import emit
 from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, Notification
 from vestnik.shared.seeds import install_default_templates
-from vestnik.workers import attachments
 from vestnik.workers.channels import build_channels
+from vestnik.workers.channels.email import EmailChannel
 from vestnik.workers.delivery import Delivery
 from vestnik.workers.handling import handle_event
 
@@ -95,7 +95,7 @@ def test_an_invoice_email_arrives_with_its_pdf_and_telegram_gets_the_document(fa
 
 def test_a_file_over_the_channels_limit_or_not_a_file_fails_with_the_reason(factory, settings, files,
                                                                            monkeypatch):
-    monkeypatch.setitem(attachments.MAX_BYTES, "email", 1024)  # the email limit below this PDF
+    monkeypatch.setattr(EmailChannel, "max_attachment_bytes", 1024)  # the email limit below this PDF
     rows = invoice(factory, settings, files + "/inv/7.pdf")
     assert rows["telegram"].status == "sent"
     assert rows["email"].status == "failed" and "larger than" in rows["email"].last_error

@@ -28,7 +28,7 @@ from vestnik.webapp.db import get_session
 from vestnik.workers import attachments
 
 #: the upload's request body: the file plus the form's few fields
-UPLOAD_BODY_BYTES = attachments.MAX_UPLOAD_BYTES + 64 * 1024
+UPLOAD_BODY_BYTES = attachments.upload_limit()[0] + 64 * 1024
 LARGE_BODIES["files.index"] = UPLOAD_BODY_BYTES
 _LIVE = (BroadcastStatus.draft.value, BroadcastStatus.scheduled.value, BroadcastStatus.testing.value,
          BroadcastStatus.running.value, BroadcastStatus.paused.value)
@@ -76,8 +76,9 @@ class FilesView(SecureView):
                 flash(_("Not uploaded: choose a file"), "error")
         files = db.scalars(select(StoredFile).order_by(StoredFile.id.desc()).limit(500)).all()
         return self.render("admin/files.html", form=form, files=files, delete_form=DeleteForm(),
-                           can_write=can_write(), max_mb=attachments.MAX_UPLOAD_BYTES // attachments.MB,
-                           limits={c: b // attachments.MB for c, b in attachments.MAX_BYTES.items()},
+                           can_write=can_write(), max_mb=attachments.upload_limit()[0] // attachments.MB,
+                           limits={cls.title or cls.name: cls.max_attachment_bytes // attachments.MB
+                                   for cls in attachments.file_channels()},
                            size_text=attachments.size_text)
 
     @expose("/<int:file_id>")

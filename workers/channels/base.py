@@ -124,6 +124,8 @@ class Channel(ABC):
     supports_chats: ClassVar[bool] = False
     #: a file sent with the message (a report)
     supports_attachments: ClassVar[bool] = False
+    #: the largest file the provider takes with a message (0: the channel carries no files)
+    max_attachment_bytes: ClassVar[int] = 0
     #: where an attached file may come from (shared/attachment_refs.py: "url", "file", "telegram_file_id")
     attachment_sources: ClassVar[frozenset[str]] = frozenset()
     #: HTML reaches the recipient as HTML

@@ -87,6 +87,8 @@ class EmailChannel(Channel):
     address_label: ClassVar[str] = "Email"
     noun: ClassVar[str] = "email"
     supports_attachments: ClassVar[bool] = True
+    #: most providers accept 25 MB, and base64 makes a part a third larger than its file
+    max_attachment_bytes: ClassVar[int] = 18 * 1024 * 1024
     #: not a Telegram file_id: a mail needs the file's bytes, which only Telegram holds
     attachment_sources: ClassVar[frozenset[str]] = frozenset({"url", "file"})
     supports_html: ClassVar[bool] = True

@@ -95,6 +95,8 @@ class TelegramChannel(Channel):
     supports_buttons: ClassVar[bool] = True
     supports_chats: ClassVar[bool] = True  # groups and channels (chat_facts)
     supports_attachments: ClassVar[bool] = True
+    #: a bot uploads documents of up to 50 MB (Bot API, sendDocument)
+    max_attachment_bytes: ClassVar[int] = 50 * 1024 * 1024
     attachment_sources: ClassVar[frozenset[str]] = frozenset({"url", "file", "telegram_file_id"})
     supports_html: ClassVar[bool] = True  # Telegram's subset (finish_text)
     callback_data_maxlen: ClassVar[int] = 64  # bytes
