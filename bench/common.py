@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vestnik.shared.clients_import import import_clients
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.fakes.botapi import FakeBotApi
-from vestnik.shared.fakes.smtp import FakeSmtpServer
+from vestnik.shared.fakes.smtp import FakeSmtpServer, LeanSmtpSink
 from vestnik.shared.migrate import upgrade
 from vestnik.shared.seeds import install_default_templates
 
@@ -309,11 +309,12 @@ class Stack:
 
 @contextmanager
 def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None,
-                     *, limits: str = "lifted") -> Iterator[Stack]:
+                     *, limits: str = "lifted", lean_smtp: bool = False) -> Iterator[Stack]:
     """Scratch PostgreSQL database with ``clients`` clients (Telegram and email each), a fresh RabbitMQ
     vhost, a private redis-server, the fake Bot API and SMTP sink, and ``vestnik`` processes (e.g. ``("relay",)``,
     ``("worker", "--processes", "1")``), named ``relay``, ``worker``, ... (``worker-2`` for a second one);
-    everything torn down afterwards."""
+    everything torn down afterwards.  ``lean_smtp``: the SMTP sink is :class:`LeanSmtpSink` (the same ledger,
+    about a sixth of aiosmtpd's CPU per message) for benches that count CPU per message."""
     vhost = f"bench_{uuid.uuid4().hex[:6]}"
     subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
@@ -323,7 +324,7 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
             redis_url = stack.enter_context(private_redis())
             url = stack.enter_context(scratch_database())
             bot = stack.enter_context(FakeBotApi())
-            smtp = stack.enter_context(FakeSmtpServer())
+            smtp = stack.enter_context(LeanSmtpSink() if lean_smtp else FakeSmtpServer())
             factory = make_session_factory(make_engine(url))
             csv = "id,name,email,telegram_chat_id,locale,timezone\n" + "".join(
                 f"{i},Client {i},c{i}@example.com,{100000 + i},ru,Europe/Moscow\n" for i in range(1, clients + 1))

@@ -87,6 +87,9 @@ class Settings:
 
     # Delivery
     delivery_batch_size: int = 100  # rows one worker claims, renders and sends as a batch
+    # rows recorded per transaction when their slots are one instant (limits far above the pace): a
+    # kill -9 during their sends leaves at most this many "delivery uncertain" (spread slots: 16)
+    delivery_chunk_rows: int = 100
     # a handled batch's due rows, at most, that the handling thread sends itself at once (0: pumps send all)
     delivery_inline_rows: int = 16
     telegram_connections: int = 4  # Bot API connections (sending threads) per worker process
@@ -205,8 +208,8 @@ def _validate(settings: Settings) -> None:
             # The URL may hold a password: name the problem, never echo the value.
             raise ConfigError(_env_name("smtp_url"), str(exc)) from None
     for name in ("telegram_rate_per_s", "telegram_chat_rate_per_s", "telegram_group_rate_per_min",
-                 "telegram_group_window_s", "delivery_batch_size", "telegram_connections", "smtp_connections",
-                 "email_rate_per_min",
+                 "telegram_group_window_s", "delivery_batch_size", "delivery_chunk_rows", "telegram_connections",
+                 "smtp_connections", "email_rate_per_min",
                  "email_rate_per_hour", "email_rate_per_day", "max_attempts", "relay_batch_size",
                  "processing_lease_s", "relay_poll_interval_s", "redrive_after_s", "scheduler_tick_s",
                  "outbox_retention_days", "client_token_ttl_s", "client_session_ttl_s",

@@ -18,9 +18,14 @@ from sqlalchemy import func, select
 
 from tests.e2e.runs import assert_ledger, emit_run, settled, uncertain_rows, worker
 from tests.processes import running, vestnik, wait_until
+from vestnik.shared.config import Settings
 from vestnik.shared.fakes.ledger import Expected, received
 from vestnik.shared.models import Notification
 from vestnik.workers.delivery import CHUNK_ROWS
+
+#: the most rows one chunk holds (16 spread over 0.2 s of slots, VESTNIK_DELIVERY_CHUNK_ROWS when their
+#: slots are one instant, as with the chaos runs' lifted limits)
+MOST_IN_A_CHUNK = max(CHUNK_ROWS, Settings().delivery_chunk_rows)
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +56,8 @@ def test_worker_killed_after_the_provider_accepted_is_flagged_uncertain_not_rese
             wait_until(lambda: settled(chaos, 30), 90, message="the run to settle (the lease runs out)")
     uncertain = uncertain_rows(chaos)
     # What the dead worker's pumps had in the provider's hands: at most a chunk each (4 threads).
-    assert 1 <= len(uncertain) <= 4 * CHUNK_ROWS
-    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=4 * CHUNK_ROWS)
+    assert 1 <= len(uncertain) <= 4 * MOST_IN_A_CHUNK
+    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=4 * MOST_IN_A_CHUNK)
     with chaos.factory() as s:
         reasons = s.scalars(select(Notification.last_error).where(Notification.delivery_uncertain.is_(True))).all()
     assert all("delivery uncertain" in r for r in reasons)
@@ -80,7 +85,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(chaos, bot_api, smtp
     finally:
         for p in [*procs.values(), scheduler, relay]:
             p.stop()
-    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=3 * 4 * CHUNK_ROWS)  # 3 worker kills
+    assert_ledger(chaos, bot_api, smtp_server, expected, max_uncertain=3 * 4 * MOST_IN_A_CHUNK)  # 3 worker kills
 
 
 def test_sigterm_lets_in_flight_sends_finish_and_takes_no_new_work(chaos, bot_api, smtp_server):
@@ -113,12 +118,14 @@ def test_kill_9_in_the_middle_of_a_batchs_sends_leaves_at_most_that_chunk_uncert
     it is not resent); the rest of the batch, claimed but not sent, goes back and out exactly once."""
     expected = emit_run(chaos, 0, 40)
     with running([vestnik("relay", "relay", env=chaos.env, log_dir=chaos.log_dir)]):
+        # Chunks of 8: the lifted limits put every slot at one instant, which would make the batch one chunk.
         crashing = vestnik("worker-crash", "worker", "--processes", "1", "--threads", "1",
-                           env={**chaos.env, "VESTNIK_FAULT_POINTS": "worker.after_send"}, log_dir=chaos.log_dir)
+                           env={**chaos.env, "VESTNIK_FAULT_POINTS": "worker.after_send",
+                                "VESTNIK_DELIVERY_CHUNK_ROWS": "8"}, log_dir=chaos.log_dir)
         wait_until(lambda: crashing.popen.poll() is not None, 60, message="the worker to crash mid-batch")
         crashing.stop()
         first_chunk = len(received(bot_api, smtp_server))
-        assert 1 <= first_chunk <= CHUNK_ROWS
+        assert 1 <= first_chunk <= 8
         with chaos.factory() as s:  # the rest of its batch: claimed, never sent, no attempt
             claimed = s.scalar(select(func.count()).select_from(Notification)
                                .where(Notification.status == "processing"))

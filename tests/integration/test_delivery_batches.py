@@ -9,6 +9,7 @@ out, and every unsent row is pending again without an attempt counted.
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import func, select
@@ -164,10 +165,9 @@ def test_redis_going_away_in_the_middle_of_a_batch_loses_and_repeats_nothing(rig
 
 def test_a_batch_that_runs_long_gives_its_unsent_rows_back_before_the_lease(rig, bot_api, monkeypatch):
     factory, settings, channels = rig
-    settings = Settings(**{**settings.__dict__, "processing_lease_s": 2.0})
+    settings = Settings(**{**settings.__dict__, "processing_lease_s": 2.0, "delivery_chunk_rows": 4})
     delivery = Delivery(factory, channels, settings)
     delivery.budget_s = 0.0  # every chunk after the first finds the budget spent
-    monkeypatch.setattr(delivery_module, "CHUNK_ROWS", 4)
     try:
         result = delivery.pump("telegram")
     finally:
@@ -185,14 +185,14 @@ def test_rows_due_together_pass_the_gate_in_one_round_trip_and_their_ends_in_ano
     """Limits lifted: a chunk's slots all lie within GATE_AHEAD_S, so the chunk passes the limiter's
     gate in one round trip and reports its ends in one; every row goes exactly once."""
     factory, settings, channels = rig
-    settings = Settings(**{**settings.__dict__, "telegram_rate_per_s": 1000, "telegram_chat_rate_per_s": 1000})
+    settings = Settings(**{**settings.__dict__, "telegram_rate_per_s": 1000, "telegram_chat_rate_per_s": 1000,
+                           "delivery_chunk_rows": 8})
     limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis_url))
     begun: list[int] = []
     ended: list[int] = []
     real_begin, real_end = limiter.begin, limiter.end
     limiter.begin = lambda channel, sends: begun.append(len(sends)) or real_begin(channel, sends)  # type: ignore
     limiter.end = lambda channel, sends: ended.append(len(sends)) or real_end(channel, sends)  # type: ignore
-    monkeypatch.setattr(delivery_module, "CHUNK_ROWS", 8)
     monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 1.0)  # a loaded machine may spread 8 slots a little
     delivery = Delivery(factory, channels, settings, limiter=limiter)
     try:
@@ -211,7 +211,8 @@ def test_rows_the_gate_holds_back_go_back_without_an_attempt_and_the_next_chunk_
     it is given back whole, not counted as attempts; the next chunks' attempts still open before
     their sends."""
     factory, settings, channels = rig
-    settings = Settings(**{**settings.__dict__, "telegram_rate_per_s": 1000, "telegram_chat_rate_per_s": 1000})
+    settings = Settings(**{**settings.__dict__, "telegram_rate_per_s": 1000, "telegram_chat_rate_per_s": 1000,
+                           "delivery_chunk_rows": 8})
     limiter = Limiter(rules_for(settings), RedisLimiterBackend(redis_url))
     real_begin = limiter.begin
     asked: list[int] = []
@@ -223,7 +224,6 @@ def test_rows_the_gate_holds_back_go_back_without_an_attempt_and_the_next_chunk_
         return real_begin(channel, sends)
 
     limiter.begin = first_chunk_finds_the_gate_shut  # type: ignore[method-assign]
-    monkeypatch.setattr(delivery_module, "CHUNK_ROWS", 8)
     monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 1.0)
     delivery = Delivery(factory, channels, settings, limiter=limiter)
     try:
@@ -235,3 +235,34 @@ def test_rows_the_gate_holds_back_go_back_without_an_attempt_and_the_next_chunk_
     assert statuses == {"sent": N - 8, "pending": 8}
     assert attempts == N - 8  # every send had its attempt row first; the chunk given back has none
     assert result.wake_in_s == 0.0  # due again at once: the next claim's slots decide
+
+
+def test_rows_due_at_one_instant_are_one_chunk_and_spread_slots_are_chunks_of_16(
+        rig, bot_api, redis_url, redis_client, monkeypatch):
+    """Limits far above the batch's pace: every slot lies within GATE_AHEAD_S of the first, so the
+    batch is one chunk (one gate round trip, one record) up to VESTNIK_DELIVERY_CHUNK_ROWS.  Slots
+    spread further apart keep to CHUNK_ROWS rows a chunk."""
+    factory, settings, channels = rig
+    lifted = Settings(**{**settings.__dict__, "telegram_rate_per_s": 100000, "telegram_chat_rate_per_s": 100000})
+    limiter = Limiter(rules_for(lifted), RedisLimiterBackend(redis_url))
+    begun: list[int] = []
+    real_begin = limiter.begin
+    limiter.begin = lambda channel, sends: begun.append(len(sends)) or real_begin(channel, sends)  # type: ignore
+    monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 1.0)  # a loaded machine may spread the slots a little
+    delivery = Delivery(factory, channels, lifted, limiter=limiter)
+    try:
+        result = delivery.pump("telegram")
+    finally:
+        delivery.close()
+    assert result.claimed == N and begun == [N]
+    at_provider, statuses, attempts = ledger(factory, bot_api)
+    assert set(at_provider.values()) == {1} and statuses == {"sent": N} and attempts == N
+
+    items = [delivery_module._Item(SimpleNamespace(id=i, channel="telegram"), None, None,  # type: ignore[arg-type]
+                                   delivery_module.Grant(at=i * 0.01)) for i in range(40)]
+    monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 0.005)
+    monkeypatch.setattr(delivery.limiter, "reserve", lambda channel, keys, horizon_s: [it.grant for it in items])
+    with factory() as s:
+        chunks = delivery._slots(s, [delivery_module._Item(it.claimed, it.message, it.key) for it in items],
+                                 utcnow(), delivery_module.BatchResult(results=[]))
+    assert [len(c) for c in chunks] == [16, 16, 8]
