@@ -195,7 +195,7 @@ class Client(Base):
         row.updated_at = utcnow()
 
     def __str__(self) -> str:
-        return f"{self.name} (#{self.id})"
+        return f"{self.name} (#{self.crm_id or self.id})"  # the CRM id, never a string id's row key
 
 
 def _legacy_accessors() -> None:

@@ -24,8 +24,9 @@ from werkzeug.security import generate_password_hash
 
 import vestnik_client
 from vestnik.outbox import emit
-from vestnik.shared import api_keys, client_ids, client_sync
+from vestnik.shared import api_keys, client_ids, client_sync, client_view
 from vestnik.shared.clients_import import import_clients
+from vestnik.shared.composer import client_variables
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.models import AdminUser, AuditLog, Client, Notification, OutboxEvent
@@ -199,6 +200,10 @@ def test_a_uuid_client_is_one_client_through_every_entry_point(way, app, factory
         assert got and {n.recipient_id for n in got} == {key}
         audited = s.scalars(select(AuditLog.object_id).where(AuditLog.object_type == "client")).all()
         assert str(key) not in audited
+        # a template's {{ client_id }} is the CRM's id, whichever way delivery reads the client
+        assert client_variables(client)["client_id"] == UUID
+        assert client_variables(client_view.load(s, [key])[key])["client_id"] == UUID
+        assert str(client) == f"Вера (#{UUID})"
 
     # Every place that shows the client's id shows the UUID, never the row key.
     api, headers = _api(app, raw_key)
