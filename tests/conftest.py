@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.ahead import MadeAhead
+
 pytest_plugins = ["tests.fakes.fixtures"]
 
 try:
@@ -91,10 +93,13 @@ def amqp_url() -> str:
 # ------------------------------------------------------------------ databases
 #
 # PostgreSQL: the schema is migrated once into a template database; each test
-# gets a fresh copy (CREATE DATABASE ... TEMPLATE), which takes ~100 ms.
-# SQLite: a file in the test's tmp_path, migrated by the same Alembic scripts.
+# gets a fresh copy (CREATE DATABASE ... TEMPLATE), made while the test before
+# ran and dropped while the test after runs (tests/ahead.py).
+# SQLite: migrated once by the same Alembic scripts into a template file; each
+# test gets a copy of the file in its tmp_path.
 
 _TEMPLATE_DB = f"vestnik_tpl_{os.getpid()}"
+_DB_PREFIX = f"vestnik_t{os.getpid()}_"
 
 
 def _admin_engine():
@@ -124,36 +129,57 @@ def pg_template():
     admin.dispose()
 
 
-_db_counter = 0
-
-
-@pytest.fixture
-def pg_url(pg_template) -> str:
-    """A fresh, migrated PostgreSQL database for this test; dropped afterwards."""
-    global _db_counter
+@pytest.fixture(scope="session")
+def _pg_databases(pg_template) -> Iterator[MadeAhead]:
     from sqlalchemy import text
 
-    _db_counter += 1
-    name = f"vestnik_t{os.getpid()}_{_db_counter}"
     admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"'))
-    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def run(sql: str) -> None:
+        with admin.connect() as conn:
+            conn.execute(text(sql))
+
+    def make(n: int) -> str:
+        run(f'CREATE DATABASE "{_DB_PREFIX}{n}" TEMPLATE "{pg_template}"')
+        return f"{_DB_PREFIX}{n}"
+
+    databases = MadeAhead("databases", make, lambda name: run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    yield databases
+    databases.close()
+    with admin.connect() as conn:  # and any copy whose drop failed meanwhile
+        for name in conn.execute(text("SELECT datname FROM pg_database WHERE datname LIKE :prefix"),
+                                 {"prefix": _DB_PREFIX.replace("_", r"\_") + "%"}).scalars().all():
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
 
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:
+def pg_url(_pg_databases) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test; dropped afterwards."""
+    name = _pg_databases.take()
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    _pg_databases.give_back(name)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> str:
     from vestnik.shared.db import make_engine
     from vestnik.shared.migrate import upgrade
 
-    url = f"sqlite:///{tmp_path / 'vestnik.db'}"
-    engine = make_engine(url)
+    path = tmp_path_factory.mktemp("sqlite-template") / "vestnik.db"
+    engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
-    engine.dispose()
-    return url
+    engine.dispose()  # the last connection closed: the WAL is checkpointed into the file and removed
+    assert not path.with_name(path.name + "-wal").exists()
+    return str(path)
+
+
+@pytest.fixture
+def sqlite_url(_sqlite_template, tmp_path) -> str:
+    """A fresh, migrated SQLite database (a copy of the migrated template file) in the test's tmp_path."""
+    path = tmp_path / "vestnik.db"
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -180,22 +206,29 @@ def session_factory(engine):
     return make_session_factory(engine)
 
 
-_vhost_counter = 0
+@pytest.fixture(scope="session")
+def _amqp_vhosts(amqp_url) -> Iterator[MadeAhead]:
+    import subprocess
+
+    def make(n: int) -> str:
+        vhost = f"vestnik_t{os.getpid()}_{n}"
+        subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                       capture_output=True)
+        return vhost
+
+    vhosts = MadeAhead("vhosts", make, lambda vhost: subprocess.run(["rabbitmqctl", "delete_vhost", vhost],
+                                                                      capture_output=True))
+    yield vhosts
+    vhosts.close()
 
 
 @pytest.fixture
-def amqp_vhost_url(amqp_url) -> str:
-    """A fresh RabbitMQ virtual host for this test (queues of other tests never leak in)."""
-    global _vhost_counter
-    import subprocess
-
-    _vhost_counter += 1
-    vhost = f"vestnik_t{os.getpid()}_{_vhost_counter}"
-    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
-                   capture_output=True)
+def amqp_vhost_url(amqp_url, _amqp_vhosts) -> Iterator[str]:
+    """A fresh RabbitMQ virtual host for this test (queues of other tests never leak in); deleted afterwards."""
+    vhost = _amqp_vhosts.take()
     yield amqp_url.rstrip("/") + "/" + vhost
-    subprocess.run(["rabbitmqctl", "delete_vhost", vhost], capture_output=True)
+    _amqp_vhosts.give_back(vhost)
 
 
 # Browser tests: Debian's Chromium through Playwright; never a downloaded browser.

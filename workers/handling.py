@@ -73,6 +73,8 @@ class HandleResult:
     canceled: int = 0
     error: str | None = None
     broadcast_id: int | None = None  # a mass_broadcast became this broadcast: expand it
+    #: the recipients as this transaction read them (with their addresses): inline delivery reuses them
+    clients: dict[int, Client] = field(default_factory=dict)
 
 
 def _among(session: Session, column: Any, ids: set[int]) -> Any:
@@ -117,10 +119,11 @@ def handle_event(
 
 def handle_events(
     factory: sessionmaker[Session], channels: dict[str, Channel], event_ids: list[int], *,
-    now: datetime | None = None, default_zone: str = "UTC",
+    now: datetime | None = None, default_zone: str = "UTC", policies: quiet_hours.PolicyCache | None = None,
 ) -> list[HandleResult]:
     """A batch of events in one transaction, in id order; one result per id (``waiting``: an
-    earlier same-key event is not handled yet, nothing was done for this one)."""
+    earlier same-key event is not handled yet, nothing was done for this one).  ``policies``: a
+    process's cache of the quiet-hours policies (the worker shares delivery's), else read here."""
     now = now or utcnow()
     with factory() as session, session.begin():
         stmt = select(OutboxEvent).where(OutboxEvent.id.in_(list(event_ids))).order_by(OutboxEvent.id)
@@ -130,7 +133,7 @@ def handle_events(
         wanted = {r for e in events.values() for r in client_keys(e.recipients or [])[0]}
         clients = {c.id: c for c in session.scalars(select(Client).where(_among(session, Client.id, wanted)))
                    } if wanted else {}
-        quiet = quiet_hours.load_policies(session)
+        quiet = policies.get(session) if policies is not None else quiet_hours.load_policies(session)
         overrides: dict[str, Override | None] = {}  # per event type, read once per batch
         inserts = _Inserts()
         # Groups and channels that take some of these events (a staff alert): one small read per batch.
@@ -217,7 +220,7 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         )
     except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
         return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
-    result = HandleResult(event_id, "processed", [], canceled)
+    result = HandleResult(event_id, "processed", [], canceled, clients={c.id: c for c in clients})
     inserts.add(result, [_row(event, p, now, override) for p in planned]
                 + chats.event_rows(event, rule, (posts_to or {}).get(event.event_type, ()), now))
     event.status = OutboxStatus.processed.value
