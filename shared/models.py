@@ -340,15 +340,27 @@ class Notification(Base):
             postgresql_where=text("status = 'processing'"),
             sqlite_where=text("status = 'processing'"),
         ),
-        Index("ix_notifications_key", "key"),
+        # Every status change writes an entry into each index without a predicate and each whose predicate
+        # the new row meets (status is in the predicates: no update that moves status is HOT).  So an index
+        # covers only the rows its queries look for (migration 0023): cancel by key and the history's key
+        # filter name a key; the status filter reads failed and canceled rows here, sent ones along
+        # ix_notifications_created and pending or processing ones in their own partial indexes.
+        Index("ix_notifications_key", "key", postgresql_where=text("key IS NOT NULL"),
+              sqlite_where=text("key IS NOT NULL")),
         Index("ix_notifications_created", "created_at"),
         Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
-        Index("ix_notifications_status_created", "status", "created_at"),
-        # A broadcast reaches one client, and one address, once per channel (resends take another step).
-        UniqueConstraint("broadcast_id", "recipient_id", "channel", "step", name="uq_notification_broadcast"),
-        UniqueConstraint("broadcast_id", "channel", "recipient_address", "step",
-                         name="uq_notification_broadcast_address"),
-        Index("ix_notifications_broadcast_status", "broadcast_id", "status", "channel"),
+        Index("ix_notifications_status_created", "status", "created_at",
+              postgresql_where=text("status IN ('failed', 'canceled')"),
+              sqlite_where=text("status IN ('failed', 'canceled')")),
+        # A broadcast reaches one client, and one address, once per channel (resends take another step);
+        # rows without a broadcast are never in conflict here (NULLs are distinct), so they are left out.
+        Index("uq_notification_broadcast", "broadcast_id", "recipient_id", "channel", "step", unique=True,
+              postgresql_where=text("broadcast_id IS NOT NULL"), sqlite_where=text("broadcast_id IS NOT NULL")),
+        Index("uq_notification_broadcast_address", "broadcast_id", "channel", "recipient_address", "step",
+              unique=True, postgresql_where=text("broadcast_id IS NOT NULL"),
+              sqlite_where=text("broadcast_id IS NOT NULL")),
+        Index("ix_notifications_broadcast_status", "broadcast_id", "status", "channel",
+              postgresql_where=text("broadcast_id IS NOT NULL"), sqlite_where=text("broadcast_id IS NOT NULL")),
         # Rows a broadcast made but has not handed to delivery yet (send_at NULL): its feeder's queue.
         Index(
             "ix_notifications_broadcast_held",
