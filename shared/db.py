@@ -8,10 +8,12 @@ embedded demo).  SQLite gets WAL and a busy timeout so the demo's threads
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,10 +30,25 @@ def is_postgres(engine_or_url: Engine | str) -> bool:
     return url.startswith("postgres")
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, synchronous_commit: bool = True) -> Engine:
+#: a pooled connection idle at least this long is pinged (``SELECT 1``) before it is handed out
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "vestnik_idle_since"
+
+
+def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, synchronous_commit: bool = True,
+                ping_after_idle_s: float = PING_AFTER_IDLE_S) -> Engine:
     """``synchronous_commit=False`` (PostgreSQL): a commit returns before its WAL reaches the disk; only
     for writes whose loss in a database crash is harmless (the relay's "published" marks: a lost one
-    publishes the event again, a duplicate the worker absorbs)."""
+    publishes the event again, a duplicate the worker absorbs).
+
+    Stale connections (a PostgreSQL restart, a firewall's idle timeout) are caught by a ping on
+    checkout, but only for a connection that sat in the pool ``ping_after_idle_s`` or longer: SQLAlchemy's
+    ``pool_pre_ping`` pinged before every transaction, a round trip in each of the five short
+    transactions of a one-recipient event (issue 12).  A connection that breaks while the pool is busy
+    fails its transaction once, which every caller retries (handling by Dramatiq, delivery's records
+    by ``_write``, a claim by a pump, the relay by its backoff), and the disconnect invalidates the
+    whole pool, so the next checkouts connect afresh.  The pool is LIFO: a trickle reuses the few
+    connections it needs, hot and unpinged, while the rest idle."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
@@ -46,15 +63,39 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, synchronous
             cur.close()
 
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         echo=echo,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,  # survive a PostgreSQL restart: stale connections are replaced
+        pool_use_lifo=True,
         pool_recycle=1800,
         connect_args={} if synchronous_commit else {"options": "-c synchronous_commit=off"},
     )
+    _ping_after_idle(engine, ping_after_idle_s)
+    return engine
+
+
+def _ping_after_idle(engine: Engine, idle_s: float) -> None:
+    """Survive a PostgreSQL restart: a connection idle ``idle_s`` or longer is pinged on checkout, and a
+    dead one invalidates the pool (SQLAlchemy then connects afresh), as ``pool_pre_ping`` does."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since < idle_s:
+            return  # fresh, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as e:
+            if dialect.is_disconnect(e, dbapi_conn, None):
+                raise exc.InvalidatePoolError() from e  # the pool retries with a new connection
+            raise
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -33,7 +33,7 @@ from dramatiq.middleware import CurrentMessage
 
 from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT, HANDLE_EVENTS, event_message
 from vestnik.shared import faults, timeline
-from vestnik.shared.models import utcnow
+from vestnik.shared.models import Client, utcnow
 from vestnik.workers import broadcasting, handling, metrics, scheduling
 from vestnik.workers.broker import (
     BROADCASTS_QUEUE,
@@ -61,14 +61,14 @@ INLINE_MAX_WAIT_S = 0.1
 PREDECESSOR_RETRY_S = 1.0
 
 
-def _deliver_inline(rt: Runtime, channel: str, ids: list[int]) -> None:
+def _deliver_inline(rt: Runtime, channel: str, ids: list[int], clients: dict[int, Client] | None = None) -> None:
     """Send a few rows handling has just committed from this thread, at once: a pump's wake-up would
     add a broker round trip, a limiter look and a claim that mostly finds the rows taken already.
     Rows the limiter holds back wait in the database and a delayed wake-up brings them; should this
     fail, a pump claims whatever is still pending (and the reaper what a crash left processing)."""
     started = timeline.ON and time.time()
     try:
-        result = rt.delivery.deliver_rows(ids)
+        result = rt.delivery.deliver_rows(ids, clients=clients)
     except Exception:  # noqa: BLE001 - the rows are committed: a pump takes them over
         log.exception("sending the new rows at once failed; a pump takes them", extra={
             "action": "event.inline_failed", "channel": channel, "rows": len(ids)})
@@ -85,9 +85,10 @@ _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
 
 
-def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]]) -> None:
+def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]], clients: dict[int, Client] | None = None) -> None:
     """Each channel's rows as its own batch, the channels side by side: the first in this thread, the
-    others on this process's helper threads (an email need not wait for the Telegram batch before it)."""
+    others on this process's helper threads (an email need not wait for the Telegram batch before it).
+    ``clients``: the recipients as handling read them, so delivery does not read them again."""
     global _helpers
     channels = list(due)
     others = []
@@ -95,8 +96,8 @@ def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]]) -> None:
         with _helpers_lock:
             if _helpers is None:
                 _helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vestnik-inline")
-        others = [_helpers.submit(_deliver_inline, rt, channel, due[channel]) for channel in channels[1:]]
-    _deliver_inline(rt, channels[0], due[channels[0]])
+        others = [_helpers.submit(_deliver_inline, rt, channel, due[channel], clients) for channel in channels[1:]]
+    _deliver_inline(rt, channels[0], due[channels[0]], clients)
     for future in others:
         future.result()  # _deliver_inline never raises: a failure wakes a pump
 
@@ -133,7 +134,7 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
             timeline.mark("handle.start", event_ids, enqueued=_enqueued_at())
         try:
             results = handling.handle_events(rt.factory, rt.channels, list(event_ids),
-                                             default_zone=rt.settings.default_timezone)
+                                             default_zone=rt.settings.default_timezone, policies=rt.delivery.quiet)
         except Exception as exc:
             if len(event_ids) > 1:
                 # One of them may be the cause: each goes on alone, with its own retries.
@@ -150,8 +151,10 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
         faults.hit("worker.after_handle_commit")
         timeline.mark("handle.committed", event_ids)
         due: dict[str, list[int]] = {}
+        clients: dict[int, Client] = {}
         now = utcnow()
         for result in results:
+            clients.update(result.clients)
             if result.status == "waiting":  # an earlier same-key event first: look again shortly
                 rt.broker.enqueue(event_message(result.event_id), delay=int(PREDECESSOR_RETRY_S * 1000))
             if result.broadcast_id is not None:  # a CRM's mass_broadcast: the broadcast machinery takes it
@@ -160,7 +163,7 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
                 if send_at is None or send_at <= now:
                     due.setdefault(channel, []).append(notification_id)
         if due and sum(len(ids) for ids in due.values()) <= rt.settings.delivery_inline_rows and not _behind(started):
-            _deliver_inline_all(rt, due)
+            _deliver_inline_all(rt, due, clients)
         else:
             for channel, ids in due.items():
                 wake_channel(rt.broker, channel, copies=min(MAX_WAKES, math.ceil(len(ids) / rt.delivery.batch_size)))

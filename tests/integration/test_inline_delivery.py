@@ -78,7 +78,7 @@ def test_more_rows_than_the_inline_limit_wake_a_pump_instead(make_runtime, bot_a
 def test_when_the_inline_send_fails_a_pump_takes_the_rows(make_runtime, bot_api, monkeypatch):
     rt, broker = make_runtime()
 
-    def broken(ids):  # noqa: ANN001, ANN202 - the database went away between the two transactions
+    def broken(ids, **_):  # noqa: ANN001, ANN003, ANN202 - the database went away between the two transactions
         raise RuntimeError("connection lost")
 
     monkeypatch.setattr(rt.delivery, "deliver_rows", broken)
@@ -106,3 +106,16 @@ def test_a_message_that_waited_in_the_queue_wakes_a_pump_which_batches_the_backl
     assert [r.status for r in rows] == ["pending"]
     assert broker.queues[delivery_queue("telegram")].qsize() == 1
     assert bot_api.messages() == []
+
+
+def test_the_inline_send_reuses_the_clients_handling_read(make_runtime, bot_api):
+    """Handling has just read the recipients with their addresses; the send does not read them again."""
+    from sqlalchemy import event
+
+    rt, broker = make_runtime()
+    statements: list[str] = []
+    event.listen(rt.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    rows = _handle(rt, broker, [1, 2])
+    assert sorted(r.status for r in rows) == ["sent", "sent"]
+    reads = [s for s in statements if "FROM clients" in s]
+    assert len(reads) == 1, reads  # handling's, not delivery's
