@@ -42,11 +42,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vestnik.shared import faults, timeline
+from vestnik.shared import client_view, faults, timeline
+from vestnik.shared.client_view import ClientView
 from vestnik.shared.composer import Memo, compose, find_template
 from vestnik.shared.config import Settings
 from vestnik.shared.errors import TemplateError
@@ -343,11 +343,11 @@ class Delivery:
     # ------------------------------------------------------------ render, slots
 
     def _prepare(self, session: Session, claimed: list[state.Claimed], now: datetime, out: BatchResult,
-                 *, clients: Mapping[int, Client] | None = None) -> list[_Item]:
+                 *, clients: Mapping[int, Client | ClientView] | None = None) -> list[_Item]:
         known = clients or {}
         ids = {c.recipient_id for c in claimed if c.recipient_id is not None and c.recipient_id not in known}
-        clients = {**known, **({c.id: c for c in session.scalars(select(Client).where(Client.id.in_(ids)))}
-                               if ids else {})}
+        # The others as light read-only rows, one query (not ORM objects with selectin addresses).
+        clients = {**known, **client_view.load(session, ids)}
         templates: dict[tuple[str, str, str], NotificationTemplate | TemplateError] = {}
         memo: Memo = {}  # one batch's renders: the clients of one event mostly get the same text
         items: list[_Item] = []
@@ -395,13 +395,13 @@ class Delivery:
                                         "render_failed": len(failed)})
         return self._attachments(session, items, now, out)
 
-    def _stand_in(self, c: state.Claimed, chat: Any) -> Client:
+    def _stand_in(self, c: state.Claimed, chat: Any) -> ClientView:
         """Who a post is rendered for when no client is behind it (a group or channel): ``name`` is the
         chat's title, the zone the default one."""
-        return Client(id=0, name=chat.title if chat is not None else "", locale=c.locale,
-                      timezone=self.settings.default_timezone)
+        return ClientView(id=0, name=chat.title if chat is not None else "", locale=c.locale,
+                          timezone=self.settings.default_timezone)
 
-    def _render(self, session: Session, c: state.Claimed, client: Client | None, channel: Channel | None,
+    def _render(self, session: Session, c: state.Claimed, client: ClientView | None, channel: Channel | None,
                 templates: dict[tuple[str, str, str], Any], memo: Memo | None = None) -> RenderedMessage:
         if channel is None:
             raise TemplateError(f"channel {c.channel!r} is not registered in this worker")
@@ -450,7 +450,7 @@ class Delivery:
         state.record_attachments(session, carried)
         return ready
 
-    def _quiet_until(self, session: Session, client: Client | None, c: state.Claimed, now: datetime
+    def _quiet_until(self, session: Session, client: ClientView | None, c: state.Claimed, now: datetime
                      ) -> datetime | None:
         if client is None:
             return None
@@ -461,7 +461,7 @@ class Delivery:
                                       policies=self.quiet.get(session))
 
     @staticmethod
-    def _refusal_now(client: Client | None, c: state.Claimed, channel: Channel | None) -> str | None:
+    def _refusal_now(client: ClientView | None, c: state.Claimed, channel: Channel | None) -> str | None:
         if client is None or channel is None:
             return None  # an admin's test to themselves; an unknown channel fails at render with its reason
         if not allows_category(client, Category(c.category)):
