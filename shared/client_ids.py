@@ -3,7 +3,7 @@
 A client's id is the CRM's own: an integer or a string of up to 64 characters
 (``shared/wire.py``'s ``CLIENT_ID``; a UUID works).  Inside, a client is a
 row key (``clients.id``, a BIGINT every other table refers to), and
-``clients.crm_id`` keeps the CRM's id as text (migration 0023):
+``clients.crm_id`` keeps the CRM's id as text (migration 0024):
 
 - an integer, or its canonical decimal text (``"42"``, no sign, no leading
   zero), is its own key: ``42`` and ``"42"`` are the same client, and resolving
@@ -31,7 +31,7 @@ from vestnik.shared.models import Client
 from vestnik.shared.wire import BIGINT_MAX, CLIENT_ID
 
 _DECIMAL = re.compile(r"[1-9][0-9]{0,18}")
-#: PostgreSQL's sequence of keys for string ids (-1, -2, ...; migration 0023)
+#: PostgreSQL's sequence of keys for string ids (-1, -2, ...; migration 0024)
 STRING_KEY_SEQUENCE = "clients_string_key_seq"
 
 

@@ -111,7 +111,7 @@ class Client(Base):
     )
 
     # The row key every table refers to: an integer CRM id is its own key; a string id (a UUID) gets a
-    # negative key from a sequence (shared/client_ids.py, migration 0023).
+    # negative key from a sequence (shared/client_ids.py, migration 0024).
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     #: the CRM's own id as text ("42", "7f0c1b9e-..."): what every page, export and API answer shows
     crm_id: Mapped[str] = mapped_column(String(64), default=_crm_id_default)

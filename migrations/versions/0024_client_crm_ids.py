@@ -1,7 +1,7 @@
 """CRM client ids that are strings: ``clients.crm_id`` and a sequence of negative keys
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-11-30 08:00:00
 
 A client's id is the CRM's own: an integer or a string of up to 64 characters
@@ -28,8 +28,8 @@ import importlib
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0023"
-down_revision = "0022"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
@@ -121,7 +121,7 @@ def downgrade() -> None:
     # Clients known only by a string id cannot be kept by a schema without crm_id: their rows (and what
     # refers to them) would name no CRM client.  The downgrade refuses rather than guesses.
     if op.get_bind().execute(sa.text("SELECT count(*) FROM clients WHERE id < 0")).scalar():
-        raise RuntimeError("clients with string ids exist (clients.id < 0): a downgrade below 0023 would lose "
+        raise RuntimeError("clients with string ids exist (clients.id < 0): a downgrade below 0024 would lose "
                            "their CRM ids; forget or remove them first")
     if op.get_bind().dialect.name == "postgresql":
         op.execute(_previous_upsert())
