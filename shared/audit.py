@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from vestnik.shared import client_ids
 from vestnik.shared.models import AuditLog
 
 
@@ -17,5 +18,7 @@ def record(session: Session, actor: str, action: str, object_type: str, object_i
 
 
 def client_action(session: Session, client_id: int, action: str, details: dict[str, Any] | None = None) -> None:
-    """A client changed something of their own (profile page, bot command)."""
-    record(session, f"client:{client_id}", action, "client", client_id, details)
+    """A client (row key ``client_id``) changed something of their own (profile page, bot command); the
+    audit names the client by the CRM's id (shared/client_ids.py)."""
+    shown = client_ids.crm_ids(session, [client_id]).get(client_id, str(client_id))
+    record(session, f"client:{shown}", action, "client", shown, details)

@@ -26,9 +26,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, client_ids
 from vestnik.shared.addresses import ADDRESS_FIELDS, CHANNELS, SWITCH_FIELDS
-from vestnik.shared.client_ids import client_key
 from vestnik.shared.client_record import PREFERENCE_COLUMNS
 from vestnik.shared.models import (
     AuditLog,
@@ -40,6 +39,7 @@ from vestnik.shared.models import (
     Notification,
     utcnow,
 )
+from vestnik.shared.wire import CLIENT_ID
 
 ERASED = "[erased]"
 #: why the notifications still to be sent were canceled
@@ -47,15 +47,15 @@ FORGOTTEN = "client forgotten at the CRM's request"
 
 
 class UnknownClientId(ValueError):
-    """A CRM id that names no row this database can hold (see shared/client_ids.py)."""
+    """A value that is no client id (see shared/client_ids.py): not an integer 1..2**63-1 nor a string of
+    1 to 64 allowed characters."""
 
 
-def _key(client_id: Any) -> int:
-    key = client_key(client_id)
-    if key is None:
-        raise UnknownClientId(f"id: {client_id!r} cannot name a client in this database yet (integer ids only, "
-                              "1 to 9223372036854775807, no leading zeros)")
-    return key
+def _crm_id(client_id: Any) -> str:
+    crm_id = client_ids.crm_id_of(client_id)
+    if crm_id is None:
+        raise UnknownClientId(f"id: {client_id!r} {CLIENT_ID.error}")
+    return crm_id
 
 
 def _column_values(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -101,16 +101,20 @@ def _memberships(session: Session, key: int, groups: list[str] | None, tags: lis
 def upsert(session: Session, client_id: Any, fields: Mapping[str, Any], *, default_locale: str = "ru",
            default_timezone: str = "Europe/Moscow") -> tuple[Client, bool]:
     """Create or merge one client (fields validated by the caller); return it and whether it was created."""
-    key = _key(client_id)
+    crm_id = _crm_id(client_id)
     values = _column_values(fields)
     groups, tags = fields.get("groups"), fields.get("tags")
-    client = session.get(Client, key, with_for_update=session.get_bind().dialect.name == "postgresql")
+    key = client_ids.resolve(session, client_id)
+    client = None if key is None else session.get(
+        Client, key, with_for_update=session.get_bind().dialect.name == "postgresql")
     if client is not None:
         apply(session, client, values, groups=groups, tags=tags)
         return client, False
+    if key is None:  # a string id no client has yet: a new negative key (shared/client_ids.py)
+        key = client_ids.new_key(session)
     now = utcnow()
     columns = {k: v for k, v in values.items() if k not in ADDRESS_FIELDS and k not in SWITCH_FIELDS}
-    client = Client(id=key, **{"name": "", "locale": default_locale, "timezone": default_timezone,
+    client = Client(id=key, crm_id=crm_id, **{"name": "", "locale": default_locale, "timezone": default_timezone,
                                "allow_service_notifications": True, "allow_marketing_notifications": False,
                                **columns}, created_at=now, updated_at=now)
     apply(session, client, {k: v for k, v in values.items() if k not in columns}, groups=None, tags=None)
@@ -118,8 +122,8 @@ def upsert(session: Session, client_id: Any, fields: Mapping[str, Any], *, defau
         with session.begin_nested():  # a concurrent request may create the same client first
             session.add(client)
             session.flush()
-    except IntegrityError:
-        client = session.get(Client, key, populate_existing=True)
+    except IntegrityError:  # the same key, or the same string id under another key
+        client = session.get(Client, client_ids.resolve(session, client_id), populate_existing=True)
         apply(session, client, values, groups=groups, tags=tags)
         return client, False
     _memberships(session, key, groups, tags)
@@ -127,7 +131,7 @@ def upsert(session: Session, client_id: Any, fields: Mapping[str, Any], *, defau
 
 
 def find(session: Session, client_id: Any) -> Client | None:
-    key = client_key(client_id)
+    key = client_ids.resolve(session, client_id)
     return None if key is None else session.get(Client, key)
 
 
@@ -140,7 +144,7 @@ def view(session: Session, client: Client) -> dict[str, Any]:
                              .order_by(ClientGroup.name)).all()
     tags = session.scalars(select(ClientTag.tag).where(ClientTag.client_id == client.id).order_by(ClientTag.tag)).all()
     return {
-        "id": str(client.id), "name": client.name, "phone": client.phone,
+        "id": client.crm_id, "name": client.name, "phone": client.phone,
         **{field: client.address(channel) for field, channel in ADDRESS_FIELDS.items()},
         "locale": client.locale, "timezone": client.timezone,
         **{field: client.channel_enabled(channel) for field, channel in SWITCH_FIELDS.items()},
@@ -187,7 +191,7 @@ def forget(session: Session, client: Client) -> int:
     # The audit keeps who changed what and when, not the values: an admin's edit of the client holds
     # its old and new name, phone and addresses ([old, new] pairs); its field names are not personal.
     for row in session.scalars(select(AuditLog).where(AuditLog.object_type == "client",
-                                                      AuditLog.object_id == str(key))):
+                                                      AuditLog.object_id == client.crm_id)):
         if row.details:
             row.details = {k: v if k == "fields" else _erase_values(v) for k, v in row.details.items()}
     return erased

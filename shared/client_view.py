@@ -42,6 +42,8 @@ class ClientView:
     quiet_hours_start_min: int | None = None
     quiet_hours_end_min: int | None = None
     addresses: Mapping[str, AddressView] = field(default_factory=dict)
+    #: the CRM's id as text ("42", a UUID): what a template's ``client_id`` shows (shared/client_ids.py)
+    crm_id: str | None = None
 
     def address(self, channel: str) -> str | None:
         row = self.addresses.get(channel)
@@ -56,7 +58,7 @@ class ClientView:
         return row.unreachable_reason if row is not None else None
 
     def __str__(self) -> str:
-        return f"{self.name} (#{self.id})"
+        return f"{self.name} (#{self.crm_id or self.id})"
 
 
 def _legacy_names() -> None:
@@ -73,7 +75,7 @@ _legacy_names()
 
 _COLUMNS = ("SELECT c.id, c.name, c.locale, c.timezone, c.allow_service_notifications, "
             "c.allow_marketing_notifications, c.quiet_hours_start_min, c.quiet_hours_end_min, "
-            "a.channel, a.address, a.enabled, a.unreachable_reason "
+            "a.channel, a.address, a.enabled, a.unreachable_reason, c.crm_id "
             "FROM clients c LEFT JOIN client_addresses a ON a.client_id = c.id ")
 #: PostgreSQL: the ids as one array parameter (one statement text whatever the batch's size)
 _LOAD_PG = text(_COLUMNS + "WHERE c.id = ANY(CAST(:ids AS bigint[]))")
@@ -87,13 +89,15 @@ def load(session: Session, ids: Collection[int]) -> dict[int, ClientView]:
     postgres = session.get_bind().dialect.name == "postgresql"
     rows = session.execute(_LOAD_PG if postgres else _LOAD, {"ids": list(ids)}).all()
     heads: dict[int, tuple[Any, ...]] = {}
+    crm_ids: dict[int, str] = {}
     addresses: dict[int, dict[str, AddressView]] = {}
     for row in rows:
         client_id = row[0]
         if client_id not in heads:
             heads[client_id] = row[1:8]
+            crm_ids[client_id] = row[12]
             addresses[client_id] = {}
         if row[8] is not None:
             addresses[client_id][row[8]] = AddressView(row[9], row[10], row[11])
     # The stored values as they are (a NULL time zone falls back where it is read, as with ``Client``).
-    return {cid: ClientView(cid, *head, addresses[cid]) for cid, head in heads.items()}
+    return {cid: ClientView(cid, *head, addresses[cid], crm_ids[cid]) for cid, head in heads.items()}

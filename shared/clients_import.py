@@ -1,6 +1,7 @@
 """``vestnik clients import FILE.csv``: merge clients by id; report every bad field by line.
 
-Only ``id`` is required.  The other columns are ``name, phone, email,
+Only ``id`` is required: the CRM's id, an integer or a string of up to 64
+characters (a UUID; ``shared/client_ids.py``), so one file may mix both.  The other columns are ``name, phone, email,
 telegram_chat_id, webhook_url, locale, timezone``, the preferences
 ``telegram_enabled, email_enabled, webhook_enabled, allow_service,
 allow_marketing``, the broadcast targeting
@@ -40,11 +41,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from vestnik.shared import bounds, locales
+from vestnik.shared import bounds, client_ids, locales
 from vestnik.shared.addresses import ADDRESS_FIELDS, SWITCH_FIELDS
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.models import Client, ClientGroup, ClientTag, utcnow
+from vestnik.shared.wire import CLIENT_ID
 
 REQUIRED = ("id",)
 CONTACT = ("name", "phone", "email", "telegram_chat_id", "webhook_url", "locale", "timezone")
@@ -58,7 +60,6 @@ KNOWN_COLUMNS = (*REQUIRED, *CONTACT, *PREFERENCES, *LABELS, "last_active_at")
 CHUNK = 1000
 
 _EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
-_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, within BIGINT
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # no text file has these
 _TRUE = {"1", "true", "yes", "y", "on", "да"}
 _FALSE = {"0", "false", "no", "n", "off", "нет"}
@@ -136,10 +137,11 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
     if problems:
         raise RowError(problems)
     raw_id = cell("id")
-    if not _ID.fullmatch(raw_id) or int(raw_id) <= 0:
-        problems.append(f"id: must be a positive integer (up to 18 digits), got {raw_id[:40]!r}")
+    crm_id = client_ids.crm_id_of(raw_id)  # "42" is the client 42; "042" and a UUID are string ids
+    if crm_id is None:
+        problems.append(f"id: {CLIENT_ID.error}, got {raw_id[:70]!r}")
     else:
-        out["id"] = int(raw_id)
+        out["id"] = crm_id
     if name := cell("name"):
         if len(name) > 200:
             problems.append(f"name: longer than 200 characters ({len(name)})")
@@ -233,7 +235,7 @@ def import_clients(session: Session, stream: TextIO, *, default_timezone: str = 
         report.errors.append((1, "header: " + "; ".join(parts)))
         return report
     reader.fieldnames = header
-    parsed: dict[int, dict[str, Any]] = {}
+    parsed: dict[str, dict[str, Any]] = {}
     rows_read = 0
     for row in reader:
         rows_read += 1
@@ -260,16 +262,24 @@ def import_clients(session: Session, stream: TextIO, *, default_timezone: str = 
 
 
 def _merge(session: Session, rows: Iterable[dict[str, Any]], report: ImportReport, default_timezone: str) -> None:
+    """One chunk of parsed rows (``id``: the CRM id as ``crm_id`` text) merged into the clients."""
     chunk = list(rows)
     if not chunk:
         return
-    existing = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_([r["id"] for r in chunk])))}
+    keys = {crm_id: key for crm_id in (r["id"] for r in chunk)
+            if (key := client_ids.client_key(crm_id)) is not None}
+    keys.update(client_ids.lookup(session, [r["id"] for r in chunk]))
+    existing = {c.id: c for c in session.scalars(select(Client).where(Client.id.in_(list(keys.values()))))}
     labels = {kind: {v["id"]: v.pop(f"_{kind}") for v in chunk if f"_{kind}" in v} for kind in LABELS}
     for values in chunk:
-        client = existing.get(values["id"])
+        crm_id = values.pop("id")
+        key = keys.get(crm_id)
+        client = existing.get(key) if key is not None else None
         created = client is None
         if created:
-            client = Client(id=values["id"], timezone=default_timezone)
+            if key is None:  # a string id no client has yet (shared/client_ids.py)
+                key = keys[crm_id] = client_ids.new_key(session)
+            client = Client(id=key, crm_id=crm_id, timezone=default_timezone)
             session.add(client)
         for attr, value in values.items():
             if attr in ADDRESS_FIELDS:  # a new address gets a fresh chance (Client.set_address)
@@ -286,7 +296,8 @@ def _merge(session: Session, rows: Iterable[dict[str, Any]], report: ImportRepor
     session.flush()
     for kind, model, column in (("groups", ClientGroup, ClientGroup.name), ("tags", ClientTag, ClientTag.tag)):
         if labels[kind]:
-            session.execute(delete(model).where(model.client_id.in_(list(labels[kind]))))
-            session.add_all([model(client_id=cid, **{column.key: name})
-                             for cid, names in labels[kind].items() for name in names])
+            members = {keys[crm_id]: names for crm_id, names in labels[kind].items()}
+            session.execute(delete(model).where(model.client_id.in_(list(members))))
+            session.add_all([model(client_id=key, **{column.key: name})
+                             for key, names in members.items() for name in names])
     session.flush()

@@ -111,7 +111,10 @@ def template_buttons(template: NotificationTemplate, ctx: Mapping[str, Any], loc
 
 
 def client_variables(client: Client) -> dict[str, Any]:
-    return {"name": client.name, "client_id": client.id}
+    """``client_id`` is the CRM's id: the integer, or the CRM's string id (a UUID) for a client that has one
+    (its row key is negative then: shared/client_ids.py)."""
+    key = client.id
+    return {"name": client.name, "client_id": key if key is None or key > 0 else getattr(client, "crm_id", key)}
 
 
 def _declared(event_type: str) -> tuple[set[str], set[str]]:
@@ -149,9 +152,9 @@ def compose(
         datetime_fields=datetime_fields,
         locale=locale,
         tz=client.timezone or default_zone,  # VESTNIK_DEFAULT_TIMEZONE for a client without one
-        client=client_variables(client),
+        client=(variables := client_variables(client)),
     )
-    about = {"event_type": event_type, "client_id": client.id or None, "locale": locale}
+    about = {"event_type": event_type, "client_id": variables["client_id"] or None, "locale": locale}
     if form.html_part:
         # Subject and body in one call: a template that needs the render process makes one trip.
         with_subject = form.subject_mode != "none" and bool((template.subject or "").strip())

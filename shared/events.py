@@ -144,7 +144,8 @@ class EventType:
 #: Every template may use these: they come from the client, not the event.
 CLIENT_VARIABLES = (
     Field("name", example="Анна Смирнова", description="the client's name"),
-    Field("client_id", "int", example=42, description="the client's id in the CRM"),
+    Field("client_id", "int", example=42,
+          description="the client's id in the CRM (an integer, or the CRM's string id such as a UUID)"),
 )
 
 _REGISTRY: dict[str, EventType] = {}

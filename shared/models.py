@@ -17,6 +17,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
     Float,
@@ -94,12 +95,26 @@ class AdminRole(str, enum.Enum):
     support = "support"  # read-only
 
 
+def _crm_id_default(context: Any) -> str:
+    """An integer client's ``crm_id`` is its key's decimal text (a string id's is always given)."""
+    return str(context.get_current_parameters()["id"])
+
+
 class Client(Base):
     """A client as the CRM knows it, with the notification preferences."""
 
     __tablename__ = "clients"
+    __table_args__ = (
+        UniqueConstraint("crm_id", name="uq_clients_crm_id"),
+        # a positive key is an integer id's own: its crm_id is the key's decimal text, so "42" and 42 meet
+        CheckConstraint("id < 0 OR crm_id = CAST(id AS TEXT)", name="ck_clients_crm_id"),
+    )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # the CRM's id
+    # The row key every table refers to: an integer CRM id is its own key; a string id (a UUID) gets a
+    # negative key from a sequence (shared/client_ids.py, migration 0024).
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    #: the CRM's own id as text ("42", "7f0c1b9e-..."): what every page, export and API answer shows
+    crm_id: Mapped[str] = mapped_column(String(64), default=_crm_id_default)
     name: Mapped[str] = mapped_column(String(200), default="")
     # The client's phone in E.164 (+79161234567): identity, not a channel address.  A webhook may name a
     # client by it (webapp/webhooks.py); not unique (a family may share one), so a look-up that finds two
@@ -180,7 +195,7 @@ class Client(Base):
         row.updated_at = utcnow()
 
     def __str__(self) -> str:
-        return f"{self.name} (#{self.id})"
+        return f"{self.name} (#{self.crm_id or self.id})"  # the CRM id, never a string id's row key
 
 
 def _legacy_accessors() -> None:
@@ -325,15 +340,27 @@ class Notification(Base):
             postgresql_where=text("status = 'processing'"),
             sqlite_where=text("status = 'processing'"),
         ),
-        Index("ix_notifications_key", "key"),
+        # Every status change writes an entry into each index without a predicate and each whose predicate
+        # the new row meets (status is in the predicates: no update that moves status is HOT).  So an index
+        # covers only the rows its queries look for (migration 0023): cancel by key and the history's key
+        # filter name a key; the status filter reads failed and canceled rows here, sent ones along
+        # ix_notifications_created and pending or processing ones in their own partial indexes.
+        Index("ix_notifications_key", "key", postgresql_where=text("key IS NOT NULL"),
+              sqlite_where=text("key IS NOT NULL")),
         Index("ix_notifications_created", "created_at"),
         Index("ix_notifications_recipient_created", "recipient_id", "created_at"),
-        Index("ix_notifications_status_created", "status", "created_at"),
-        # A broadcast reaches one client, and one address, once per channel (resends take another step).
-        UniqueConstraint("broadcast_id", "recipient_id", "channel", "step", name="uq_notification_broadcast"),
-        UniqueConstraint("broadcast_id", "channel", "recipient_address", "step",
-                         name="uq_notification_broadcast_address"),
-        Index("ix_notifications_broadcast_status", "broadcast_id", "status", "channel"),
+        Index("ix_notifications_status_created", "status", "created_at",
+              postgresql_where=text("status IN ('failed', 'canceled')"),
+              sqlite_where=text("status IN ('failed', 'canceled')")),
+        # A broadcast reaches one client, and one address, once per channel (resends take another step);
+        # rows without a broadcast are never in conflict here (NULLs are distinct), so they are left out.
+        Index("uq_notification_broadcast", "broadcast_id", "recipient_id", "channel", "step", unique=True,
+              postgresql_where=text("broadcast_id IS NOT NULL"), sqlite_where=text("broadcast_id IS NOT NULL")),
+        Index("uq_notification_broadcast_address", "broadcast_id", "channel", "recipient_address", "step",
+              unique=True, postgresql_where=text("broadcast_id IS NOT NULL"),
+              sqlite_where=text("broadcast_id IS NOT NULL")),
+        Index("ix_notifications_broadcast_status", "broadcast_id", "status", "channel",
+              postgresql_where=text("broadcast_id IS NOT NULL"), sqlite_where=text("broadcast_id IS NOT NULL")),
         # Rows a broadcast made but has not handed to delivery yet (send_at NULL): its feeder's queue.
         Index(
             "ix_notifications_broadcast_held",

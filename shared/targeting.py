@@ -14,7 +14,8 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from vestnik.shared import bounds, locales
-from vestnik.shared.bounds import BoundsError
+from vestnik.shared.client_ids import client_key
+from vestnik.shared.wire import CLIENT_ID
 
 MAX_LIST = 200
 
@@ -108,18 +109,25 @@ def _names(raw: Mapping[str, Any], name: str, maxlen: int) -> tuple[str, ...]:
     return cleaned
 
 
-def parse_client_ids(text: str, limit: int = 1_000_000) -> list[int]:
-    """An uploaded list: ids separated by commas, semicolons, spaces or lines (a CSV's first column)."""
-    ids: list[int] = []
+_HEADERS = ("id", "client", "client_id", "clientid", "crm_id")
+
+
+def parse_client_ids(text: str, limit: int = 1_000_000) -> list[int | str]:
+    """An uploaded list: the CRM's ids separated by commas, semicolons, spaces or lines (a CSV's first column).
+
+    An integer id (``42``) comes back as an int, any other id (a UUID) as the string it is
+    (``shared/client_ids.py``); the caller resolves them to clients.
+    """
+    ids: list[int | str] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         first = line.split(",")[0].split(";")[0].strip()
         for token in first.split():
-            try:
-                ids.append(bounds.identifier(token, f"line {lineno}"))
-            except BoundsError:
-                if lineno == 1 and not any(c.isdigit() for c in token):
-                    continue  # a header such as "id"
+            if not CLIENT_ID(token):
                 raise ValueError(f"line {lineno}: {token[:30]!r} is not a client id") from None
+            if lineno == 1 and token.lower() in _HEADERS:
+                continue  # a header
+            key = client_key(token)
+            ids.append(key if key is not None else token)
     unique = list(dict.fromkeys(ids))
     if len(unique) > limit:
         raise ValueError(f"at most {limit:,} client ids")

@@ -81,7 +81,7 @@ def database_metrics(session: Session) -> Iterator[GaugeMetricFamily]:
                             value=(now - oldest_due).total_seconds() if oldest_due else 0.0)
 
     # Near the provider's daily quota?  Sent in the last 24 hours against the configured cap (email:
-    # Yandex's 500 a day per mailbox); ix_notifications_status_created reads only the day's sent rows.
+    # Yandex's 500 a day per mailbox); ix_notifications_created reads only the day's rows.
     sent_day = GaugeMetricFamily("vestnik_channel_sent_24h", "Messages sent in the last 24 hours, by channel",
                                  labels=["channel"])
     rows = session.execute(

@@ -80,8 +80,8 @@ def one_click(token: str):
 
         record_unsubscribe(db, client.id, now)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    db.add(AuditLog(actor=f"client:{client.id}", action="client.unsubscribe", object_type="client",
-                    object_id=str(client.id), details={"category": "marketing", "was_allowed": was,
+    db.add(AuditLog(actor=f"client:{client.crm_id}", action="client.unsubscribe", object_type="client",
+                    object_id=client.crm_id, details={"category": "marketing", "was_allowed": was,
                                                        "canceled_pending": canceled,
                                                        "via": "one-click" if one_click else "form"}))
     db.commit()

@@ -27,10 +27,11 @@ from sqlalchemy import select
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from vestnik.outbox import emit
-from vestnik.shared import bounds
+from vestnik.shared import bounds, client_ids
 from vestnik.shared.bounds import BoundsError
 from vestnik.shared.errors import EventValidationError
 from vestnik.shared.models import Client, Notification
+from vestnik.shared.wire import CLIENT_ID
 from vestnik.webapp import csrf, get_settings
 from vestnik.webapp.boundaries import read_body
 from vestnik.webapp.db import get_session
@@ -137,7 +138,7 @@ def payments():
     if not _CURRENCY.fullmatch(currency):
         raise BoundsError("currency", f"must be a three-letter ISO 4217 code such as RUB, got {currency!r}")
     key = f"invoice:{invoice_id}"
-    client_id = bounds.optional_integer(p.get("client_id"), "client_id", minimum=1)
+    client_id = _client_id(p["client_id"], "client_id") if p.get("client_id") not in (None, "") else None
     if client_id is None and p.get("phone") not in (None, ""):
         client_id = _client_by_phone(p["phone"], "phone")
     recipients = [client_id] if client_id is not None else _invoice_clients(key)
@@ -152,11 +153,21 @@ def payments():
     )
 
 
-def _client_by_phone(value: Any, field: str) -> int:
-    """The one client with this phone (E.164 after bounds.phone); refused by name when none or several have it."""
+def _client_id(value: Any, field: str) -> int | str:
+    """A client named by the CRM's id: an integer (or its decimal text) or a string id such as a UUID."""
+    if not client_ids.valid(value):
+        raise BoundsError(field, CLIENT_ID.error)
+    key = client_ids.client_key(value)
+    return key if key is not None else value
+
+
+def _client_by_phone(value: Any, field: str) -> int | str:
+    """The CRM id of the one client with this phone (E.164 after bounds.phone); refused by name when none or
+    several have it."""
     number = bounds.phone(value, field)
     found = get_session().scalars(
-        select(Client.id).where(Client.phone == number, Client.forgotten_at.is_(None)).order_by(Client.id).limit(5)
+        select(Client.crm_id).where(Client.phone == number, Client.forgotten_at.is_(None)).order_by(Client.id)
+        .limit(5)
     ).all()
     if not found:
         raise BadPayload(f"{field}: no client has the phone {number}; sync the client with its phone "
@@ -165,15 +176,19 @@ def _client_by_phone(value: Any, field: str) -> int:
         shown = ", ".join(str(i) for i in found[:4]) + (", ..." if len(found) > 4 else "")
         raise AmbiguousClient(f"{field}: {number} is the phone of {'more than 4' if len(found) > 4 else len(found)} "
                               f"clients (ids {shown}); send client_id to say which one")
-    return found[0]
+    key = client_ids.client_key(found[0])
+    return key if key is not None else found[0]
 
 
-def _invoice_clients(key: str) -> list[int]:
-    """Who an invoice was issued to, from the notifications of its invoice_created event."""
-    rows = get_session().scalars(
-        select(Notification.recipient_id).where(Notification.key == key).distinct().limit(100)
+def _invoice_clients(key: str) -> list[int | str]:
+    """Who an invoice was issued to (CRM ids), from the notifications of its invoice_created event."""
+    session = get_session()
+    rows = session.scalars(
+        select(Notification.recipient_id).where(Notification.key == key, Notification.recipient_id.is_not(None))
+        .distinct().limit(100)
     ).all()
-    return sorted(rows)
+    shown = client_ids.crm_ids(session, rows)
+    return [k if k > 0 else shown[k] for k in sorted(rows, key=abs) if k > 0 or k in shown]
 
 
 _BOOKING_TYPES = {"created": "booking_created", "moved": "booking_moved", "cancelled": "booking_cancelled",
@@ -197,7 +212,7 @@ def bookings():
     _require(b, "id", "service", "starts_at")
     booking_id = _ref(b, "id", "booking.")
     if b.get("client_id") not in (None, ""):
-        client_id = bounds.identifier(b["client_id"], "booking.client_id")
+        client_id = _client_id(b["client_id"], "booking.client_id")
     elif b.get("phone") not in (None, ""):
         client_id = _client_by_phone(b["phone"], "booking.phone")
     else:

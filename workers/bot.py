@@ -308,6 +308,6 @@ def _callback(session: Session, update_id: Any, callback: dict[str, Any]) -> Bot
         key=f"feedback:{booking_id}:{client.id}",
         # One answer per client and booking: a second press changes nothing.
         idempotency_key=f"feedback:{booking_id}:{client.id}",
-        initiator=f"client:{client.id}",
+        initiator=f"client:{client.crm_id}",
     )
     return BotReply("answerCallbackQuery", {**answer, "text": _say("thanks", client.locale or "ru")})

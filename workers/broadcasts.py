@@ -337,7 +337,7 @@ def start_from_event(session: Session, event: Any, now: datetime) -> Broadcast:
     template without a version for a channel): the event then fails, visibly.
     """
     data = dict(event.data or {})
-    recipients, _unresolved = client_keys(event.recipients or [])  # an id naming no client reaches no one
+    recipients, _unresolved = client_keys(event.recipients or [], session)  # an id naming no client reaches no one
     channels = data.get("channels") or [name for name, cls in CHANNELS.items() if cls.address_field]
     b = create(
         session, name=str(data.get("broadcast_name") or f"{data['template_code']} (event {event.id})"),

@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared.attachment_refs import ATTACHMENT_KEY
-from vestnik.shared.client_ids import client_keys
+from vestnik.shared.client_ids import client_keys, lookup
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import canonical_event_type, validate_event
 from vestnik.shared.models import (
@@ -130,7 +130,9 @@ def handle_events(
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update()
         events = {e.id: e for e in session.scalars(stmt)}
-        wanted = {r for e in events.values() for r in client_keys(e.recipients or [])[0]}
+        # string ids (a UUID) of the whole batch in one query; integer ids need none (shared/client_ids.py)
+        known = lookup(session, (r for e in events.values() for r in e.recipients or []))
+        wanted = {r for e in events.values() for r in client_keys(e.recipients or [], known=known)[0]}
         clients = {c.id: c for c in session.scalars(select(Client).where(_among(session, Client.id, wanted)))
                    } if wanted else {}
         quiet = policies.get(session) if policies is not None else quiet_hours.load_policies(session)
@@ -147,7 +149,7 @@ def handle_events(
                 continue
             try:
                 results.append(_handle(session, channels, event, clients, now, quiet, default_zone, overrides,
-                                       inserts, posts_to))
+                                       inserts, posts_to, known))
             except PredecessorPending as exc:
                 results.append(HandleResult(event_id, "waiting", error=str(exc)))
         inserts.flush(session)
@@ -161,7 +163,7 @@ def handle_events(
 def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
             now: datetime, quiet: Any, default_zone: str,
             overrides: dict[str, Override | None] | None = None, inserts: _Inserts | None = None,
-            posts_to: chats.Subscribed | None = None) -> HandleResult:
+            posts_to: chats.Subscribed | None = None, known: dict[str, int] | None = None) -> HandleResult:
     """One event inside the batch's transaction (see the module docstring)."""
     event_id = event.id
     if inserts is None:
@@ -211,7 +213,7 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         canceled = notifications.cancel_by_key(session, event.key,
                                                f"canceled by {event.event_type} (event {event.id})", now)
 
-    recipients, unresolved = client_keys(event.recipients or [])
+    recipients, unresolved = client_keys(event.recipients or [], session, known=known)
     clients = [clients_by_id[r] for r in recipients if r in clients_by_id]
     try:
         planned, skipped = plan_event(
@@ -225,8 +227,8 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
                 + chats.event_rows(event, rule, (posts_to or {}).get(event.event_type, ()), now))
     event.status = OutboxStatus.processed.value
     event.processed_at = now
-    unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}
-                     | {str(r) for r in unresolved})
+    unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}  # integer ids
+                     | {str(r) for r in unresolved})  # as given
     event.error = f"unknown clients: {unknown[:50]}" if unknown else None
     if unknown:  # counted by the dashboard and /metrics, listed on the event's page
         event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]

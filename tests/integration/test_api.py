@@ -75,7 +75,7 @@ def test_the_document_is_openapi_3_1_and_covers_every_route_and_event_type(app):
     lesson = doc["components"]["schemas"]["Event_lesson_cancelled"]
     data = doc["components"]["schemas"][lesson["properties"]["data"]["$ref"].rsplit("/", 1)[-1]]
     assert data["required"] == ["lesson_title", "starts_at"] and data["additionalProperties"] is False
-    rules = {r.rule.removeprefix("/api/v1").replace("<client_id>", "{client_id}"): r.methods
+    rules = {r.rule.removeprefix("/api/v1").replace("<path:client_id>", "{client_id}"): r.methods
              for r in app.url_map.iter_rules() if r.rule.startswith("/api/v1/") and "openapi" not in r.rule}
     for path, methods in rules.items():
         assert {m.lower() for m in methods} - {"head", "options"} <= set(doc["paths"][path]), path

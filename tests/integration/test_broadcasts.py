@@ -287,7 +287,7 @@ def test_completion_after_everything_finished(school):
 def test_parse_client_ids():
     assert parse_client_ids("id\n1\n2,Anna\n3 4\n2") == [1, 2, 3, 4]
     with pytest.raises(ValueError, match="line 2"):
-        parse_client_ids("1\nx")
+        parse_client_ids("1\nанна")  # not a client id (a UUID or "x1" would be one)
 
 
 def test_clients_import_sets_groups_tags_and_activity(session_factory):

@@ -131,7 +131,7 @@ def test_reimport_applies_a_preference_the_file_names(session_factory):
 def test_every_bad_field_of_a_bad_row_is_reported_with_its_line(session_factory):
     text = ("id,email,telegram_chat_id,timezone,allow_marketing,last_active_at\n"
             "1,ok@example.com,1,UTC,yes,2026-01-01T10:00:00+03:00\n"
-            "x,bad,abc,Mars/Olympus,maybe,yesterday\n"
+            "x y,bad,abc,Mars/Olympus,maybe,yesterday\n"  # a space: no client id (a UUID would be one)
             "３,,,,,\n"  # full-width digit: not an id
             "4,,,,,,extra\n")
     with session_factory() as s:

@@ -15,6 +15,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from werkzeug.routing import BuildError
 
+from vestnik.shared import client_ids
 from vestnik.shared.models import AdminUser, ApiKey, Client
 from vestnik.webapp.db import get_session
 
@@ -44,9 +45,23 @@ def _lookup(kind: str, model: Any, key: int) -> Any:
     return cache[key]
 
 
+def _client(crm_id: str) -> Client | None:
+    """The client the audit names by the CRM's id ("client:42", "client:7f0c1b9e-..."; shared/client_ids.py)."""
+    cache = g.setdefault("audit_clients", {})
+    if crm_id not in cache:
+        key = client_ids.resolve(get_session(), crm_id)
+        cache[crm_id] = None if key is None else get_session().get(Client, key)
+    return cache[crm_id]
+
+
 def actor_label(actor: str | None) -> Markup:
     """``admin:1`` -> "Anna Smirnova <anna@school.test>"; ``client:5`` -> the client's name, linked."""
     kind, _, raw = (actor or "").partition(":")
+    if kind == "client" and raw:
+        client = _client(raw)
+        if client is not None:
+            return Markup('<a href="{}" title="{}">{}</a> <small class="text-muted">client</small>').format(
+                url_for("client.details_view", id=client.id), actor, client.name or f"client #{client.crm_id}")
     if raw.isdigit():
         key = int(raw)
         if kind == "admin":
@@ -54,11 +69,6 @@ def actor_label(actor: str | None) -> Markup:
             if person is not None:
                 label = f"{person.name} <{person.email}>" if person.name else person.email
                 return Markup('<span title="{}">{}</span>').format(actor, label)
-        if kind == "client":
-            client = _lookup("clients", Client, key)
-            if client is not None:
-                return Markup('<a href="{}" title="{}">{}</a> <small class="text-muted">client</small>').format(
-                    url_for("client.details_view", id=key), actor, client.name or f"client #{key}")
         if kind == "api_key":
             api_key = _lookup("keys", ApiKey, key)
             if api_key is not None:
@@ -70,7 +80,12 @@ def object_link(object_type: str | None, object_id: str | None) -> Markup:
     """The object, linked to its page when it has one (a list of ids links to none)."""
     label = f"{object_type or ''} #{object_id}" if object_id else (object_type or "")
     page = OBJECT_PAGES.get(object_type or "")
-    if page is None or not object_id or not object_id.isdigit():
+    if object_type == "client" and object_id:  # named by the CRM's id; its page by the row key
+        client = _client(object_id)
+        object_id = None if client is None else str(client.id)
+        if object_id is None:
+            return Markup("{}").format(label)
+    if page is None or not object_id or not object_id.lstrip("-").isdigit():
         return Markup("{}").format(label)
     endpoint, arg = page
     try:

@@ -26,7 +26,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
-from sqlalchemy import select
+from sqlalchemy import String, cast, func, select
 from wtforms import (
     BooleanField,
     DateField,
@@ -40,8 +40,9 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from vestnik.shared import bounds
+from vestnik.shared import client_ids
 from vestnik.shared.attachment_refs import ATTACHMENT_KEY
+from vestnik.shared.client_ids import client_keys
 from vestnik.shared.composer import compose, find_template
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.models import AuditLog, Broadcast, Client, ClientGroup, Notification, NotificationTemplate, utcnow
@@ -272,6 +273,13 @@ class BroadcastView(SecureView):
                     ids = parse_client_ids(form.client_ids.data.replace(",", "\n"))
                 if ids is not None and not ids:
                     raise broadcasts.BroadcastError("the uploaded list has no client ids")
+                unknown: list[Any] = []
+                if ids is not None:  # the CRM's ids (42, a UUID) to clients; an unknown string id names no row
+                    ids, unknown = client_keys(ids, get_session())
+                    unknown = [u for u in unknown if isinstance(u, str)]
+                    if not ids:
+                        raise broadcasts.BroadcastError(f"no uploaded id names a client ({', '.join(unknown[:5])}"
+                                                        f"{', ...' if len(unknown) > 5 else ''})")
                 b = broadcasts.create(
                     get_session(), name=form.name.data, template_code=form.template_code.data,
                     channels=form.channels.data, category=form.category.data,
@@ -291,6 +299,8 @@ class BroadcastView(SecureView):
                 get_session().add(AuditLog(actor=_actor(), action="broadcast.create", object_type="broadcast",
                                            object_id=str(b.id), details={"name": b.name, "status": b.status}))
                 get_session().commit()
+                if unknown:  # unknown integer ids are counted on the page; unknown string ids are said here
+                    flash(_("%(n)s uploaded ids name no client", n=len(unknown)), "warning")
                 return redirect(url_for(".details", broadcast_id=b.id))
         return self.render("admin/broadcasts/new.html", form=form)
 
@@ -308,8 +318,10 @@ class BroadcastView(SecureView):
             whole, test = broadcasts.counts(db, b)
         sel = broadcasts.selection(b, stage="all")
         picks = sample(db, sel, limit=20)
-        chosen = bounds.optional_integer(request.args.get("client"), "client", minimum=1) or (
+        typed = (request.args.get("client") or "").strip()  # the CRM's id (42 or a UUID)
+        chosen = (client_ids.resolve(db, typed) if client_ids.valid(typed) else None) or (
             picks[0][0] if picks else None)
+        shown = client_ids.crm_ids(db, [cid for cid, _ in picks])
         preview, preview_error = self._preview(b, chosen) if chosen else ([], None)
         audit = db.scalars(select(AuditLog).where(AuditLog.object_type == "broadcast",
                                                   AuditLog.object_id == str(b.id)).order_by(AuditLog.id)).all()
@@ -318,7 +330,7 @@ class BroadcastView(SecureView):
                                 key=b.id)
         return self.render(
             "admin/broadcasts/details.html", b=b, whole=whole, test=test, picks=picks, chosen=chosen,
-            preview=preview, preview_error=preview_error, progress=broadcasts.progress(db, b), audit=audit,
+            preview=preview, preview_error=preview_error, shown=shown, progress=broadcasts.progress(db, b), audit=audit,
             eta=self._estimate(b), resend=resend, count_sentence=count_sentence, when_text=when_text,
             report=report[0] if report else None,
             schedule=ScheduleForm(prefix="s"), text_form=TextForm(prefix="t", name=b.name,
@@ -338,7 +350,7 @@ class BroadcastView(SecureView):
         db = get_session()
         client = db.get(Client, client_id)
         if client is None:
-            return [], f"client #{client_id} does not exist"
+            return [], f"client #{request.args.get('client', client_id)} does not exist"
         channels = channels_for(db, broadcasts.selection(b, stage="all"), client_id)
         if not channels:
             return [], f"{client} is not in this selection (or gets no channel): nothing would be sent"
@@ -400,7 +412,8 @@ class BroadcastView(SecureView):
         from vestnik.webapp.admin.export import csv_response, stream_select
 
         b = self._get(broadcast_id)
-        stmt = (select(Notification.recipient_id, Client.name, Notification.channel, Notification.recipient_address,
+        shown_id = func.coalesce(Client.crm_id, cast(Notification.recipient_id, String))  # the CRM's id
+        stmt = (select(shown_id, Client.name, Notification.channel, Notification.recipient_address,
                        Notification.last_error, Notification.delivery_uncertain, Notification.attempts,
                        Notification.step, Notification.updated_at, Notification.id)
                 .outerjoin(Client, Client.id == Notification.recipient_id)

@@ -21,13 +21,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from vestnik.shared import bounds
+from vestnik.shared import bounds, client_ids, client_sync
 from vestnik.shared.buttons import ButtonError
 from vestnik.shared.buttons import parse as parse_buttons
 from vestnik.shared.composer import compose
 from vestnik.shared.errors import TemplateError
 from vestnik.shared.events import CLIENT_VARIABLES, EventType, Field, all_event_types, get_event_type
 from vestnik.shared.models import AdminUser, Client, NotificationTemplate
+from vestnik.shared.wire import CLIENT_ID
 from vestnik.workers.channels import CHANNELS
 from vestnik.workers.channels.base import RenderedMessage
 from vestnik.workers.delivery import Delivery, Result
@@ -76,6 +77,17 @@ def variables_catalogue() -> dict[str, Any]:
     }
 
 
+def _client_id(value: Any) -> int | str | None:
+    """The preview's real client, by the CRM's id; blank: the example client."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if not client_ids.valid(text):
+        raise bounds.BoundsError("client_id", CLIENT_ID.error)
+    key = client_ids.client_key(text)
+    return key if key is not None else text
+
+
 @dataclass
 class Draft:
     """The editor's unsaved content."""
@@ -86,7 +98,7 @@ class Draft:
     subject: str
     body: str
     event: str = ""
-    client_id: int | None = None
+    client_id: int | str | None = None  # the CRM's id (42 or a UUID: shared/client_ids.py)
     buttons: str = ""  # the "Telegram buttons" field (shared/buttons.py): previewed and sent with a test
 
     @classmethod
@@ -97,7 +109,7 @@ class Draft:
         return cls(code=text("code", 100).strip(), channel=text("channel", 32), locale=text("locale", 10) or "ru",
                    subject=text("subject"), body=text("body"), event=text("event", 100),
                    buttons=text("buttons", 20_000),
-                   client_id=bounds.optional_integer(form.get("client_id"), "client_id", minimum=1))
+                   client_id=_client_id(form.get("client_id")))
 
     def template(self) -> NotificationTemplate:
         # Transient: never added to a session, so nothing is saved by a preview.
@@ -146,12 +158,12 @@ def preview(db: Session, draft: Draft, *, default_zone: str, client: Client | No
         out.problems.setdefault("buttons", []).append(message)
     event = draft.event_type()
     if client is None and draft.client_id is not None:
-        client = db.get(Client, draft.client_id)
+        client = client_sync.find(db, draft.client_id)
         if client is None:
             out.problems.setdefault("client_id", []).append(f"no client #{draft.client_id}")
     client = client or example_client(draft.locale)
     out.event = event.name if event else None
-    out.client = f"{client.name} (#{client.id})"
+    out.client = f"{client.name} (#{client_ids.shown(client.id, client.crm_id)})"
     try:
         message = compose(draft.template(), form=CHANNELS[draft.channel], event_type=event.name if event else "",
                           client=client,

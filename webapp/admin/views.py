@@ -13,11 +13,11 @@ from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import false, select
 from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import ValidationError
 
-from vestnik.shared import bounds, locales
+from vestnik.shared import bounds, client_ids, locales
 from vestnik.shared.addresses import check as check_address
 from vestnik.shared.attachment_refs import SOURCE_NAMES
 from vestnik.shared.bounds import BoundsError
@@ -92,6 +92,21 @@ class InitiatorFilter(sqla_filters.BaseSQLAFilter):
         return "is"
 
 
+class ClientIdFilter(sqla_filters.BaseSQLAFilter):
+    """One client's notifications, named by the CRM's id (42 or a UUID: shared/client_ids.py); served by the
+    index on (recipient_id, created_at)."""
+
+    def validate(self, value: Any) -> bool:
+        return client_ids.valid(str(value).strip())
+
+    def apply(self, query, value, alias=None):
+        key = client_ids.resolve(get_session(), str(value).strip())
+        return query.filter(self.get_column(alias) == key) if key is not None else query.filter(false())
+
+    def operation(self) -> str:
+        return "equals"
+
+
 class ChatFilter(sqla_filters.BaseSQLAFilter):
     """Posts to one group or channel (no client, that address): served by the partial index
     ix_notifications_chat_posts (migration 0021), so it stays fast on millions of rows."""
@@ -121,7 +136,7 @@ def _client_link(view, context, model, name) -> Markup:
         return Markup('<span class="text-muted" title="{}">{}</span>').format(gettext("test send"),
                                                                            model.recipient_address)
     client = model.recipient
-    label = f"{client.name} (#{client.id})" if client else f"#{model.recipient_id}"
+    label = f"{client.name} (#{client.crm_id})" if client else f"#{client_ids.shown(model.recipient_id)}"
     return Markup('<a href="{}">{}</a>').format(url_for("client.details_view", id=model.recipient_id), label)
 
 
@@ -268,7 +283,8 @@ class NotificationView(SecureModelView):
     #: (header, column) of the export
     export_sql_columns = (
         ("id", Notification.id), ("created_at_utc", Notification.created_at), ("sent_at_utc", Notification.sent_at),
-        ("status", Notification.status), ("channel", Notification.channel), ("client_id", Notification.recipient_id),
+        ("status", Notification.status), ("channel", Notification.channel),
+        ("client_id", client_ids.shown_column(Notification.recipient_id)),  # the CRM's id, never a row key
         ("address", Notification.recipient_address), ("event_type", Notification.event_type),
         ("template", Notification.template_code), ("broadcast_id", Notification.broadcast_id),
         ("initiator", Notification.initiator), ("attempts", Notification.attempts),
@@ -296,7 +312,7 @@ class NotificationView(SecureModelView):
             AwareBetween(Notification.created_at, _l("Created (UTC)")),
             AwareAfter(Notification.created_at, _l("Created (UTC)")),
             AwareBefore(Notification.created_at, _l("Created (UTC)")),
-            sqla_filters.IntEqualFilter(Notification.recipient_id, _l("Client id")),
+            ClientIdFilter(Notification.recipient_id, _l("Client id")),
             sqla_filters.FilterEqual(Notification.channel, _l("Channel"), options=_choices(sorted(CHANNELS))),
             sqla_filters.FilterEqual(Notification.status, _l("Status"),
                                      options=[(s.value, STATUS_NAMES[s.value]) for s in NotificationStatus]),
@@ -617,7 +633,7 @@ def _client_notifications(view, context, model, name) -> Markup:
             n.event_type, _text_cell(view, context, n, "body"))
         for n in latest)
     link = Markup('<a href="{}">{}</a>').format(
-        url_for("notification.index_view", flt0_client_id_equals=model.id),
+        url_for("notification.index_view", flt0_client_id_equals=model.crm_id),
         gettext("all notifications of this client, with filters →"))
     if not latest:
         return Markup("{} ").format(gettext("None yet.")) + link
@@ -716,19 +732,21 @@ _CHANNEL_NAMES = sorted(CHANNELS)
 
 class ClientView(SecureModelView):
     allow_edit = True
-    column_list = ("id", "name", "phone", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
+    # the CRM's id (crm_id: 42 or a UUID), never the row key a string id gets (shared/client_ids.py)
+    column_list = ("crm_id", "name", "phone", *(f"address_{c}" for c in _CHANNEL_NAMES), "locale",
                    *(f"enabled_{c}" for c in _CHANNEL_NAMES), "allow_marketing_notifications")
-    column_labels = {"allow_marketing_notifications": _l("Marketing"), "allow_service_notifications": _l("Service"),
+    column_labels = {"crm_id": _l("Client id"), "allow_marketing_notifications": _l("Marketing"),
+                     "allow_service_notifications": _l("Service"),
                      "phone": _l("Phone (E.164)"), "name": _l("Name"), "locale": _l("Locale"),
                      "timezone": _l("Timezone"), "last_active_at": _l("Last Active At"), "created_at": _l("Created At"),
                      "updated_at": _l("Updated At"),
                      **{name: label for name, (_, label, _) in _CHANNEL_COLUMNS.items()}}
-    column_searchable_list = ("name", "phone", "addresses.address")
+    column_searchable_list = ("crm_id", "name", "phone", "addresses.address")
     column_filters = ("locale", "allow_marketing_notifications")
     column_default_sort = ("id", False)
     form_columns = ("phone", *(f"set_address_{c}" for c in _CHANNEL_NAMES), *(f"enabled_{c}" for c in _CHANNEL_NAMES),
                     "allow_service_notifications", "allow_marketing_notifications", "locale", "timezone")
-    column_details_list = ("id", "name", "phone",
+    column_details_list = ("crm_id", "name", "phone",
                            *(n for c in _CHANNEL_NAMES for n in (f"address_{c}", f"reachability_{c}")),
                            "locale", "timezone", *(f"enabled_{c}" for c in _CHANNEL_NAMES),
                            "allow_service_notifications", "allow_marketing_notifications", "groups_and_tags",
@@ -757,6 +775,14 @@ class ClientView(SecureModelView):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(Client, name=_l("Clients"), endpoint="client", **kwargs)
 
+    def get_one(self, id: Any) -> Any:  # noqa: A002 - Flask-Admin's name
+        # A client's page is addressed by its row key, negative for a string id (shared/client_ids.py).
+        try:
+            key = bounds.integer(id, "id")
+        except BoundsError:
+            return None
+        return get_session().get(Client, key) if key else None
+
     def on_form_prefill(self, form, id) -> None:  # noqa: A002 - flask-admin's name
         model = self.get_one(id)
         for channel in _CHANNEL_NAMES:
@@ -784,4 +810,4 @@ class ClientView(SecureModelView):
             if hist.has_changes():
                 changes[attr.key] = [hist.deleted[0] if hist.deleted else None,
                                      hist.added[0] if hist.added else None]
-        audit("client.preferences", "client", model.id, {"changes": changes})
+        audit("client.preferences", "client", model.crm_id, {"changes": changes})

@@ -1,6 +1,8 @@
 """``/api/v1/clients/{id}``: upsert (PUT), read (GET), forget (DELETE).
 
-``{id}`` is the CRM's own id (an integer or up to 64 of ``A-Za-z0-9._:@/+=#-``).
+``{id}`` is the CRM's own id (an integer or up to 64 of ``A-Za-z0-9._:@/+=#-``, e.g. a UUID;
+``42`` and ``"42"`` are the same client, ``"042"`` is another: ``shared/client_ids.py``).  Every
+answer names the client by that id, never by Vestnik's row key.
 PUT merges: an absent field is never changed, so preferences a client chose
 in the profile stay unless the body names them (``shared/client_record.py``).
 DELETE forgets: contact data erased, history kept without personal data
@@ -47,7 +49,7 @@ def put(client_id: str):
     except client_sync.UnknownClientId as exc:
         raise ApiError(422, "invalid client", [str(exc)]) from None
     session.add(AuditLog(actor=api_key.actor, action="client.create" if created else "client.update",
-                         object_type="client", object_id=client_id, details={"fields": sorted(body)}))
+                         object_type="client", object_id=client.crm_id, details={"fields": sorted(body)}))
     session.commit()
     response = jsonify(schemas.Client.model_validate(client_sync.view(session, client)).model_dump())
     response.status_code = 201 if created else 200
@@ -67,7 +69,7 @@ def delete(client_id: str):
     canceled = notifications.cancel_client(session, client.id, client_sync.FORGOTTEN, utcnow())
     erased = client_sync.forget(session, client)
     touched = {"notifications": erased, "canceled": canceled}
-    session.add(AuditLog(actor=api_key.actor, action="client.forget", object_type="client", object_id=client_id,
-                         details=touched))
+    session.add(AuditLog(actor=api_key.actor, action="client.forget", object_type="client",
+                         object_id=client.crm_id, details=touched))
     session.commit()
-    return jsonify(schemas.Forgotten(id=client_id, **touched).model_dump())
+    return jsonify(schemas.Forgotten(id=client.crm_id, **touched).model_dump())

@@ -12,8 +12,7 @@ from datetime import datetime
 from flask import jsonify, request
 from sqlalchemy import select
 
-from vestnik.shared import bounds, wire
-from vestnik.shared.client_ids import client_key
+from vestnik.shared import bounds, client_ids, wire
 from vestnik.shared.models import Notification, NotificationStatus
 from vestnik.webapp.api import schemas
 from vestnik.webapp.api.errors import ApiError
@@ -27,9 +26,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def view(n: Notification) -> schemas.Notification:
+def view(n: Notification, shown: dict[int, str] | None = None) -> schemas.Notification:
+    """One notification; ``shown``: the CRM ids of its client (``client_ids.crm_ids``), else the key's text."""
+    client = None if n.recipient_id is None else client_ids.shown(n.recipient_id, (shown or {}).get(n.recipient_id))
     return schemas.Notification(**{
-        "id": n.id, "client": None if n.recipient_id is None else str(n.recipient_id), "channel": n.channel,
+        "id": n.id, "client": client, "channel": n.channel,
         "event_id": n.event_id, "event_type": n.event_type, "template_code": n.template_code, "step": n.step,
         "status": n.status, "attempts": n.attempts, "last_error": n.last_error, "attachment": n.attachment,
         "delivery_uncertain": bool(n.delivery_uncertain), "key": n.key, "send_at": _iso(n.send_at),
@@ -40,11 +41,12 @@ def view(n: Notification) -> schemas.Notification:
 def search():
     args = request.args
     problems = [f"{name}: unknown parameter (known: {', '.join(QUERY)})" for name in args if name not in QUERY]
+    session = get_session()
     stmt = select(Notification)
     if "client" in args:
         if not wire.CLIENT_ID(args["client"]):
             problems.append(f"client: {wire.CLIENT_ID.error}")
-        key = client_key(args["client"])
+        key = client_ids.resolve(session, args["client"])
         stmt = stmt.where(Notification.recipient_id == key) if key is not None else stmt.where(False)
     if "event" in args:
         try:
@@ -68,10 +70,10 @@ def search():
         raise ApiError(422, "invalid query", problems)
     if before is not None:
         stmt = stmt.where(Notification.id < before)
-    session = get_session()
     rows = session.scalars(stmt.order_by(Notification.id.desc()).limit(limit + 1)).all()
     page = rows[:limit]
-    result = schemas.NotificationPage(notifications=[view(n) for n in page],
+    shown = client_ids.crm_ids(session, (n.recipient_id for n in page))
+    result = schemas.NotificationPage(notifications=[view(n, shown) for n in page],
                                       next=page[-1].id if len(rows) > limit else None).model_dump()
     session.commit()  # the key's last use
     return jsonify(result)

@@ -64,8 +64,10 @@ def _errors(*codes: int) -> dict[str, Any]:
     return out
 
 
-_CLIENT_ID = {"name": "client_id", "in": "path", "required": True, "description": "the CRM's own id",
-              "schema": {"type": "string", "pattern": wire.CLIENT_ID_PATTERN, "maxLength": 64}}
+_CLIENT_ID = {"name": "client_id", "in": "path", "required": True,
+              "description": "the CRM's own id: an integer, or a string of up to 64 characters (a UUID works); "
+                             '42 and "42" are the same client',
+              "schema": wire.CLIENT_ID.json_schema()}
 
 
 @lru_cache(maxsize=1)

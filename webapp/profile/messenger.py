@@ -143,7 +143,7 @@ class SignInMessenger:
         row = {"recipient_id": client_id, "channel": channel_name, "recipient_address": address,
                "event_type": EVENT_TYPE, "template_code": EVENT_TYPE, "payload_json": {},
                "category": Category.service.value, "locale": locale or "ru", "step": "sign_in",
-               "initiator": f"client:{client_id}", "subject": message.subject, "body": message.masked}
+               "initiator": f"client:{client.crm_id}", "subject": message.subject, "body": message.masked}
         result = self.delivery.send_now(row, RenderedMessage(notification_id=0, text=message.text,
                                                              subject=message.subject, html=message.html),
                                         max_wait_s=MAX_LIMITER_WAIT_S)
