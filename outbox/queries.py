@@ -79,6 +79,14 @@ def mark_published(conn: Connection, ids: Sequence[int]) -> int:
     return conn.execute(stmt).rowcount
 
 
+def still_published(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Those of ``ids`` still ``published``: handed to the broker, not yet handled by a worker."""
+    if not ids:
+        return []
+    stmt = select(_T.c.id).where(_T.c.id.in_(list(ids)), _T.c.status == OutboxStatus.published.value)
+    return [int(row[0]) for row in conn.execute(stmt)]
+
+
 def note_publish_failure(conn: Connection, ids: Sequence[int]) -> int:
     """Count one more publish attempt that did not get these events out.
 

@@ -14,6 +14,20 @@ NOTIFY is lost while the listener is away, so it is a hint and polling is the
 truth.  A dead LISTEN connection is reopened, never fatal.  SQLite has no
 NOTIFY: the embedded demo polls with a short interval.
 
+Batches grow when workers are behind.  The relay publishes at once what it
+claims, so a trickle of events goes out one event per message, each with its
+own handling transaction and sends: the cheapest path when workers keep up,
+the dearest when they do not (a one-event batch costs several times the CPU
+per message of a batch of many), and a backlog of one-event messages in the
+broker keeps every message small just when CPU is short.  So the relay keeps
+the events of its last batches (``max_in_flight``) and, once that many are
+published but not yet handled, holds new events back (re-checking every
+``_HOLD_POLL_S``, at most ``hold_max_s``): they wait in the outbox and go out
+together as soon as a batch is handled.  A batch counts for ``in_flight_ttl_s``
+at most (an event waiting for its predecessor stays published), and a relay
+that restarts starts with an empty window: holding is an optimisation, never
+a condition for publishing.
+
 Transient outages (PostgreSQL or RabbitMQ down) are retried with capped,
 jittered exponential backoff; the loop never dies of them.  While idle the
 relay services its AMQP connection's heartbeats, because a pika
@@ -56,6 +70,8 @@ NOTIFY_CHANNEL = "vestnik_outbox"  # migrations/versions/0001: the trigger's cha
 # serviced (heartbeats) and the stop event is checked.  Well below any sane
 # heartbeat interval (RabbitMQ closes after about two missed ones).
 _SLICE_S = 0.5
+#: while the window of batches in flight is full, how often the relay looks whether one was handled
+_HOLD_POLL_S = 0.01
 
 
 class PublishFailed(Exception):
@@ -349,6 +365,7 @@ class RelayStats:
     publish_failures: int = 0  # rounds that stopped at an unconfirmed publish
     errors: int = 0  # rounds that failed otherwise (database down, ...)
     notify_wakeups: int = 0  # waits ended early by a NOTIFY
+    holds: int = 0  # rounds that waited for a batch in flight to be handled
 
 
 # ------------------------------------------------------------------ the relay
@@ -374,9 +391,14 @@ class Relay:
         listen: bool | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        max_in_flight: int = 0,
+        hold_max_s: float = 0.2,
+        in_flight_ttl_s: float = 1.0,
     ) -> None:
         if batch_size < 1 or poll_interval_s <= 0:
             raise ValueError("batch_size must be >= 1 and poll_interval_s > 0")
+        if max_in_flight < 0:
+            raise ValueError("max_in_flight must not be negative")
         self.engine = engine
         self.publisher = as_publisher(publisher)
         self.batch_size = batch_size
@@ -388,6 +410,11 @@ class Relay:
         self.listener = _Listener(engine) if (postgres if listen is None else listen) else None
         self.backoff = Backoff(backoff_base_s, backoff_max_s)
         self.stats = RelayStats()
+        #: see "Batches grow when workers are behind" in the module docstring (0: never hold)
+        self.max_in_flight = max_in_flight
+        self.hold_max_s = hold_max_s
+        self.in_flight_ttl_s = in_flight_ttl_s
+        self._in_flight: list[tuple[float, list[int]]] = []  # (published at, event ids) of recent batches
 
     def run_once(self) -> int:
         """Claim, publish and mark one batch in one transaction; return how many were published.
@@ -423,6 +450,8 @@ class Relay:
             queries.note_publish_failure(conn, unpublished)
             conn.commit()
         timeline.mark("relay.committed", confirmed)
+        if confirmed and self.max_in_flight:
+            self._in_flight.append((time.monotonic(), confirmed))
         self.stats.batches += 1
         self.stats.published += len(confirmed)
         log.info("batch published", extra={
@@ -451,6 +480,7 @@ class Relay:
                     # one before it is seen by the claim.
                     self.listener.ensure_open()
                 try:
+                    self._hold_while_behind()
                     count = self.run_once()
                 except PublishFailed as exc:
                     self._back_off("publish not confirmed; events stay pending", "relay.publish_failed", exc)
@@ -466,6 +496,29 @@ class Relay:
             if self.listener is not None:
                 self.listener.close()
             log.info("relay stopped", extra={"action": "relay.stop", "published_total": self.stats.published})
+
+    def _window_full(self) -> bool:
+        """``max_in_flight`` recent batches are published and not yet handled (looked up by id)."""
+        if not self.max_in_flight:
+            return False
+        now = time.monotonic()
+        self._in_flight = [(at, ids) for at, ids in self._in_flight if now - at < self.in_flight_ttl_s]
+        if len(self._in_flight) < self.max_in_flight:
+            return False
+        with self.engine.connect() as conn:
+            waiting = set(queries.still_published(conn, [i for _, ids in self._in_flight for i in ids]))
+            conn.rollback()
+        self._in_flight = [(at, ids) for at, ids in self._in_flight if waiting.intersection(ids)]
+        return len(self._in_flight) >= self.max_in_flight
+
+    def _hold_while_behind(self) -> None:
+        """While the window is full, let new events gather in the outbox (at most ``hold_max_s``)."""
+        if not self._window_full():
+            return
+        self.stats.holds += 1
+        deadline = time.monotonic() + self.hold_max_s
+        while not self.stop_event.wait(_HOLD_POLL_S) and time.monotonic() < deadline and self._window_full():
+            pass
 
     @property
     def published_total(self) -> int:
@@ -525,7 +578,8 @@ def main(settings: Settings) -> int:
     publisher = build_publisher(settings)
     log.info("publishing", extra={"action": "relay.broker", "broker": safe_url(settings.broker_url)})
     relay = Relay(engine, publisher, batch_size=settings.relay_batch_size,
-                  poll_interval_s=settings.relay_poll_interval_s, stop_event=stop)
+                  poll_interval_s=settings.relay_poll_interval_s, stop_event=stop,
+                  max_in_flight=settings.relay_max_in_flight)
     try:
         relay.run_forever()
     finally:

@@ -100,6 +100,9 @@ class Settings:
     # Relay
     relay_batch_size: int = 100
     relay_poll_interval_s: float = 1.0
+    # batches published and not yet handled, at most, before the relay holds new events back for a moment
+    # so they go out together (0: never hold; outbox/relay.py, "Batches grow when workers are behind")
+    relay_max_in_flight: int = 4
 
     # Content
     default_locale: str = "ru"
@@ -219,6 +222,7 @@ def _validate(settings: Settings) -> None:
         check(name, getattr(settings, name) > 0, "must be greater than zero")
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
     check("delivery_inline_rows", settings.delivery_inline_rows >= 0, "must not be negative")
+    check("relay_max_in_flight", settings.relay_max_in_flight >= 0, "must not be negative")
     from vestnik.shared import locales
 
     check("default_locale", locales.match(settings.default_locale) == settings.default_locale,

@@ -475,3 +475,44 @@ def test_sqlite_claim_takes_the_write_lock_up_front(sqlite_url):
             a.rollback()
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------------ batches grow when workers are behind
+
+
+def test_a_full_window_holds_new_events_back_until_a_batch_is_handled_then_sends_them_as_one(sqlite_url):
+    engine = make_engine(sqlite_url)
+    stub = StubBroker()
+    publisher = build_publisher(Settings(database_url=sqlite_url, broker_url="stub://"), broker=stub)
+    first = emit_events(engine, 1)
+    relay = Relay(engine, publisher, poll_interval_s=0.05, max_in_flight=1, hold_max_s=600, in_flight_ttl_s=600)
+    events = stub.queues["events"]
+    try:
+        with running(relay):
+            wait_until(lambda: events.qsize() == 1, 10, message="the first event published")
+            later = emit_events(engine, 3) + emit_events(engine, 2)  # two CRM commits while it is not handled
+            wait_until(lambda: relay.stats.holds >= 1, 10, message="the relay holding")
+            assert events.qsize() == 1  # held in the outbox while the one batch in flight is not handled
+            with engine.begin() as conn:  # a worker handles the first event
+                conn.execute(update(T).where(T.c.id.in_(first)).values(status=OutboxStatus.processed.value))
+            wait_until(lambda: events.qsize() == 2, 10, message="the held events published")
+        published = [dramatiq.Message.decode(events.get_nowait()) for _ in range(2)]
+        assert [event_ids([m]) for m in published] == [first, later]  # together, in one message
+    finally:
+        engine.dispose()
+
+
+def test_without_a_window_or_once_a_batch_is_old_the_relay_never_holds(sqlite_url):
+    engine = make_engine(sqlite_url)
+    stub = StubBroker()
+    publisher = build_publisher(Settings(database_url=sqlite_url, broker_url="stub://"), broker=stub)
+    try:
+        for relay in (Relay(engine, publisher, max_in_flight=0),
+                      Relay(engine, publisher, max_in_flight=1, in_flight_ttl_s=0.0)):
+            for _ in range(3):
+                emit_events(engine, 1)
+                relay._hold_while_behind()
+                assert relay.run_once() == 1
+            assert relay.stats.holds == 0
+    finally:
+        engine.dispose()
