@@ -31,7 +31,7 @@ from types import SimpleNamespace
 
 from sqlalchemy import func, select, text
 
-from bench.common import Report, private_redis, run, scratch_database
+from bench.common import Report, private_redis, run, scratch_database, wait_until_up
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.fakes.botapi import FakeBotApi
@@ -137,13 +137,14 @@ def send_time(report: Report, recipients: int, rate: float) -> None:
                    "VESTNIK_TELEGRAM_API_BASE": bot.url, "VESTNIK_TELEGRAM_RATE_PER_S": str(rate),
                    "VESTNIK_SCHEDULER_TICK_S": "1", "VESTNIK_LOG_LEVEL": "WARNING", "VESTNIK_SECRET_KEY": "bench"}
             logs = tempfile.mkdtemp(prefix="vestnik-bench-")
+            env["VESTNIK_HEARTBEAT_DIR"] = logs
             cli = [sys.executable, "-m", "vestnik"]
             for name, args in (("worker", ["worker", "--processes", "1", "--threads", "8"]),
                                ("scheduler", ["scheduler"])):
                 procs.append(subprocess.Popen([*cli, *args], env=env, cwd=ROOT,
                                               stdout=open(f"{logs}/{name}.log", "w"),  # noqa: SIM115
                                               stderr=subprocess.STDOUT))
-            time.sleep(3)  # let the processes boot; not part of the measurement
+            wait_until_up(logs, ["worker", "scheduler"])  # booted; not part of the measurement
             factory = make_session_factory(make_engine(url))
             with factory() as s:
                 b = broadcasts.create(s, name="bench", template_code="ANNOUNCEMENT", channels=["telegram"],

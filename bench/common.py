@@ -38,6 +38,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared import heartbeat
 from vestnik.shared.clients_import import import_clients
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.fakes.botapi import FakeBotApi
@@ -195,17 +196,24 @@ def private_redis() -> Iterator[str]:
         proc.wait(10)
 
 
+#: a migrated database to copy instead of migrating each scratch database (~1 s): the smoke test passes
+#: its own template (tests/integration/test_benches.py); nobody may be connected to it
+TEMPLATE_DB_ENV = "VESTNIK_BENCH_TEMPLATE_DB"
+
+
 @contextmanager
 def scratch_database() -> Iterator[str]:
     """A fresh migrated PostgreSQL database, dropped afterwards; yields its URL."""
     name = f"vestnik_bench_{uuid.uuid4().hex[:8]}"
+    template = os.environ.get(TEMPLATE_DB_ENV)
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else "")))
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
+    if not template:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
     try:
         yield url
     finally:
@@ -307,6 +315,18 @@ class Stack:
                 os.killpg(p.pid, signal.SIGKILL)
 
 
+def wait_until_up(heartbeat_dir: str, commands: list[str], timeout_s: float = 120) -> None:
+    """Until each relay, worker and scheduler among ``commands`` has beaten its heartbeat in ``heartbeat_dir``
+    (``VESTNIK_HEARTBEAT_DIR``): the relay has turned its loop, a worker's consumers run, the scheduler
+    checked its lock (``shared/heartbeat.py``).  Seconds on a busy machine, under one on a quiet one."""
+    names = set(commands) & set(heartbeat.NAMES)
+    deadline = time.monotonic() + timeout_s
+    while missing := sorted(n for n in names if not os.path.exists(os.path.join(heartbeat_dir, n))):
+        if time.monotonic() > deadline:
+            raise CouldNotMeasure(f"no heartbeat from {', '.join(missing)} within {timeout_s:g} s of the start")
+        time.sleep(0.05)  # a benchmark's polling loop
+
+
 @contextmanager
 def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[str, str] | None = None,
                      *, limits: str = "lifted", lean_smtp: bool = False) -> Iterator[Stack]:
@@ -339,13 +359,14 @@ def production_stack(clients: int, processes: list[tuple[str, ...]], env: dict[s
                         "VESTNIK_LOG_LEVEL": "WARNING", **(NO_LIMITS if limits == "lifted" else {}),
                         **(env or {})}
             logs = stack.enter_context(tempfile.TemporaryDirectory())
+            full_env["VESTNIK_HEARTBEAT_DIR"] = logs  # wait_until_up reads them
             result = Stack(factory, bot, smtp, full_env, logs, database=url.rsplit("/", 1)[1], vhost=vhost,
                            redis_url=redis_url)
             for args in processes:
                 name = args[0] if args[0] not in result.procs else f"{args[0]}-{len(result.procs)}"
                 result.start(name, args)
             try:
-                time.sleep(3)  # let the processes connect before a benchmark starts its clock
+                wait_until_up(logs, [args[0] for args in processes])  # before a benchmark starts its clock
                 yield result
             finally:
                 result.stop_all()

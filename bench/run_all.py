@@ -43,8 +43,8 @@ def smoke_args() -> dict[str, list[str]]:
         "bench.throughput": ["--events", "4", "--recipients", "3", "--processes", "1", "--threads", "2",
                              "--rate", "5", "--seconds", "1"],
         "bench.delivery_cpu": ["--events", "2", "--recipients", "3"],
-        "bench.scheduler_lateness": ["--events", "6", "--spread", "2"],
-        "bench.limits_exact": ["--seconds", "4"],
+        "bench.scheduler_lateness": ["--events", "6", "--spread", "2", "--lead", "1"],
+        "bench.limits_exact": ["--seconds", "2"],  # two windows of the 30/s limit: the pacing figure too
         # A database of its own, dropped at the end: never the full run's vestnik_bench_history.
         "bench.admin_history": ["--rows", "3000", "--clients", "300", "--repeat", "2", "--drop", "--explain",
                                 "--db", f"vestnik_bench_smoke_{uuid.uuid4().hex[:8]}"],
@@ -53,7 +53,7 @@ def smoke_args() -> dict[str, list[str]]:
         "bench.broadcast_expand": ["--clients", "200", "--send", "10", "--rate", "100"],
         "bench.sign_in_timing": ["--requests", "5"],
         "bench.admin_login_timing": ["--requests", "4"],
-        "bench.soak": ["--minutes", "0.15", "--rate", "5", "--fault-every", "4", "--seed", "2"],
+        "bench.soak": ["--minutes", "0.1", "--rate", "5", "--fault-every", "4", "--seed", "2"],
     }
 
 

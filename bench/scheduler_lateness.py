@@ -29,10 +29,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--spread", type=float, default=60.0, help="seconds over which send_at is spread")
+    parser.add_argument("--lead", type=float, default=5.0,
+                        help="seconds from the emit to the first send_at (every event handled well before its time)")
     args = parser.parse_args()
     processes = [("relay",), ("worker", "--processes", "1", "--threads", "8"), ("scheduler",)]
     with production_stack(args.events, processes) as stack:
-        start = utcnow() + timedelta(seconds=5)  # every event is handled well before its time
+        start = utcnow() + timedelta(seconds=args.lead)
         with stack.factory() as s:
             for i in range(1, args.events + 1):
                 at = start + timedelta(seconds=args.spread * (i - 1) / max(args.events - 1, 1))

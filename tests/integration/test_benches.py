@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bench.common import JSON_PREFIX
+from bench.common import JSON_PREFIX, TEMPLATE_DB_ENV
 from bench.run_all import BENCHMARKS, smoke_args
-from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = {"__init__", "common", "run_all"}
@@ -33,10 +33,11 @@ def test_every_bench_has_a_full_and_a_smoke_run():
 
 
 @pytest.mark.parametrize("module", MODULES)
-def test_the_bench_runs_at_a_tiny_size_and_reports_in_the_common_shape(module, amqp_url):
-    require_service("PostgreSQL", "127.0.0.1", 5432)
+def test_the_bench_runs_at_a_tiny_size_and_reports_in_the_common_shape(module, amqp_url, pg_template):
+    # Scratch databases are copies of the tests' migrated template (a full run migrates its own).
+    env = {**os.environ, TEMPLATE_DB_ENV: pg_template}
     result = subprocess.run([sys.executable, "-m", module, *smoke_args()[module]], cwd=ROOT, capture_output=True,
-                            text=True, timeout=280)
+                            text=True, timeout=280, env=env)
     tail = f"\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-4000:]}"
     assert result.returncode == 0, f"{module} exited {result.returncode}{tail}"
     lines = [line for line in result.stdout.splitlines() if line.startswith(JSON_PREFIX)]
