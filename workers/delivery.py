@@ -260,7 +260,8 @@ class Delivery:
         batch = self.deliver_rows([notification_id])
         return batch.results[0] if batch.results else Result(notification_id, "skipped")
 
-    def deliver_rows(self, ids: Sequence[int], *, clients: Mapping[int, Client] | None = None) -> BatchResult:
+    def deliver_rows(self, ids: Sequence[int], *, clients: Mapping[int, Client | ClientView] | None = None
+                     ) -> BatchResult:
         """A batch of these rows (one channel's), those still pending and due: handling's hand-over of
         the rows it has just committed, without a pump's broker round trip (``workers/actors.py``).
         ``clients``: the recipients as handling has just read them (with their addresses), so the batch
@@ -284,7 +285,7 @@ class Delivery:
     # ------------------------------------------------------------ one batch
 
     def _batch(self, claim: Callable[[Session, datetime], list[state.Claimed]], limit: int,
-               on_claimed: Callable[[bool], None] | None, *, clients: Mapping[int, Client] | None = None
+               on_claimed: Callable[[bool], None] | None, *, clients: Mapping[int, Client | ClientView] | None = None
                ) -> BatchResult:
         started = time.monotonic()
         out = BatchResult(results=[])
