@@ -13,7 +13,10 @@ addresses, texts and data of the client's notifications), switches every
 channel off, and keeps the rest of the history (which event, which channel,
 when, with which outcome) so that counts and audits stay true.  What was still
 to be sent is canceled first by the notifications' owner
-(``workers.notifications.cancel_client``).
+(``workers.notifications.cancel_client``).  The CRM's id (``crm_id``, a UUID or an
+integer) stays: it is the CRM's identifier of the client, not personal data,
+and the audit and the CRM keep naming the client by it (a later upsert under
+the same id brings the client back).
 """
 
 from __future__ import annotations

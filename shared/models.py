@@ -477,7 +477,9 @@ class DeliveryAttempt(Base):
     """One row per call to a provider, written before the call and closed after it."""
 
     __tablename__ = "delivery_attempts"
-    __table_args__ = (Index("ix_attempts_notification", "notification_id"), Index("ix_attempts_started", "started_at"))
+    # fillfactor 70 (migration 0025): room on the page for the closed row, so closing is a HOT update.
+    __table_args__ = (Index("ix_attempts_notification", "notification_id"), Index("ix_attempts_started", "started_at"),
+                      {"postgresql_with": {"fillfactor": 70}})
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     notification_id: Mapped[int] = mapped_column(BigId, ForeignKey("notifications.id", ondelete="CASCADE"))

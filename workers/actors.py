@@ -33,7 +33,8 @@ from dramatiq.middleware import CurrentMessage
 
 from vestnik.outbox.contract import EVENTS_QUEUE, HANDLE_EVENT, HANDLE_EVENTS, event_message
 from vestnik.shared import faults, timeline
-from vestnik.shared.models import Client, utcnow
+from vestnik.shared.client_view import ClientView
+from vestnik.shared.models import utcnow
 from vestnik.workers import broadcasting, handling, metrics, scheduling
 from vestnik.workers.broker import (
     BROADCASTS_QUEUE,
@@ -61,7 +62,7 @@ INLINE_MAX_WAIT_S = 0.1
 PREDECESSOR_RETRY_S = 1.0
 
 
-def _deliver_inline(rt: Runtime, channel: str, ids: list[int], clients: dict[int, Client] | None = None) -> None:
+def _deliver_inline(rt: Runtime, channel: str, ids: list[int], clients: dict[int, ClientView] | None = None) -> None:
     """Send a few rows handling has just committed from this thread, at once: a pump's wake-up would
     add a broker round trip, a limiter look and a claim that mostly finds the rows taken already.
     Rows the limiter holds back wait in the database and a delayed wake-up brings them; should this
@@ -85,7 +86,7 @@ _helpers: ThreadPoolExecutor | None = None
 _helpers_lock = threading.Lock()
 
 
-def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]], clients: dict[int, Client] | None = None) -> None:
+def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]], clients: dict[int, ClientView] | None = None) -> None:
     """Each channel's rows as its own batch, the channels side by side: the first in this thread, the
     others on this process's helper threads (an email need not wait for the Telegram batch before it).
     ``clients``: the recipients as handling read them, so delivery does not read them again."""
@@ -151,7 +152,7 @@ def declare(broker: dramatiq.Broker, get_runtime: Callable[[], Runtime]) -> dict
         faults.hit("worker.after_handle_commit")
         timeline.mark("handle.committed", event_ids)
         due: dict[str, list[int]] = {}
-        clients: dict[int, Client] = {}
+        clients: dict[int, ClientView] = {}
         now = utcnow()
         for result in results:
             clients.update(result.clients)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -156,6 +157,51 @@ class _AcquireShim(_NoLimits):
             self._pause(channel, seconds)
 
 
+@dataclass(frozen=True)
+class TemplateText:
+    """What rendering reads of a template, kept past its session (a batch's cache holds these)."""
+
+    id: int
+    code: str
+    channel: str
+    locale: str
+    subject: str | None
+    body: str
+    buttons: str | None
+
+    @classmethod
+    def of(cls, t: NotificationTemplate) -> TemplateText:
+        return cls(t.id, t.code, t.channel, t.locale, t.subject, t.body, t.buttons)
+
+
+#: Every template row's identity and version: any insert, update or delete (the admin's, a migration's,
+#: a hand-written UPDATE) gives another value.  One short statement per batch.
+_TEMPLATES_VERSION = text("SELECT count(*), md5(coalesce(string_agg(id::text || ':' || xmin::text, ',' "
+                          "ORDER BY id), '')) FROM notification_templates")
+
+
+class TemplateCache:
+    """The templates a worker found, by (code, channel, locale), kept while no template row changed.
+
+    Finding a template is an ORM query (about 1 ms of CPU); a batch asks for one or two.  Each batch
+    reads the table's version first (:data:`_TEMPLATES_VERSION`, in the batch's own transaction) and
+    starts afresh when it moved, so an admin's edit is what the next batch renders: never the old
+    text.  Not on SQLite (tests of other things): every batch finds its templates again."""
+
+    def __init__(self) -> None:
+        #: (version, what was found at that version), swapped as one (pumps share it from several threads)
+        self._state: tuple[Any, dict[tuple[str, str, str], TemplateText | TemplateError]] = (None, {})
+
+    def current(self, session: Session) -> dict[tuple[str, str, str], TemplateText | TemplateError]:
+        if session.get_bind().dialect.name != "postgresql":
+            return {}
+        version = tuple(session.execute(_TEMPLATES_VERSION).one())
+        state = self._state
+        if state[0] != version:
+            state = self._state = (version, {})  # a batch still rendering keeps the dict it had
+        return state[1]
+
+
 class Delivery:
     def __init__(
         self,
@@ -182,6 +228,7 @@ class Delivery:
                 self.limiter.pause = pause_channel  # type: ignore[method-assign]
         self.clock = clock
         self.quiet = quiet_hours.PolicyCache()
+        self.templates = TemplateCache()
         sizes = pool_sizes or {name: type(ch).connections(settings) for name, ch in channels.items()}
         self.pools = {name: SenderPool(ch, sizes.get(name, 2)) for name, ch in channels.items()}
         self.batch_size = settings.delivery_batch_size
@@ -213,7 +260,8 @@ class Delivery:
         batch = self.deliver_rows([notification_id])
         return batch.results[0] if batch.results else Result(notification_id, "skipped")
 
-    def deliver_rows(self, ids: Sequence[int], *, clients: Mapping[int, Client] | None = None) -> BatchResult:
+    def deliver_rows(self, ids: Sequence[int], *, clients: Mapping[int, Client | ClientView] | None = None
+                     ) -> BatchResult:
         """A batch of these rows (one channel's), those still pending and due: handling's hand-over of
         the rows it has just committed, without a pump's broker round trip (``workers/actors.py``).
         ``clients``: the recipients as handling has just read them (with their addresses), so the batch
@@ -237,7 +285,7 @@ class Delivery:
     # ------------------------------------------------------------ one batch
 
     def _batch(self, claim: Callable[[Session, datetime], list[state.Claimed]], limit: int,
-               on_claimed: Callable[[bool], None] | None, *, clients: Mapping[int, Client] | None = None
+               on_claimed: Callable[[bool], None] | None, *, clients: Mapping[int, Client | ClientView] | None = None
                ) -> BatchResult:
         started = time.monotonic()
         out = BatchResult(results=[])
@@ -348,7 +396,7 @@ class Delivery:
         ids = {c.recipient_id for c in claimed if c.recipient_id is not None and c.recipient_id not in known}
         # The others as light read-only rows, one query (not ORM objects with selectin addresses).
         clients = {**known, **client_view.load(session, ids)}
-        templates: dict[tuple[str, str, str], NotificationTemplate | TemplateError] = {}
+        templates = self.templates.current(session)
         memo: Memo = {}  # one batch's renders: the clients of one event mostly get the same text
         items: list[_Item] = []
         canceled: list[tuple[int, str]] = []
@@ -406,13 +454,14 @@ class Delivery:
         if channel is None:
             raise TemplateError(f"channel {c.channel!r} is not registered in this worker")
         key = (c.template_code, c.channel, c.locale)
-        if key not in templates:
+        template = templates.get(key)
+        if template is None:
             try:
-                templates[key] = find_template(session, c.template_code, c.channel, c.locale,
-                                               self.settings.default_locale, self.settings.fallback)
+                template = TemplateText.of(find_template(session, c.template_code, c.channel, c.locale,
+                                                         self.settings.default_locale, self.settings.fallback))
             except TemplateError as exc:
-                templates[key] = exc
-        template = templates[key]
+                template = exc
+            templates[key] = template
         if isinstance(template, TemplateError):
             raise template
         data = c.payload or {}

@@ -32,16 +32,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, any_, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from vestnik.shared import client_view
 from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.client_ids import client_keys, lookup
+from vestnik.shared.client_view import ClientView
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import canonical_event_type, validate_event
 from vestnik.shared.models import (
-    Client,
     OutboxEvent,
     OutboxStatus,
     RuleOverride,
@@ -74,16 +74,7 @@ class HandleResult:
     error: str | None = None
     broadcast_id: int | None = None  # a mass_broadcast became this broadcast: expand it
     #: the recipients as this transaction read them (with their addresses): inline delivery reuses them
-    clients: dict[int, Client] = field(default_factory=dict)
-
-
-def _among(session: Session, column: Any, ids: set[int]) -> Any:
-    """``column IN ids``; on PostgreSQL ``= ANY(array)``: one parameter, so the SQL text stays the same
-    whatever the number of ids (psycopg parses each new long text in Python: a 3,000-client batch's
-    IN list cost more than the rest of its handling)."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam("among_ids", sorted(ids), type_=ARRAY(BigInteger)))
-    return column.in_(ids)
+    clients: dict[int, ClientView] = field(default_factory=dict)
 
 
 def _lock_event(session: Session, event_id: int) -> OutboxEvent | None:
@@ -133,8 +124,9 @@ def handle_events(
         # string ids (a UUID) of the whole batch in one query; integer ids need none (shared/client_ids.py)
         known = lookup(session, (r for e in events.values() for r in e.recipients or []))
         wanted = {r for e in events.values() for r in client_keys(e.recipients or [], known=known)[0]}
-        clients = {c.id: c for c in session.scalars(select(Client).where(_among(session, Client.id, wanted)))
-                   } if wanted else {}
+        # light read-only rows with their addresses, one Core query (not ORM objects with selectin addresses):
+        # planning only reads them, and inline delivery reuses them
+        clients = client_view.load(session, wanted)
         quiet = policies.get(session) if policies is not None else quiet_hours.load_policies(session)
         overrides: dict[str, Override | None] = {}  # per event type, read once per batch
         inserts = _Inserts()
@@ -160,7 +152,7 @@ def handle_events(
     return results
 
 
-def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, Client],
+def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, ClientView],
             now: datetime, quiet: Any, default_zone: str,
             overrides: dict[str, Override | None] | None = None, inserts: _Inserts | None = None,
             posts_to: chats.Subscribed | None = None, known: dict[str, int] | None = None) -> HandleResult:

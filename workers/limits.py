@@ -696,6 +696,30 @@ class Limiter:
         self.backend = backend
         self.prefix = prefix
         self.seed_source = seed
+        #: (channel, recipient key) -> its rules' timelines as the plan, the gate and the ends pass them:
+        #: a batch asks for the same few hundred keys again and again (names built once, not per call)
+        self._timelines: dict[tuple[str, str | None], tuple[list[tuple[str, int, int, int]],
+                                                            list[tuple[str, int, int]], list[tuple[str, int]]]] = {}
+
+    #: the most (channel, key) entries kept; past it the table starts afresh
+    TIMELINES_KEPT = 100_000
+
+    def _key_timelines(self, channel: str, key: str | None
+                       ) -> tuple[list[tuple[str, int, int, int]], list[tuple[str, int, int]], list[tuple[str, int]]]:
+        """A recipient key's own rule timelines (plan), then every rule's incl. the channel's (gate, ends)."""
+        found = self._timelines.get((channel, key))
+        if found is None:
+            rules = self.rules.get(channel)
+            own = [(f"{self.prefix}:{channel}:{r.name}:{key}", r) for r in rules.per_key(key)] if (
+                rules is not None and key) else []
+            every = [(f"{self.prefix}:{channel}:{r.name}", r) for r in rules.overall] + own if rules is not None else []
+            found = ([(name, r.limit, r.window_ms, r.gap_ms) for name, r in own],
+                     [(name, r.limit, r.window_ms) for name, r in every],
+                     [(name, r.window_ms) for name, r in every])
+            if len(self._timelines) >= self.TIMELINES_KEPT:
+                self._timelines = {}
+            self._timelines[(channel, key)] = found
+        return found
 
     def _plan(self, channel: str, keys: Sequence[str | None], horizon_s: float, record: bool) -> _Plan:
         rules = self.rules.get(channel)
@@ -709,7 +733,7 @@ class Limiter:
             return name, r.limit, r.window_ms, r.gap_ms
 
         overall = [rule(r) for r in rules.overall]
-        items = [[rule(r, key) for r in rules.per_key(key)] if key else [] for key in keys]
+        items = [self._key_timelines(channel, key)[0] for key in keys]
         seeded_key = f"{self.prefix}:{channel}:seeded" if rules.seeded and self.seed_source is not None else None
         return _Plan(pause_key, seeded_key, overall, items, horizon_ms, record)
 
@@ -761,15 +785,6 @@ class Limiter:
         log.info("limiter timeline rebuilt from the database", extra={
             "action": "limiter.seeded", "channel": channel, "sends": len(sends)})
 
-    def _gate_rules(self, channel: str, key: str | None) -> list[tuple[str, Rule]]:
-        rules = self.rules.get(channel)
-        if rules is None:
-            return []
-        every = [(f"{self.prefix}:{channel}:{r.name}", r) for r in rules.overall]
-        if key:
-            every += [(f"{self.prefix}:{channel}:{r.name}:{key}", r) for r in rules.per_key(key)]
-        return every
-
     def begin(self, channel: str, sends: Sequence[tuple[str, str | None]]) -> list[float]:
         """The gate, right before sends are written: per ``(send id, recipient key)``, 0.0 when it may be
         written now (it counts as in flight from this moment until :meth:`end`), else the seconds to wait
@@ -781,8 +796,7 @@ class Limiter:
         seeded_key = (f"{self.prefix}:{channel}:seeded"
                       if rules is not None and rules.seeded and self.seed_source is not None else None)
         gate = _Gate(f"{self.prefix}:{channel}:pause", seeded_key,
-                     [(send_id, [(name, r.limit, r.window_ms) for name, r in self._gate_rules(channel, key)])
-                      for send_id, key in sends])
+                     [(send_id, self._key_timelines(channel, key)[1]) for send_id, key in sends])
         try:
             try:
                 waits = self.backend.begin(gate)
@@ -804,8 +818,7 @@ class Limiter:
         if not sends:
             return
         asked = self.clock()
-        ends = _Ends([(send_id, ref, max(0, int((asked - done) * 1000)),
-                       [(name, r.window_ms) for name, r in self._gate_rules(channel, key)])
+        ends = _Ends([(send_id, ref, max(0, int((asked - done) * 1000)), self._key_timelines(channel, key)[2])
                       for send_id, key, ref, done in sends])
         try:
             self.backend.end(ends)

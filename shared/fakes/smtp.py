@@ -350,10 +350,11 @@ class LeanSmtpSink(FakeSmtpServer):
     aiosmtpd costs about 0.45 ms of CPU per message (``bench.fakes_cpu``): it reads DATA line by line
     and parses every address with the ``email`` package, and on the two-core bench machine that
     time is taken from Vestnik.  This sink speaks just enough SMTP for the product's client: a
-    thread per connection, EHLO/HELO, MAIL, RCPT, DATA (read up to the final "." in one go, dots
-    unstuffed as aiosmtpd does), RSET, NOOP, QUIT, and the scripted replies, ``DROP`` and ``STALL``
-    of :meth:`~FakeSmtpServer.fail_next`.  No AUTH, no STARTTLS.  Tests use :class:`FakeSmtpServer`
-    (aiosmtpd, a real SMTP server); only benchmarks use this one.
+    thread per connection, EHLO/HELO (offering PIPELINING, as providers do), MAIL, RCPT, DATA (read
+    up to the final "." in one go, dots unstuffed as aiosmtpd does), RSET, NOOP, QUIT, and the
+    scripted replies, ``DROP`` and ``STALL`` of :meth:`~FakeSmtpServer.fail_next`.  No AUTH, no
+    STARTTLS.  Tests use :class:`FakeSmtpServer` (aiosmtpd, a real SMTP server, no PIPELINING); the
+    benchmarks and the email channel's pipelining tests use this one.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, stall_s: float = 3.0) -> None:
@@ -446,7 +447,9 @@ class LeanSmtpSink(FakeSmtpServer):
             verb = verb.upper()
             if verb == "EHLO":
                 greeted, envelope = True, _LeanEnvelope()
-                reply = "250-fake-smtp.local\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250 HELP"
+                # PIPELINING (RFC 2920), as real providers offer it: the client sends MAIL, RCPT and DATA
+                # in one write, and this loop answers them one by one from its buffer.
+                reply = "250-fake-smtp.local\r\n250-SIZE 33554432\r\n250-8BITMIME\r\n250-PIPELINING\r\n250 HELP"
             elif verb == "HELO":
                 greeted, envelope, reply = True, _LeanEnvelope(), "250 fake-smtp.local"
             elif verb == "MAIL":

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from vestnik.cli import main
-from vestnik.shared import api_keys, audit
+from vestnik.shared import api_keys, audit, client_sync
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.events import all_event_types
@@ -229,20 +229,22 @@ def test_delete_forgets_the_person_and_keeps_the_history_without_personal_data(a
     assert c.delete("/api/v1/clients/8", headers=auth(key[1])).status_code == 404
 
 
-def test_no_table_names_a_forgotten_client(app, factory, key):
+@pytest.mark.parametrize("client_id", ["9", "7f0c1b9e-2d4a-4e55-9b1a-3c1f7c0e9a11"])
+def test_no_table_names_a_forgotten_client(app, factory, key, client_id):
     """The class of the test above: after DELETE no table (history, attempts, audit, ...) holds the
-    person's name, phone or addresses, wherever the data had gone; the audit keeps what changed."""
+    person's name, phone or addresses, wherever the data had gone; the audit keeps what changed.  The CRM's
+    id (an integer or a UUID) stays: it names the client to the CRM and is not personal data."""
     c = app.test_client()
     person = {"name": "Зинаида Пермякова", "email": "zinaida.permyakova@example.com",
               "telegram_chat_id": 918273645, "phone": "+998901234567"}
-    assert c.put("/api/v1/clients/9", headers=auth(key[1]), json=person).status_code in (200, 201)
+    assert c.put(f"/api/v1/clients/{client_id}", headers=auth(key[1]), json=person).status_code in (200, 201)
     with factory() as s:  # what an admin's edit of the client and the client's own change leave in the audit
-        audit.record(s, "admin:1", "client.preferences", "client", 9, {"changes": {
+        audit.record(s, "admin:1", "client.preferences", "client", client_id, {"changes": {
             "name": ["", person["name"]], "address_email": [None, person["email"]],
             "address_telegram": [None, str(person["telegram_chat_id"])], "phone": [None, person["phone"]]}})
-        audit.client_action(s, 9, "client.address", {"email": person["email"]})
+        audit.client_action(s, client_sync.find(s, client_id).id, "client.address", {"email": person["email"]})
         s.commit()
-    assert c.delete("/api/v1/clients/9", headers=auth(key[1])).status_code == 200
+    assert c.delete(f"/api/v1/clients/{client_id}", headers=auth(key[1])).status_code == 200
     with factory() as s:
         dump = json.dumps([[str(v) for v in row] for table in Base.metadata.sorted_tables
                            for row in s.execute(select(table)).all()], ensure_ascii=False).lower()

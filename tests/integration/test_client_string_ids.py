@@ -345,3 +345,32 @@ def test_booleans_floats_and_non_positive_integers_are_not_client_ids(value, app
     resp = app.test_client().post("/webhooks/bookings", data=body,
                                   headers={"Content-Type": "application/json", **sign(SECRET, body)})
     assert resp.status_code == 422 and "booking.client_id" in resp.get_data(as_text=True)
+
+
+def test_the_openapi_document_says_an_id_is_an_integer_or_a_string_of_up_to_64(app):
+    doc = app.test_client().get("/api/v1/openapi.json").get_json()
+    (param,) = doc["paths"]["/clients/{client_id}"]["parameters"]
+    kinds = {branch["type"]: branch for branch in param["schema"]["anyOf"]}
+    assert set(kinds) == {"integer", "string"} and kinds["string"]["maxLength"] == 64
+    assert kinds["integer"]["minimum"] == 1 and '42 and "42" are the same client' in param["description"]
+    query = {p["name"]: p for p in doc["paths"]["/notifications"]["get"]["parameters"]}
+    assert query["client"]["schema"] == param["schema"]
+
+
+def test_string_ids_work_on_the_embedded_sqlite_too(sqlite_url):
+    engine = make_engine(sqlite_url)
+    factory = make_session_factory(engine)
+    try:
+        with factory() as s:
+            first, _ = client_sync.upsert(s, UUID, {"email": "vera@example.com"})
+            second, _ = client_sync.upsert(s, "crm-7", {"email": "crm7@example.com"})
+            client_sync.upsert(s, "42", {"email": "anna@example.com"})
+            event_id = emit(s, "lesson_cancelled", recipients=[UUID, 42, "crm-7", "nobody"], data=LESSON)
+            s.commit()
+            assert (first.id, second.id) == (-1, -2)
+        assert handle_event(factory, build_channels(Settings()), event_id).status == "processed"
+        with factory() as s:
+            assert sorted(s.scalars(select(Notification.recipient_id)).all()) == [-2, -1, 42]
+            assert s.get(OutboxEvent, event_id).unknown_clients == ["nobody"]
+    finally:
+        engine.dispose()

@@ -18,7 +18,7 @@ from tests.processes import PrivateRedis, wait_until
 from vestnik.outbox import emit
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
-from vestnik.shared.models import Client, DeliveryAttempt, Notification, utcnow
+from vestnik.shared.models import Client, DeliveryAttempt, Notification, NotificationTemplate, utcnow
 from vestnik.shared.seeds import install_default_templates
 from vestnik.workers import delivery as delivery_module
 from vestnik.workers.channels import build_channels
@@ -266,3 +266,40 @@ def test_rows_due_at_one_instant_are_one_chunk_and_spread_slots_are_chunks_of_16
         chunks = delivery._slots(s, [delivery_module._Item(it.claimed, it.message, it.key) for it in items],
                                  utcnow(), delivery_module.BatchResult(results=[]))
     assert [len(c) for c in chunks] == [16, 16, 8]
+
+
+def test_a_template_edited_between_batches_is_what_the_next_batch_sends(rig, bot_api):
+    """The worker keeps the templates it found while no template row changed: an admin's edit, or a
+    template switched off, is what the very next batch sees."""
+    factory, settings, channels = rig
+    delivery = Delivery(factory, channels, settings)
+
+    def another_event(title: str) -> None:
+        with factory() as s:
+            event_id = emit(s, "lesson_cancelled", recipients=[1, 2], data={**LESSON, "lesson_title": title})
+            s.commit()
+        handle_events(factory, channels, [event_id])
+
+    try:
+        assert delivery.pump("telegram").claimed == N
+        with factory() as s:
+            template = s.scalars(select(NotificationTemplate).where(
+                NotificationTemplate.code == "LESSON_CANCELLED", NotificationTemplate.channel == "telegram",
+                NotificationTemplate.locale == "ru")).one()
+            template.body = "Новый текст: {{ lesson_title }}"
+            s.commit()
+        another_event("Шахматы")
+        assert delivery.pump("telegram").claimed == 2
+        assert [m["text"] for m in bot_api.messages()[-2:]] == ["Новый текст: Шахматы"] * 2
+
+        with factory() as s:
+            for t in s.scalars(select(NotificationTemplate).where(NotificationTemplate.code == "LESSON_CANCELLED",
+                                                                  NotificationTemplate.channel == "telegram")):
+                t.is_active = False
+            s.commit()
+        another_event("Рисование")
+        result = delivery.pump("telegram")
+        assert [r.outcome for r in result.results] == ["render_failed"] * 2
+        assert len(bot_api.messages()) == N + 2
+    finally:
+        delivery.close()

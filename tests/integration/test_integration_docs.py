@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 
 from tests.doc_blocks import DOCS, doc_code_blocks
 from vestnik.cli import main
-from vestnik.shared import api_keys
+from vestnik.shared import api_keys, client_sync
 from vestnik.shared.config import Settings
 from vestnik.shared.db import make_engine, make_session_factory
 from vestnik.shared.models import Client, ClientGroup, Notification, OutboxEvent
@@ -137,10 +137,12 @@ def test_the_csv_example_through_the_cli(pg_url, factory, tmp_path, monkeypatch,
     assert re.search(r"```sh\nvestnik clients import clients.csv\n```", guide)
     monkeypatch.setenv("VESTNIK_DATABASE_URL", pg_url)
     assert main(["clients", "import", str(path)]) == 0
-    assert "2 created" in capsys.readouterr().out
+    assert "3 created" in capsys.readouterr().out  # an integer and a UUID id in one file
     with factory() as s:
         anna, john = s.get(Client, 4001), s.get(Client, 4002)
         assert (anna.timezone, anna.allow_marketing_notifications) == ("Europe/Moscow", False)
         assert (john.locale, john.allow_marketing_notifications) == ("en", True)
         assert sorted(s.scalars(select(ClientGroup.name).where(ClientGroup.client_id == 4001))) == [
             "Робототехника", "Шахматы"]
+        vera = client_sync.find(s, "7f0c1b9e-2d4a-4e55-9b1a-3c1f7c0e9a11")
+        assert (vera.name, vera.timezone, vera.id < 0) == ("Вера Ким", "Asia/Tashkent", True)
