@@ -45,4 +45,4 @@ class RenderedMessage:
     locale: str | None = None
     #: whom and what it is about (the webhook channel sends these; others ignore them)
     event_type: str = ""
-    client_id: int | None = None
+    client_id: int | str | None = None  # the CRM's id: an integer, or its string id (a UUID)

@@ -272,6 +272,7 @@ def cmd_broadcast_progress(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     """One configured template to one client, now, through delivery (not as an event or a broadcast)."""
+    from vestnik.shared import client_ids
     from vestnik.shared.db import session_scope
     from vestnik.shared.models import utcnow
     from vestnik.workers import direct_send
@@ -281,7 +282,10 @@ def cmd_send(settings: Settings, args: argparse.Namespace) -> int:
     channels = build_channels(settings)
     try:
         with session_scope(_session_factory(settings)) as session:
-            made = direct_send.send(session, channels, args.template_code, args.to, data, now=utcnow())
+            key = client_ids.resolve(session, args.to)
+            if key is None:
+                raise direct_send.NotSent(f"no client {args.to}")
+            made = direct_send.send(session, channels, args.template_code, key, data, now=utcnow())
             _audit(session, "cli", "notification.send", "client", str(args.to),
                    {"template": args.template_code, "notifications": [nid for nid, _ in made]})
     finally:
@@ -429,6 +433,18 @@ def _argument(parse, **kwargs):
 
 _iso = _argument(bounds.moment)
 _id = _argument(bounds.identifier)
+
+
+def _crm_client_id(value: str, field: str = "") -> str:
+    """A client as the CRM names it: an integer or a string id such as a UUID (shared/client_ids.py)."""
+    from vestnik.shared.wire import CLIENT_ID
+
+    if not CLIENT_ID(value):
+        raise BoundsError(field, CLIENT_ID.error)
+    return value
+
+
+_client = _argument(_crm_client_id)
 _line = _argument(bounds.text, min_chars=1, max_chars=200)
 
 
@@ -499,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send", help="send one configured template to one client now")
     p.add_argument("template_code")
-    p.add_argument("--to", type=_id, required=True, help="client id")
+    p.add_argument("--to", type=_client, required=True, help="client id (the CRM's: 42 or a UUID)")
     p.add_argument("--data", default="{}", help="template data as JSON")
     p.set_defaults(func=cmd_send)
 

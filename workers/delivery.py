@@ -366,10 +366,14 @@ class Delivery:
             ready = [i for i in waiting if due[i] - GATE_AHEAD_S <= now]
             waits = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in ready])
             now = time.monotonic()
+            begun = [i for i, wait in zip(ready, waits, strict=True) if wait <= 0]
+            if begun:
+                for i, future in zip(begun, pool.submit_all([(chunk[i].claimed.address, chunk[i].message, due[i])
+                                                             for i in begun]), strict=True):
+                    outcome[i] = future
             for i, wait in zip(ready, waits, strict=True):
                 if wait <= 0:
-                    item = chunk[i]
-                    outcome[i] = pool.submit(item.claimed.address, item.message, due[i])
+                    pass
                 elif now + wait > give_up[i]:
                     outcome[i] = Sent(late=True)
                 else:

@@ -52,7 +52,7 @@ def send(session: Session, channels: Mapping[str, Channel], code: str, client_id
     if client is None:
         raise NotSent(f"no client {client_id}")
     if not allows_category(client, category):
-        raise NotSent(f"client {client_id} does not accept {category.value} notifications")
+        raise NotSent(f"client {client.crm_id} does not accept {category.value} notifications")
     rows, refused = [], []
     step = f"send-{uuid.uuid4().hex[:12]}"
     for name in sorted({t.channel for t in templates}):
@@ -66,5 +66,5 @@ def send(session: Session, channels: Mapping[str, Channel], code: str, client_id
                          locale=client.locale or "ru", send_at=now, step=step, initiator=initiator, attempts=0,
                          delivery_uncertain=False, created_at=now, updated_at=now))
     if not rows:
-        raise NotSent(f"client {client_id} cannot get {code!r} on any channel ({'; '.join(refused)})")
+        raise NotSent(f"client {client.crm_id} cannot get {code!r} on any channel ({'; '.join(refused)})")
     return [(r.id, r.channel) for r in notifications.add_pending(session, rows)]

@@ -14,6 +14,7 @@ window, however late the thread ran.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,34 @@ class SenderPool:
 
     def submit(self, address: str, message: RenderedMessage, at: float | None) -> Future[Sent]:
         return self._executor.submit(send_one, self.channel, address, message, at)
+
+    def submit_all(self, jobs: list[tuple[str, RenderedMessage, float | None]]) -> list[Future[Sent]]:
+        """Sends that passed the gate together: one task per thread (at most ``size``) takes them in
+        turn from a shared queue, earliest first, so a slow send holds up only its own thread.  A
+        hundred sends wake four threads, not a hundred hand-overs (each a lock, a wake-up and the
+        GIL changing hands)."""
+        if len(jobs) == 1:
+            return [self.submit(*jobs[0])]
+        futures: list[Future[Sent]] = [Future() for _ in jobs]
+        queue = collections.deque(zip(jobs, futures, strict=True))
+
+        def take_turns() -> None:
+            while True:
+                try:
+                    (address, message, at), future = queue.popleft()
+                except IndexError:
+                    return
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    future.set_result(send_one(self.channel, address, message, at))
+                except BaseException as exc:  # a thread that dies must not leave its send unanswered
+                    future.set_exception(exc)
+                    raise
+
+        for _ in range(min(self.size, len(jobs))):
+            self._executor.submit(take_turns)
+        return futures
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -40,13 +40,14 @@ from vestnik.shared.models import (
 )
 from vestnik.shared.seeds import install_default_templates
 from vestnik.webapp import create_app
+from vestnik.webapp.boundaries import MAX_FIELD_CHARS
 from vestnik.webapp.signatures import sign
 
 SECRET = "whsec-boundaries-0123456789"
 PASSWORD = "correct horse battery"
 
 #: values no field may hold: refused by name at the edge, before any view runs
-UNSTORABLE = {"nul": "1\x00", "control": "1\x1b[2J", "oversized": "9" * 200_000}
+UNSTORABLE = {"nul": "1\x00", "control": "1\x1b[2J", "oversized": "9" * (MAX_FIELD_CHARS + 1)}  # one past the limit
 #: values a number, id, date or choice field must refuse (a free-text field may keep some of them as text)
 ODD = {"past bigint": "9" * 40, "unicode digits": "١٢٣", "superscript": "²", "far time": "9999-12-31T23:59:59+00:00",
        "far date": "9999-12-31", "exponent": "1e400"}
@@ -280,8 +281,10 @@ def _events(factory) -> int:
 
 
 #: fields with a meaning beyond text (ids, amounts, times): every wrong kind is refused by name
-STRICT = {("client_id",): set(JSON_ODD) - {"empty"}, ("amount",): set(JSON_ODD),
-          ("booking", "client_id"): set(JSON_ODD), ("booking", "starts_at"): set(JSON_ODD),
+#: (a client id may be a string of up to 64 of A-Za-z0-9._:@/+=#-: "999...9" and a time-like text are ids)
+STRING_IDS = {"bigint string", "far time"}
+STRICT = {("client_id",): set(JSON_ODD) - {"empty"} - STRING_IDS, ("amount",): set(JSON_ODD),
+          ("booking", "client_id"): set(JSON_ODD) - STRING_IDS, ("booking", "starts_at"): set(JSON_ODD),
           ("booking", "ends_at"): set(JSON_ODD) - {"empty"}, ("update_id",): set(JSON_ODD) - {"empty"},
           ("message", "chat", "id"): set(JSON_ODD) - {"negative", "empty"},
           ("message", "from", "id"): set(JSON_ODD) - {"negative", "empty"}}
@@ -405,9 +408,9 @@ def test_a_csv_import_with_hostile_cells_rejects_those_rows_and_keeps_the_rest(c
     csv = tmp_path / "clients.csv"
     rows = ["id,name,email,last_active_at",
             "2,Ok,ok@example.com,2026-01-01T00:00:00+03:00",
-            f"{'9' * 40},Big,,",
+            f"{'9' * 65},Big,,",  # 65 characters: too long for an id (40 digits is a string id)
             "١٢٣,Unicode,,",
-            "0,Zero id,,",
+            "0 1,Not one id,,",  # ("0" alone is a string id, as "042" is: only 42 is the integer 42)
             "5,Far,,9999-12-31T00:00:00+00:00",
             f"6,{'x' * 20_000},,",
             "7,Also ok,,"]

@@ -39,10 +39,10 @@ def test_db_upgrade_installs_templates_and_keeps_edited_ones(cli_db, session_fac
 
 def test_clients_import_reports_bad_lines(cli_db, capsys, tmp_path):
     csv = tmp_path / "more.csv"
-    csv.write_text("id,name,email,telegram_chat_id,locale,timezone\nx,A,,,ru,UTC\n3,B,b@example.com,,en,UTC\n")
+    csv.write_text("id,name,email,telegram_chat_id,locale,timezone\nx y,A,,,ru,UTC\n3,B,b@example.com,,en,UTC\n")
     assert main(["clients", "import", str(csv)]) == 0
     err = capsys.readouterr().err
-    assert f"{csv}:2: id: must be a positive integer" in err
+    assert f"{csv}:2: id: must be a client id" in err
 
 
 def test_clients_import_reads_an_excel_cp1251_semicolon_file_and_refuses_binary(cli_db, session_factory, capsys,
