@@ -39,7 +39,9 @@ demo: $(DEMO_STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	# --durations: the slowest tests, printed in every run, are where the 12-minute budget goes
-	$(BIN)/pytest -n $(TEST_WORKERS) --durations=25
+	# worksteal: a worker that runs out of tests takes pending ones from the other (a long test near the end
+	# no longer leaves one worker idle while the other works through its queue)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

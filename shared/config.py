@@ -56,6 +56,8 @@ class Settings:
     api_rate_per_min: int = 600  # requests per minute per API key (/api/v1); shared through Redis
     # Reverse proxies in front of `vestnik web` whose X-Forwarded-For/-Proto are believed (0: none).
     trusted_proxies: int = 0
+    # gunicorn worker processes of `vestnik web` (0: 2 x cores + 1, at most 4; webapp/server.py)
+    web_workers: int = 0
 
     # Client profile (/me): passwordless sign-in and Telegram connection
     telegram_bot_username: str = ""  # without "@"; the deep link is https://t.me/<it>?start=<token>
@@ -223,6 +225,7 @@ def _validate(settings: Settings) -> None:
     check("retry_base_delay_s", settings.retry_base_delay_s >= 0, "must not be negative")
     check("delivery_inline_rows", settings.delivery_inline_rows >= 0, "must not be negative")
     check("relay_max_in_flight", settings.relay_max_in_flight >= 0, "must not be negative")
+    check("web_workers", settings.web_workers >= 0, "must not be negative")
     from vestnik.shared import locales
 
     check("default_locale", locales.match(settings.default_locale) == settings.default_locale,

@@ -28,6 +28,7 @@ class Proc:
             args, env={**os.environ, **env}, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._terminated = False
 
     @property
     def pid(self) -> int:
@@ -43,11 +44,17 @@ class Proc:
         self.signal(signal.SIGKILL)
         self.popen.wait(timeout=10)
 
-    def stop(self, timeout_s: float = 20) -> int:
-        if self.popen.poll() is None:
-            # SIGTERM to the main process only, like `docker stop`: Dramatiq and gunicorn forward it
-            # to their children once; a second SIGTERM would tell a Dramatiq child to stop at once.
+    def terminate(self) -> None:
+        """SIGTERM to the main process only, like `docker stop`, once: Dramatiq and gunicorn forward it to
+        their children once; a second SIGTERM would tell a Dramatiq child to stop at once."""
+        if not self._terminated and self.popen.poll() is None:
+            self._terminated = True
             self.popen.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout_s: float = 20) -> int:
+        """Terminate (unless done already), wait up to ``timeout_s``, then kill whatever is left."""
+        if self.popen.poll() is None:
+            self.terminate()
             try:
                 self.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -63,9 +70,13 @@ class Proc:
 
 @contextmanager
 def running(procs: list[Proc]) -> Iterator[list[Proc]]:
+    """The processes stop together at the end: each is sent SIGTERM, then each is waited for (their
+    graceful stops overlap instead of adding up, a second or more each)."""
     try:
         yield procs
     finally:
+        for p in procs:
+            p.terminate()
         for p in procs:
             p.stop()
 

@@ -33,7 +33,7 @@ def worker_count(cpus: int | None = None) -> int:
 def gunicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
     return {
         "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-        "workers": worker_count(),
+        "workers": settings.web_workers or worker_count(),
         "worker_class": "gthread",
         "threads": 4,
         "timeout": 30,

@@ -77,6 +77,9 @@ def bare_stack(pg_url, amqp_vhost_url, redis_url, redis_client, bot_api, smtp_se
         "VESTNIK_RETRY_BASE_DELAY_S": "0.2",
         "VESTNIK_SECRET_KEY": "x" * 32,
         "VESTNIK_PUBLIC_URL": "https://school.test",
+        # One gunicorn worker, not four: each builds the app (seconds of CPU on a busy machine) and a stop
+        # waits for all of them; a test about several web processes sets its own.
+        "VESTNIK_WEB_WORKERS": "1",
     }
     factory = make_session_factory(make_engine(pg_url))
     with factory() as s:

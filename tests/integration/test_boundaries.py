@@ -40,13 +40,14 @@ from vestnik.shared.models import (
 )
 from vestnik.shared.seeds import install_default_templates
 from vestnik.webapp import create_app
+from vestnik.webapp.boundaries import MAX_FIELD_CHARS
 from vestnik.webapp.signatures import sign
 
 SECRET = "whsec-boundaries-0123456789"
 PASSWORD = "correct horse battery"
 
 #: values no field may hold: refused by name at the edge, before any view runs
-UNSTORABLE = {"nul": "1\x00", "control": "1\x1b[2J", "oversized": "9" * 200_000}
+UNSTORABLE = {"nul": "1\x00", "control": "1\x1b[2J", "oversized": "9" * (MAX_FIELD_CHARS + 1)}  # one past the limit
 #: values a number, id, date or choice field must refuse (a free-text field may keep some of them as text)
 ODD = {"past bigint": "9" * 40, "unicode digits": "١٢٣", "superscript": "²", "far time": "9999-12-31T23:59:59+00:00",
        "far date": "9999-12-31", "exponent": "1e400"}

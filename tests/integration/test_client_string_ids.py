@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import re
+import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -374,3 +376,101 @@ def test_string_ids_work_on_the_embedded_sqlite_too(sqlite_url):
             assert s.get(OutboxEvent, event_id).unknown_clients == ["nobody"]
     finally:
         engine.dispose()
+
+
+def test_a_broadcast_reaches_string_ids_from_an_event_and_from_an_admins_upload(app, factory):
+    from vestnik.shared.models import Broadcast, BroadcastClient
+    from vestnik.shared.seeds import install_default_templates
+
+    with factory() as s:
+        install_default_templates(s)
+        vera, _ = client_sync.upsert(s, UUID, {"name": "Вера", "email": "vera@example.com"})
+        client_sync.upsert(s, "5", {"name": "Пётр", "email": "petr@example.com"})
+        s.add(AdminUser(email="admin@school.test", password_hash=generate_password_hash(PASSWORD)))
+        event_id = emit(s, "mass_broadcast", recipients=[UUID, 5, "crm-unknown"],
+                        data={"template_code": "ANNOUNCEMENT", "category": "service", "title": "x", "text": "y"})
+        s.commit()
+        key = vera.id
+    result = handle_event(factory, build_channels(Settings()), event_id)
+    assert result.status == "processed" and result.broadcast_id
+    with factory() as s:
+        listed = s.scalars(select(BroadcastClient.client_id).where(
+            BroadcastClient.broadcast_id == result.broadcast_id)).all()
+        assert sorted(listed) == sorted([key, 5])  # the unknown string id reaches no one
+    admin = _admin(app)
+    page = admin.get("/admin/broadcasts/new")
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text).group(1)
+    resp = admin.post("/admin/broadcasts/new", data={
+        "csrf_token": token, "name": "По списку", "template_code": "ANNOUNCEMENT", "channels": ["email"],
+        "category": "service", "template_data": '{"title": "x", "text": "y"}', "client_ids": f"id\n{UUID}\n5, crm-no",
+        "mode": "manual", "test_size": "2", "test_group": "", "stage_wait_s": "60", "max_failure_pct": "20"})
+    assert resp.status_code == 302, resp.text
+    broadcast_id = int(resp.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    with factory() as s:
+        assert s.get(Broadcast, broadcast_id).targeting["client_list"] is True
+        assert sorted(s.scalars(select(BroadcastClient.client_id).where(
+            BroadcastClient.broadcast_id == broadcast_id)).all()) == sorted([key, 5])
+    details = admin.get(f"/admin/broadcasts/{broadcast_id}").text
+    assert "1 uploaded ids name no client" in details  # the unknown string id, said once (flashed)
+    assert f"(#{UUID})" in details and f"#{key}" not in details  # the preview's client picker
+
+
+def test_two_transactions_creating_the_same_string_id_make_one_client(pg_url, crm_conn):
+    """The second upsert waits for the first's unique crm_id, then merges into its row."""
+    url = make_url(pg_url)
+    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database) as other:
+        vestnik_client.upsert_clients(crm_conn, [{"id": UUID, "name": "Первая"}])
+        # the other transaction blocks on the uncommitted row until this one commits
+        outcome: dict[str, object] = {}
+        worker = threading.Thread(target=lambda: outcome.update(
+            vestnik_client.upsert_clients(other, [{"id": UUID, "email": "second@example.com"}])))
+        worker.start()
+        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+                             autocommit=True) as watch:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not watch.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'").fetchone()[0]:
+                pass  # until the other transaction waits on this one's crm_id
+            assert time.monotonic() < deadline, "the second upsert never waited for the first"
+        crm_conn.commit()
+        worker.join(60)
+        other.commit()
+        assert outcome == {"created": 0, "updated": 1}
+    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database) as check:
+        rows = check.execute("SELECT c.name, a.address FROM clients c LEFT JOIN client_addresses a "
+                             "ON a.client_id = c.id AND a.channel = 'email' WHERE c.crm_id = %s", [UUID]).fetchall()
+    assert rows == [("Первая", "second@example.com")]
+
+
+def test_two_api_style_upserts_of_a_new_string_id_at_once_make_one_client(pg_url, factory):
+    """client_sync.upsert (the HTTP API's): the loser of the race on crm_id merges into the winner's row."""
+    first = factory()
+    client_sync.upsert(first, UUID, {"name": "Первая"})
+    first.flush()
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        with factory() as s:
+            client, created = client_sync.upsert(s, UUID, {"email": "second@example.com"})
+            outcome.update(created=created, key=client.id)
+            s.commit()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    url = make_url(pg_url)
+    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+                         autocommit=True) as watch:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not watch.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").fetchone()[0]:
+            pass  # until the second waits on the first's uncommitted crm_id
+        assert time.monotonic() < deadline, "the second upsert never waited for the first"
+    first.commit()
+    first.close()
+    worker.join(60)
+    with factory() as s:
+        (client,) = s.scalars(select(Client).where(Client.id < 0)).all()
+        assert outcome == {"created": False, "key": client.id}
+        assert (client.name, client.address("email")) == ("Первая", "second@example.com")

@@ -103,6 +103,7 @@ def _env(db_url: str, broker_url: str, redis_url: str, log_format: str) -> dict[
         "VESTNIK_RETRY_BASE_DELAY_S": "0.2",
         "VESTNIK_LOG_FORMAT": log_format,
         "VESTNIK_LOG_LEVEL": "DEBUG",
+        "VESTNIK_WEB_WORKERS": "1",  # one gunicorn worker, not four: starts and stops in a third of the time
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vestnik.shared.config import Settings
+from vestnik.shared.config import Settings, load_settings
 from vestnik.shared.errors import ConfigError
 from vestnik.webapp import create_app
 
@@ -88,6 +88,15 @@ def test_gunicorn_runs_two_workers_per_core_plus_one_capped_at_four(cpus, worker
     assert worker_count(cpus) == workers
     options = gunicorn_options(Settings(), "::1", 8000)
     assert options["bind"] == "[::1]:8000" and options["threads"] == 4 and options["worker_class"] == "gthread"
+    assert options["workers"] == worker_count()
+
+
+def test_vestnik_web_workers_sets_the_number_of_gunicorn_workers():
+    from vestnik.webapp.server import gunicorn_options
+
+    assert gunicorn_options(load_settings({"VESTNIK_WEB_WORKERS": "1"}), "127.0.0.1", 8000)["workers"] == 1
+    with pytest.raises(ConfigError, match="VESTNIK_WEB_WORKERS"):
+        load_settings({"VESTNIK_WEB_WORKERS": "-1"})
 
 
 def test_vestnik_web_refuses_to_start_without_a_secret_key(capsys, monkeypatch):
