@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import random
 import re
 
@@ -28,7 +29,5 @@ def test_dot_stuffing_matches_the_general_rule():
 def test_a_parts_text_gets_crlf_line_ends_whatever_it_had():
     for text in ("a\nb", "a\r\nb", "a\rb", "a\r\n\nb\r", "строка\nещё"):
         body = _part("text/plain", text).split("\r\n\r\n", 1)[1]
-        import base64
-
         assert base64.b64decode(body).decode() == re.sub(r"\r\n|\r|\n", "\r\n", text if text.endswith("\n")
                                                          else text + "\n")
