@@ -18,6 +18,7 @@ import uuid
 BENCHMARKS: dict[str, list[str]] = {
     "bench.crm_overhead": ["--n", "2000"],
     "bench.client_overhead": ["--n", "2000"],
+    "bench.string_ids": ["--rounds", "40", "--batch", "100"],
     "bench.api_throughput": ["--rate", "200", "--seconds", "20"],
     "bench.relay_latency": ["--events", "1000", "--rate", "200", "--backlog", "20000"],
     "bench.throughput": ["--events", "30", "--recipients", "100", "--processes", "2", "--rate", "100"],
@@ -38,6 +39,7 @@ def smoke_args() -> dict[str, list[str]]:
     return {
         "bench.crm_overhead": ["--n", "20"],
         "bench.client_overhead": ["--n", "5", "--warmup", "2"],
+        "bench.string_ids": ["--rounds", "1", "--batch", "3", "--warmup", "0"],
         "bench.api_throughput": ["--rate", "20", "--seconds", "1", "--connections", "2"],
         "bench.relay_latency": ["--events", "20", "--rate", "100", "--backlog", "200"],
         "bench.throughput": ["--events", "4", "--recipients", "3", "--processes", "1", "--threads", "2",
