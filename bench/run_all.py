@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "bench.relay_latency": ["--events", "1000", "--rate", "200", "--backlog", "20000"],
     "bench.throughput": ["--events", "30", "--recipients", "100", "--processes", "2", "--rate", "100"],
     "bench.delivery_cpu": ["--events", "30", "--recipients", "100"],
+    "bench.fakes_cpu": ["--messages", "3000"],
     "bench.scheduler_lateness": ["--events", "200", "--spread", "30"],
     "bench.limits_exact": ["--seconds", "300"],
     "bench.admin_history": [],
@@ -45,6 +46,7 @@ def smoke_args() -> dict[str, list[str]]:
         "bench.throughput": ["--events", "4", "--recipients", "3", "--processes", "1", "--threads", "2",
                              "--rate", "5", "--seconds", "1"],
         "bench.delivery_cpu": ["--events", "2", "--recipients", "3"],
+        "bench.fakes_cpu": ["--messages", "20", "--threads", "2"],
         "bench.scheduler_lateness": ["--events", "6", "--spread", "2", "--lead", "1"],
         "bench.limits_exact": ["--seconds", "2"],  # two windows of the 30/s limit: the pacing figure too
         # A database of its own, dropped at the end: never the full run's vestnik_bench_history.
