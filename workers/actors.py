@@ -11,7 +11,7 @@ implicit global one).
   with its reason (dashboard, metrics, the admin's retry), not left
   ``published`` while its message sits in the dead-letter queue.  A batch
   that leaves few due rows (``VESTNIK_DELIVERY_INLINE_ROWS``) sends them from
-  this thread right after its commit (``_deliver_inline``); more wake pumps.
+  this thread right after its commit (``_deliver_inline_all``); more wake pumps.
 - ``pump_channel(channel)``: one delivery batch of a channel
   (``workers/delivery.py``).  Delivery keeps its own retry state in the
   database (``workers/retry.py``), so it has ``max_retries=0``; an exception
@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import dramatiq
@@ -62,45 +60,30 @@ INLINE_MAX_WAIT_S = 0.1
 PREDECESSOR_RETRY_S = 1.0
 
 
-def _deliver_inline(rt: Runtime, channel: str, ids: list[int], clients: dict[int, ClientView] | None = None) -> None:
+def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]], clients: dict[int, ClientView] | None = None) -> None:
     """Send a few rows handling has just committed from this thread, at once: a pump's wake-up would
     add a broker round trip, a limiter look and a claim that mostly finds the rows taken already.
-    Rows the limiter holds back wait in the database and a delayed wake-up brings them; should this
-    fail, a pump claims whatever is still pending (and the reaper what a crash left processing)."""
+    The rows of every channel go as one batch (one claim transaction, one record transaction per round;
+    each channel keeps its own slots and pauses).  Rows the limiter holds back wait in the database and
+    a delayed wake-up of their channel brings them; should this fail, a pump claims whatever is still
+    pending (and the reaper what a crash left processing).  ``clients``: the recipients as handling
+    read them, so delivery does not read them again."""
     started = timeline.ON and time.time()
+    ids = [i for rows in due.values() for i in rows]
     try:
         result = rt.delivery.deliver_rows(ids, clients=clients)
     except Exception:  # noqa: BLE001 - the rows are committed: a pump takes them over
         log.exception("sending the new rows at once failed; a pump takes them", extra={
-            "action": "event.inline_failed", "channel": channel, "rows": len(ids)})
-        wake_channel(rt.broker, channel)
+            "action": "event.inline_failed", "channel": ",".join(sorted(due)), "rows": len(ids)})
+        for channel in due:
+            wake_channel(rt.broker, channel)
         return
     if timeline.ON:
-        timeline.mark("pump.done", [r.notification_id for r in result.results or []], enqueued=None, started=started,
-                      channel=channel)
-    if result.wake_in_s is not None:
-        wake_channel(rt.broker, channel, delay_s=result.wake_in_s)
-
-
-_helpers: ThreadPoolExecutor | None = None
-_helpers_lock = threading.Lock()
-
-
-def _deliver_inline_all(rt: Runtime, due: dict[str, list[int]], clients: dict[int, ClientView] | None = None) -> None:
-    """Each channel's rows as its own batch, the channels side by side: the first in this thread, the
-    others on this process's helper threads (an email need not wait for the Telegram batch before it).
-    ``clients``: the recipients as handling read them, so delivery does not read them again."""
-    global _helpers
-    channels = list(due)
-    others = []
-    if len(channels) > 1:
-        with _helpers_lock:
-            if _helpers is None:
-                _helpers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vestnik-inline")
-        others = [_helpers.submit(_deliver_inline, rt, channel, due[channel], clients) for channel in channels[1:]]
-    _deliver_inline(rt, channels[0], due[channels[0]], clients)
-    for future in others:
-        future.result()  # _deliver_inline never raises: a failure wakes a pump
+        for channel in due:
+            timeline.mark("pump.done", [r.notification_id for r in result.results or [] if r.channel == channel],
+                          enqueued=None, started=started, channel=channel)
+    for channel, delay_s in result.wakes.items():
+        wake_channel(rt.broker, channel, delay_s=delay_s)
 
 
 def _behind(started: float) -> bool:

@@ -38,7 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,10 +103,14 @@ class BatchResult:
     results: list[Result] | None = None
     #: the earliest moment (seconds from now) a row of this batch becomes due again, if within the broker's reach
     wake_in_s: float | None = None
+    #: the same per channel (a batch of inline rows spans channels: each channel's pump is woken for its own)
+    wakes: dict[str, float] = field(default_factory=dict)
 
-    def wake(self, seconds: float) -> None:
+    def wake(self, seconds: float, channel: str | None = None) -> None:
         if seconds <= MAX_BROKER_DELAY_S:
             self.wake_in_s = seconds if self.wake_in_s is None else min(self.wake_in_s, seconds)
+            if channel is not None:
+                self.wakes[channel] = min(self.wakes.get(channel, seconds), seconds)
 
 
 @dataclass
@@ -262,8 +266,10 @@ class Delivery:
 
     def deliver_rows(self, ids: Sequence[int], *, clients: Mapping[int, Client | ClientView] | None = None
                      ) -> BatchResult:
-        """A batch of these rows (one channel's), those still pending and due: handling's hand-over of
-        the rows it has just committed, without a pump's broker round trip (``workers/actors.py``).
+        """A batch of these rows, those still pending and due: handling's hand-over of the rows it has just
+        committed, without a pump's broker round trip (``workers/actors.py``).  The rows may be of several
+        channels: one claim transaction and one record transaction per round for all of them (each
+        channel keeps its own slots, chunks, pauses and give-backs).
         ``clients``: the recipients as handling has just read them (with their addresses), so the batch
         does not read them again; a client not among them is read as usual."""
         lease = self.settings.processing_lease_s
@@ -296,30 +302,48 @@ class Delivery:
                 return out
             out.claimed = len(claimed)
             items = self._prepare(session, claimed, now, out, clients=clients)
-            chunks = self._slots(session, items, now, out)
-            if chunks:
-                self._open(session, chunks[0], now)
+            lanes = [self._slots(session, lane, now, out) for lane in _by_channel(items)]
+            lanes = [chunks for chunks in lanes if chunks]
+            first = [it for chunks in lanes for it in chunks[0]]
+            if first:
+                self._open(session, first, now)
         if timeline.ON:
             timeline.mark("pump.claimed", [c.id for c in claimed])
         if on_claimed is not None:
             on_claimed(len(claimed) >= limit)
-        for i, chunk in enumerate(chunks):
-            channel = chunk[0].claimed.channel
-            stop = self._stop_reason(channel, started, first=i == 0)
-            if stop is not None:
-                self._give_back([it for c in chunks[i:] for it in c], stop, out)
+        # Rounds: the i-th chunk of every channel's lane (one lane for a pump; an inline batch has one per
+        # channel).  A round's chunks are sent together and recorded in one transaction, which opens the
+        # next round's attempts: a crash leaves at most the round's chunks "delivery uncertain".
+        i = 0
+        while lanes:
+            going: list[list[list[_Item]]] = []
+            for chunks in lanes:
+                stop = self._stop_reason(chunks[i][0].claimed.channel, started, first=i == 0)
+                if stop is not None:
+                    self._give_back([it for c in chunks[i:] for it in c], stop, out)
+                else:
+                    going.append(chunks)
+            if not going:
                 break
+            chunk = [it for chunks in going for it in chunks[i]]
             sent = self._send_chunk(chunk)
             if timeline.ON:
                 timeline.mark("pump.sent", [it.claimed.id for it in chunk])
             faults.hit("worker.after_send")
-            following = chunks[i + 1] if i + 1 < len(chunks) else []
+            following = [it for chunks in going if i + 1 < len(chunks) for it in chunks[i + 1]]
             limited = self._record(chunk, sent, following, out)
             if timeline.ON:
                 timeline.mark("pump.recorded", [it.claimed.id for it in chunk])
-            if limited is not None and following:
-                self._give_back([it for c in chunks[i + 1:] for it in c], ("paused", limited), out)
-                break
+            lanes = []
+            for chunks in going:
+                if i + 1 >= len(chunks):
+                    continue
+                if chunks[0][0].claimed.channel in limited:
+                    self._give_back([it for c in chunks[i + 1:] for it in c],
+                                    ("paused", limited[chunks[0][0].claimed.channel]), out)
+                else:
+                    lanes.append(chunks)
+            i += 1
         return out
 
     @staticmethod
@@ -329,32 +353,42 @@ class Delivery:
 
     def _send_chunk(self, chunk: list[_Item]) -> list[Sent]:
         """Each row through the limiter's gate at its slot (rows due within GATE_AHEAD_S of each other
-        in one round trip), then to the pool.  The sends' ends go back to the limiter in one round trip
-        when the chunk is done, and before waiting for a later slot those already answered (so each
-        counts until its real end, and the plan's next slots follow it).  A row the gate holds back past
-        GATE_WAIT_S after its slot is not sent (``late``: it goes back to pending, not an attempt)."""
-        channel = chunk[0].claimed.channel
-        pool = self.pools.get(channel)
-        if pool is None:
-            return [Sent(error=DeliveryError.permanent(f"channel {channel!r} is not registered in this worker"))
-                    for _ in chunk]
+        in one round trip per channel), then to its channel's pool.  The sends' ends go back to the
+        limiter in one round trip per channel when the chunk is done, and before waiting for a later slot
+        those already answered (so each counts until its real end, and the plan's next slots follow it).
+        A row the gate holds back past GATE_WAIT_S after its slot is not sent (``late``: it goes back to
+        pending, not an attempt).  A chunk may hold rows of several channels (an inline batch's round)."""
         outcome: list[Future[Sent] | Sent | None] = [None] * len(chunk)
+        waiting = []
+        for i, item in enumerate(chunk):
+            if item.claimed.channel in self.pools:
+                waiting.append(i)
+            else:
+                outcome[i] = Sent(error=DeliveryError.permanent(
+                    f"channel {item.claimed.channel!r} is not registered in this worker"))
         due = [it.grant.at if it.grant is not None and it.grant.at is not None else 0.0 for it in chunk]
         give_up = [at + GATE_WAIT_S for at in due]
-        waiting = list(range(len(chunk)))
         reported: set[int] = set()
 
-        def report(indexes: list[int]) -> None:
-            ends = []
+        def by_channel(indexes: list[int]) -> dict[str, list[int]]:
+            groups: dict[str, list[int]] = {}
             for i in indexes:
-                sent = outcome[i]
-                sent = sent.result() if isinstance(sent, Future) else sent
-                if sent is not None and sent.done is not None:
-                    item = chunk[i]
-                    ends.append((self._send_id(item), item.key, item.grant.ref if item.grant else None, sent.done))
-                reported.add(i)
-            if ends:
-                self.limiter.end(channel, ends)
+                groups.setdefault(chunk[i].claimed.channel, []).append(i)
+            return groups
+
+        def report(indexes: list[int]) -> None:
+            for channel, group in by_channel(indexes).items():
+                ends = []
+                for i in group:
+                    sent = outcome[i]
+                    sent = sent.result() if isinstance(sent, Future) else sent
+                    if sent is not None and sent.done is not None:
+                        item = chunk[i]
+                        ends.append((self._send_id(item), item.key, item.grant.ref if item.grant else None,
+                                     sent.done))
+                    reported.add(i)
+                if ends:
+                    self.limiter.end(channel, ends)
 
         while waiting:
             now = time.monotonic()
@@ -364,14 +398,18 @@ class Delivery:
                 time.sleep(max(0.0, first - GATE_AHEAD_S - time.monotonic()))
                 continue
             ready = [i for i in waiting if due[i] - GATE_AHEAD_S <= now]
-            waits = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in ready])
+            waits: dict[int, float] = {}
+            for channel, group in by_channel(ready).items():
+                answers = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in group])
+                waits.update(zip(group, answers, strict=True))
             now = time.monotonic()
-            begun = [i for i, wait in zip(ready, waits, strict=True) if wait <= 0]
-            if begun:
-                for i, future in zip(begun, pool.submit_all([(chunk[i].claimed.address, chunk[i].message, due[i])
-                                                             for i in begun]), strict=True):
+            for channel, group in by_channel([i for i in ready if waits[i] <= 0]).items():
+                futures = self.pools[channel].submit_all([(chunk[i].claimed.address, chunk[i].message, due[i])
+                                                          for i in group])
+                for i, future in zip(group, futures, strict=True):
                     outcome[i] = future
-            for i, wait in zip(ready, waits, strict=True):
+            for i in ready:
+                wait = waits[i]
                 if wait <= 0:
                     pass
                 elif now + wait > give_up[i]:
@@ -535,7 +573,7 @@ class Delivery:
                 go.append(item)
                 continue
             waiting.append((item.claimed.id, now + timedelta(seconds=grant.wait_s)))
-            out.wake(grant.wait_s)
+            out.wake(grant.wait_s, channel)
             metrics.limiter_wait(channel, grant.wait_s)
             out.results.append(Result(item.claimed.id, Outcome.rate_limited.value,
                                       grant.wait_s if grant.wait_s <= MAX_BROKER_DELAY_S else None, channel,
@@ -571,18 +609,24 @@ class Delivery:
     # ------------------------------------------------------------ recording
 
     def _record(self, chunk: list[_Item], sent: list[Sent], following: list[_Item], out: BatchResult
-                ) -> float | None:
-        """Record a chunk and open the next one's attempts, in one transaction (retried if the database
-        drops the connection: the answers are known and must not turn into "uncertain").  Returns the
-        ``retry_after`` of a 429 in this chunk, if any."""
-        limited = max((s.error.retry_after_s or 1.0 for s in sent
-                       if s.error is not None and s.error.outcome is Outcome.rate_limited), default=None)
-        if limited is not None:
-            self.limiter.pause(chunk[0].claimed.channel, limited)  # the provider said so: every worker waits
+                ) -> dict[str, float]:
+        """Record a chunk (of one or more channels) and open the next one's attempts, in one transaction
+        (retried if the database drops the connection: the answers are known and must not turn into
+        "uncertain").  Returns per channel the ``retry_after`` of a 429 in this chunk, if any: that
+        channel's following rows are not opened (they go back), the other channels' are."""
+        limited: dict[str, float] = {}
+        for item, s in zip(chunk, sent, strict=True):
+            if s.error is not None and s.error.outcome is Outcome.rate_limited:
+                channel = item.claimed.channel
+                limited[channel] = max(limited.get(channel, 0.0), s.error.retry_after_s or 1.0)
+        for channel, seconds in limited.items():
+            self.limiter.pause(channel, seconds)  # the provider said so: every worker waits
+        opening = [it for it in following if it.claimed.channel not in limited]
+
         def record(session: Session, now: datetime) -> None:
             self._settle(session, list(zip(chunk, sent, strict=True)), now, out)
-            if following and limited is None:
-                self._open(session, following, now)
+            if opening:
+                self._open(session, opening, now)
 
         self._write(record, len(chunk))
         return limited
@@ -607,17 +651,20 @@ class Delivery:
                 *, retries: bool = True) -> None:
         settled: list[state.Settled] = []
         late: list[int] = []
+        by_late: dict[int, str] = {}
         for item, s in pairs:
             c = item.claimed
             if s.late:
                 late.append(c.id)
+                by_late[c.id] = c.channel
                 continue
             settled.append(settle(c.id, item.attempt_no, item.attempt_no, s.external_id, s.error, self.settings,
                                   now=now, retries=retries))
         ours = state.record(session, settled, now=now)
         if late:
             state.release(session, late, now=now, reason=None)  # the slot passed unused: not an attempt
-            out.wake(0.0)
+            for row_id in late:
+                out.wake(0.0, by_late[row_id])
         by_id = {item.claimed.id: (item, s) for item, s in pairs}
         for st in settled:
             item, s = by_id[st.id]
@@ -636,7 +683,7 @@ class Delivery:
             requeue = None
             if st.status == NotificationStatus.pending.value and st.send_at is not None:
                 requeue = max(0.0, (st.send_at - now).total_seconds())
-                out.wake(requeue)
+                out.wake(requeue, c.channel)
                 requeue = requeue if st.queued else None
             out.results.append(Result(c.id, st.outcome, requeue, c.channel, item.key, st.status, st.last_error))
         for row_id in late:
@@ -651,8 +698,8 @@ class Delivery:
         reason, wait_s = why
         self._write(lambda session, now: state.release(session, [it.claimed.id for it in items], now=now,
                                                        send_at=now + timedelta(seconds=wait_s)), len(items))
-        out.wake(wait_s)
         for it in items:
+            out.wake(wait_s, it.claimed.channel)
             out.results.append(Result(it.claimed.id, Outcome.rate_limited.value, wait_s, it.claimed.channel, it.key,
                                       NotificationStatus.pending.value))
         log.info("batch gave rows back", extra={"action": "delivery.gave_back", "rows": len(items),
@@ -713,6 +760,14 @@ class Delivery:
         with self.factory() as session, session.begin():
             self._settle(session, [(item, sent)], self.clock(), out, retries=False)
         return out.results[-1]
+
+
+def _by_channel(items: list[_Item]) -> list[list[_Item]]:
+    """The items of each channel, in their order (a pump's batch is one channel's)."""
+    lanes: dict[str, list[_Item]] = {}
+    for item in items:
+        lanes.setdefault(item.claimed.channel, []).append(item)
+    return list(lanes.values())
 
 
 def settle(notification_id: int, attempt_no: int, attempts: int, external_id: str | None,
