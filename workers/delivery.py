@@ -302,7 +302,9 @@ class Delivery:
                 return out
             out.claimed = len(claimed)
             items = self._prepare(session, claimed, now, out, clients=clients)
-            lanes = [self._slots(session, lane, now, out) for lane in _by_channel(items)]
+            by_channel = _by_channel(items)
+            grants = self._reserve({lane[0].claimed.channel: [it.key for it in lane] for lane in by_channel})
+            lanes = [self._slots(session, lane, now, out, grants[lane[0].claimed.channel]) for lane in by_channel]
             lanes = [chunks for chunks in lanes if chunks]
             first = [it for chunks in lanes for it in chunks[0]]
             if first:
@@ -377,18 +379,17 @@ class Delivery:
             return groups
 
         def report(indexes: list[int]) -> None:
-            for channel, group in by_channel(indexes).items():
-                ends = []
-                for i in group:
-                    sent = outcome[i]
-                    sent = sent.result() if isinstance(sent, Future) else sent
-                    if sent is not None and sent.done is not None:
-                        item = chunk[i]
-                        ends.append((self._send_id(item), item.key, item.grant.ref if item.grant else None,
-                                     sent.done))
-                    reported.add(i)
-                if ends:
-                    self.limiter.end(channel, ends)
+            ends: dict[str, list[tuple[str, str | None, str | None, float]]] = {}
+            for i in indexes:
+                sent = outcome[i]
+                sent = sent.result() if isinstance(sent, Future) else sent
+                if sent is not None and sent.done is not None:
+                    item = chunk[i]
+                    ends.setdefault(item.claimed.channel, []).append(
+                        (self._send_id(item), item.key, item.grant.ref if item.grant else None, sent.done))
+                reported.add(i)
+            if ends:
+                self._end(ends)
 
         while waiting:
             now = time.monotonic()
@@ -399,9 +400,11 @@ class Delivery:
                 continue
             ready = [i for i in waiting if due[i] - GATE_AHEAD_S <= now]
             waits: dict[int, float] = {}
-            for channel, group in by_channel(ready).items():
-                answers = self.limiter.begin(channel, [(self._send_id(chunk[i]), chunk[i].key) for i in group])
-                waits.update(zip(group, answers, strict=True))
+            groups = by_channel(ready)
+            answers = self._begin({channel: [(self._send_id(chunk[i]), chunk[i].key) for i in group]
+                                   for channel, group in groups.items()})
+            for channel, group in groups.items():
+                waits.update(zip(group, answers[channel], strict=True))
             now = time.monotonic()
             for channel, group in by_channel([i for i in ready if waits[i] <= 0]).items():
                 futures = self.pools[channel].submit_all([(chunk[i].claimed.address, chunk[i].message, due[i])
@@ -559,12 +562,36 @@ class Delivery:
             return f"the client no longer accepts {c.category} notifications"
         return channel_refusal(client, c.channel, channel)
 
-    def _slots(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[list[_Item]]:
-        """Ask the limiter for the whole batch (one round trip); rows without a slot go back; chunks."""
+    def _reserve(self, keys: dict[str, list[str | None]]) -> dict[str, list[Grant]]:
+        """The limiter's grants for every channel's rows of the batch, in one round trip."""
+        many = getattr(self.limiter, "reserve_many", None)
+        if many is not None:
+            return many(keys, horizon_s=HORIZON_S)
+        return {channel: self.limiter.reserve(channel, k, horizon_s=HORIZON_S) for channel, k in keys.items()}
+
+    def _begin(self, sends: dict[str, list[tuple[str, str | None]]]) -> dict[str, list[float]]:
+        many = getattr(self.limiter, "begin_many", None)
+        if many is not None:
+            return many(sends)
+        return {channel: self.limiter.begin(channel, s) for channel, s in sends.items()}
+
+    def _end(self, ends: dict[str, list[tuple[str, str | None, str | None, float]]]) -> None:
+        many = getattr(self.limiter, "end_many", None)
+        if many is not None:
+            many(ends)
+            return
+        for channel, e in ends.items():
+            self.limiter.end(channel, e)
+
+    def _slots(self, session: Session, items: list[_Item], now: datetime, out: BatchResult,
+               grants: list[Grant] | None = None) -> list[list[_Item]]:
+        """One channel's rows with their grants (the limiter's answer for the whole batch, one round
+        trip, asked here unless given); rows without a slot go back; chunks."""
         if not items:
             return []
         channel = items[0].claimed.channel
-        grants = self.limiter.reserve(channel, [it.key for it in items], horizon_s=HORIZON_S)
+        if grants is None:
+            grants = self.limiter.reserve(channel, [it.key for it in items], horizon_s=HORIZON_S)
         waiting: list[tuple[int, datetime]] = []
         go: list[_Item] = []
         for item, grant in zip(items, grants, strict=True):

@@ -553,6 +553,16 @@ class MemoryLimiterBackend:
                         line.deadlines.sort()
                         line.refs[ref] = ended  # type: ignore[index]
 
+    def many(self, calls: Sequence[tuple[str, Any]]) -> list[Any]:
+        """As the Redis backend's: per call its result or the exception it raised."""
+        out: list[Any] = []
+        for op, arg in calls:
+            try:
+                out.append(getattr(self, op)(arg))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller per call
+                out.append(exc)
+        return out
+
     def seed(self, seeded_key: str, entries: dict[str, list[tuple[int, str, int | None]]], offset_ms: int,
              windows: dict[str, int]) -> None:
         """``entries``: per timeline key, (wall ms begun, id, wall ms ended or None) of past sends;
@@ -597,7 +607,8 @@ class RedisLimiterBackend:
         self._mark_seeded = self.client.register_script(_MARK_SEEDED)
         self._pause = self.client.register_script(_PAUSE)
 
-    def reserve(self, plan: _Plan) -> tuple[int, list[tuple[int, int, int]]]:
+    @staticmethod
+    def _reserve_args(plan: _Plan) -> tuple[list[str], list[Any]]:
         keys = [plan.pause_key, plan.seeded_key or f"{plan.pause_key}:unused"]
         index: dict[str, int] = {}
 
@@ -616,12 +627,16 @@ class RedisLimiterBackend:
             argv.append(len(rules))
             for key, limit, window, gap in rules:
                 argv += [ki(key), limit, window, gap]
-        raw = self._reserve(keys=keys, args=argv)
+        return keys, argv
+
+    @staticmethod
+    def _reserve_result(raw: Any) -> tuple[int, list[tuple[int, int, int]]]:
         if raw and int(raw[0]) == -1:
             raise NeedsSeed()
         return int(raw[0]), [(int(raw[i]), int(raw[i + 1]), int(raw[i + 2])) for i in range(1, len(raw), 3)]
 
-    def begin(self, gate: _Gate) -> list[int]:
+    @staticmethod
+    def _begin_args(gate: _Gate) -> tuple[list[str], list[Any]]:
         keys = [gate.pause_key, gate.seeded_key or f"{gate.pause_key}:unused"]
         index: dict[str, int] = {}
         argv: list[Any] = [1 if gate.seeded_key else 0, int(IN_FLIGHT_S * 1000), len(gate.items)]
@@ -632,12 +647,16 @@ class RedisLimiterBackend:
                     keys.append(key)
                     index[key] = len(keys)
                 argv += [index[key], limit, window]
-        raw = self._begin(keys=keys, args=argv)
+        return keys, argv
+
+    @staticmethod
+    def _begin_result(raw: Any) -> list[int]:
         if raw and int(raw[0]) == -1:
             raise NeedsSeed()
         return [int(w) for w in raw]
 
-    def end(self, ends: _Ends) -> None:
+    @staticmethod
+    def _end_args(ends: _Ends) -> tuple[list[str], list[Any]]:
         keys: list[str] = []
         index: dict[str, int] = {}
         argv: list[Any] = [len(ends.items)]
@@ -648,7 +667,48 @@ class RedisLimiterBackend:
                     keys.append(key)
                     index[key] = len(keys)
                 argv += [index[key], window]
+        return keys, argv
+
+    def reserve(self, plan: _Plan) -> tuple[int, list[tuple[int, int, int]]]:
+        keys, argv = self._reserve_args(plan)
+        return self._reserve_result(self._reserve(keys=keys, args=argv))
+
+    def begin(self, gate: _Gate) -> list[int]:
+        keys, argv = self._begin_args(gate)
+        return self._begin_result(self._begin(keys=keys, args=argv))
+
+    def end(self, ends: _Ends) -> None:
+        keys, argv = self._end_args(ends)
         self._end(keys=keys, args=argv)
+
+    def many(self, calls: Sequence[tuple[str, Any]]) -> list[Any]:
+        """Several scripts' calls (``reserve``, ``begin``, ``end``; several channels') in one round trip:
+        a pipeline of EVALSHAs, not a transaction (each script is atomic on its own, as when called
+        alone).  Per call its result, or the exception it raised (``NeedsSeed``: that channel first)."""
+        from redis.exceptions import NoScriptError
+
+        scripts = {"reserve": (self._reserve, self._reserve_args, self._reserve_result),
+                   "begin": (self._begin, self._begin_args, self._begin_result),
+                   "end": (self._end, self._end_args, lambda raw: None)}
+        pipe = self.client.pipeline(transaction=False)
+        for op, arg in calls:
+            script, args, _ = scripts[op]
+            keys, argv = args(arg)
+            pipe.evalsha(script.sha, len(keys), *keys, *argv)
+        raws = pipe.execute(raise_on_error=False)
+        out: list[Any] = []
+        for (op, arg), raw in zip(calls, raws, strict=True):
+            script, args, parse = scripts[op]
+            try:
+                if isinstance(raw, NoScriptError):  # Redis restarted or flushed its scripts: this call alone
+                    out.append(getattr(self, op)(arg))
+                    continue
+                if isinstance(raw, Exception):
+                    raise raw
+                out.append(parse(raw))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller per call
+                out.append(exc)
+        return out
 
     def seed(self, seeded_key: str, entries: dict[str, list[tuple[int, str, int | None]]], offset_ms: int,
              windows: dict[str, int]) -> None:
@@ -825,6 +885,87 @@ class Limiter:
         except Exception as exc:  # noqa: BLE001 - the sends count as in flight until IN_FLIGHT_S: safe
             log.warning("could not record sends' ends; they count as in flight for a while", extra={
                 "action": "limiter.end_failed", "channel": channel, "error": type(exc).__name__})
+
+    # ---------------------------------------------------------- several channels, one round trip
+
+    def _many(self, calls: list[tuple[str, str, Any]]) -> list[Any]:
+        """``(channel, script, argument)`` calls in one round trip; per call its result or exception.
+        A channel whose timeline is new is seeded, then its call made again alone."""
+        try:
+            results = self.backend.many([(op, arg) for _, op, arg in calls])
+        except Exception as exc:  # noqa: BLE001 - each caller fails closed (or safe) on its own
+            return [exc for _ in calls]
+        out = []
+        for (channel, op, arg), result in zip(calls, results, strict=True):
+            if isinstance(result, NeedsSeed):
+                try:
+                    self._seed(channel)
+                    result = getattr(self.backend, op)(arg)
+                except Exception as exc:  # noqa: BLE001
+                    result = exc
+            out.append(result)
+        return out
+
+    def reserve_many(self, wanted: dict[str, Sequence[str | None]], *, horizon_s: float) -> dict[str, list[Grant]]:
+        """:meth:`reserve` for several channels in one round trip (an inline batch spans channels)."""
+        wanted = {channel: keys for channel, keys in wanted.items() if keys}
+        if len(wanted) <= 1:
+            return {channel: self.reserve(channel, keys, horizon_s=horizon_s) for channel, keys in wanted.items()}
+        plans = {channel: self._plan(channel, keys, horizon_s, record=True) for channel, keys in wanted.items()}
+        results = self._many([(channel, "reserve", plan) for channel, plan in plans.items()])
+        base = self.clock()
+        out: dict[str, list[Grant]] = {}
+        for (channel, plan), result in zip(plans.items(), results, strict=True):
+            if isinstance(result, Exception):  # fail closed, that channel
+                log.warning("limiter unavailable; holding sends", extra={"action": "limiter.unavailable",
+                                                                         "channel": channel,
+                                                                         "error": type(result).__name__})
+                out[channel] = [Grant(None, None, UNAVAILABLE_WAIT_S) for _ in wanted[channel]]
+                continue
+            out[channel] = [Grant(base + value / 1000, base + until / 1000, ref=f"{plan.member}:{i}") if granted
+                            else Grant(None, None, value / 1000)
+                            for i, (granted, value, until) in enumerate(result[1], 1)]
+        return out
+
+    def _gate(self, channel: str, sends: Sequence[tuple[str, str | None]]) -> _Gate:
+        rules = self.rules.get(channel)
+        seeded_key = (f"{self.prefix}:{channel}:seeded"
+                      if rules is not None and rules.seeded and self.seed_source is not None else None)
+        return _Gate(f"{self.prefix}:{channel}:pause", seeded_key,
+                     [(send_id, self._key_timelines(channel, key)[1]) for send_id, key in sends])
+
+    def begin_many(self, sends: dict[str, Sequence[tuple[str, str | None]]]) -> dict[str, list[float]]:
+        """:meth:`begin` for several channels in one round trip."""
+        sends = {channel: s for channel, s in sends.items() if s}
+        if len(sends) <= 1:
+            return {channel: self.begin(channel, s) for channel, s in sends.items()}
+        results = self._many([(channel, "begin", self._gate(channel, s)) for channel, s in sends.items()])
+        out: dict[str, list[float]] = {}
+        for (channel, s), result in zip(sends.items(), results, strict=True):
+            if isinstance(result, Exception):
+                log.warning("limiter unavailable; holding sends", extra={"action": "limiter.unavailable",
+                                                                         "channel": channel,
+                                                                         "error": type(result).__name__})
+                out[channel] = [UNAVAILABLE_WAIT_S for _ in s]
+            else:
+                out[channel] = [w / 1000 for w in result]
+        return out
+
+    def end_many(self, sends: dict[str, Sequence[tuple[str, str | None, str | None, float]]]) -> None:
+        """:meth:`end` for several channels in one round trip."""
+        sends = {channel: s for channel, s in sends.items() if s}
+        if len(sends) <= 1:
+            for channel, s in sends.items():
+                self.end(channel, s)
+            return
+        asked = self.clock()
+        calls = [(channel, "end", _Ends([(send_id, ref, max(0, int((asked - done) * 1000)),
+                                          self._key_timelines(channel, key)[2]) for send_id, key, ref, done in s]))
+                 for channel, s in sends.items()]
+        for (channel, _, _), result in zip(calls, self._many(calls), strict=True):
+            if isinstance(result, Exception):  # the sends count as in flight until IN_FLIGHT_S: safe
+                log.warning("could not record sends' ends; they count as in flight for a while", extra={
+                    "action": "limiter.end_failed", "channel": channel, "error": type(result).__name__})
 
     def capacity(self, channel: str, *, horizon_s: float, most: int) -> tuple[int, float]:
         """How many sends the channel could take within ``horizon_s`` (at most ``most``), and, when

@@ -250,6 +250,11 @@ def claim(session: Session, ids: Iterable[int], *, now: datetime, lease_s: float
     ids = list(ids)
     if not ids:
         return []
+    if _postgres(session):  # handling's hand-over of every few rows: the statement written out (below)
+        rows = [Claimed(*row) for row in session.execute(_CLAIM_IDS_PG, {
+            "now": now, "locked_until": now + timedelta(seconds=lease_s), "ids": ids})]
+        rows.sort(key=lambda c: c.id)
+        return rows
     return _claim(session, _N.c.id.in_(ids), None, None, now, lease_s)
 
 
@@ -263,6 +268,20 @@ WHERE notifications.id IN (
       AND notifications.channel = :channel AND notifications.send_at IS NOT NULL
     ORDER BY notifications.send_at, notifications.id
     LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+  AND notifications.status = '{PENDING}'
+RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
+""").bindparams(bindparam("now", type_=_N.c.updated_at.type), bindparam("locked_until", type_=_N.c.locked_until.type)
+                ).columns(*_CLAIMED_COLUMNS)
+
+
+#: claim on PostgreSQL, written out like _CLAIM_DUE_PG (the ids as one array parameter).
+_CLAIM_IDS_PG = text(f"""
+UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
+WHERE notifications.id IN (
+    SELECT notifications.id FROM notifications
+    WHERE notifications.status = '{PENDING}' AND (notifications.send_at IS NULL OR notifications.send_at <= :now)
+      AND notifications.id = ANY(CAST(:ids AS bigint[]))
     FOR UPDATE SKIP LOCKED)
   AND notifications.status = '{PENDING}'
 RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
