@@ -18,10 +18,12 @@ import uuid
 BENCHMARKS: dict[str, list[str]] = {
     "bench.crm_overhead": ["--n", "2000"],
     "bench.client_overhead": ["--n", "2000"],
+    "bench.string_ids": ["--rounds", "40", "--batch", "100"],
     "bench.api_throughput": ["--rate", "200", "--seconds", "20"],
     "bench.relay_latency": ["--events", "1000", "--rate", "200", "--backlog", "20000"],
     "bench.throughput": ["--events", "30", "--recipients", "100", "--processes", "2", "--rate", "100"],
     "bench.delivery_cpu": ["--events", "30", "--recipients", "100"],
+    "bench.fakes_cpu": ["--messages", "3000"],
     "bench.scheduler_lateness": ["--events", "200", "--spread", "30"],
     "bench.limits_exact": ["--seconds", "300"],
     "bench.admin_history": [],
@@ -38,11 +40,13 @@ def smoke_args() -> dict[str, list[str]]:
     return {
         "bench.crm_overhead": ["--n", "20"],
         "bench.client_overhead": ["--n", "5", "--warmup", "2"],
+        "bench.string_ids": ["--rounds", "1", "--batch", "3", "--warmup", "0"],
         "bench.api_throughput": ["--rate", "20", "--seconds", "1", "--connections", "2"],
         "bench.relay_latency": ["--events", "20", "--rate", "100", "--backlog", "200"],
         "bench.throughput": ["--events", "4", "--recipients", "3", "--processes", "1", "--threads", "2",
                              "--rate", "5", "--seconds", "1"],
         "bench.delivery_cpu": ["--events", "2", "--recipients", "3"],
+        "bench.fakes_cpu": ["--messages", "20", "--threads", "2"],
         "bench.scheduler_lateness": ["--events", "6", "--spread", "2", "--lead", "1"],
         "bench.limits_exact": ["--seconds", "2"],  # two windows of the 30/s limit: the pacing figure too
         # A database of its own, dropped at the end: never the full run's vestnik_bench_history.

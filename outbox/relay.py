@@ -23,7 +23,10 @@ broker keeps every message small just when CPU is short.  So the relay keeps
 the events of its last batches (``max_in_flight``) and, once that many are
 published but not yet handled, holds new events back (re-checking every
 ``_HOLD_POLL_S``, at most ``hold_max_s``): they wait in the outbox and go out
-together as soon as a batch is handled.  A batch counts for ``in_flight_ttl_s``
+together as soon as a batch is handled.  A backlog is not held (a round that
+claimed a whole batch goes again at once: its batches are as large as they
+get, and a relay draining the outbox after an outage keeps its pace).  A
+batch counts for ``in_flight_ttl_s``
 at most (an event waiting for its predecessor stays published), and a relay
 that restarts starts with an empty window: holding is an optimisation, never
 a condition for publishing.
@@ -472,6 +475,7 @@ class Relay:
             "action": "relay.start", "database": safe_url(str(self.engine.url)),
             "batch_size": self.batch_size, "poll_interval_s": self.poll_interval_s,
             "listen": self.listener is not None})
+        full = False  # the last round claimed a whole batch: more are waiting, holding would not grow it
         try:
             while not self.stop_event.is_set():
                 heartbeat.beat("relay")  # the loop turns: `vestnik health relay`
@@ -480,7 +484,8 @@ class Relay:
                     # one before it is seen by the claim.
                     self.listener.ensure_open()
                 try:
-                    self._hold_while_behind()
+                    if not full:
+                        self._hold_while_behind()
                     count = self.run_once()
                 except PublishFailed as exc:
                     self._back_off("publish not confirmed; events stay pending", "relay.publish_failed", exc)
@@ -490,7 +495,8 @@ class Relay:
                     self._back_off("relay round failed", "relay.round_failed", exc)
                     continue
                 self.backoff.reset()
-                if count < self.batch_size:
+                full = count >= self.batch_size
+                if not full:
                     self._wait_for_work(self.poll_interval_s)
         finally:
             if self.listener is not None:

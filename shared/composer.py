@@ -114,7 +114,7 @@ def client_variables(client: Client) -> dict[str, Any]:
     """``client_id`` is the CRM's id: the integer, or the CRM's string id (a UUID) for a client that has one
     (its row key is negative then: shared/client_ids.py)."""
     key = client.id
-    return {"name": client.name, "client_id": key if key is None or key > 0 else getattr(client, "crm_id", key)}
+    return {"name": client.name, "client_id": key if key is None or key >= 0 else getattr(client, "crm_id", key)}
 
 
 def _declared(event_type: str) -> tuple[set[str], set[str]]:

@@ -122,8 +122,9 @@ def handle_events(
             stmt = stmt.with_for_update()
         events = {e.id: e for e in session.scalars(stmt)}
         # string ids (a UUID) of the whole batch in one query; integer ids need none (shared/client_ids.py)
-        known = lookup(session, (r for e in events.values() for r in e.recipients or []))
-        wanted = {r for e in events.values() for r in client_keys(e.recipients or [], known=known)[0]}
+        named = [e.recipients for e in events.values() if isinstance(e.recipients, list)]  # else: _handle fails it
+        known = lookup(session, (r for recipients in named for r in recipients))
+        wanted = {r for recipients in named for r in client_keys(recipients, known=known)[0]}
         # light read-only rows with their addresses, one Core query (not ORM objects with selectin addresses):
         # planning only reads them, and inline delivery reuses them
         clients = client_view.load(session, wanted)

@@ -253,9 +253,31 @@ def claim(session: Session, ids: Iterable[int], *, now: datetime, lease_s: float
     return _claim(session, _N.c.id.in_(ids), None, None, now, lease_s)
 
 
+#: claim_due on PostgreSQL, written out: the same statement as :func:`_claim` builds, without building and
+#: looking up an expression on every batch (about 1.5 ms of CPU each time, whatever the rows).
+_CLAIM_DUE_PG = text(f"""
+UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
+WHERE notifications.id IN (
+    SELECT notifications.id FROM notifications
+    WHERE notifications.status = '{PENDING}' AND (notifications.send_at IS NULL OR notifications.send_at <= :now)
+      AND notifications.channel = :channel AND notifications.send_at IS NOT NULL
+    ORDER BY notifications.send_at, notifications.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+  AND notifications.status = '{PENDING}'
+RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
+""").bindparams(bindparam("now", type_=_N.c.updated_at.type), bindparam("locked_until", type_=_N.c.locked_until.type)
+                ).columns(*_CLAIMED_COLUMNS)
+
+
 def claim_due(session: Session, channel: str, *, limit: int, now: datetime, lease_s: float) -> list[Claimed]:
     """Take up to ``limit`` due pending rows of ``channel``, oldest ``send_at`` first; rows another
     worker holds are skipped (``FOR UPDATE SKIP LOCKED``), so pumps never wait on each other."""
+    if _postgres(session):
+        rows = [Claimed(*row) for row in session.execute(_CLAIM_DUE_PG, {
+            "now": now, "locked_until": now + timedelta(seconds=lease_s), "channel": channel, "limit": limit})]
+        rows.sort(key=lambda c: c.id)
+        return rows
     return _claim(session, and_(_N.c.channel == channel, _N.c.send_at.is_not(None)), (_N.c.send_at, _N.c.id),
                   limit, now, lease_s)
 

@@ -224,6 +224,14 @@ def test_a_uuid_client_is_one_client_through_every_entry_point(way, app, factory
         "event": admin.get(f"/admin/outboxevent/details/?id={event_id}").text,
         "audit": admin.get("/admin/audit/").text,  # the API's upsert of the client
     }
+    editor = admin.get("/admin/template/new/").text
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', editor).group(1)
+    preview = admin.post("/admin/template/preview/", headers={"X-CSRFToken": csrf}, data={
+        "code": "LESSON_CANCELLED", "channel": "email", "locale": "ru", "subject": "Для {{ client_id }}",
+        "body": "<p>{{ name }}, ваш id {{ client_id }}</p>", "client_id": UUID}).get_json()
+    assert preview["problems"] == {} and preview["client"] == f"Вера (#{UUID})"
+    assert preview["subject"] == f"Для {UUID}" and UUID in preview["text"]
+    assert admin.get(f"/admin/client/edit/?id={key}").status_code == 200
     for name, page in pages.items():
         assert UUID in page, name
         assert f"#{key}" not in page and f">{key}<" not in page and f",{key}," not in page, name

@@ -516,3 +516,29 @@ def test_without_a_window_or_once_a_batch_is_old_the_relay_never_holds(sqlite_ur
             assert relay.stats.holds == 0
     finally:
         engine.dispose()
+
+
+def test_a_backlog_is_not_held_only_the_trickle_after_it(sqlite_url):
+    """Rounds that claim whole batches go again at once (an outbox drained after an outage keeps its
+    pace); the first round short of a batch, with the window full, holds."""
+    engine = make_engine(sqlite_url)
+    stub = StubBroker()
+    publisher = build_publisher(Settings(database_url=sqlite_url, broker_url="stub://"), broker=stub)
+    backlog = emit_events(engine, 12)
+    relay = Relay(engine, publisher, batch_size=5, poll_interval_s=0.05, max_in_flight=1, hold_max_s=600,
+                  in_flight_ttl_s=600)
+    events = stub.queues["events"]
+    try:
+        with running(relay):
+            wait_until(lambda: events.qsize() == 3, 10, message="the backlog published: 5 + 5 + 2")
+            assert relay.stats.holds == 0
+            later = emit_events(engine, 1)
+            wait_until(lambda: relay.stats.holds >= 1, 10, message="the relay holding")
+            assert events.qsize() == 3
+            with engine.begin() as conn:
+                conn.execute(update(T).where(T.c.id.in_(backlog)).values(status=OutboxStatus.processed.value))
+            wait_until(lambda: events.qsize() == 4, 10, message="the held event published")
+        published = [dramatiq.Message.decode(events.get_nowait()) for _ in range(4)]
+        assert [event_ids([m]) for m in published] == [backlog[:5], backlog[5:10], backlog[10:], later]
+    finally:
+        engine.dispose()

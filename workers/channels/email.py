@@ -502,7 +502,8 @@ def _part(content_type: str, text: str) -> str:
     """One MIME part: its headers and its text, base64 (7-bit safe whatever the text)."""
     if not text.endswith("\n"):
         text += "\n"  # as EmailMessage.set_content does
-    canonical = re.sub(r"\r\n|\r|\n", "\r\n", text)  # MIME's canonical text: CRLF line ends
+    # MIME's canonical text: CRLF line ends
+    canonical = text.replace("\n", "\r\n") if "\r" not in text else _LINE_END.sub("\r\n", text)
     encoded = base64.encodebytes(canonical.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
     return (f"Content-Type: {content_type}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             f"{encoded}")
@@ -545,8 +546,15 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
 def _dot_stuffed(data: bytes) -> bytes:
     """DATA payload: CRLF line ends, leading dots doubled, ending with CRLF "." CRLF."""
+    crlf = data.count(b"\r\n")
+    if crlf == data.count(b"\n") == data.count(b"\r") and not data.startswith(b".") and b"\n." not in data:
+        # Already CRLF only and no line starts with a dot (what render writes): nothing to change.
+        return data + (b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n")
     data = re.sub(rb"\r?\n|\r", b"\r\n", data)
     data = re.sub(rb"(?m)^\.", b"..", data)
     if not data.endswith(b"\r\n"):
