@@ -22,6 +22,7 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from vestnik.shared import threadsafe_ast
 from vestnik.shared.config import Settings, secrets_of
 
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime"}
@@ -101,6 +102,9 @@ def vestnik_formatter(settings: Settings) -> logging.Formatter:
 
 
 def configure_logging(settings: Settings, *, stream: Any = None) -> None:
+    # Every Vestnik process sets its logging up here, and its threads format tracebacks (which parse
+    # source on Python 3.11): one parse at a time, or a record can be lost (shared/threadsafe_ast.py).
+    threadsafe_ast.install()
     root = logging.getLogger()
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(vestnik_formatter(settings))

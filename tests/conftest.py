@@ -15,6 +15,11 @@ from collections.abc import Iterator
 import pytest
 
 from tests.ahead import MadeAhead
+from vestnik.shared import threadsafe_ast
+
+# The test processes parse from several threads (tracebacks formatted by the fakes' and the app's threads,
+# pytest's assertion rewriting): one parse at a time on Python 3.11 (shared/threadsafe_ast.py).
+threadsafe_ast.install()
 
 pytest_plugins = ["tests.fakes.fixtures"]
 

@@ -10,6 +10,12 @@
   var testDone = box.dataset.testDone === "1";
   var stamp = document.getElementById("progress-updated");
   var busy = false;
+  // Once the admin submits a form here (schedule, start, pause...), the page is being left: a poll
+  // that sees the new state must not reload it, or the reload races the form's own redirect and one
+  // of the two pages shows without the flash message that says what happened.
+  var leaving = false;
+  document.addEventListener("submit", function (e) { if (!e.defaultPrevented) { leaving = true; } });
+  window.addEventListener("pagehide", function () { leaving = true; });
 
   function set(id, value) {
     var el = document.getElementById(id);
@@ -57,7 +63,7 @@
   }
 
   function refresh() {
-    if (busy || document.hidden || shown === "completed" || shown === "canceled") { return; }
+    if (leaving || busy || document.hidden || shown === "completed" || shown === "canceled") { return; }
     busy = true;
     fetch(box.dataset.src, { headers: { "Accept": "application/json" }, cache: "no-store", credentials: "same-origin" })
       .then(function (response) {
@@ -76,7 +82,7 @@
         if (reason) { reason.hidden = !p.paused_reason; reason.textContent = p.paused_reason || ""; }
         if (stamp) { stamp.textContent = (box.dataset.updated || "updated") + " " + new Date().toLocaleTimeString(); }
         // A new state brings other buttons (e.g. "Send to everyone" once the test is done).
-        if (p.status !== shown || p.test_done !== testDone) {
+        if (!leaving && (p.status !== shown || p.test_done !== testDone)) {
           shown = p.status; testDone = p.test_done; window.location.reload();
         }
       })
