@@ -104,6 +104,14 @@ def _pg_stats(engine: Any) -> dict[str, tuple[float, ...]]:
     return {**tables, **functions}
 
 
+def _backend_cpu(engine: Any, url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend connected to the bench's database, by pid."""
+    with engine.connect() as conn:
+        pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
+                                           {"d": url.rsplit("/", 1)[1]})]
+    return {pid: _cpu_s(pid) for pid in pids}
+
+
 def _trickle(report: Report, url: str, events: int, fakes_pids: dict[str, int]) -> None:
     from types import SimpleNamespace
 
@@ -137,13 +145,9 @@ def _trickle(report: Report, url: str, events: int, fakes_pids: dict[str, int]) 
     delivery = Delivery(factory, channels, settings, limiter=build_limiter(
         settings, seed=notifications.seed_source(factory)))
     rt = SimpleNamespace(delivery=delivery, broker=StubBroker(), settings=settings)
-    database = url.rsplit("/", 1)[1]
 
     def backends() -> dict[int, float]:
-        with engine.connect() as conn:
-            pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
-                                               {"d": database})]
-        return {pid: _cpu_s(pid) for pid in pids}
+        return _backend_cpu(engine, url)
 
     def one(event_id: int) -> int:
         results = handling.handle_events(factory, channels, [event_id], default_zone=settings.default_timezone,
@@ -215,13 +219,9 @@ def _run(report: Report, url: str, events: int, recipients: int, fakes_pids: dic
     for i in range(0, len(ids), 100):
         handling.handle_events(factory, channels, ids[i:i + 100], default_zone=settings.default_timezone)
     handling_s = time.process_time() - started
-    database = url.rsplit("/", 1)[1]
 
     def backends() -> dict[int, float]:
-        with engine.connect() as conn:
-            pids = [r[0] for r in conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = :d"),
-                                               {"d": database})]
-        return {pid: _cpu_s(pid) for pid in pids}
+        return _backend_cpu(engine, url)
 
     delivery = Delivery(factory, channels, settings, limiter=build_limiter(
         settings, seed=notifications.seed_source(factory)))
