@@ -112,6 +112,13 @@ def _backend_cpu(engine: Any, url: str) -> dict[int, float]:
     return {pid: _cpu_s(pid) for pid in pids}
 
 
+def _close(delivery: Any, channels: dict[str, Any], engine: Any) -> None:
+    delivery.close()
+    for ch in channels.values():
+        ch.close()
+    engine.dispose()
+
+
 def _trickle(report: Report, url: str, events: int, fakes_pids: dict[str, int]) -> None:
     from types import SimpleNamespace
 
@@ -146,9 +153,6 @@ def _trickle(report: Report, url: str, events: int, fakes_pids: dict[str, int]) 
         settings, seed=notifications.seed_source(factory)))
     rt = SimpleNamespace(delivery=delivery, broker=StubBroker(), settings=settings)
 
-    def backends() -> dict[int, float]:
-        return _backend_cpu(engine, url)
-
     def one(event_id: int) -> int:
         results = handling.handle_events(factory, channels, [event_id], default_zone=settings.default_timezone,
                                          policies=getattr(delivery, "quiet", None))
@@ -164,18 +168,15 @@ def _trickle(report: Report, url: str, events: int, fakes_pids: dict[str, int]) 
 
     for event_id in ids[:10]:  # warm: connections, templates, caches
         one(event_id)
-    pg_before, fakes_before = backends(), {name: _cpu_s(pid) for name, pid in fakes_pids.items()}
+    pg_before, fakes_before = _backend_cpu(engine, url), {name: _cpu_s(pid) for name, pid in fakes_pids.items()}
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     rows = sum(one(event_id) for event_id in ids[10:])
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
-    pg = sum(v - pg_before.get(pid, 0.0) for pid, v in backends().items())
+    pg = sum(v - pg_before.get(pid, 0.0) for pid, v in _backend_cpu(engine, url).items())
     fakes = sum(_cpu_s(pid) - fakes_before[name] for name, pid in fakes_pids.items())
     with engine.connect() as conn:
         sent = conn.execute(text("SELECT count(*) FROM notifications WHERE status = 'sent'")).scalar_one() - 20
-    delivery.close()
-    for ch in channels.values():
-        ch.close()
-    engine.dispose()
+    _close(delivery, channels, engine)
     if not sent:
         raise CouldNotMeasure("nothing was sent")
     report.add("rows created", rows, "rows")
@@ -220,12 +221,9 @@ def _run(report: Report, url: str, events: int, recipients: int, fakes_pids: dic
         handling.handle_events(factory, channels, ids[i:i + 100], default_zone=settings.default_timezone)
     handling_s = time.process_time() - started
 
-    def backends() -> dict[int, float]:
-        return _backend_cpu(engine, url)
-
     delivery = Delivery(factory, channels, settings, limiter=build_limiter(
         settings, seed=notifications.seed_source(factory)))
-    pg_before, fakes_before = backends(), {name: _cpu_s(pid) for name, pid in fakes_pids.items()}
+    pg_before, fakes_before = _backend_cpu(engine, url), {name: _cpu_s(pid) for name, pid in fakes_pids.items()}
     stats_before = _pg_stats(engine) if pg_stats else {}
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     sent = 0
@@ -236,15 +234,12 @@ def _run(report: Report, url: str, events: int, recipients: int, fakes_pids: dic
                 break
             sent += sum(1 for r in batch.results or [] if r.outcome == "sent")
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
-    pg = sum(v - pg_before.get(pid, 0.0) for pid, v in backends().items())
+    pg = sum(v - pg_before.get(pid, 0.0) for pid, v in _backend_cpu(engine, url).items())
     fakes = {name: _cpu_s(pid) - fakes_before[name] for name, pid in fakes_pids.items()}
     if pg_stats:
         time.sleep(1)  # backends flush their statistics at most once a second (PostgreSQL 15)
         stats_after = _pg_stats(engine)
-    delivery.close()
-    for ch in channels.values():
-        ch.close()
-    engine.dispose()
+    _close(delivery, channels, engine)
     if not sent:
         raise CouldNotMeasure("nothing was sent")
     report.add("rows created", 2 * n, "rows")
