@@ -77,13 +77,6 @@ class HandleResult:
     clients: dict[int, ClientView] = field(default_factory=dict)
 
 
-def _lock_event(session: Session, event_id: int) -> OutboxEvent | None:
-    stmt = select(OutboxEvent).where(OutboxEvent.id == event_id)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()
-
-
 def _lock_key(session: Session, key: str) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})

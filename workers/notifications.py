@@ -72,6 +72,20 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _one_of_picked(session: Session, pick: Select) -> Any:
+    """The condition "this row is one ``pick`` chose", for an UPDATE of the rows it chose.
+
+    On PostgreSQL ``pick`` locks its rows (``FOR UPDATE SKIP LOCKED``) in a ``MATERIALIZED`` CTE that
+    runs once.  Written as ``id IN (pick)``, the planner may join it by a nested loop that runs the
+    pick (sort, lock) again for every outer row: it does when the table's statistics are stale, as
+    they are during a burst of new rows, where a claim of 100 rows cost 250,000-780,000 buffer
+    visits and 1-1.7 s (issue 12; ``tests/integration/test_lock_plans.py`` checks every locking plan)."""
+    if not _postgres(session):  # SQLite: no row locks (one writer), and the IN runs once
+        return _N.c.id.in_(pick.scalar_subquery())
+    picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+    return _N.c.id == picked.c.id
+
+
 # ------------------------------------------------------------------ birth
 
 
@@ -232,11 +246,9 @@ def _claim(session: Session, where: Any, order: Any, limit: int | None, now: dat
         pick = pick.order_by(*order)
     if limit is not None:
         pick = pick.limit(limit)
-    if _postgres(session):
-        pick = pick.with_for_update(skip_locked=True)
     stmt = (
         update(_N)
-        .where(_N.c.id.in_(pick.scalar_subquery()), _N.c.status == PENDING)
+        .where(_one_of_picked(session, pick), _N.c.status == PENDING)
         .values(status=PROCESSING, locked_until=now + timedelta(seconds=lease_s), updated_at=now)
         .returning(*_CLAIMED_COLUMNS)
     )
@@ -259,17 +271,18 @@ def claim(session: Session, ids: Iterable[int], *, now: datetime, lease_s: float
 
 
 #: claim_due on PostgreSQL, written out: the same statement as :func:`_claim` builds, without building and
-#: looking up an expression on every batch (about 1.5 ms of CPU each time, whatever the rows).
+#: looking up an expression on every batch (about 1.5 ms of CPU each time, whatever the rows).  The pick
+#: is a MATERIALIZED CTE, never ``IN (subquery)`` (:func:`_one_of_picked` says why).
 _CLAIM_DUE_PG = text(f"""
-UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
-WHERE notifications.id IN (
+WITH picked AS MATERIALIZED (
     SELECT notifications.id FROM notifications
     WHERE notifications.status = '{PENDING}' AND (notifications.send_at IS NULL OR notifications.send_at <= :now)
       AND notifications.channel = :channel AND notifications.send_at IS NOT NULL
     ORDER BY notifications.send_at, notifications.id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED)
-  AND notifications.status = '{PENDING}'
+UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
+FROM picked WHERE notifications.id = picked.id AND notifications.status = '{PENDING}'
 RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
 """).bindparams(bindparam("now", type_=_N.c.updated_at.type), bindparam("locked_until", type_=_N.c.locked_until.type)
                 ).columns(*_CLAIMED_COLUMNS)
@@ -277,13 +290,13 @@ RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
 
 #: claim on PostgreSQL, written out like _CLAIM_DUE_PG (the ids as one array parameter).
 _CLAIM_IDS_PG = text(f"""
-UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
-WHERE notifications.id IN (
+WITH picked AS MATERIALIZED (
     SELECT notifications.id FROM notifications
     WHERE notifications.status = '{PENDING}' AND (notifications.send_at IS NULL OR notifications.send_at <= :now)
       AND notifications.id = ANY(CAST(:ids AS bigint[]))
     FOR UPDATE SKIP LOCKED)
-  AND notifications.status = '{PENDING}'
+UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
+FROM picked WHERE notifications.id = picked.id AND notifications.status = '{PENDING}'
 RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
 """).bindparams(bindparam("now", type_=_N.c.updated_at.type), bindparam("locked_until", type_=_N.c.locked_until.type)
                 ).columns(*_CLAIMED_COLUMNS)
@@ -671,10 +684,8 @@ def release_due(session: Session, now: datetime, *, redrive_after_s: float, limi
     marked handed now; the caller enqueues them.  ``SKIP LOCKED``: two schedulers split the rows."""
     pick = select(_N.c.id).where(_releasable(now, redrive_after_s), _N.c.send_at <= now).order_by(_N.c.send_at)
     pick = pick.limit(limit)
-    if _postgres(session):
-        pick = pick.with_for_update(skip_locked=True)
     rows = session.execute(
-        update(_N).where(_N.c.id.in_(pick.scalar_subquery())).values(queued_at=now)
+        update(_N).where(_one_of_picked(session, pick)).values(queued_at=now)
         .returning(_N.c.id, _N.c.channel, _N.c.recipient_address)
     ).all()
     return [Released(*r) for r in rows]
@@ -712,10 +723,8 @@ def hand_over(session: Session, broadcast_id: int, channel: str, room: int, now:
             .where(_N.c.broadcast_id == broadcast_id, _N.c.channel == channel, _N.c.status == PENDING,
                    _N.c.send_at.is_(None))
             .order_by(_N.c.id).limit(room))
-    if _postgres(session):
-        pick = pick.with_for_update(skip_locked=True)
     return [Released(*r) for r in session.execute(
-        update(_N).where(_N.c.id.in_(pick.scalar_subquery()))
+        update(_N).where(_one_of_picked(session, pick))
         .values(send_at=now, queued_at=now, updated_at=now)
         .returning(_N.c.id, _N.c.channel, _N.c.recipient_address)
     ).all()]
