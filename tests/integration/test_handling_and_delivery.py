@@ -332,3 +332,37 @@ def test_a_cancel_in_the_same_batch_cancels_what_the_batch_planned_before_it(set
         by_event = dict(s.execute(select(Notification.event_id, func.count()).where(
             Notification.status == "pending", Notification.send_at > utcnow()).group_by(Notification.event_id)).all())
     assert scheduled not in by_event and by_event.get(other)  # the key's reminders went; the other lesson's stay
+
+
+def test_an_admins_change_of_an_override_or_a_chat_takes_effect_for_the_next_batch(setup_db, channels):
+    """Handling keeps the overrides and the chats' subscriptions between batches (on PostgreSQL) and
+    checks their version at each batch: any change is what the next event sees."""
+    from vestnik.shared.models import Chat, RuleOverride
+    from vestnik.workers import chats
+
+    def addresses() -> list[str | None]:
+        return sorted(address for _, _, address, _ in
+                      handle_event(setup_db, channels, emit_one(setup_db, recipients=[1])).created)
+
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        s.add(RuleOverride(event_type="lesson_cancelled", enabled=False, offsets={}, attachments={}))
+    assert addresses() == []
+    with setup_db() as s, s.begin():
+        s.get(RuleOverride, "lesson_cancelled").enabled = True  # the same rows, one changed
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        s.add(Chat(channel="telegram", address="-100777", title="Staff", kind="supergroup", can_post=True,
+                   subscriptions={"lesson_cancelled": "LESSON_CANCELLED"}))
+    assert addresses() == ["-100777", "1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        chats.mark_unreachable(s, "telegram", "-100777", "the bot was removed")  # a Core UPDATE
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        chat = s.scalars(select(Chat)).one()
+        chat.unreachable_reason, chat.subscriptions = None, {"lesson_reminder": "LESSON_REMINDER"}
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        s.scalars(select(Chat)).one().subscriptions = {"lesson_cancelled": "LESSON_CANCELLED"}
+    assert addresses() == ["-100777", "1001", "anna@example.com"]
+
