@@ -316,14 +316,15 @@ def _finish(event: _Event, status: str, now: datetime, outcomes: _Outcomes, erro
     outcomes.add(event)
 
 
-#: One statement for a batch's outcomes on PostgreSQL, whatever its size: the values travel as arrays.
+#: One statement for a batch's outcomes on PostgreSQL, whatever its size: the values travel as one JSON
+#: document (psycopg dumps a list parameter in Python, element by element: six arrays cost more than the
+#: UPDATE itself for a batch of one).  ``unknown`` null: the column keeps what it holds.
 _WRITE_OUTCOMES = text(
     "UPDATE outbox_events AS e SET status = v.status, processed_at = v.processed_at, error = v.error, "
-    "event_type = v.event_type, "
-    "unknown_clients = CASE WHEN v.unknown IS NULL THEN e.unknown_clients ELSE CAST(v.unknown AS jsonb) END "
-    "FROM unnest(CAST(:id AS bigint[]), CAST(:status AS text[]), CAST(:processed_at AS timestamptz[]), "
-    "CAST(:error AS text[]), CAST(:event_type AS text[]), CAST(:unknown AS text[])) "
-    "AS v(id, status, processed_at, error, event_type, unknown) WHERE e.id = v.id")
+    "event_type = v.event_type, unknown_clients = coalesce(v.unknown, e.unknown_clients) "
+    "FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) "
+    "AS v(id bigint, status text, processed_at timestamptz, error text, event_type text, unknown jsonb) "
+    "WHERE e.id = v.id")
 
 _OUTCOME_VALUES = dict(status=bindparam("o_status"), processed_at=bindparam("o_processed_at"),
                        error=bindparam("o_error"), event_type=bindparam("o_event_type"))
@@ -331,6 +332,12 @@ _OUTCOME_VALUES = dict(status=bindparam("o_status"), processed_at=bindparam("o_p
 _WRITE_OUTCOME = update(_E).where(_E.c.id == bindparam("o_id")).values(**_OUTCOME_VALUES)
 _WRITE_OUTCOME_UNKNOWN = update(_E).where(_E.c.id == bindparam("o_id")).values(
     **_OUTCOME_VALUES, unknown_clients=bindparam("o_unknown", type_=_E.c.unknown_clients.type))
+
+
+def _iso(at: datetime | None) -> str | None:
+    if at is not None and at.tzinfo is None:  # as the column type refuses one (shared/models.py)
+        raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+    return None if at is None else at.isoformat()
 
 
 class _Outcomes:
@@ -349,11 +356,10 @@ class _Outcomes:
             return
         events, self.events = list(self.events.values()), {}
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(_WRITE_OUTCOMES, {
-                "id": [e.id for e in events], "status": [e.status for e in events],
-                "processed_at": [e.processed_at for e in events], "error": [e.error for e in events],
-                "event_type": [e.event_type for e in events],
-                "unknown": [None if e.unknown_clients is None else json.dumps(e.unknown_clients) for e in events]})
+            session.execute(_WRITE_OUTCOMES, {"outcomes": json.dumps([
+                {"id": e.id, "status": e.status, "error": e.error, "event_type": e.event_type,
+                 "processed_at": _iso(e.processed_at),
+                 "unknown": e.unknown_clients} for e in events])})
             return
         for stmt, some in ((_WRITE_OUTCOME, [e for e in events if e.unknown_clients is None]),
                            (_WRITE_OUTCOME_UNKNOWN, [e for e in events if e.unknown_clients is not None])):
