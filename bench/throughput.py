@@ -209,14 +209,16 @@ def throughput(report: Report, events: int, recipients: int, processes: int, thr
     _cpu_figures(report, label, cpu, delivered)
 
 
-def _cpu_figures(report: Report, label: str, cpu: dict[str, float], delivered: int) -> None:
+def _cpu_figures(report: Report, label: str, cpu: dict[str, float], delivered: int, goal: float | None = 1.2) -> None:
+    """CPU per message of each process, and in all; ``goal``: the issue's 1.2 ms, set for the throughput runs
+    (a trickle's small batches cost more per message by design: shown, not judged)."""
     vestnik_cpu = 0.0
     for name, seconds in cpu.items():
         report.add(f"{label}: CPU {name}", seconds * 1000 / delivered, "ms/message")
         if not name.startswith(("CRM", "rabbitmq")):
             vestnik_cpu += seconds
     report.add(f"{label}: CPU total (without RabbitMQ and the CRM)", vestnik_cpu * 1000 / delivered, "ms/message",
-               goal=1.2)
+               goal=goal)
 
 
 #: the stages of ``--timeline``, in the order one message passes them (shared/timeline.py marks them)
@@ -280,7 +282,7 @@ def latency(report: Report, rate: float, seconds: float, processes: int, threads
             _timeline(report, timeline_dir, committed, event_of, accepted, rows)
     # One recipient per event (two messages: Telegram and email), as the goal means it.
     if delivered:  # the small batches of a steady trickle: what each message costs on the latency path
-        _cpu_figures(report, f"latency run, {rate:g} events/s", cpu, delivered)
+        _cpu_figures(report, f"latency run, {rate:g} events/s", cpu, delivered, goal=None)
     report.add_percentiles(f"latency at {rate:g} events/s of 1 recipient each (commit -> accepted)", values, "ms",
                            ps=(50, 99), goals={"p50": 30, "p99": 150})
 

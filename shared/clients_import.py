@@ -10,6 +10,9 @@ columns ``groups`` and ``tags`` (names separated by ``;``) and
 (``+7 (916) 123-45-67``) and stored in E.164 (``+79161234567``,
 ``bounds.phone``); a national form (``8 916 ...``) is refused by line.  An
 unknown column is refused by name, so a typo (``emial``) cannot pass for an import.
+Each address column is checked by its channel (``Channel.check_address``, through
+``shared.addresses.check``), the check the admin and the profile ask: the process
+builds its channels first (``build_channels``), as the CLI and the web app do.
 
 **The import merges.**  For a client Vestnik already knows, a value changes
 only when the file names it: an absent column or an empty cell leaves the
@@ -59,7 +62,6 @@ LABELS = {"groups": 200, "tags": 100}  # column -> longest name
 KNOWN_COLUMNS = (*REQUIRED, *CONTACT, *PREFERENCES, *LABELS, "last_active_at")
 CHUNK = 1000
 
-_EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\"]+$")
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # no text file has these
 _TRUE = {"1", "true", "yes", "y", "on", "да"}
 _FALSE = {"0", "false", "no", "n", "off", "нет"}
@@ -152,21 +154,12 @@ def parse_row(row: dict[str, str | None]) -> dict[str, Any]:
             out["phone"] = bounds.phone(phone, "phone")
         except BoundsError as exc:
             problems.append(str(exc))
-    if email := cell("email"):
-        if len(email) > 320 or not _EMAIL.match(email):
-            problems.append(f"email: not a single valid address: {email[:80]!r}")
-        else:
-            out["email"] = email
-    if chat := cell("telegram_chat_id"):
-        if not re.fullmatch(r"-?[0-9]{1,20}", chat):
-            problems.append(f"telegram_chat_id: must be a number, got {chat[:40]!r}")
-        else:
-            out["telegram_chat_id"] = chat
-    if url := cell("webhook_url"):
-        try:
-            out["webhook_url"] = check_address(ADDRESS_FIELDS["webhook_url"], url)
-        except ValueError as exc:
-            problems.append(f"webhook_url: {exc}")
+    for column, channel in ADDRESS_FIELDS.items():  # each channel's own check, as the admin and the profile ask it
+        if value := cell(column):
+            try:
+                out[column] = check_address(channel, value)
+            except ValueError as exc:
+                problems.append(f"{column}: {exc}")
     if locale := cell("locale"):
         try:  # uz_Latn, UZ-LATN, ru-RU: written the way Vestnik stores them (shared/locales.py)
             out["locale"] = locales.normalize(locale)

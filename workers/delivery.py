@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -178,32 +179,58 @@ class TemplateText:
         return cls(t.id, t.code, t.channel, t.locale, t.subject, t.body, t.buttons)
 
 
-#: Every template row's identity and version: any insert, update or delete (the admin's, a migration's,
-#: a hand-written UPDATE) gives another value.  One short statement per batch.
-_TEMPLATES_VERSION = text("SELECT count(*), md5(coalesce(string_agg(id::text || ':' || xmin::text, ',' "
-                          "ORDER BY id), '')) FROM notification_templates")
+_TEMPLATES_VERSION = text(state.TEMPLATES_VERSION)
 
 
 class TemplateCache:
     """The templates a worker found, by (code, channel, locale), kept while no template row changed.
 
     Finding a template is an ORM query (about 1 ms of CPU); a batch asks for one or two.  Each batch
-    reads the table's version first (:data:`_TEMPLATES_VERSION`, in the batch's own transaction) and
-    starts afresh when it moved, so an admin's edit is what the next batch renders: never the old
-    text.  Not on SQLite (tests of other things): every batch finds its templates again."""
+    reads the table's version first (:data:`~vestnik.workers.notifications.TEMPLATES_VERSION`, in its
+    claim's statement on PostgreSQL: ``Claimed.templates_version``) and starts afresh when it moved, so
+    an admin's edit is what the next batch renders: never the old text.  Not on SQLite (tests of other
+    things): every batch finds its templates again."""
 
     def __init__(self) -> None:
         #: (version, what was found at that version), swapped as one (pumps share it from several threads)
         self._state: tuple[Any, dict[tuple[str, str, str], TemplateText | TemplateError]] = (None, {})
 
-    def current(self, session: Session) -> dict[tuple[str, str, str], TemplateText | TemplateError]:
-        if session.get_bind().dialect.name != "postgresql":
-            return {}
-        version = tuple(session.execute(_TEMPLATES_VERSION).one())
+    def current(self, session: Session, version: str | None = None
+                ) -> dict[tuple[str, str, str], TemplateText | TemplateError]:
+        """The templates found at ``version`` (the claim read it), or at the version read now."""
+        if version is None:
+            if session.get_bind().dialect.name != "postgresql":
+                return {}
+            version = session.execute(_TEMPLATES_VERSION).scalar_one()
         state = self._state
         if state[0] != version:
             state = self._state = (version, {})  # a batch still rendering keeps the dict it had
         return state[1]
+
+
+class _LazySession:
+    """Stands for an ORM session on a batch's connection, in its transaction, made on first use.
+
+    A batch's hot statements (claim, attempts, record) run on the Core connection; the rarer steps that
+    want a session (a template not cached yet, an attachment, clients not handed over, the quiet-hours
+    policies once a minute, a chat's mark) get one when they ask, so the common batch never pays for it."""
+
+    def __init__(self, make: Callable[[], Session]) -> None:
+        self._make = make
+        self.made: Session | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self.made is None:
+            self.made = self._make()
+        return getattr(self.made, name)
+
+
+@dataclass
+class _Tx:
+    """One transaction of a batch: its Core connection and, for the steps that want one, a session on it."""
+
+    conn: Connection
+    session: Any  # a Session, or a _LazySession standing for one
 
 
 class Delivery:
@@ -220,6 +247,10 @@ class Delivery:
         pool_sizes: dict[str, int] | None = None,
     ) -> None:
         self.factory = factory
+        #: the engine of the batches' transactions (a Session's own transaction costs about 0.13 ms of CPU,
+        #: two a batch: a tenth of a one-recipient batch); None: the factory's sessions, as they come
+        bind = getattr(factory, "kw", {}).get("bind")
+        self._engine: Engine | None = bind if isinstance(bind, Engine) else None
         self.channels = channels
         self.settings = settings
         if limiter is not None:
@@ -277,6 +308,24 @@ class Delivery:
         return self._batch(lambda s, now: state.claim(s, ids, now=now, lease_s=lease), len(ids), None,
                            clients=clients)
 
+    @contextmanager
+    def _transaction(self) -> Iterator[_Tx]:
+        """One transaction on a Core connection, committed when the block ends without an error; a session
+        a step asks for joins it (and is flushed before the commit)."""
+        if self._engine is None:
+            with self.factory() as session, session.begin():
+                yield _Tx(session.connection(), session)
+            return
+        with self._engine.begin() as conn:
+            lazy = _LazySession(lambda: self.factory(bind=conn))
+            try:
+                yield _Tx(conn, lazy)
+                if lazy.made is not None:
+                    lazy.made.flush()
+            finally:
+                if lazy.made is not None:
+                    lazy.made.close()
+
     def defer_channel(self, channel: str, wait_s: float) -> int:
         """Park the channel's due rows until its quota frees up (the scheduler releases them then)."""
         now = self.clock()
@@ -290,25 +339,25 @@ class Delivery:
 
     # ------------------------------------------------------------ one batch
 
-    def _batch(self, claim: Callable[[Session, datetime], list[state.Claimed]], limit: int,
+    def _batch(self, claim: Callable[[state.Db, datetime], list[state.Claimed]], limit: int,
                on_claimed: Callable[[bool], None] | None, *, clients: Mapping[int, Client | ClientView] | None = None
                ) -> BatchResult:
         started = time.monotonic()
         out = BatchResult(results=[])
-        with self.factory() as session, session.begin():
+        with self._transaction() as tx:
             now = self.clock()
-            claimed = claim(session, now)
+            claimed = claim(tx.conn, now)
             if not claimed:
                 return out
             out.claimed = len(claimed)
-            items = self._prepare(session, claimed, now, out, clients=clients)
+            items = self._prepare(tx, claimed, now, out, clients=clients)
             by_channel = _by_channel(items)
             grants = self._reserve({lane[0].claimed.channel: [it.key for it in lane] for lane in by_channel})
-            lanes = [self._slots(session, lane, now, out, grants[lane[0].claimed.channel]) for lane in by_channel]
+            lanes = [self._slots(tx, lane, now, out, grants[lane[0].claimed.channel]) for lane in by_channel]
             lanes = [chunks for chunks in lanes if chunks]
             first = [it for chunks in lanes for it in chunks[0]]
             if first:
-                self._open(session, first, now)
+                self._open(tx, first, now)
         if timeline.ON:
             timeline.mark("pump.claimed", [c.id for c in claimed])
         if on_claimed is not None:
@@ -435,13 +484,14 @@ class Delivery:
 
     # ------------------------------------------------------------ render, slots
 
-    def _prepare(self, session: Session, claimed: list[state.Claimed], now: datetime, out: BatchResult,
+    def _prepare(self, tx: _Tx, claimed: list[state.Claimed], now: datetime, out: BatchResult,
                  *, clients: Mapping[int, Client | ClientView] | None = None) -> list[_Item]:
+        session = tx.session
         known = clients or {}
         ids = {c.recipient_id for c in claimed if c.recipient_id is not None and c.recipient_id not in known}
         # The others as light read-only rows, one query (not ORM objects with selectin addresses).
-        clients = {**known, **client_view.load(session, ids)}
-        templates = self.templates.current(session)
+        clients = {**known, **client_view.load(session, ids)} if ids else known
+        templates = self.templates.current(session, claimed[0].templates_version)
         memo: Memo = {}  # one batch's renders: the clients of one event mostly get the same text
         items: list[_Item] = []
         canceled: list[tuple[int, str]] = []
@@ -477,16 +527,16 @@ class Delivery:
                 continue
             items.append(_Item(c, message, self._limit_key(c.channel, c.address)))
         for row_id, until in held:
-            state.release(session, [row_id], now=now, send_at=until,
+            state.release(tx.conn, [row_id], now=now, send_at=until,
                           reason=f"{quiet_hours.REASON}: waits until {until:%Y-%m-%d %H:%M} UTC")
         for row_id, reason in canceled:
-            state.finish(session, [row_id], NotificationStatus.canceled, reason, now=now)
+            state.finish(tx.conn, [row_id], NotificationStatus.canceled, reason, now=now)
         for row_id, reason in failed:
-            state.finish(session, [row_id], NotificationStatus.failed, reason, now=now)
+            state.finish(tx.conn, [row_id], NotificationStatus.failed, reason, now=now)
         if canceled or failed:
             log.info("not sent", extra={"action": "delivery.not_sent", "canceled": len(canceled),
                                         "render_failed": len(failed)})
-        return self._attachments(session, items, now, out)
+        return self._attachments(tx, items, now, out)
 
     def _stand_in(self, c: state.Claimed, chat: Any) -> ClientView:
         """Who a post is rendered for when no client is behind it (a group or channel): ``name`` is the
@@ -517,7 +567,7 @@ class Delivery:
                        notification_id=c.id, buttons=buttons + more, headers=headers,
                        default_zone=self.settings.default_timezone, memo=memo)
 
-    def _attachments(self, session: Session, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
+    def _attachments(self, tx: _Tx, items: list[_Item], now: datetime, out: BatchResult) -> list[_Item]:
         """Get the files some rows carry (a report, an invoice, a broadcast's upload) and record what each
         carries for the history; a file that cannot be had is that row's attempt."""
         ready = []
@@ -532,16 +582,17 @@ class Delivery:
                 ready.append(item)
                 continue
             try:
-                attachment, about = attachments.resolve(session, ref, channel, (c.payload or {}).get("file_name"),
+                attachment, about = attachments.resolve(tx.session, ref, channel, (c.payload or {}).get("file_name"),
                                                         stored)
                 item.message = replace(item.message, attachment=attachment)
                 carried.append((c.id, about))
                 ready.append(item)
             except DeliveryError as exc:
-                attempt_no = dict(state.open_attempts(session, [c.id], now=now)).get(c.id, c.attempts + 1)
+                attempt_no = dict(state.open_attempts(tx.conn, [c.id], now=now)).get(c.id, c.attempts + 1)
                 item.attempt_no = attempt_no
-                self._settle(session, [(item, Sent(error=exc))], now, out)
-        state.record_attachments(session, carried)
+                self._settle(tx, [(item, Sent(error=exc))], now, out)
+        if carried:
+            state.record_attachments(tx.session, carried)
         return ready
 
     def _quiet_until(self, session: Session, client: ClientView | None, c: state.Claimed, now: datetime
@@ -583,7 +634,7 @@ class Delivery:
         for channel, e in ends.items():
             self.limiter.end(channel, e)
 
-    def _slots(self, session: Session, items: list[_Item], now: datetime, out: BatchResult,
+    def _slots(self, tx: _Tx, items: list[_Item], now: datetime, out: BatchResult,
                grants: list[Grant] | None = None) -> list[list[_Item]]:
         """One channel's rows with their grants (the limiter's answer for the whole batch, one round
         trip, asked here unless given); rows without a slot go back; chunks."""
@@ -605,7 +656,7 @@ class Delivery:
             out.results.append(Result(item.claimed.id, Outcome.rate_limited.value,
                                       grant.wait_s if grant.wait_s <= MAX_BROKER_DELAY_S else None, channel,
                                       item.key, NotificationStatus.pending.value))
-        state.release_each(session, waiting, now=now)
+        state.release_each(tx.conn, waiting, now=now)
         go.sort(key=lambda it: it.grant.at)  # type: ignore[union-attr]
         # A chunk holds up to CHUNK_ROWS rows whose slots lie within CHUNK_S.  Rows whose slots all lie
         # within GATE_AHEAD_S of the chunk's first (limits far above the batch's pace) pass the gate
@@ -624,12 +675,12 @@ class Delivery:
             chunks.append([item])
         return chunks
 
-    def _open(self, session: Session, chunk: list[_Item], now: datetime, *, keep_text: bool = True) -> None:
+    def _open(self, tx: _Tx, chunk: list[_Item], now: datetime, *, keep_text: bool = True) -> None:
         """Open the chunk's attempts, keeping the exact text each row sends (what the client gets),
         unless ``keep_text`` is false: the row already holds what the history may show."""
         rendered = {it.claimed.id: (it.message.subject, it.message.html if it.message.html is not None
                                     else it.message.text, it.message.locale) for it in chunk} if keep_text else None
-        numbers = dict(state.open_attempts(session, [it.claimed.id for it in chunk], now=now, rendered=rendered))
+        numbers = dict(state.open_attempts(tx.conn, [it.claimed.id for it in chunk], now=now, rendered=rendered))
         for item in chunk:
             item.attempt_no = numbers.get(item.claimed.id, item.claimed.attempts + 1)
 
@@ -650,22 +701,22 @@ class Delivery:
             self.limiter.pause(channel, seconds)  # the provider said so: every worker waits
         opening = [it for it in following if it.claimed.channel not in limited]
 
-        def record(session: Session, now: datetime) -> None:
-            self._settle(session, list(zip(chunk, sent, strict=True)), now, out)
+        def record(tx: _Tx, now: datetime) -> None:
+            self._settle(tx, list(zip(chunk, sent, strict=True)), now, out)
             if opening:
-                self._open(session, opening, now)
+                self._open(tx, opening, now)
 
         self._write(record, len(chunk))
         return limited
 
-    def _write(self, work: Callable[[Session, datetime], None], rows: int) -> None:
+    def _write(self, work: Callable[[_Tx, datetime], None], rows: int) -> None:
         """Run ``work`` in one transaction, again if the database dropped the connection: between
         the claim and the last record every write must land, or rows whose attempts are open but
         were never sent would later read as "delivery uncertain"."""
         for retry in range(RECORD_RETRIES + 1):
             try:
-                with self.factory() as session, session.begin():
-                    work(session, self.clock())
+                with self._transaction() as tx:
+                    work(tx, self.clock())
                 return
             except DBAPIError as exc:
                 if retry == RECORD_RETRIES or not (exc.connection_invalidated or isinstance(exc, OperationalError)):
@@ -674,7 +725,7 @@ class Delivery:
                     "action": "delivery.record_retry", "rows": rows, "error": type(exc.orig).__name__})
                 time.sleep(0.5 * (retry + 1))  # backoff while the database comes back
 
-    def _settle(self, session: Session, pairs: list[tuple[_Item, Sent]], now: datetime, out: BatchResult,
+    def _settle(self, tx: _Tx, pairs: list[tuple[_Item, Sent]], now: datetime, out: BatchResult,
                 *, retries: bool = True) -> None:
         settled: list[state.Settled] = []
         late: list[int] = []
@@ -687,9 +738,9 @@ class Delivery:
                 continue
             settled.append(settle(c.id, item.attempt_no, item.attempt_no, s.external_id, s.error, self.settings,
                                   now=now, retries=retries))
-        ours = state.record(session, settled, now=now)
+        ours = state.record(tx.conn, settled, now=now)
         if late:
-            state.release(session, late, now=now, reason=None)  # the slot passed unused: not an attempt
+            state.release(tx.conn, late, now=now, reason=None)  # the slot passed unused: not an attempt
             for row_id in late:
                 out.wake(0.0, by_late[row_id])
         by_id = {item.claimed.id: (item, s) for item, s in pairs}
@@ -697,7 +748,7 @@ class Delivery:
             item, s = by_id[st.id]
             c = item.claimed
             if st.id in ours and s.error is not None and s.error.address_unreachable:
-                state.mark_unreachable(session, c.recipient_id, c.channel, c.address, s.error.reason)
+                state.mark_unreachable(tx.session, c.recipient_id, c.channel, c.address, s.error.reason)
             if st.id not in ours:
                 log.warning("late result", extra={"action": "delivery.late", "notification_id": c.id})
             metrics.delivery(c.channel, st.outcome, s.error.reason if s.error else None)
@@ -723,8 +774,8 @@ class Delivery:
     def _give_back(self, items: list[_Item], why: tuple[str, float], out: BatchResult) -> None:
         """Unsent rows go back to pending, no attempt counted (their open attempts, if any, are removed)."""
         reason, wait_s = why
-        self._write(lambda session, now: state.release(session, [it.claimed.id for it in items], now=now,
-                                                       send_at=now + timedelta(seconds=wait_s)), len(items))
+        self._write(lambda tx, now: state.release(tx.conn, [it.claimed.id for it in items], now=now,
+                                                  send_at=now + timedelta(seconds=wait_s)), len(items))
         for it in items:
             out.wake(wait_s, it.claimed.channel)
             out.results.append(Result(it.claimed.id, Outcome.rate_limited.value, wait_s, it.claimed.channel, it.key,
@@ -773,10 +824,10 @@ class Delivery:
                 return Result(c.id, Outcome.transient.value, channel=c.channel,
                               status=NotificationStatus.failed.value, error=error.reason)
             time.sleep(wait_s)  # the caller is a background thread or a waiting admin
-        with self.factory() as session, session.begin():
+        with self._transaction() as tx:
             # The caller wrote the row's text: a sign-in message's secret is masked there and must
             # never be replaced by the text that carries it.
-            self._open(session, [item], self.clock(), keep_text=False)
+            self._open(tx, [item], self.clock(), keep_text=False)
         channel = self.channels.get(c.channel)
         sent = (send_one(channel, c.address, item.message) if channel is not None
                 else Sent(error=DeliveryError.permanent(f"channel {c.channel!r} is not configured")))
@@ -784,8 +835,8 @@ class Delivery:
             self.limiter.end(c.channel, [(self._send_id(item), item.key, grant.ref, sent.done)])
         if sent.error is not None and sent.error.outcome is Outcome.rate_limited:
             self.limiter.pause(c.channel, sent.error.retry_after_s or 1.0)
-        with self.factory() as session, session.begin():
-            self._settle(session, [(item, sent)], self.clock(), out, retries=False)
+        with self._transaction() as tx:
+            self._settle(tx, [(item, sent)], self.clock(), out, retries=False)
         return out.results[-1]
 
 

@@ -10,9 +10,10 @@ greps for it).  The lifecycle:
         │         cancel_* / expire ─▶ canceled
     add_claimed ─▶ processing   (a sign-in message, an admin's test: sent at once, same recording)
 
-Every function takes the caller's :class:`~sqlalchemy.orm.Session` and runs in
-the caller's transaction (it never commits), the way ``outbox/queries.py``
-does for the outbox.  Statements are set-based: one statement for a whole
+Every function takes the caller's :class:`~sqlalchemy.orm.Session` (the hot
+ones of a delivery batch also a Core :class:`~sqlalchemy.engine.Connection`,
+:data:`Db`) and runs in the caller's transaction (it never commits), the way
+``outbox/queries.py`` does for the outbox.  Statements are set-based: one statement for a whole
 batch, no ORM object per row, and every transition is guarded by the status
 it leaves, so a duplicate, a late result or a second scheduler changes nothing
 that another owner already moved on.
@@ -29,10 +30,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Connection,
     Select,
+    String,
     and_,
     bindparam,
     case,
+    column,
     delete,
     exists,
     func,
@@ -68,8 +72,21 @@ CANCELED = NotificationStatus.canceled.value
 NOT_RESENDABLE_EVENTS = frozenset({"client_sign_in"})
 
 
-def _postgres(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
+#: where a delivery batch's statements run: a Session, or the Core connection of its transaction (a Session's
+#: own transaction costs about 0.13 ms of CPU, a tenth of a one-recipient batch; workers/delivery.py)
+Db = Session | Connection
+
+
+def _postgres(session: Db) -> bool:
+    bind = session if isinstance(session, Connection) else session.get_bind()
+    return bind.dialect.name == "postgresql"
+
+
+def _json_rows(rows: Iterable[dict[str, Any]]) -> str:
+    """Rows as one JSON parameter (``jsonb_to_recordset``): psycopg dumps a Python list as a PostgreSQL
+    array element by element, about 10-15 us of CPU per array parameter however short; a statement
+    with a dozen arrays cost more to dump than to run."""
+    return json.dumps(list(rows), ensure_ascii=False, separators=(",", ":"))
 
 
 def _one_of_picked(session: Session, pick: Select) -> Any:
@@ -284,6 +301,9 @@ class Claimed:
     step: str
     attempts: int  # attempts made before this one
     broadcast_id: int | None = None
+    #: the templates' version as the claim read it, in the same statement (PostgreSQL's claims; see
+    #: :data:`TEMPLATES_VERSION`): delivery's template cache starts afresh when it moved
+    templates_version: str | None = None
 
 
 _CLAIMED_COLUMNS = (_N.c.id, _N.c.channel, _N.c.recipient_id, _N.c.recipient_address, _N.c.event_type,
@@ -309,7 +329,7 @@ def _claim(session: Session, where: Any, order: Any, limit: int | None, now: dat
     return rows
 
 
-def claim(session: Session, ids: Iterable[int], *, now: datetime, lease_s: float) -> list[Claimed]:
+def claim(session: Db, ids: Iterable[int], *, now: datetime, lease_s: float) -> list[Claimed]:
     """Take these rows if they are still pending and due (a duplicate finds nothing)."""
     ids = list(ids)
     if not ids:
@@ -322,6 +342,15 @@ def claim(session: Session, ids: Iterable[int], *, now: datetime, lease_s: float
     return _claim(session, _N.c.id.in_(ids), None, None, now, lease_s)
 
 
+#: Every template row's identity and version: any insert, update or delete (the admin's, a migration's, a
+#: hand-written UPDATE) gives another value.  Read by the claims on PostgreSQL in their own statement (one
+#: statement and round trip less per batch than asking apart), so the rows and the version a batch renders
+#: them with come from one snapshot, taken before any template is looked up.
+TEMPLATES_VERSION = ("SELECT count(*) || ':' || md5(coalesce(string_agg(id::text || ':' || xmin::text, ',' "
+                     "ORDER BY id), '')) AS version FROM notification_templates")
+
+_CLAIMED_RETURNING = ", ".join([*(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS), "templates.version"])
+
 #: claim_due on PostgreSQL, written out: the same statement as :func:`_claim` builds, without building and
 #: looking up an expression on every batch (about 1.5 ms of CPU each time, whatever the rows).  The pick
 #: is a MATERIALIZED CTE, never ``IN (subquery)`` (:func:`_one_of_picked` says why).
@@ -332,12 +361,13 @@ WITH picked AS MATERIALIZED (
       AND notifications.channel = :channel AND notifications.send_at IS NOT NULL
     ORDER BY notifications.send_at, notifications.id
     LIMIT :limit
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE SKIP LOCKED),
+templates AS MATERIALIZED ({TEMPLATES_VERSION})
 UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
-FROM picked WHERE notifications.id = picked.id AND notifications.status = '{PENDING}'
-RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
+FROM picked, templates WHERE notifications.id = picked.id AND notifications.status = '{PENDING}'
+RETURNING {_CLAIMED_RETURNING}
 """).bindparams(bindparam("now", type_=_N.c.updated_at.type), bindparam("locked_until", type_=_N.c.locked_until.type)
-                ).columns(*_CLAIMED_COLUMNS)
+                ).columns(*_CLAIMED_COLUMNS, column("version", String))
 
 
 #: claim on PostgreSQL, written out like _CLAIM_DUE_PG (the ids as one array parameter).
@@ -346,15 +376,16 @@ WITH picked AS MATERIALIZED (
     SELECT notifications.id FROM notifications
     WHERE notifications.status = '{PENDING}' AND (notifications.send_at IS NULL OR notifications.send_at <= :now)
       AND notifications.id = ANY(CAST(:ids AS bigint[]))
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE SKIP LOCKED),
+templates AS MATERIALIZED ({TEMPLATES_VERSION})
 UPDATE notifications SET status = '{PROCESSING}', locked_until = :locked_until, updated_at = :now
-FROM picked WHERE notifications.id = picked.id AND notifications.status = '{PENDING}'
-RETURNING {", ".join(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS)}
+FROM picked, templates WHERE notifications.id = picked.id AND notifications.status = '{PENDING}'
+RETURNING {_CLAIMED_RETURNING}
 """).bindparams(bindparam("now", type_=_N.c.updated_at.type), bindparam("locked_until", type_=_N.c.locked_until.type)
-                ).columns(*_CLAIMED_COLUMNS)
+                ).columns(*_CLAIMED_COLUMNS, column("version", String))
 
 
-def claim_due(session: Session, channel: str, *, limit: int, now: datetime, lease_s: float) -> list[Claimed]:
+def claim_due(session: Db, channel: str, *, limit: int, now: datetime, lease_s: float) -> list[Claimed]:
     """Take up to ``limit`` due pending rows of ``channel``, oldest ``send_at`` first; rows another
     worker holds are skipped (``FOR UPDATE SKIP LOCKED``), so pumps never wait on each other."""
     if _postgres(session):
@@ -366,7 +397,7 @@ def claim_due(session: Session, channel: str, *, limit: int, now: datetime, leas
                   limit, now, lease_s)
 
 
-def store_rendered(session: Session,
+def store_rendered(session: Db,
                    rendered: Sequence[tuple[int, str | None, str | None, str | None]]) -> None:
     """Keep the exact subject and text of each claimed row (what the client gets), and the locale of the
     template it came from (a fallback's when the client's locale had none): the history shows it."""
@@ -382,11 +413,11 @@ def store_rendered(session: Session,
 
 
 #: open_attempts on PostgreSQL: one statement for a chunk (count the attempt, keep the text, write the
-#: attempt rows), the rows passed as arrays.
+#: attempt rows), the rows passed as one JSON parameter (:func:`_json_rows`).
 _OPEN_PG = text("""
 WITH v AS (
-    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:subjects AS text[]), CAST(:bodies AS text[]),
-                         CAST(:locales AS text[]), CAST(:keep AS boolean[])) AS v(id, subject, body, locale, keep)
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS v(id bigint, subject text, body text, locale text, keep boolean)
 ), n AS (
     UPDATE notifications SET attempts = notifications.attempts + 1, updated_at = :now,
         subject = CASE WHEN v.keep THEN v.subject ELSE notifications.subject END,
@@ -414,7 +445,7 @@ def record_attachments(session: Session, carried: Sequence[tuple[int, dict[str, 
                         .execution_options(synchronize_session=False))
 
 
-def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
+def open_attempts(session: Db, ids: Sequence[int], *, now: datetime,
                   rendered: Mapping[int, tuple[str | None, str | None, str | None]] | None = None
                   ) -> list[tuple[int, int]]:
     """Count one more attempt on these processing rows and write their attempt rows, before the
@@ -425,13 +456,12 @@ def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
         return []
     rendered = rendered or {}
     if _postgres(session):
-        ids = list(ids)
-        texts = [rendered.get(i) for i in ids]
-        numbered = session.execute(_OPEN_PG, {
-            "ids": ids, "subjects": [t[0] if t else None for t in texts],
-            "bodies": [t[1] if t else None for t in texts], "locales": [t[2] if t else None for t in texts],
-            "keep": [t is not None for t in texts],
-            "now": now}).all()
+        rows = []
+        for i in ids:
+            t = rendered.get(i)
+            rows.append({"id": i, "subject": t[0], "body": t[1], "locale": t[2], "keep": True} if t is not None
+                        else {"id": i, "keep": False})
+        numbered = session.execute(_OPEN_PG, {"rows": _json_rows(rows), "now": now}).all()
         return sorted((int(i), int(n)) for i, n in numbered)
     store_rendered(session, [(i, *rendered[i]) for i in ids if i in rendered])
     numbered = session.execute(
@@ -448,7 +478,7 @@ def open_attempts(session: Session, ids: Sequence[int], *, now: datetime,
 # ------------------------------------------------------------------ giving rows back
 
 
-def release(session: Session, ids: Sequence[int], *, now: datetime, send_at: datetime | None = None,
+def release(session: Db, ids: Sequence[int], *, now: datetime, send_at: datetime | None = None,
             reason: str | None = None) -> int:
     """Processing rows whose provider was never called go back to pending, no attempt counted
     (the limiter had no slot, a batch ran long).  An attempt row opened for them is removed."""
@@ -472,7 +502,7 @@ def release(session: Session, ids: Sequence[int], *, now: datetime, send_at: dat
     ).rowcount
 
 
-def release_each(session: Session, rows: Sequence[tuple[int, datetime]], *, now: datetime) -> None:
+def release_each(session: Db, rows: Sequence[tuple[int, datetime]], *, now: datetime) -> None:
     """Claimed rows the limiter had no slot for go back to pending, each due at its own moment
     (no attempt was opened for them)."""
     if rows:
@@ -544,14 +574,15 @@ class Settled:
 
 
 #: record on PostgreSQL: one statement for a chunk (close the attempts, move the rows still ours),
-#: the outcomes passed as arrays.  The attempt is closed whoever owns the row now (as below).
+#: the outcomes passed as one JSON parameter (:func:`_json_rows`).  The attempt is closed whoever owns the
+#: row now (as below).
 _RECORD_PG = text("""
 WITH v AS (
-    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:nos AS integer[]), CAST(:outcomes AS text[]),
-                         CAST(:errors AS text[]), CAST(:externals AS text[]), CAST(:statuses AS text[]),
-                         CAST(:last_errors AS text[]), CAST(:send_ats AS timestamptz[]),
-                         CAST(:uncertain AS boolean[]), CAST(:uncount AS integer[]), CAST(:queued AS boolean[]))
-        AS v(id, no, outcome, error, external, status, last_error, send_at, uncertain, uncount, queued)
+    SELECT id, no, outcome, error, external, status, last_error, send_at, coalesce(uncertain, false) AS uncertain,
+           coalesce(uncount, 0) AS uncount, coalesce(queued, false) AS queued
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+        AS v(id bigint, no integer, outcome text, error text, external text, status text, last_error text,
+             send_at timestamptz, uncertain boolean, uncount integer, queued boolean)
 ), closed AS (
     UPDATE delivery_attempts a SET finished_at = :now, outcome = v.outcome, error = v.error,
         external_id = v.external
@@ -569,19 +600,37 @@ RETURNING n.id
 """)
 
 
-def record(session: Session, settled: Sequence[Settled], *, now: datetime) -> set[int]:
+def _settled_json(s: Settled) -> dict[str, Any]:
+    """One outcome for :data:`_RECORD_PG`; what is null or false by default is left out (a sent row's
+    entry is its id, attempt, outcome, status and the provider's id)."""
+    row: dict[str, Any] = {"id": s.id, "no": s.attempt_no, "outcome": s.outcome, "status": s.status}
+    if s.external_id is not None:
+        row["external"] = s.external_id
+    if s.error is not None:
+        row["error"] = s.error
+    if s.last_error is not None:
+        row["last_error"] = s.last_error
+    if s.send_at is not None:
+        if s.send_at.tzinfo is None:
+            raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+        row["send_at"] = s.send_at.isoformat()
+    if s.uncertain:
+        row["uncertain"] = True
+    if not s.counts:
+        row["uncount"] = 1
+    if s.queued:
+        row["queued"] = True
+    return row
+
+
+def record(session: Db, settled: Sequence[Settled], *, now: datetime) -> set[int]:
     """Close the attempts and move the rows, a chunk at a time; returns the ids that were still
     ours (``processing``).  A row the reaper took back meanwhile keeps the reaper's verdict."""
     if not settled:
         return set()
     if _postgres(session):
         return {int(i) for i in session.scalars(_RECORD_PG, {
-            "ids": [s.id for s in settled], "nos": [s.attempt_no for s in settled],
-            "outcomes": [s.outcome for s in settled], "errors": [s.error for s in settled],
-            "externals": [s.external_id for s in settled], "statuses": [s.status for s in settled],
-            "last_errors": [s.last_error for s in settled], "send_ats": [s.send_at for s in settled],
-            "uncertain": [s.uncertain for s in settled], "uncount": [0 if s.counts else 1 for s in settled],
-            "queued": [s.queued for s in settled], "now": now})}
+            "rows": _json_rows(_settled_json(s) for s in settled), "now": now})}
     session.execute(
         # The open attempt: a 429 does not count, so the next attempt has the same number.
         update(_A).where(_A.c.notification_id == bindparam("b_id"), _A.c.attempt_no == bindparam("b_no"),
@@ -615,7 +664,7 @@ def record(session: Session, settled: Sequence[Settled], *, now: datetime) -> se
     return ours
 
 
-def finish(session: Session, ids: Sequence[int], status: NotificationStatus, reason: str | None, *,
+def finish(session: Db, ids: Sequence[int], status: NotificationStatus, reason: str | None, *,
            now: datetime) -> int:
     """End claimed rows without a provider call: failed (the template does not render) or
     canceled (the client said no since it was planned)."""

@@ -262,8 +262,8 @@ def test_rows_due_at_one_instant_are_one_chunk_and_spread_slots_are_chunks_of_16
                                    delivery_module.Grant(at=i * 0.01)) for i in range(40)]
     monkeypatch.setattr(delivery_module, "GATE_AHEAD_S", 0.005)
     monkeypatch.setattr(delivery.limiter, "reserve", lambda channel, keys, horizon_s: [it.grant for it in items])
-    with factory() as s:
-        chunks = delivery._slots(s, [delivery_module._Item(it.claimed, it.message, it.key) for it in items],
+    with delivery._transaction() as tx:
+        chunks = delivery._slots(tx, [delivery_module._Item(it.claimed, it.message, it.key) for it in items],
                                  utcnow(), delivery_module.BatchResult(results=[]))
     assert [len(c) for c in chunks] == [16, 16, 8]
 

@@ -7,8 +7,19 @@ import io
 import pytest
 from sqlalchemy import select
 
-from vestnik.shared.clients_import import decode_csv, import_clients
+from vestnik.shared import wire
+from vestnik.shared.addresses import ADDRESS_FIELDS
+from vestnik.shared.clients_import import RowError, decode_csv, import_clients, parse_row
+from vestnik.shared.config import Settings
 from vestnik.shared.models import Client, ClientGroup
+from vestnik.workers.channels import build_channels
+
+
+@pytest.fixture(autouse=True)
+def channel_checks():
+    """Every process that imports a file (the CLI, the web app) builds its channels, which installs
+    their address checks; so do these tests."""
+    return build_channels(Settings(webhook_allow_private=False))
 
 CSV = """id,name,email,telegram_chat_id,locale,timezone,telegram_enabled,allow_marketing
 1,Анна,anna@example.com,1001,ru,Europe/Moscow,,yes
@@ -188,3 +199,41 @@ def test_locales_are_read_in_any_spelling_of_a_supported_one_and_others_are_name
     with session_factory() as s:
         assert dict(s.execute(select(Client.id, Client.locale)).all()) == {1: "uz-latn", 2: "uz-latn", 3: "ru",
                                                                           4: "en"}
+
+
+#: addresses of every kind, good and bad for some channel: each CSV address column must take exactly what
+#: its channel's own check takes (the admin and the profile ask that check), and store what it returns
+ADDRESSES = ["anna@example.com", " anna@example.com ", "not-an-email", "a@b", "a,b@example.com", "1001",
+             "-1001234567890", "+1001", "12345678901234567890123", "abc", "@school_news", "https://crm.example.com/hook",
+             "http://crm.example.com/hook#x", "https://user:pw@crm.example.com/", "http://127.0.0.1/hook",
+             "ftp://crm.example.com/", "x" * 400 + "@example.com"]
+
+
+def test_each_address_column_takes_what_its_channel_takes(channel_checks):
+    for field, channel_name in ADDRESS_FIELDS.items():
+        channel = channel_checks[channel_name]
+        for value in ADDRESSES:
+            try:
+                expected = channel.check_address(value)
+            except ValueError:
+                expected = None
+            try:
+                got = parse_row({"id": "1", field: value}).get(field)
+            except RowError as exc:
+                assert expected is None, f"{field}={value!r}: the channel takes it, the CSV refused: {exc}"
+                assert all(p.startswith(f"{field}:") for p in exc.problems)
+                continue
+            assert got == expected, f"{field}={value!r}: the channel says {expected!r}, the CSV stored {got!r}"
+
+
+def test_the_api_takes_the_client_addresses_the_channels_take(channel_checks):
+    """The wire's kinds (the HTTP API, OpenAPI, vestnik_client) agree with each channel on the form of an
+    address; the channel may refuse more (a webhook to a private network), never less."""
+    for field, channel_name in ADDRESS_FIELDS.items():
+        kind = getattr(wire, field.upper())
+        for value in ADDRESSES:
+            try:
+                channel_checks[channel_name].check_address(value)
+            except ValueError:
+                continue
+            assert kind(value.strip()), f"{field}={value!r}: the channel takes it, the API would refuse it"

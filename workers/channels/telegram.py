@@ -54,10 +54,15 @@ import requests
 from vestnik.shared.config import Settings
 from vestnik.shared.rendering import telegram_html, unknown_telegram_tags
 from vestnik.shared.unsubscribe import button_label
+from vestnik.shared.wire import CHAT_ID_PATTERN
 from vestnik.workers.channels.base import Addressable, Button, Channel, DeliveryError, Outcome, RenderedMessage
 from vestnik.workers.limits import ChannelRules, Rule
 
-_CHAT_ID = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}")
+#: a client's address: a chat id, the wire's rule (the API, the CSV, the admin and the profile take the same)
+_CHAT_ID = re.compile(CHAT_ID_PATTERN)
+#: a group or channel as an admin names it to register it: its id or its public @username (a bot can post to a
+#: public channel by name; a person's chat has only its id)
+_CHAT_REF = re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}")
 DEFAULT_API_BASE = "https://api.telegram.org"
 
 #: Descriptions (lower-case substrings) meaning the recipient cannot be reached at this
@@ -158,8 +163,16 @@ class TelegramChannel(Channel):
     def check_address(self, value: str) -> str:
         chat = str(value).strip()
         if not _CHAT_ID.fullmatch(chat):
-            raise ValueError(f"must be a Telegram chat id (a number) or @channel name, got {chat[:40]!r}")
+            raise ValueError(f"must be a Telegram chat id (a number), got {chat[:40]!r}")
         return chat
+
+    @staticmethod
+    def check_chat_ref(value: str) -> str:
+        """A group or channel to register: its chat id or public @username; ValueError otherwise."""
+        ref = str(value).strip()
+        if not _CHAT_REF.fullmatch(ref):
+            raise ValueError(f"must be a Telegram chat id (a number) or a public @username, got {ref[:40]!r}")
+        return ref
 
     @classmethod
     def finish_text(cls, text: str) -> str:
@@ -285,7 +298,7 @@ class TelegramChannel(Channel):
         """What the Bot API says of a group or channel and of the bot in it: ``getMe``, ``getChat``,
         ``getChatMember``.  ``ref`` is a chat id (-100...) or a public @username.  Raises DeliveryError
         (classified like a send: ``chat not found``, ``bot was kicked`` are permanent and unreachable)."""
-        ref = self.check_address(ref)
+        ref = self.check_chat_ref(ref)
         me = self.get_me()
         chat = self.api_call("getChat", chat_id=ref)
         if not isinstance(chat, dict) or "id" not in chat:
