@@ -223,7 +223,7 @@ def _rows_json(rows: Sequence[dict[str, Any]], defaults: dict[str, Any], datetim
                     raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
                 r[name] = v.isoformat()
         out.append(r)
-    return json.dumps(out)
+    return _json_rows(out)
 
 
 @functools.lru_cache(maxsize=32)
