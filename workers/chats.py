@@ -20,6 +20,7 @@ return clears that.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from vestnik.shared.composer import find_template
 from vestnik.shared.errors import TemplateError
-from vestnik.shared.models import Category, Chat, OutboxEvent, utcnow
+from vestnik.shared.models import Category, Chat, utcnow
 from vestnik.workers import notifications
 from vestnik.workers.channels.base import Channel, DeliveryError
 from vestnik.workers.rules import Rule
@@ -188,26 +189,47 @@ def event_of(template_code: str) -> str:
     return using[0].name if using else POST_EVENT
 
 
-def chat_locale(chat: Chat) -> str:
+def chat_locale(chat: Chat | Subscriber) -> str:
     return chat.locale or "ru"
 
 
-Subscribed = dict[str, list[tuple[Chat, str]]]
+@dataclass(frozen=True)
+class Subscriber:
+    """What an event's post needs of a chat that subscribed to the event's type: a plain value, so a
+    worker may keep it between batches (``workers/handling.py`` caches it while no chat row changes)."""
+
+    id: int
+    channel: str
+    address: str
+    locale: str | None
+
+
+Subscribed = dict[str, list[tuple[Subscriber, str]]]
+
+_C = Chat.__table__
+
+
+def subscriptions(session: Session) -> Subscribed:
+    """event type -> [(chat, template code)] for every reachable chat that may post, one Core query."""
+    out: Subscribed = {}
+    rows = session.execute(select(_C.c.id, _C.c.channel, _C.c.address, _C.c.locale, _C.c.subscriptions)
+                           .where(_C.c.unreachable_reason.is_(None), _C.c.can_post.is_(True)).order_by(_C.c.id))
+    for chat_id, channel, address, locale, subs in rows:
+        chat = Subscriber(chat_id, channel, address, locale)
+        for event_type, code in (subs or {}).items():
+            if code:
+                out.setdefault(event_type, []).append((chat, str(code)))
+    return out
 
 
 def subscribed(session: Session, event_types: set[str]) -> Subscribed:
     """event type -> [(chat, template code)] for the reachable chats that take these events."""
     if not event_types:
         return {}
-    out: Subscribed = {}
-    for chat in session.scalars(select(Chat).where(Chat.unreachable_reason.is_(None), Chat.can_post.is_(True))):
-        for event_type, code in (chat.subscriptions or {}).items():
-            if event_type in event_types and code:
-                out.setdefault(event_type, []).append((chat, str(code)))
-    return out
+    return {t: chats for t, chats in subscriptions(session).items() if t in event_types}
 
 
-def event_rows(event: OutboxEvent, rule: Rule, chats: Sequence[tuple[Chat, str]], now: datetime
+def event_rows(event: Any, rule: Rule, chats: Sequence[tuple[Subscriber, str]], now: datetime
                ) -> list[dict[str, Any]]:
     """The posts an event makes in the chats that subscribed to its type: none when its rule is off,
     or when the rule's steps have conditions and none holds (the low-balance notice's "crossed below

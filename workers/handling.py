@@ -27,12 +27,14 @@ returns normally, so the queue moves on.
 
 from __future__ import annotations
 
+import json
 import logging
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared import client_view
@@ -82,11 +84,69 @@ def _lock_key(session: Session, key: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
+_E = OutboxEvent.__table__
+_R = RuleOverride.__table__
+
+
 def load_override(session: Session, event_type: str) -> Override | None:
-    row = session.get(RuleOverride, event_type)
-    if row is None:
-        return None
-    return Override(enabled=row.enabled, offsets_s=row.offsets or {}, attachments=row.attachments or {})
+    """An admin's override of one rule, as handling applies it (None: the default rule)."""
+    row = session.execute(select(_R.c.enabled, _R.c.offsets, _R.c.attachments)
+                          .where(_R.c.event_type == event_type)).first()
+    return None if row is None else _override(*row)
+
+
+def _override(enabled: bool, offsets: dict[str, Any] | None, attachments: dict[str, Any] | None) -> Override:
+    return Override(enabled=enabled, offsets_s=offsets or {}, attachments=attachments or {})
+
+
+def _load_overrides(session: Session) -> dict[str, Override]:
+    """Every override (an admin keeps a handful): one Core query."""
+    return {r[0]: _override(*r[1:]) for r in session.execute(
+        select(_R.c.event_type, _R.c.enabled, _R.c.offsets, _R.c.attachments))}
+
+
+#: The identity and version of every override and chat row: any insert, update or delete (the admin's,
+#: a send that found a chat gone, a hand-written UPDATE) gives another value.  One short statement per
+#: batch, as delivery's template cache does (``workers/delivery.py``).
+_SETTINGS_VERSION = text(
+    "SELECT (SELECT count(*) || ':' || md5(coalesce(string_agg(event_type || ':' || xmin::text, ',' "
+    "ORDER BY event_type), '')) FROM rule_overrides), "
+    "(SELECT count(*) || ':' || md5(coalesce(string_agg(id::text || ':' || xmin::text, ',' ORDER BY id), '')) "
+    "FROM chats)")
+
+
+class SettingsCache:
+    """The overrides and the chats' subscriptions a process read, kept while no such row changed.
+
+    Read per batch they were two ORM queries, about a quarter of handling a one-recipient event.  Each
+    batch reads their version first (:data:`_SETTINGS_VERSION`, in the batch's own transaction) and
+    reads them again when it moved, so an admin's change is what the next batch applies.  Not on
+    SQLite (the embedded mode): every batch reads them."""
+
+    def __init__(self) -> None:
+        #: (version, overrides, subscriptions), swapped as one (a worker's threads share it)
+        self._state: tuple[Any, dict[str, Override], chats.Subscribed] = (None, {}, {})
+
+    def current(self, session: Session) -> tuple[dict[str, Override], chats.Subscribed]:
+        if session.get_bind().dialect.name != "postgresql":
+            return _load_overrides(session), chats.subscriptions(session)
+        version = tuple(session.execute(_SETTINGS_VERSION).one())
+        state = self._state
+        if state[0] != version:
+            state = self._state = (version, _load_overrides(session), chats.subscriptions(session))
+        return state[1], state[2]
+
+
+#: One cache per database (a process may talk to several: tests), dropped with its engine.
+_SETTINGS: weakref.WeakKeyDictionary[Any, SettingsCache] = weakref.WeakKeyDictionary()
+
+
+def _settings(session: Session) -> tuple[dict[str, Override], chats.Subscribed]:
+    bind = session.get_bind()
+    cache = _SETTINGS.get(bind)
+    if cache is None:
+        cache = _SETTINGS.setdefault(bind, SettingsCache())
+    return cache.current(session)
 
 
 def handle_event(
@@ -101,6 +161,41 @@ def handle_event(
     return result
 
 
+@dataclass
+class _Event:
+    """An outbox event as its batch read it (a Core row: no ORM object, no flush per event), and the
+    outcome handling gives it, written for the whole batch by :class:`_Outcomes`."""
+
+    id: int
+    event_type: str
+    recipients: Any
+    data: Any
+    key: str | None
+    send_at: datetime | None
+    initiator: str
+    status: str
+    error: str | None
+    created_at: datetime
+    processed_at: datetime | None
+    #: what handling found, when it found unknown clients (None: the column keeps what it holds)
+    unknown_clients: list[str] | None = None
+
+
+_EVENT_COLUMNS = (_E.c.id, _E.c.event_type, _E.c.recipients, _E.c.data, _E.c.key, _E.c.send_at, _E.c.initiator,
+                  _E.c.status, _E.c.error, _E.c.created_at, _E.c.processed_at)
+
+
+#: Built once (building and keying a statement is a good part of a one-event batch's CPU).
+_READ_EVENTS = select(*_EVENT_COLUMNS).where(_E.c.id.in_(bindparam("ids", expanding=True))).order_by(_E.c.id)
+_READ_EVENTS_LOCKED = _READ_EVENTS.with_for_update()
+
+
+def _read_events(session: Session, event_ids: list[int]) -> dict[int, _Event]:
+    """The batch's events, locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer)."""
+    stmt = _READ_EVENTS_LOCKED if session.get_bind().dialect.name == "postgresql" else _READ_EVENTS
+    return {r[0]: _Event(*r) for r in session.execute(stmt, {"ids": event_ids})}
+
+
 def handle_events(
     factory: sessionmaker[Session], channels: dict[str, Channel], event_ids: list[int], *,
     now: datetime | None = None, default_zone: str = "UTC", policies: quiet_hours.PolicyCache | None = None,
@@ -110,10 +205,7 @@ def handle_events(
     process's cache of the quiet-hours policies (the worker shares delivery's), else read here."""
     now = now or utcnow()
     with factory() as session, session.begin():
-        stmt = select(OutboxEvent).where(OutboxEvent.id.in_(list(event_ids))).order_by(OutboxEvent.id)
-        if session.get_bind().dialect.name == "postgresql":
-            stmt = stmt.with_for_update()
-        events = {e.id: e for e in session.scalars(stmt)}
+        events = _read_events(session, list(event_ids))
         # string ids (a UUID) of the whole batch in one query; integer ids need none (shared/client_ids.py)
         named = [e.recipients for e in events.values() if isinstance(e.recipients, list)]  # else: _handle fails it
         known = lookup(session, (r for recipients in named for r in recipients))
@@ -122,10 +214,10 @@ def handle_events(
         # planning only reads them, and inline delivery reuses them
         clients = client_view.load(session, wanted)
         quiet = policies.get(session) if policies is not None else quiet_hours.load_policies(session)
-        overrides: dict[str, Override | None] = {}  # per event type, read once per batch
-        inserts = _Inserts()
-        # Groups and channels that take some of these events (a staff alert): one small read per batch.
-        posts_to = chats.subscribed(session, {canonical_event_type(e.event_type) for e in events.values()})
+        # The overrides and the groups and channels that take some events (a staff alert): the process's
+        # copy, checked by one small query per batch.
+        overrides, posts_to = _settings(session)
+        inserts, outcomes = _Inserts(), _Outcomes()
         results = []
         for event_id in sorted(set(event_ids)):
             event = events.get(event_id)
@@ -135,10 +227,11 @@ def handle_events(
                 continue
             try:
                 results.append(_handle(session, channels, event, clients, now, quiet, default_zone, overrides,
-                                       inserts, posts_to, known))
+                                       inserts, posts_to, known, outcomes))
             except PredecessorPending as exc:
                 results.append(HandleResult(event_id, "waiting", error=str(exc)))
         inserts.flush(session)
+        outcomes.flush(session)
     for r in results:
         if r.status == "processed":
             log.info("event handled", extra={"action": "event.processed", "event_id": r.event_id,
@@ -146,35 +239,37 @@ def handle_events(
     return results
 
 
-def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, clients_by_id: dict[int, ClientView],
-            now: datetime, quiet: Any, default_zone: str,
-            overrides: dict[str, Override | None] | None = None, inserts: _Inserts | None = None,
-            posts_to: chats.Subscribed | None = None, known: dict[str, int] | None = None) -> HandleResult:
+def _handle(session: Session, channels: dict[str, Channel], event: _Event, clients_by_id: dict[int, ClientView],
+            now: datetime, quiet: Any, default_zone: str, overrides: dict[str, Override],
+            inserts: _Inserts, posts_to: chats.Subscribed, known: dict[str, int], outcomes: _Outcomes
+            ) -> HandleResult:
     """One event inside the batch's transaction (see the module docstring)."""
     event_id = event.id
-    if inserts is None:
-        inserts = _Inserts()
     if event.key or event.event_type == broadcasts.EVENT_TYPE:
-        # What this event reads or cancels (same-key events, their rows) must see the batch's earlier rows.
+        # What this event reads or cancels (same-key events and their status, their rows) must see the
+        # batch's earlier rows and outcomes.
         inserts.flush(session)
+        outcomes.flush(session)
     if event.status in (OutboxStatus.processed.value, OutboxStatus.failed.value):
         log.info("event already handled", extra={"action": "event.duplicate", "event_id": event_id})
         return HandleResult(event_id, "duplicate")
     # a row written under a deprecated name before the entry points mapped it (or by hand): the new name
-    event.event_type = canonical_event_type(event.event_type)
+    canonical = canonical_event_type(event.event_type)
+    if canonical != event.event_type:
+        event.event_type = canonical
+        outcomes.add(event)  # written even if the event waits for a predecessor below
     try:
         validate_event(event.event_type, event.data, recipients=event.recipients)
     except EventValidationError as exc:
-        return _fail(event, str(exc), now)
+        return _fail(event, str(exc), now, outcomes)
 
     canceled = 0
     if event.key:
         _lock_key(session, event.key)
         later = _later_handled(session, event)
         if later is not None:
-            event.status = OutboxStatus.processed.value
-            event.processed_at = now
-            event.error = f"superseded by event {later} with the same key {event.key!r}; nothing created"
+            _finish(event, OutboxStatus.processed.value, now, outcomes,
+                    f"superseded by event {later} with the same key {event.key!r}; nothing created")
             log.info("event superseded", extra={"action": "event.superseded", "event_id": event.id})
             return HandleResult(event_id, "superseded", error=event.error)
         if _earlier_pending(session, event) and now - event.created_at < timedelta(seconds=PREDECESSOR_WAIT_S):
@@ -184,16 +279,11 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
         try:
             b = broadcasts.start_from_event(session, event, now)
         except broadcasts.BroadcastError as exc:
-            return _fail(event, f"broadcast could not start: {exc}", now)
-        event.status = OutboxStatus.processed.value
-        event.processed_at = now
+            return _fail(event, f"broadcast could not start: {exc}", now, outcomes)
+        _finish(event, OutboxStatus.processed.value, now, outcomes, event.error)
         return HandleResult(event_id, "processed", broadcast_id=b.id)
 
-    if overrides is None:
-        overrides = {}
-    if event.event_type not in overrides:  # a batch of one-recipient events would read it once per event
-        overrides[event.event_type] = load_override(session, event.event_type)
-    override = overrides[event.event_type]
+    override = overrides.get(event.event_type)
     rule = effective_rule(event.event_type, override)
     if rule.cancels_key and event.key and rule.enabled:
         canceled = notifications.cancel_by_key(session, event.key,
@@ -207,20 +297,76 @@ def _handle(session: Session, channels: dict[str, Channel], event: OutboxEvent, 
             now=now, send_at=event.send_at, override=override, quiet=quiet, default_zone=default_zone,
         )
     except (KeyError, ValueError, ArithmeticError) as exc:  # a condition met a malformed payload
-        return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now)
+        return _fail(event, f"rule could not be applied: {type(exc).__name__}: {exc}", now, outcomes)
     result = HandleResult(event_id, "processed", [], canceled, clients={c.id: c for c in clients})
     inserts.add(result, [_row(event, p, now, override) for p in planned]
-                + chats.event_rows(event, rule, (posts_to or {}).get(event.event_type, ()), now))
-    event.status = OutboxStatus.processed.value
-    event.processed_at = now
+                + chats.event_rows(event, rule, posts_to.get(event.event_type, ()), now))
     unknown = sorted({str(s.recipient_id) for s in skipped if s.reason == "unknown client"}  # integer ids
                      | {str(r) for r in unresolved})  # as given
-    event.error = f"unknown clients: {unknown[:50]}" if unknown else None
+    _finish(event, OutboxStatus.processed.value, now, outcomes, f"unknown clients: {unknown[:50]}" if unknown else None)
     if unknown:  # counted by the dashboard and /metrics, listed on the event's page
         event.unknown_clients = unknown[:MAX_UNKNOWN_LISTED]
         log.warning("event names unknown clients", extra={"action": "event.unknown_clients",
                                                           "event_id": event.id, "count": len(unknown)})
     return result  # its rows are inserted with the batch's (``_Inserts``)
+
+
+def _finish(event: _Event, status: str, now: datetime, outcomes: _Outcomes, error: str | None) -> None:
+    event.status, event.processed_at, event.error = status, now, error
+    outcomes.add(event)
+
+
+#: One statement for a batch's outcomes on PostgreSQL, whatever its size: the values travel as one JSON
+#: document (psycopg dumps a list parameter in Python, element by element: six arrays cost more than the
+#: UPDATE itself for a batch of one).  ``unknown`` null: the column keeps what it holds.
+_WRITE_OUTCOMES = text(
+    "UPDATE outbox_events AS e SET status = v.status, processed_at = v.processed_at, error = v.error, "
+    "event_type = v.event_type, unknown_clients = coalesce(v.unknown, e.unknown_clients) "
+    "FROM jsonb_to_recordset(CAST(:outcomes AS jsonb)) "
+    "AS v(id bigint, status text, processed_at timestamptz, error text, event_type text, unknown jsonb) "
+    "WHERE e.id = v.id")
+
+_OUTCOME_VALUES = dict(status=bindparam("o_status"), processed_at=bindparam("o_processed_at"),
+                       error=bindparam("o_error"), event_type=bindparam("o_event_type"))
+#: SQLite (the embedded mode): one executemany per shape, with and without unknown clients
+_WRITE_OUTCOME = update(_E).where(_E.c.id == bindparam("o_id")).values(**_OUTCOME_VALUES)
+_WRITE_OUTCOME_UNKNOWN = update(_E).where(_E.c.id == bindparam("o_id")).values(
+    **_OUTCOME_VALUES, unknown_clients=bindparam("o_unknown", type_=_E.c.unknown_clients.type))
+
+
+def _iso(at: datetime | None) -> str | None:
+    if at is not None and at.tzinfo is None:  # as the column type refuses one (shared/models.py)
+        raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+    return None if at is None else at.isoformat()
+
+
+class _Outcomes:
+    """A batch's event outcomes (status, processed_at, error, unknown clients, a canonicalised type),
+    written in one statement (the ORM wrote one UPDATE per event, and flushed before every query);
+    flushed before an event that reads same-key events' status and at the batch's end."""
+
+    def __init__(self) -> None:
+        self.events: dict[int, _Event] = {}
+
+    def add(self, event: _Event) -> None:
+        self.events[event.id] = event
+
+    def flush(self, session: Session) -> None:
+        if not self.events:
+            return
+        events, self.events = list(self.events.values()), {}
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(_WRITE_OUTCOMES, {"outcomes": json.dumps([
+                {"id": e.id, "status": e.status, "error": e.error, "event_type": e.event_type,
+                 "processed_at": _iso(e.processed_at),
+                 "unknown": e.unknown_clients} for e in events])})
+            return
+        for stmt, some in ((_WRITE_OUTCOME, [e for e in events if e.unknown_clients is None]),
+                           (_WRITE_OUTCOME_UNKNOWN, [e for e in events if e.unknown_clients is not None])):
+            if some:
+                session.execute(stmt, [{"o_id": e.id, "o_status": e.status, "o_processed_at": e.processed_at,
+                                        "o_error": e.error, "o_event_type": e.event_type,
+                                        "o_unknown": e.unknown_clients} for e in some])
 
 
 class _Inserts:
@@ -242,46 +388,43 @@ class _Inserts:
         self.rows, self.results = [], {}
 
 
-def _fail(event: OutboxEvent, reason: str, now: datetime) -> HandleResult:
-    event.status = OutboxStatus.failed.value
-    event.error = reason
-    event.processed_at = now
+def _fail(event: _Event, reason: str, now: datetime, outcomes: _Outcomes) -> HandleResult:
+    _finish(event, OutboxStatus.failed.value, now, outcomes, reason)
     log.warning("event rejected", extra={"action": "event.failed", "event_id": event.id, "reason": reason})
     return HandleResult(event.id, "failed", error=reason)
 
 
-def _later_handled(session: Session, event: OutboxEvent) -> int | None:
+#: The event types whose rules cancel their key: only they supersede an earlier same-key event.
+_CANCELLING = [name for name, rule in DEFAULT_RULES.items() if rule.cancels_key]
+
+_LATER_HANDLED = select(func.max(_E.c.id)).where(
+    _E.c.key == bindparam("key"),
+    _E.c.id > bindparam("id"),
+    _E.c.event_type.in_(_CANCELLING),
+    _E.c.status == OutboxStatus.processed.value,
+    _E.c.error.is_(None) | ~_E.c.error.like("superseded%"),
+)
+_EARLIER_PENDING = select(_E.c.id).where(
+    _E.c.key == bindparam("key"),
+    _E.c.id < bindparam("id"),
+    _E.c.status.in_((OutboxStatus.pending.value, OutboxStatus.published.value)),
+).limit(1)
+
+
+def _later_handled(session: Session, event: _Event) -> int | None:
     """A later same-key event that cancels the key and already took effect, if any.
 
     Only cancelling events supersede: a second enrolment in the same lesson
     does not make the first one wrong; a cancellation or a reschedule does.
     """
-    cancelling = [name for name, rule in DEFAULT_RULES.items() if rule.cancels_key]
-    return session.scalar(
-        select(func.max(OutboxEvent.id)).where(
-            OutboxEvent.key == event.key,
-            OutboxEvent.id > event.id,
-            OutboxEvent.event_type.in_(cancelling),
-            OutboxEvent.status == OutboxStatus.processed.value,
-            OutboxEvent.error.is_(None) | ~OutboxEvent.error.like("superseded%"),
-        )
-    )
+    return session.scalar(_LATER_HANDLED, {"key": event.key, "id": event.id})
 
 
-def _earlier_pending(session: Session, event: OutboxEvent) -> bool:
-    return (
-        session.scalar(
-            select(OutboxEvent.id).where(
-                OutboxEvent.key == event.key,
-                OutboxEvent.id < event.id,
-                OutboxEvent.status.in_((OutboxStatus.pending.value, OutboxStatus.published.value)),
-            ).limit(1)
-        )
-        is not None
-    )
+def _earlier_pending(session: Session, event: _Event) -> bool:
+    return session.scalar(_EARLIER_PENDING, {"key": event.key, "id": event.id}) is not None
 
 
-def _row(event: OutboxEvent, p: Planned, now: datetime, override: Override | None = None) -> dict[str, Any]:
+def _row(event: _Event, p: Planned, now: datetime, override: Override | None = None) -> dict[str, Any]:
     due_now = p.send_at is None or p.send_at <= now
     payload = event.data
     attached = override.attachments.get(p.step.split("@", 1)[0]) if override is not None else None

@@ -332,3 +332,73 @@ def test_a_cancel_in_the_same_batch_cancels_what_the_batch_planned_before_it(set
         by_event = dict(s.execute(select(Notification.event_id, func.count()).where(
             Notification.status == "pending", Notification.send_at > utcnow()).group_by(Notification.event_id)).all())
     assert scheduled not in by_event and by_event.get(other)  # the key's reminders went; the other lesson's stay
+
+
+def test_an_admins_change_of_an_override_or_a_chat_takes_effect_for_the_next_batch(setup_db, channels):
+    """Handling keeps the overrides and the chats' subscriptions between batches (on PostgreSQL) and
+    checks their version at each batch: any change is what the next event sees."""
+    from vestnik.shared.models import Chat, RuleOverride
+    from vestnik.workers import chats
+
+    def addresses() -> list[str | None]:
+        return sorted(address for _, _, address, _ in
+                      handle_event(setup_db, channels, emit_one(setup_db, recipients=[1])).created)
+
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        s.add(RuleOverride(event_type="lesson_cancelled", enabled=False, offsets={}, attachments={}))
+    assert addresses() == []
+    with setup_db() as s, s.begin():
+        s.get(RuleOverride, "lesson_cancelled").enabled = True  # the same rows, one changed
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        s.add(Chat(channel="telegram", address="-100777", title="Staff", kind="supergroup", can_post=True,
+                   subscriptions={"lesson_cancelled": "LESSON_CANCELLED"}))
+    assert addresses() == ["-100777", "1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        chats.mark_unreachable(s, "telegram", "-100777", "the bot was removed")  # a Core UPDATE
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        chat = s.scalars(select(Chat)).one()
+        chat.unreachable_reason, chat.subscriptions = None, {"lesson_reminder": "LESSON_REMINDER"}
+    assert addresses() == ["1001", "anna@example.com"]
+    with setup_db() as s, s.begin():
+        s.scalars(select(Chat)).one().subscriptions = {"lesson_cancelled": "LESSON_CANCELLED"}
+    assert addresses() == ["-100777", "1001", "anna@example.com"]
+
+
+def test_a_small_and_a_big_insert_write_the_same_rows(setup_db):
+    """add_pending sends a small batch as one JSON document and a big one as arrays (PostgreSQL): the
+    rows come out the same, to the microsecond and to SQL NULL, and a repeat inserts nothing."""
+    from sqlalchemy import text
+
+    event_id = emit_one(setup_db, recipients=[1])
+    at = utcnow().replace(microsecond=123456)
+    payload = {"lesson_title": "Шахматы «Юниор»", "n": 3, "price": 12.5, "tags": ["a", None], "ok": True}
+
+    def rows(prefix: str, size: int) -> list[dict]:
+        return [dict(recipient_id=1, channel="email", recipient_address="anna@example.com",
+                     event_type="lesson_cancelled", template_code="LESSON_CANCELLED",
+                     payload_json=payload if i % 2 else {}, category="service", locale="ru",
+                     send_at=at + timedelta(seconds=i), expires_at=None if i % 2 else at + timedelta(days=1),
+                     step=f"{prefix}-{i}", key="lesson:1" if i % 2 else None, event_id=event_id, initiator="crm",
+                     queued_at=None if i % 2 else at, attempts=0, delivery_uncertain=False, created_at=at,
+                     updated_at=at) for i in range(size)]
+
+    small, big = rows("small", 2), rows("big", notifications.SMALL_INSERT_ROWS + 1)
+    with setup_db() as s, s.begin():
+        for batch in (small, big):
+            added = notifications.add_pending(s, batch)
+            assert [(a.channel, a.address, a.send_at, a.event_id) for a in added] == [
+                ("email", "anna@example.com", r["send_at"], event_id) for r in batch]
+    with setup_db() as s:
+        stored = {n.step: n for n in s.scalars(select(Notification))}
+        nulls = {r[0]: tuple(r[1:]) for r in s.execute(text(
+            "SELECT step, queued_at IS NULL, expires_at IS NULL, key IS NULL FROM notifications"))}
+    for r in small + big:
+        assert {name: getattr(stored[r["step"]], name) for name in r} == r
+        assert stored[r["step"]].status == "pending"
+    for i in range(len(small)):
+        assert nulls[f"small-{i}"] == nulls[f"big-{i}"]
+    with setup_db() as s, s.begin():  # the same event, client, channel and step: skipped
+        assert notifications.add_pending(s, small) == [] and notifications.add_pending(s, big) == []

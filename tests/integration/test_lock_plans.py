@@ -46,7 +46,7 @@ CLIENTS = 200
 COVERED = {
     "outbox/queries.py:claim_unpublished": "relay claim",
     "shared/client_sync.py:upsert": "client upsert",
-    "workers/handling.py:handle_events": "handling",
+    "workers/handling.py:_READ_EVENTS_LOCKED": "handling",
     "workers/notifications.py:_CLAIM_IDS_PG": "claim by ids (inline delivery)",
     "workers/notifications.py:_CLAIM_DUE_PG": "claim due (a pump)",
     "workers/notifications.py:_one_of_picked": "release due (the scheduler)",  # and hand_over, below
