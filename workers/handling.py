@@ -89,10 +89,11 @@ _R = RuleOverride.__table__
 
 
 def load_override(session: Session, event_type: str) -> Override | None:
-    """An admin's override of one rule, as handling applies it (None: the default rule)."""
-    row = session.execute(select(_R.c.enabled, _R.c.offsets, _R.c.attachments)
-                          .where(_R.c.event_type == event_type)).first()
-    return None if row is None else _override(*row)
+    """An admin's override of one rule, as handling applies it (None: the default rule).  The admin's
+    pages read it through their session (and see what it holds); handling reads every override at
+    once and keeps them (:class:`SettingsCache`)."""
+    row = session.get(RuleOverride, event_type)
+    return None if row is None else _override(row.enabled, row.offsets, row.attachments)
 
 
 def _override(enabled: bool, offsets: dict[str, Any] | None, attachments: dict[str, Any] | None) -> Override:
