@@ -222,13 +222,6 @@ def subscriptions(session: Session) -> Subscribed:
     return out
 
 
-def subscribed(session: Session, event_types: set[str]) -> Subscribed:
-    """event type -> [(chat, template code)] for the reachable chats that take these events."""
-    if not event_types:
-        return {}
-    return {t: chats for t, chats in subscriptions(session).items() if t in event_types}
-
-
 def event_rows(event: Any, rule: Rule, chats: Sequence[tuple[Subscriber, str]], now: datetime
                ) -> list[dict[str, Any]]:
     """The posts an event makes in the chats that subscribed to its type: none when its rule is off,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import String, bindparam, func, literal_column, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from vestnik.shared import client_view
@@ -89,10 +89,11 @@ _R = RuleOverride.__table__
 
 
 def load_override(session: Session, event_type: str) -> Override | None:
-    """An admin's override of one rule, as handling applies it (None: the default rule)."""
-    row = session.execute(select(_R.c.enabled, _R.c.offsets, _R.c.attachments)
-                          .where(_R.c.event_type == event_type)).first()
-    return None if row is None else _override(*row)
+    """An admin's override of one rule, as handling applies it (None: the default rule).  The admin's
+    pages read it through their session (and see what it holds); handling reads every override at
+    once and keeps them (:class:`SettingsCache`)."""
+    row = session.get(RuleOverride, event_type)
+    return None if row is None else _override(row.enabled, row.offsets, row.attachments)
 
 
 def _override(enabled: bool, offsets: dict[str, Any] | None, attachments: dict[str, Any] | None) -> Override:
@@ -106,31 +107,33 @@ def _load_overrides(session: Session) -> dict[str, Override]:
 
 
 #: The identity and version of every override and chat row: any insert, update or delete (the admin's,
-#: a send that found a chat gone, a hand-written UPDATE) gives another value.  One short statement per
-#: batch, as delivery's template cache does (``workers/delivery.py``).
-_SETTINGS_VERSION = text(
-    "SELECT (SELECT count(*) || ':' || md5(coalesce(string_agg(event_type || ':' || xmin::text, ',' "
-    "ORDER BY event_type), '')) FROM rule_overrides), "
+#: a send that found a chat gone, a hand-written UPDATE) gives another value.  Two uncorrelated scalar
+#: subqueries (each runs once, an InitPlan), read with the batch's events (:data:`_READ_EVENTS_LOCKED`),
+#: as delivery's template cache reads its version with its claim (``workers/delivery.py``).
+_OVERRIDES_VERSION = literal_column(
+    "(SELECT count(*) || ':' || md5(coalesce(string_agg(event_type || ':' || xmin::text, ',' "
+    "ORDER BY event_type), '')) FROM rule_overrides)", String)
+_CHATS_VERSION = literal_column(
     "(SELECT count(*) || ':' || md5(coalesce(string_agg(id::text || ':' || xmin::text, ',' ORDER BY id), '')) "
-    "FROM chats)")
+    "FROM chats)", String)
 
 
 class SettingsCache:
     """The overrides and the chats' subscriptions a process read, kept while no such row changed.
 
     Read per batch they were two ORM queries, about a quarter of handling a one-recipient event.  Each
-    batch reads their version first (:data:`_SETTINGS_VERSION`, in the batch's own transaction) and
-    reads them again when it moved, so an admin's change is what the next batch applies.  Not on
-    SQLite (the embedded mode): every batch reads them."""
+    batch reads their version with its events (in the batch's own transaction) and reads them again
+    when it moved, so an admin's change is what the next batch applies.  Not on SQLite (the embedded
+    mode): every batch reads them."""
 
     def __init__(self) -> None:
         #: (version, overrides, subscriptions), swapped as one (a worker's threads share it)
         self._state: tuple[Any, dict[str, Override], chats.Subscribed] = (None, {}, {})
 
-    def current(self, session: Session) -> tuple[dict[str, Override], chats.Subscribed]:
-        if session.get_bind().dialect.name != "postgresql":
+    def current(self, session: Session, version: Any) -> tuple[dict[str, Override], chats.Subscribed]:
+        """What holds at ``version`` (None: unknown, read them now and keep nothing)."""
+        if version is None:
             return _load_overrides(session), chats.subscriptions(session)
-        version = tuple(session.execute(_SETTINGS_VERSION).one())
         state = self._state
         if state[0] != version:
             state = self._state = (version, _load_overrides(session), chats.subscriptions(session))
@@ -141,12 +144,12 @@ class SettingsCache:
 _SETTINGS: weakref.WeakKeyDictionary[Any, SettingsCache] = weakref.WeakKeyDictionary()
 
 
-def _settings(session: Session) -> tuple[dict[str, Override], chats.Subscribed]:
+def _settings(session: Session, version: Any) -> tuple[dict[str, Override], chats.Subscribed]:
     bind = session.get_bind()
     cache = _SETTINGS.get(bind)
     if cache is None:
         cache = _SETTINGS.setdefault(bind, SettingsCache())
-    return cache.current(session)
+    return cache.current(session, version)
 
 
 def handle_event(
@@ -187,13 +190,22 @@ _EVENT_COLUMNS = (_E.c.id, _E.c.event_type, _E.c.recipients, _E.c.data, _E.c.key
 
 #: Built once (building and keying a statement is a good part of a one-event batch's CPU).
 _READ_EVENTS = select(*_EVENT_COLUMNS).where(_E.c.id.in_(bindparam("ids", expanding=True))).order_by(_E.c.id)
-_READ_EVENTS_LOCKED = _READ_EVENTS.with_for_update()
+#: PostgreSQL: the events locked, with the version of the overrides and chats (:class:`SettingsCache`)
+_READ_EVENTS_LOCKED = (select(*_EVENT_COLUMNS, _OVERRIDES_VERSION, _CHATS_VERSION)
+                       .where(_E.c.id.in_(bindparam("ids", expanding=True))).order_by(_E.c.id)
+                       .with_for_update(of=_E))
 
 
-def _read_events(session: Session, event_ids: list[int]) -> dict[int, _Event]:
-    """The batch's events, locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer)."""
-    stmt = _READ_EVENTS_LOCKED if session.get_bind().dialect.name == "postgresql" else _READ_EVENTS
-    return {r[0]: _Event(*r) for r in session.execute(stmt, {"ids": event_ids})}
+def _read_events(session: Session, event_ids: list[int]) -> tuple[dict[int, _Event], Any]:
+    """The batch's events, locked (``FOR UPDATE`` on PostgreSQL; SQLite has one writer), and the
+    version of the overrides and chats (None on SQLite, or when no event was found)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return {r[0]: _Event(*r) for r in session.execute(_READ_EVENTS, {"ids": event_ids})}, None
+    events, version = {}, None
+    for r in session.execute(_READ_EVENTS_LOCKED, {"ids": event_ids}):
+        events[r[0]] = _Event(*r[:-2])
+        version = tuple(r[-2:])
+    return events, version
 
 
 def handle_events(
@@ -205,7 +217,7 @@ def handle_events(
     process's cache of the quiet-hours policies (the worker shares delivery's), else read here."""
     now = now or utcnow()
     with factory() as session, session.begin():
-        events = _read_events(session, list(event_ids))
+        events, version = _read_events(session, list(event_ids))
         # string ids (a UUID) of the whole batch in one query; integer ids need none (shared/client_ids.py)
         named = [e.recipients for e in events.values() if isinstance(e.recipients, list)]  # else: _handle fails it
         known = lookup(session, (r for recipients in named for r in recipients))
@@ -215,8 +227,8 @@ def handle_events(
         clients = client_view.load(session, wanted)
         quiet = policies.get(session) if policies is not None else quiet_hours.load_policies(session)
         # The overrides and the groups and channels that take some events (a staff alert): the process's
-        # copy, checked by one small query per batch.
-        overrides, posts_to = _settings(session)
+        # copy while their version holds; none needed when no event was found.
+        overrides, posts_to = _settings(session, version) if events else ({}, {})
         inserts, outcomes = _Inserts(), _Outcomes()
         results = []
         for event_id in sorted(set(event_ids)):

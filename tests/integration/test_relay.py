@@ -530,8 +530,10 @@ def test_a_backlog_is_not_held_only_the_trickle_after_it(sqlite_url):
     events = stub.queues["events"]
     try:
         with running(relay):
+            # Not held: a hold lasts up to hold_max_s (600 s) while the window is full, which it is from
+            # the first batch on (nothing is handled here).  Once the backlog is out the relay may hold
+            # at once, with nothing pending, so its holds are not counted here (that raced the test).
             wait_until(lambda: events.qsize() == 3, 10, message="the backlog published: 5 + 5 + 2")
-            assert relay.stats.holds == 0
             later = emit_events(engine, 1)
             wait_until(lambda: relay.stats.holds >= 1, 10, message="the relay holding")
             assert events.qsize() == 3
