@@ -30,7 +30,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Connection,
+    Integer,
     Select,
     String,
     and_,
@@ -415,7 +417,9 @@ def store_rendered(session: Db,
 
 
 #: open_attempts on PostgreSQL: one statement for a chunk (count the attempt, keep the text, write the
-#: attempt rows), the rows passed as one JSON parameter (:func:`_json_rows`).
+#: attempt rows), the rows passed as one JSON parameter (:func:`_json_rows`).  Its result columns are
+#: declared (as :data:`_RECORD_PG`'s): SQLAlchemy then keeps the result's description instead of building it
+#: from the cursor's on every call (about 30 us of CPU).
 _OPEN_PG = text("""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
@@ -431,7 +435,7 @@ WITH v AS (
 INSERT INTO delivery_attempts (notification_id, attempt_no, started_at)
 SELECT id, attempts, :now FROM n
 RETURNING notification_id, attempt_no
-""")
+""").columns(column("notification_id", BigInteger), column("attempt_no", Integer))
 
 
 def record_attachments(session: Session, carried: Sequence[tuple[int, dict[str, Any]]]) -> None:
@@ -599,7 +603,7 @@ UPDATE notifications n SET status = v.status, last_error = v.last_error, externa
     locked_until = NULL, updated_at = :now
 FROM v WHERE n.id = v.id AND n.status = 'processing'
 RETURNING n.id
-""")
+""").columns(column("id", BigInteger))
 
 
 def _settled_json(s: Settled) -> dict[str, Any]:
@@ -631,8 +635,8 @@ def record(session: Db, settled: Sequence[Settled], *, now: datetime) -> set[int
     if not settled:
         return set()
     if _postgres(session):
-        return {int(i) for i in session.scalars(_RECORD_PG, {
-            "rows": _json_rows(_settled_json(s) for s in settled), "now": now})}
+        return {int(r[0]) for r in session.execute(_RECORD_PG, {
+            "rows": _json_rows(_settled_json(s) for s in settled), "now": now}).all()}
     session.execute(
         # The open attempt: a 429 does not count, so the next attempt has the same number.
         update(_A).where(_A.c.notification_id == bindparam("b_id"), _A.c.attempt_no == bindparam("b_no"),
