@@ -20,8 +20,10 @@ Backends:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import BigInteger, Connection, any_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -30,18 +32,30 @@ from vestnik.shared.models import OutboxEvent, OutboxStatus, utcnow
 
 _T = OutboxEvent.__table__
 _PENDING = OutboxStatus.pending.value
+_PUBLISHED = OutboxStatus.published.value
 
 
 def _is_sqlite(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
-def _among(conn: Connection, ids: Sequence[int]):  # noqa: ANN202 - a SQL condition
-    """``id IN ids``; on PostgreSQL ``id = ANY(array)``: one bound parameter, where an expanding ``IN``
-    rewrites the statement's text at every execution (most of the relay's CPU at a trickle, issue 12)."""
-    if _is_sqlite(conn):
-        return _T.c.id.in_(list(ids))
-    return _T.c.id == any_(bindparam("ids", list(ids), type_=ARRAY(BigInteger)))
+@functools.cache
+def _statements(dialect: str) -> SimpleNamespace:
+    """The relay's statements, built once per dialect with bound parameters: a statement built on every
+    call (its expressions, its cache key) was half of the relay's CPU at a trickle of one event a round
+    (issue 12, py-spy ``--gil``).  ``ids`` is one array on PostgreSQL (``id = ANY``), where an expanding
+    ``IN`` rewrites the statement's text at every execution; SQLite expands it."""
+    ids = (_T.c.id.in_(bindparam("ids", expanding=True)) if dialect == "sqlite"
+           else _T.c.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    claim = select(_T.c.id, _T.c.key).where(_T.c.status == _PENDING).order_by(_T.c.id).limit(bindparam("limit"))
+    return SimpleNamespace(
+        claim=claim if dialect == "sqlite" else claim.with_for_update(skip_locked=True),
+        mark_published=update(_T).where(ids, _T.c.status == _PENDING).values(
+            status=_PUBLISHED, published_at=bindparam("now", type_=_T.c.published_at.type)),
+        still_published=select(_T.c.id).where(ids, _T.c.status == _PUBLISHED),
+        note_failure=update(_T).where(ids, _T.c.status == _PENDING).values(
+            publish_attempts=_T.c.publish_attempts + 1),
+    )
 
 
 def begin_claim(conn: Connection) -> None:
@@ -65,10 +79,7 @@ def claim_unpublished(conn: Connection, limit: int) -> list[tuple[int, str | Non
     batch stable and lets the per-key ordering in the worker see the older
     event first in the common case.
     """
-    stmt = select(_T.c.id, _T.c.key).where(_T.c.status == _PENDING).order_by(_T.c.id).limit(limit)
-    if not _is_sqlite(conn):
-        stmt = stmt.with_for_update(skip_locked=True)
-    return [(int(row.id), row.key) for row in conn.execute(stmt)]
+    return [(int(row.id), row.key) for row in conn.execute(_statements(conn.dialect.name).claim, {"limit": limit})]
 
 
 def mark_published(conn: Connection, ids: Sequence[int]) -> int:
@@ -80,20 +91,14 @@ def mark_published(conn: Connection, ids: Sequence[int]) -> int:
     """
     if not ids:
         return 0
-    stmt = (
-        update(_T)
-        .where(_among(conn, ids), _T.c.status == _PENDING)
-        .values(status=OutboxStatus.published.value, published_at=utcnow())
-    )
-    return conn.execute(stmt).rowcount
+    return conn.execute(_statements(conn.dialect.name).mark_published, {"ids": list(ids), "now": utcnow()}).rowcount
 
 
 def still_published(conn: Connection, ids: Sequence[int]) -> list[int]:
     """Those of ``ids`` still ``published``: handed to the broker, not yet handled by a worker."""
     if not ids:
         return []
-    stmt = select(_T.c.id).where(_among(conn, ids), _T.c.status == OutboxStatus.published.value)
-    return [int(row[0]) for row in conn.execute(stmt)]
+    return [int(row[0]) for row in conn.execute(_statements(conn.dialect.name).still_published, {"ids": list(ids)})]
 
 
 def note_publish_failure(conn: Connection, ids: Sequence[int]) -> int:
@@ -105,12 +110,7 @@ def note_publish_failure(conn: Connection, ids: Sequence[int]) -> int:
     """
     if not ids:
         return 0
-    stmt = (
-        update(_T)
-        .where(_among(conn, ids), _T.c.status == _PENDING)
-        .values(publish_attempts=_T.c.publish_attempts + 1)
-    )
-    return conn.execute(stmt).rowcount
+    return conn.execute(_statements(conn.dialect.name).note_failure, {"ids": list(ids)}).rowcount
 
 
 def backlog(conn: Connection) -> tuple[int, datetime | None]:

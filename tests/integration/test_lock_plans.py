@@ -44,7 +44,7 @@ CLIENTS = 200
 
 #: every top-level definition that takes row locks -> the step of the scenario below that runs it
 COVERED = {
-    "outbox/queries.py:claim_unpublished": "relay claim",
+    "outbox/queries.py:_statements": "relay claim",
     "shared/client_sync.py:upsert": "client upsert",
     "workers/handling.py:_READ_EVENTS_LOCKED": "handling",
     "workers/notifications.py:_CLAIM_IDS_PG": "claim by ids (inline delivery)",
