@@ -45,6 +45,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime) -> datetime:
+    """``value`` itself; ValueError when it has no time zone (Vestnik stores aware UTC datetimes)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+    return value
+
+
+def aware_iso(value: datetime | None) -> str | None:
+    """ISO 8601 with its offset (exact to the microsecond), as a JSON parameter carries a datetime."""
+    return None if value is None else aware(value).isoformat()
+
+
 class UTCDateTime(TypeDecorator):
     """Timezone-aware datetimes on both backends (SQLite stores naive UTC)."""
 
@@ -54,8 +66,7 @@ class UTCDateTime(TypeDecorator):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+        aware(value)
         if dialect.name == "sqlite":
             return value.astimezone(UTC).replace(tzinfo=None)
         return value

@@ -27,7 +27,6 @@ returns normally, so the queue moves on.
 
 from __future__ import annotations
 
-import json
 import logging
 import weakref
 from dataclasses import dataclass, field
@@ -41,12 +40,14 @@ from vestnik.shared import client_view
 from vestnik.shared.attachment_refs import ATTACHMENT_KEY
 from vestnik.shared.client_ids import client_keys, lookup
 from vestnik.shared.client_view import ClientView
+from vestnik.shared.db import json_rows, rows_version_sql
 from vestnik.shared.errors import EventValidationError, VestnikError
 from vestnik.shared.events import canonical_event_type, validate_event
 from vestnik.shared.models import (
     OutboxEvent,
     OutboxStatus,
     RuleOverride,
+    aware_iso,
     utcnow,
 )
 from vestnik.workers import broadcasts, chats, notifications, quiet_hours
@@ -110,12 +111,8 @@ def _load_overrides(session: Session) -> dict[str, Override]:
 #: a send that found a chat gone, a hand-written UPDATE) gives another value.  Two uncorrelated scalar
 #: subqueries (each runs once, an InitPlan), read with the batch's events (:data:`_READ_EVENTS_LOCKED`),
 #: as delivery's template cache reads its version with its claim (``workers/delivery.py``).
-_OVERRIDES_VERSION = literal_column(
-    "(SELECT count(*) || ':' || md5(coalesce(string_agg(event_type || ':' || xmin::text, ',' "
-    "ORDER BY event_type), '')) FROM rule_overrides)", String)
-_CHATS_VERSION = literal_column(
-    "(SELECT count(*) || ':' || md5(coalesce(string_agg(id::text || ':' || xmin::text, ',' ORDER BY id), '')) "
-    "FROM chats)", String)
+_OVERRIDES_VERSION = literal_column(f"({rows_version_sql('rule_overrides', 'event_type')})", String)
+_CHATS_VERSION = literal_column(f"({rows_version_sql('chats', 'id')})", String)
 
 
 class SettingsCache:
@@ -346,12 +343,6 @@ _WRITE_OUTCOME_UNKNOWN = update(_E).where(_E.c.id == bindparam("o_id")).values(
     **_OUTCOME_VALUES, unknown_clients=bindparam("o_unknown", type_=_E.c.unknown_clients.type))
 
 
-def _iso(at: datetime | None) -> str | None:
-    if at is not None and at.tzinfo is None:  # as the column type refuses one (shared/models.py)
-        raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
-    return None if at is None else at.isoformat()
-
-
 class _Outcomes:
     """A batch's event outcomes (status, processed_at, error, unknown clients, a canonicalised type),
     written in one statement (the ORM wrote one UPDATE per event, and flushed before every query);
@@ -368,10 +359,9 @@ class _Outcomes:
             return
         events, self.events = list(self.events.values()), {}
         if session.get_bind().dialect.name == "postgresql":
-            session.execute(_WRITE_OUTCOMES, {"outcomes": json.dumps([
+            session.execute(_WRITE_OUTCOMES, {"outcomes": json_rows(
                 {"id": e.id, "status": e.status, "error": e.error, "event_type": e.event_type,
-                 "processed_at": _iso(e.processed_at),
-                 "unknown": e.unknown_clients} for e in events])})
+                 "processed_at": aware_iso(e.processed_at), "unknown": e.unknown_clients} for e in events)})
             return
         for stmt, some in ((_WRITE_OUTCOME, [e for e in events if e.unknown_clients is None]),
                            (_WRITE_OUTCOME_UNKNOWN, [e for e in events if e.unknown_clients is not None])):

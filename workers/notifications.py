@@ -52,12 +52,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from vestnik.shared.db import json_rows, rows_version_sql
 from vestnik.shared.models import (
     ClientAddress,
     DeliveryAttempt,
     Notification,
     NotificationStatus,
     UTCDateTime,
+    aware,
+    aware_iso,
     utcnow,
 )
 
@@ -82,13 +85,6 @@ Db = Session | Connection
 def _postgres(session: Db) -> bool:
     bind = session if isinstance(session, Connection) else session.get_bind()
     return bind.dialect.name == "postgresql"
-
-
-def _json_rows(rows: Iterable[dict[str, Any]]) -> str:
-    """Rows as one JSON parameter (``jsonb_to_recordset``): psycopg dumps a Python list as a PostgreSQL
-    array element by element, about 10-15 us of CPU per array parameter however short; a statement
-    with a dozen arrays cost more to dump than to run."""
-    return json.dumps(list(rows), ensure_ascii=False, separators=(",", ":"))
 
 
 def _one_of_picked(session: Session, pick: Select) -> Any:
@@ -165,8 +161,8 @@ def _column_values(name: str, rows: Sequence[dict[str, Any]]) -> list[Any]:
         return out
     if isinstance(column.type, UTCDateTime):
         for v in values:
-            if v is not None and v.tzinfo is None:
-                raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
+            if v is not None:
+                aware(v)
     return values
 
 
@@ -219,13 +215,9 @@ def _rows_json(rows: Sequence[dict[str, Any]], defaults: dict[str, Any], datetim
     for row in rows:
         r = {**defaults, **row}
         for name in datetimes:
-            v = r[name]
-            if v is not None:
-                if v.tzinfo is None:
-                    raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
-                r[name] = v.isoformat()
+            r[name] = aware_iso(r[name])
         out.append(r)
-    return _json_rows(out)
+    return json_rows(out)
 
 
 @functools.lru_cache(maxsize=32)
@@ -350,8 +342,7 @@ def claim(session: Db, ids: Iterable[int], *, now: datetime, lease_s: float) -> 
 #: them with come from one snapshot, taken before any template is looked up.  In the table's physical order,
 #: not sorted (53 us of PostgreSQL's CPU against 75 with 147 templates): only a write or a rewrite (VACUUM
 #: FULL) moves a row, and a rewrite's new order only makes the workers find their templates once more.
-TEMPLATES_VERSION = ("SELECT count(*) || ':' || md5(coalesce(string_agg(id::text || ':' || xmin::text, ','), ''))"
-                     " AS version FROM notification_templates")
+TEMPLATES_VERSION = rows_version_sql("notification_templates", "id", ordered=False)
 
 _CLAIMED_RETURNING = ", ".join([*(f"notifications.{c.name}" for c in _CLAIMED_COLUMNS), "templates.version"])
 
@@ -409,9 +400,9 @@ def store_rendered(session: Db,
 
 
 #: open_attempts on PostgreSQL: one statement for a chunk (count the attempt, keep the text, write the
-#: attempt rows), the rows passed as one JSON parameter (:func:`_json_rows`).  Its result columns are
-#: declared (as :data:`_RECORD_PG`'s): SQLAlchemy then keeps the result's description instead of building it
-#: from the cursor's on every call (about 30 us of CPU).
+#: attempt rows), the rows passed as one JSON parameter (:func:`~vestnik.shared.db.json_rows`).  Its result
+#: columns are declared (as :data:`_RECORD_PG`'s): SQLAlchemy then keeps the result's description instead of
+#: building it from the cursor's on every call (about 30 us of CPU).
 _OPEN_PG = text("""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
@@ -459,7 +450,7 @@ def open_attempts(session: Db, ids: Sequence[int], *, now: datetime,
             t = rendered.get(i)
             rows.append({"id": i, "subject": t[0], "body": t[1], "locale": t[2], "keep": True} if t is not None
                         else {"id": i, "keep": False})
-        numbered = session.execute(_OPEN_PG, {"rows": _json_rows(rows), "now": now}).all()
+        numbered = session.execute(_OPEN_PG, {"rows": json_rows(rows), "now": now}).all()
         return sorted((int(i), int(n)) for i, n in numbered)
     store_rendered(session, [(i, *rendered[i]) for i in ids if i in rendered])
     numbered = session.execute(
@@ -572,8 +563,8 @@ class Settled:
 
 
 #: record on PostgreSQL: one statement for a chunk (close the attempts, move the rows still ours),
-#: the outcomes passed as one JSON parameter (:func:`_json_rows`).  The attempt is closed whoever owns the
-#: row now (as below).
+#: the outcomes passed as one JSON parameter (:func:`~vestnik.shared.db.json_rows`).  The attempt is closed
+#: whoever owns the row now (as below).
 _RECORD_PG = text("""
 WITH v AS (
     SELECT id, no, outcome, error, external, status, last_error, send_at, coalesce(uncertain, false) AS uncertain,
@@ -609,9 +600,7 @@ def _settled_json(s: Settled) -> dict[str, Any]:
     if s.last_error is not None:
         row["last_error"] = s.last_error
     if s.send_at is not None:
-        if s.send_at.tzinfo is None:
-            raise ValueError("naive datetime given; Vestnik stores aware UTC datetimes")
-        row["send_at"] = s.send_at.isoformat()
+        row["send_at"] = aware_iso(s.send_at)
     if s.uncertain:
         row["uncertain"] = True
     if not s.counts:
@@ -628,7 +617,7 @@ def record(session: Db, settled: Sequence[Settled], *, now: datetime) -> set[int
         return set()
     if _postgres(session):
         return {int(r[0]) for r in session.execute(_RECORD_PG, {
-            "rows": _json_rows(_settled_json(s) for s in settled), "now": now}).all()}
+            "rows": json_rows(_settled_json(s) for s in settled), "now": now}).all()}
     session.execute(
         # The open attempt: a 429 does not count, so the next attempt has the same number.
         update(_A).where(_A.c.notification_id == bindparam("b_id"), _A.c.attempt_no == bindparam("b_no"),
