@@ -14,7 +14,6 @@ import io
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -25,6 +24,7 @@ from sqlalchemy.engine import make_url
 from werkzeug.security import generate_password_hash
 
 import vestnik_client
+from tests.processes import wait_until
 from vestnik.outbox import emit
 from vestnik.shared import api_keys, client_ids, client_sync, client_view
 from vestnik.shared.clients_import import import_clients
@@ -423,6 +423,15 @@ def test_a_broadcast_reaches_string_ids_from_an_event_and_from_an_admins_upload(
     assert f"(#{UUID})" in details and f"#{key}" not in details  # the preview's client picker
 
 
+def _until_a_transaction_waits_on_a_lock(url) -> None:  # noqa: ANN001 - a SQLAlchemy URL
+    """Until some transaction of the test's database waits on a row lock (the second upsert, on the first's)."""
+    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+                         autocommit=True) as watch:
+        wait_until(lambda: watch.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                         "AND wait_event_type = 'Lock'").fetchone()[0], 30,
+                   message="the second upsert never waited for the first")
+
+
 def test_two_transactions_creating_the_same_string_id_make_one_client(pg_url, crm_conn):
     """The second upsert waits for the first's unique crm_id, then merges into its row."""
     url = make_url(pg_url)
@@ -433,14 +442,7 @@ def test_two_transactions_creating_the_same_string_id_make_one_client(pg_url, cr
         worker = threading.Thread(target=lambda: outcome.update(
             vestnik_client.upsert_clients(other, [{"id": UUID, "email": "second@example.com"}])))
         worker.start()
-        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
-                             autocommit=True) as watch:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not watch.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'").fetchone()[0]:
-                pass  # until the other transaction waits on this one's crm_id
-            assert time.monotonic() < deadline, "the second upsert never waited for the first"
+        _until_a_transaction_waits_on_a_lock(url)  # the other one, on this one's crm_id
         crm_conn.commit()
         worker.join(60)
         other.commit()
@@ -466,15 +468,7 @@ def test_two_api_style_upserts_of_a_new_string_id_at_once_make_one_client(pg_url
 
     worker = threading.Thread(target=second)
     worker.start()
-    url = make_url(pg_url)
-    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
-                         autocommit=True) as watch:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not watch.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'").fetchone()[0]:
-            pass  # until the second waits on the first's uncommitted crm_id
-        assert time.monotonic() < deadline, "the second upsert never waited for the first"
+    _until_a_transaction_waits_on_a_lock(make_url(pg_url))  # the second, on the first's uncommitted crm_id
     first.commit()
     first.close()
     worker.join(60)
